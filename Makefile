@@ -1,0 +1,33 @@
+# The two promises: `make demo` and `make test`, on a fresh Debian/Ubuntu machine or a Jetson.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SYSTEM_PYTHON ?= /usr/bin/python3
+
+.PHONY: demo test lint check deps clean
+
+# --system-site-packages: the system OpenCV (with GStreamer) and, on a Jetson, TensorRT's
+# Python bindings are system packages; the venv must see them, not replace them.
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import cv2" 2>/dev/null || $(PY) -m pip install -q -e ".[opencv]"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+deps: $(VENV)/.installed
+
+demo: deps
+	$(PY) -m edgeswin demo -c configs/demo --assets build/demo
+
+check: deps
+	$(PY) -m edgeswin check -c configs/demo
+
+lint: deps
+	$(VENV)/bin/ruff check edgeswin tests models
+
+test: deps
+	$(VENV)/bin/ruff check edgeswin tests models
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf build $(VENV) *.egg-info

@@ -1,0 +1,175 @@
+"""Stage 1: capture. One thread per camera reads frames with OpenCV and keeps only the newest.
+
+Hands on `Frame`s through `Capture.latest()`; no queue, so a slow engine never makes the
+stream drift behind. Reconnects with capped exponential backoff after a failed open, a read
+error or a stall; reports availability changes through a callback. Files can be paced at
+their own frame rate (like a live camera) and looped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import cv2
+
+from .config import CameraConfig, SourceSpec
+from .records import Frame
+
+log = logging.getLogger(__name__)
+
+# (camera, "online" | "offline" | "ended", reason)
+AvailabilityCallback = Callable[[str, str, str], None]
+
+
+def has_gstreamer() -> bool:
+    info = cv2.getBuildInformation()
+    return any("GStreamer" in line and "YES" in line for line in info.splitlines())
+
+
+def open_capture(source: SourceSpec, cfg: CameraConfig) -> cv2.VideoCapture:
+    """Open a source with the backend that fits it; the caller checks isOpened()."""
+    timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(cfg.open_timeout_s * 1000),
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(cfg.read_timeout_s * 1000)]
+    if source.kind == "stream":
+        # Timeouts only take effect when passed at open (cap.set afterwards is ignored).
+        return cv2.VideoCapture(str(source.target), cv2.CAP_FFMPEG, timeouts)
+    if source.kind == "gstreamer":
+        return cv2.VideoCapture(str(source.target), cv2.CAP_GSTREAMER)
+    if source.kind == "v4l2":
+        return cv2.VideoCapture(source.target, cv2.CAP_V4L2)
+    return cv2.VideoCapture(str(source.target), cv2.CAP_FFMPEG)
+
+
+class Capture:
+    """A camera's capture thread and its newest frame."""
+
+    def __init__(self, cfg: CameraConfig, source: SourceSpec, on_frame: Callable[[], None],
+                 on_availability: AvailabilityCallback):
+        self.cfg = cfg
+        self.name = cfg.name
+        self.source = source
+        self._on_frame = on_frame
+        self._on_availability = on_availability
+        self._lock = threading.Lock()
+        self._latest: Frame | None = None
+        self._seq = 0
+        self._stop = threading.Event()
+        self._reconnect = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"capture-{self.name}",
+                                        daemon=True)
+        self.state = "connecting"  # connecting | online | offline | ended
+        self.frames_read = 0
+        self.reconnects = 0
+        self.failures = 0
+        self.last_frame_mono = time.monotonic()
+
+    # --- the pipeline's side ------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def latest(self) -> Frame | None:
+        with self._lock:
+            return self._latest
+
+    @property
+    def ended(self) -> bool:
+        return self.state == "ended"
+
+    def check_stall(self, now: float) -> None:
+        """Called by the pipeline: no frame for stall_s -> offline, and reconnect when we can."""
+        if self.state == "online" and now - self.last_frame_mono > self.cfg.stall_s:
+            self._set_state("offline", f"stalled: no frame for {self.cfg.stall_s:g}s")
+            self._reconnect.set()
+
+    # --- the thread ---------------------------------------------------------------------
+    def _set_state(self, state: str, reason: str) -> None:
+        if state == self.state:
+            return
+        self.state = state
+        self._on_availability(self.name, state, reason)
+
+    def _backoff(self) -> None:
+        self.failures += 1
+        delay = min(self.cfg.reconnect.initial_s * 2 ** (self.failures - 1),
+                    self.cfg.reconnect.max_s)
+        log.info("camera %s: retrying in %.1fs (attempt %d)", self.name, delay, self.failures)
+        self._stop.wait(delay)
+
+    def _run(self) -> None:
+        if self.source.kind == "gstreamer" and not has_gstreamer():
+            log.error("camera %s: this OpenCV build has no GStreamer support; use the system "
+                      "OpenCV (python3-opencv / JetPack) rather than the opencv-python wheel",
+                      self.name)
+            self._set_state("ended", "no GStreamer in OpenCV")
+            return
+        while not self._stop.is_set():
+            cap = open_capture(self.source, self.cfg)
+            if not cap.isOpened():
+                cap.release()
+                log.warning("camera %s: cannot open %s", self.name, self.source.describe())
+                self._set_state("offline", "open failed")
+                self._backoff()
+                continue
+            reason = self._read_loop(cap)
+            cap.release()
+            if reason == "ended" or self._stop.is_set():
+                break
+            self.reconnects += 1
+            log.warning("camera %s: %s; reconnecting", self.name, reason)
+            self._set_state("offline", reason)
+            self._backoff()
+        if self.state != "ended":
+            self._set_state("offline", "stopped")
+
+    def _read_loop(self, cap: cv2.VideoCapture) -> str:
+        """Read until stop, end of file or failure; return why it stopped."""
+        is_file = self.source.kind == "file"
+        period = 0.0
+        if is_file and self.cfg.realtime:
+            fps = cap.get(cv2.CAP_PROP_FPS)
+            period = 1.0 / fps if fps and 0 < fps < 1000 else 1 / 25
+        index = 0
+        next_due = time.monotonic()
+        self._reconnect.clear()
+        while not self._stop.is_set():
+            ok, image = cap.read()
+            if self._reconnect.is_set():
+                return "stalled"
+            if not ok or image is None:
+                if not is_file:
+                    return "read failed"
+                if index == 0:
+                    return "file has no readable frames"
+                if not self.cfg.loop:
+                    self._set_state("ended", "end of file")
+                    return "ended"
+                cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                index = 0
+                continue
+            now = time.monotonic()
+            with self._lock:
+                self._seq += 1
+                self._latest = Frame(self.name, image, self._seq, index, time.time(), now)
+            index += 1
+            self.frames_read += 1
+            self.last_frame_mono = now
+            self.failures = 0
+            self._set_state("online", "frames arriving")
+            self._on_frame()
+            if period:
+                next_due += period
+                delay = next_due - time.monotonic()
+                if delay > 0:
+                    self._stop.wait(delay)
+                else:
+                    next_due = time.monotonic()  # fell behind: do not try to catch up
+        return "stopped"

@@ -1,0 +1,79 @@
+"""Command line: `edgeswin run | check | demo` (also `python -m edgeswin`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import load_config
+from .errors import ConfigError, EdgeswinError
+
+log = logging.getLogger("edgeswin")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    rungs = ", ".join(e.name for e in config.device.engines)
+    print(f"{args.config}: OK: device {config.device.device_id}, "
+          f"{len(config.cameras)} camera(s), engine ladder: {rungs}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import Daemon
+    return Daemon(load_config(args.config)).run()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    return run_demo(Path(args.config), Path(args.assets), args.seconds)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeswin", description="Camera classification "
+                                     "daemon: OpenCV capture -> Swin engine -> MQTT.")
+    parser.add_argument("--version", action="version", version=f"edgeswin {__version__}")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("-c", "--config", default="/etc/edgeswin", type=Path,
+                     help="config directory: edgeswin.yaml + cameras/*.yaml")
+    run.set_defaults(func=cmd_run)
+    check = sub.add_parser("check", help="validate a config directory; exit 1 on any error")
+    check.add_argument("-c", "--config", default="/etc/edgeswin", type=Path)
+    check.set_defaults(func=cmd_check)
+    demo = sub.add_parser("demo", help="run the daemon on the bundled demo assets")
+    demo.add_argument("-c", "--config", default="configs/demo", type=Path)
+    demo.add_argument("--assets", default="build/demo", type=Path,
+                      help="where demo videos are generated if missing")
+    demo.add_argument("--seconds", type=float, default=30.0, help="length of generated videos")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"{len(exc.issues)} config error(s):\n{exc}", file=sys.stderr)
+        return 1
+    except EdgeswinError as exc:
+        print(f"edgeswin: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

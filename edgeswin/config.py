@@ -1,0 +1,284 @@
+"""Configuration: `edgeswin.yaml` (device-wide) plus `cameras/*.yaml` (one file per camera).
+
+Hands on a validated `Config`. Every key is checked by strict pydantic models; every problem
+in every file is collected and raised at once as a `ConfigError` whose lines read
+`file:line: key.path: message`. Relative paths are resolved against the file they appear in.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from .errors import ConfigError, ConfigIssue
+
+DEVICE_FILE = "edgeswin.yaml"
+CAMERA_DIR = "cameras"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class MqttConfig(_Strict):
+    host: str = Field("127.0.0.1", description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker TCP port.")
+    topic_root: str | None = Field(None, description="Topic prefix; default edgeswin/<device_id>.")
+    client_id: str | None = Field(None, description="MQTT client id; default edgeswin-<device_id>.")
+    qos: int = Field(1, ge=0, le=2, description="QoS of classifications and state messages.")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive interval.")
+    username: str | None = Field(None, description="Broker user name.")
+    password_file: str | None = Field(None, description="File holding the broker password.")
+    password_env: str | None = Field(None, description="Environment variable with the password.")
+
+
+class EngineRung(_Strict):
+    name: str = Field(description="Short name of this rung, shown in messages and logs.")
+    model: str = Field(description="Model file (.onnx, .engine, .plan), relative to this file.")
+    backend: Literal["auto", "onnxruntime", "tensorrt"] = Field(
+        "auto", description="auto picks by file type: .onnx -> onnxruntime, .engine -> tensorrt.")
+    threads: int = Field(0, ge=0, le=64, description="CPU threads for ONNX Runtime; 0 = its default.")
+
+    @field_validator("model")
+    @classmethod
+    def _model_exists(cls, value: str, info: ValidationInfo) -> str:
+        path = _resolve(value, info)
+        if not path.is_file():
+            raise ValueError(f"model file does not exist: {path}")
+        return str(path)
+
+
+class DeviceConfig(_Strict):
+    device_id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Unique name of this device.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection.")
+    engines: list[EngineRung] = Field(min_length=1, description="Engine ladder, primary first.")
+    state_dir: str = Field("/var/lib/edgeswin", description="Engine cache, timing cache, outbox.")
+    stats_interval_s: float = Field(30.0, gt=0, description="How often <root>/stats is published.")
+
+    @property
+    def topic_root(self) -> str:
+        return self.mqtt.topic_root or f"edgeswin/{self.device_id}"
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where frames come from: kind is file | stream | v4l2 | gstreamer."""
+
+    kind: str
+    target: str | int  # path, URL, device index or path, or a GStreamer pipeline
+
+    def describe(self) -> str:
+        return f"{self.kind}:{self.target}"
+
+
+def parse_source(text: str, base: Path) -> SourceSpec:
+    """Turn a `source:` value into a SourceSpec, or raise ValueError saying what is accepted."""
+    text = text.strip()
+    if text.startswith("gst:"):
+        pipeline = text[4:].strip()
+        if "appsink" not in pipeline:
+            raise ValueError("a gst: pipeline must end in an appsink")
+        return SourceSpec("gstreamer", pipeline)
+    if re.fullmatch(r"\d+", text):
+        return SourceSpec("v4l2", int(text))
+    parts = urlsplit(text)
+    if parts.scheme in ("rtsp", "rtsps", "http", "https", "rtmp", "udp", "tcp"):
+        if not parts.hostname:
+            raise ValueError(f"stream URL has no host: {text!r}")
+        return SourceSpec("stream", text)
+    if parts.scheme == "v4l2" or text.startswith("/dev/video"):
+        device = parts.path if parts.scheme else text
+        if not re.fullmatch(r"/dev/video\d+", device):
+            raise ValueError(f"not a V4L2 device path: {device!r} (expected /dev/videoN)")
+        return SourceSpec("v4l2", device)
+    if parts.scheme in ("file", ""):
+        path = Path(parts.path if parts.scheme else text)
+        path = path if path.is_absolute() else base / path
+        if not path.is_file():
+            raise ValueError(f"video file does not exist: {path}")
+        return SourceSpec("file", str(path))
+    raise ValueError(f"cannot parse source {text!r}: use a file path, file://, rtsp://, "
+                     "http(s)://, v4l2:///dev/videoN, a device index, or gst: <pipeline>")
+
+
+class Smoothing(_Strict):
+    window: int = Field(1, ge=1, le=100, description="Average scores over this many inferences.")
+
+
+class PublishPolicy(_Strict):
+    mode: Literal["every", "change", "interval"] = Field(
+        "every", description="every inference, on label change, or at most every interval_s.")
+    interval_s: float = Field(1.0, gt=0, description="Minimum gap for mode 'interval'.")
+
+
+class Reconnect(_Strict):
+    initial_s: float = Field(1.0, gt=0, description="First wait after a failure.")
+    max_s: float = Field(30.0, gt=0, description="Cap of the doubling wait.")
+
+
+class CameraConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="Camera name; default: file name.")
+    source: str = Field(description="file path, rtsp://, http://, v4l2:///dev/videoN, gst: ...")
+    enabled: bool = Field(True, description="Set false to keep the file but not run the camera.")
+    fps: float = Field(5.0, ge=0, description="Inferences per second; 0 = every new frame.")
+    loop: bool = Field(False, description="Files only: start again at the end.")
+    realtime: bool = Field(True, description="Files only: deliver frames at the file's own rate.")
+    stall_s: float = Field(10.0, gt=0, description="No frame for this long counts as a stall.")
+    open_timeout_s: float = Field(5.0, gt=0, description="Stream open timeout (FFmpeg/GStreamer).")
+    read_timeout_s: float = Field(5.0, gt=0, description="Stream read timeout (FFmpeg/GStreamer).")
+    reconnect: Reconnect = Field(default_factory=Reconnect, description="Backoff after failures.")
+    topk: int = Field(3, ge=1, le=20, description="How many classes each message lists.")
+    threshold: float = Field(0.0, ge=0, le=1, description="Below this score the label is 'unknown'.")
+    smoothing: Smoothing = Field(default_factory=Smoothing, description="Temporal smoothing.")
+    publish: PublishPolicy = Field(default_factory=PublishPolicy, description="When to publish.")
+
+    @field_validator("source")
+    @classmethod
+    def _source_parses(cls, value: str, info: ValidationInfo) -> str:
+        parse_source(value, Path(info.context["base"]) if info.context else Path.cwd())
+        return value
+
+    def source_spec(self, base: Path) -> SourceSpec:
+        return parse_source(self.source, base)
+
+
+@dataclass(frozen=True)
+class CameraEntry:
+    config: CameraConfig
+    file: Path
+    source: SourceSpec
+
+
+@dataclass(frozen=True)
+class Config:
+    device: DeviceConfig
+    cameras: list[CameraEntry]
+    directory: Path
+
+
+def _resolve(value: str, info: ValidationInfo) -> Path:
+    path = Path(os.path.expanduser(value))
+    if not path.is_absolute() and info.context:
+        path = Path(info.context["base"]) / path
+    return path.resolve()
+
+
+# --- YAML with line numbers -------------------------------------------------------------
+
+def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
+    """Map each key path to the 1-based line where its value (or key) starts."""
+    out = {} if out is None else out
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            sub = path + (key.value,)
+            out[sub] = key.start_mark.line + 1
+            _line_map(value, sub, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_map(item, path + (i,), out)
+    return out
+
+
+def _duplicate_keys(node: yaml.Node, path: tuple = ()) -> list[tuple[tuple, int]]:
+    found: list[tuple[tuple, int]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if key.value in seen:
+                found.append((path + (key.value,), key.start_mark.line + 1))
+            seen.add(key.value)
+            found += _duplicate_keys(value, path + (key.value,))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found += _duplicate_keys(item, path + (i,))
+    return found
+
+
+def _read_yaml(path: Path, issues: list[ConfigIssue]) -> tuple[Any, dict[tuple, int]] | None:
+    try:
+        text = path.read_text()
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except OSError as exc:
+        issues.append(ConfigIssue(str(path), 1, "", f"cannot read: {exc.strerror}"))
+        return None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        problem = getattr(exc, "problem", None) or str(exc)
+        issues.append(ConfigIssue(str(path), line, "", f"malformed YAML: {problem}"))
+        return None
+    if node is None:
+        return {}, {(): 1}
+    for key_path, line in _duplicate_keys(node):
+        issues.append(ConfigIssue(str(path), line, ".".join(map(str, key_path)), "duplicate key"))
+    return data, _line_map(node)
+
+
+def _validate(model: type[BaseModel], data: Any, path: Path, lines: dict[tuple, int],
+              issues: list[ConfigIssue]) -> BaseModel | None:
+    if not isinstance(data, dict):
+        issues.append(ConfigIssue(str(path), 1, "", "expected a mapping of keys to values"))
+        return None
+    try:
+        return model.model_validate(data, context={"base": str(path.parent)})
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            probe = loc
+            while probe not in lines and probe:
+                probe = probe[:-1]
+            message = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                message = "unknown key"
+            elif err["type"] == "missing":
+                message = "required key is missing"
+            issues.append(ConfigIssue(str(path), lines.get(probe, 1),
+                                      ".".join(map(str, loc)), message))
+        return None
+
+
+def load_config(directory: str | Path) -> Config:
+    """Load and validate a config directory; raise ConfigError listing every problem."""
+    directory = Path(directory)
+    issues: list[ConfigIssue] = []
+    device_path = directory / DEVICE_FILE
+    device = None
+    parsed = _read_yaml(device_path, issues)
+    if parsed is not None:
+        device = _validate(DeviceConfig, parsed[0], device_path, *parsed[1:], issues)
+
+    cameras: list[CameraEntry] = []
+    names: dict[str, Path] = {}
+    camera_files = sorted((directory / CAMERA_DIR).glob("*.yaml"))
+    if not camera_files:
+        issues.append(ConfigIssue(str(directory / CAMERA_DIR), 1, "",
+                                  "no camera files (*.yaml) found"))
+    for path in camera_files:
+        parsed = _read_yaml(path, issues)
+        if parsed is None:
+            continue
+        data, lines = parsed
+        if isinstance(data, dict):
+            data = {"name": path.stem, **data}
+        camera = _validate(CameraConfig, data, path, lines, issues)
+        if camera is None:
+            continue
+        if camera.name in names:
+            issues.append(ConfigIssue(str(path), lines.get(("name",), 1), "name",
+                                      f"camera name {camera.name!r} is also used by "
+                                      f"{names[camera.name]}"))
+            continue
+        names[camera.name] = path
+        cameras.append(CameraEntry(camera, path, camera.source_spec(path.parent)))
+    if issues or device is None:
+        raise ConfigError(issues)
+    return Config(device, cameras, directory)  # type: ignore[arg-type]

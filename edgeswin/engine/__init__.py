@@ -1,0 +1,88 @@
+"""Stage 3: engines. A small interface, the model metadata reader and the backend registry.
+
+Hands on raw model outputs (`Engine.infer(x) -> 1-D float32 array`) for an input built by
+`preprocess` to the engine's `InputSpec`. One file per backend; heavy imports (onnxruntime,
+tensorrt) happen only when that backend is chosen, so a missing one is an error then, not at import.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import BackendUnavailable, ModelError
+from ..records import InputSpec, ModelInfo
+
+
+class Engine(Protocol):
+    backend: str
+    info: ModelInfo
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """Run batch-1 inference on a preprocessed input; return the output as a 1-D array."""
+        ...
+
+
+def sidecar_path(model: Path) -> Path:
+    return model.with_suffix(".json")
+
+
+def read_model_info(model: Path) -> ModelInfo:
+    """Read `<model>.json` next to the model file; ModelError says what is wrong and where."""
+    path = sidecar_path(model)
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{model}: metadata file {path.name} is missing (labels and input spec "
+                         "travel with the model)") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: cannot read model metadata: {exc}") from None
+    try:
+        inp = meta["input"]
+        shape = inp["shape"]
+        layout = inp.get("layout", "NCHW")
+        if len(shape) != 4 or shape[0] != 1:
+            raise ValueError(f"input shape must be [1, ...] with 4 dims, got {shape}")
+        height, width = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
+        spec = InputSpec(name=inp["name"], height=int(height), width=int(width), layout=layout,
+                         dtype=inp.get("dtype", "float32"), color=inp.get("color", "RGB"),
+                         scale=float(inp.get("scale", 1 / 255)),
+                         mean=tuple(inp.get("mean", (0.0, 0.0, 0.0))),
+                         std=tuple(inp.get("std", (1.0, 1.0, 1.0))),
+                         resize=inp.get("resize", "area"))
+        if layout not in ("NCHW", "NHWC") or spec.color not in ("RGB", "BGR"):
+            raise ValueError("input layout must be NCHW|NHWC and color RGB|BGR")
+        if spec.dtype not in ("float32", "float16", "uint8") or spec.resize not in ("area", "linear"):
+            raise ValueError("input dtype must be float32|float16|uint8, resize area|linear")
+        if len(spec.mean) != 3 or len(spec.std) != 3:
+            raise ValueError("input mean and std need 3 values")
+        labels = tuple(str(label) for label in meta["labels"])
+        if not labels:
+            raise ValueError("labels is empty")
+        return ModelInfo(name=str(meta.get("name", model.stem)), labels=labels, input=spec,
+                         output_kind=meta.get("output", {}).get("kind", "logits"),
+                         precision=str(meta.get("precision", "fp32")))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{path}: invalid model metadata: {exc}") from None
+
+
+def backend_for(model: Path, requested: str) -> str:
+    if requested != "auto":
+        return requested
+    if model.suffix in (".engine", ".plan"):
+        return "tensorrt"
+    return "onnxruntime"
+
+
+def open_engine(model: Path, backend: str = "auto", threads: int = 0) -> Engine:
+    """Load a model with the right backend and warm it up."""
+    info = read_model_info(model)
+    chosen = backend_for(model, backend)
+    if chosen == "onnxruntime":
+        from .ort import OrtEngine
+        return OrtEngine(model, info, threads=threads)
+    raise BackendUnavailable(f"{model}: backend {chosen!r} is not available in this build "
+                             "(TensorRT support is a separate backend)")

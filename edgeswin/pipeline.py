@@ -1,0 +1,258 @@
+"""The daemon loop and the only place the stages are wired together.
+
+camera (one capture thread each, newest frame only) -> preprocess -> engine -> postprocess
+-> publish. One inference worker (this loop) owns the engine and serves the cameras' newest
+frames earliest-deadline-first, each at its configured rate, so no camera starves another.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .camera import Capture
+from .config import CameraEntry, Config
+from .engine import Engine, open_engine
+from .errors import EdgeswinError
+from .postprocess import CameraPostprocessor, PublishGate
+from .preprocess import Preprocessor
+from .publish import Message, Publisher, json_message
+from .records import Frame
+from .stats import CameraStats
+
+log = logging.getLogger(__name__)
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class CameraRuntime:
+    """Everything the loop keeps per camera."""
+
+    entry: CameraEntry
+    capture: Capture
+    post: CameraPostprocessor
+    gate: PublishGate
+    stats: CameraStats = field(default_factory=CameraStats)
+    next_due: float = 0.0
+    last_seq: int = 0  # capture seq of the last classified frame: never classify one twice
+    seq: int = 0  # published classification counter
+    state_label: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.entry.config.name
+
+    @property
+    def period(self) -> float:
+        fps = self.entry.config.fps
+        return 1.0 / fps if fps > 0 else 0.0
+
+
+@dataclass
+class ActiveEngine:
+    engine: Engine
+    preprocess: Preprocessor
+    name: str
+    rung: int
+    model: Path
+
+
+class Daemon:
+    """Runs until SIGTERM/SIGINT, `request_stop()`, or (files only) every source has ended."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        dev = config.device
+        self.root = dev.topic_root
+        self.publisher = Publisher(dev.mqtt, self.root,
+                                   dev.mqtt.client_id or f"edgeswin-{dev.device_id}")
+        self._stop = threading.Event()
+        self._wake = threading.Condition()
+        self.stop_reason = ""
+        self.started_mono = time.monotonic()
+        self.active: ActiveEngine | None = None
+        self.cameras: list[CameraRuntime] = []
+        # Called with every classification payload (published or not), e.g. by the demo.
+        self.listeners: list[Callable[[dict], None]] = []
+
+    # --- wiring ------------------------------------------------------------------------
+    def _load_engine(self) -> ActiveEngine:
+        """The first rung that loads; each failure is logged with its reason."""
+        problems = []
+        for rung, spec in enumerate(self.config.device.engines):
+            try:
+                engine = open_engine(Path(spec.model), spec.backend, spec.threads)
+            except EdgeswinError as exc:
+                log.error("engine rung %d (%s) unusable: %s", rung, spec.name, exc)
+                problems.append(f"rung {rung} ({spec.name}): {exc}")
+                continue
+            return ActiveEngine(engine, Preprocessor(engine.info.input), spec.name, rung,
+                                Path(spec.model))
+        raise EdgeswinError("no engine rung is usable:\n  " + "\n  ".join(problems))
+
+    def _make_camera(self, entry: CameraEntry, labels: tuple[str, ...]) -> CameraRuntime:
+        capture = Capture(entry.config, entry.source, self._notify, self._on_availability)
+        return CameraRuntime(entry, capture, CameraPostprocessor(entry.config, labels),
+                             PublishGate(entry.config))
+
+    def _notify(self) -> None:
+        with self._wake:
+            self._wake.notify()
+
+    def _on_availability(self, camera: str, state: str, reason: str) -> None:
+        log.info("camera %s: %s (%s)", camera, state, reason)
+        online = "online" if state == "online" else "offline"
+        self.publisher.publish(Message(f"{self.root}/{camera}/availability", online.encode(),
+                                       1, True))
+        self._notify()
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        if not self._stop.is_set():
+            self.stop_reason = reason
+            self._stop.set()
+            self._notify()
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, _: self.request_stop(signal.Signals(signum).name))
+
+    # --- the loop ----------------------------------------------------------------------
+    def run(self) -> int:
+        self._install_signals()
+        self.active = self._load_engine()
+        active = self.active
+        self.cameras = [self._make_camera(e, active.engine.info.labels)
+                        for e in self.config.cameras if e.config.enabled]
+        if not self.cameras:
+            raise EdgeswinError("no enabled camera")
+        self.publisher.start()
+        self.publisher.publish(json_message(f"{self.root}/engine", self._engine_state(active, "start"),
+                                            1, True))
+        for cam in self.cameras:
+            cam.capture.start()
+        log.info("running %d camera(s) on engine %s (rung %d, %s)", len(self.cameras),
+                 active.name, active.rung, active.engine.backend)
+        next_stats = time.monotonic() + self.config.device.stats_interval_s
+        while not self._stop.is_set():
+            now = time.monotonic()
+            job, wait = self._next_job(now)
+            if job is not None:
+                self._classify(active, *job)
+            else:
+                if all(c.capture.ended for c in self.cameras):
+                    self.request_stop("every source has ended")
+                    break
+                with self._wake:
+                    self._wake.wait(min(wait, 0.5))
+            now = time.monotonic()
+            for cam in self.cameras:
+                cam.capture.check_stall(now)
+            if now >= next_stats:
+                self.publisher.publish(json_message(f"{self.root}/stats", self.stats()))
+                next_stats = now + self.config.device.stats_interval_s
+        self._shutdown()
+        return 0
+
+    def _next_job(self, now: float) -> tuple[tuple[CameraRuntime, Frame] | None, float]:
+        """Earliest-deadline-first among cameras with a new frame whose turn has come."""
+        best: tuple[CameraRuntime, Frame] | None = None
+        wait = 0.5
+        for cam in self.cameras:
+            frame = cam.capture.latest()
+            if frame is None or frame.seq == cam.last_seq:
+                continue
+            if cam.next_due > now:
+                wait = min(wait, cam.next_due - now)
+                continue
+            if best is None or cam.next_due < best[0].next_due:
+                best = (cam, frame)
+        return best, wait
+
+    def _classify(self, active: ActiveEngine, cam: CameraRuntime, frame: Frame) -> None:
+        t0 = time.perf_counter()
+        x = active.preprocess(frame.image)
+        t1 = time.perf_counter()
+        output = active.engine.infer(x)
+        t2 = time.perf_counter()
+        label, score, topk = cam.post.apply(output, active.engine.info.output_kind)
+        t3 = time.perf_counter()
+        cam.last_seq = frame.seq
+        now = time.monotonic()
+        if cam.period:
+            # Keep the cadence, but after a long gap start afresh instead of bursting to catch up.
+            cam.next_due = max(cam.next_due + cam.period, now - cam.period)
+        publish = cam.gate.should_publish(label, now)
+        if publish:
+            cam.seq += 1
+        payload = {
+            "camera": cam.name, "seq": cam.seq, "ts": iso(time.time()),
+            "frame_ts": iso(frame.wall_ts), "frame_index": frame.index,
+            "label": label, "score": round(score, 4),
+            "topk": [{"label": lbl, "score": s} for lbl, s in topk],
+            "engine": active.name, "model": active.engine.info.name, "rung": active.rung,
+            "degraded": active.rung > 0,
+            "latency_ms": {"preprocess": round((t1 - t0) * 1000, 3),
+                           "inference": round((t2 - t1) * 1000, 3),
+                           "postprocess": round((t3 - t2) * 1000, 3),
+                           "capture_to_publish": round((time.monotonic() - frame.mono_ts) * 1000,
+                                                       3)},
+        }
+        if publish:
+            self.publisher.publish(json_message(f"{self.root}/{cam.name}/classification",
+                                                payload, self.config.device.mqtt.qos))
+        for listener in self.listeners:
+            listener(payload)
+        if label != cam.state_label:
+            cam.state_label = label
+            self.publisher.publish(json_message(
+                f"{self.root}/{cam.name}/state",
+                {"label": label, "score": round(score, 4), "since": iso(frame.wall_ts)},
+                self.config.device.mqtt.qos, True))
+        cam.stats.record(label, score, (t2 - t1) * 1000,
+                         payload["latency_ms"]["capture_to_publish"], publish)
+
+    # --- reporting and shutdown ----------------------------------------------------------
+    @staticmethod
+    def _engine_state(active: ActiveEngine, reason: str) -> dict:
+        return {"rung": active.rung, "name": active.name, "model": active.engine.info.name,
+                "backend": active.engine.backend, "precision": active.engine.info.precision,
+                "reason": reason, "readings": {}, "ts": iso(time.time())}
+
+    def stats(self) -> dict:
+        active = self.active
+        return {
+            "ts": iso(time.time()),
+            "uptime_s": round(time.monotonic() - self.started_mono, 1),
+            "engine": active.name if active else None,
+            "rung": active.rung if active else None,
+            "mqtt": {"connected": self.publisher.connected.is_set(),
+                     "sent": self.publisher.sent, "dropped": self.publisher.dropped},
+            "cameras": {
+                c.name: {**c.stats.snapshot(), "state": c.capture.state,
+                         "frames_read": c.capture.frames_read,
+                         "skipped": max(c.capture.frames_read - c.stats.classified, 0),
+                         "reconnects": c.capture.reconnects}
+                for c in self.cameras
+            },
+        }
+
+    def _shutdown(self) -> None:
+        log.info("stopping: %s", self.stop_reason)
+        for cam in self.cameras:
+            cam.capture.stop()
+        final = [Message(f"{self.root}/{c.name}/availability", b"offline", 1, True)
+                 for c in self.cameras]
+        self.publisher.stop(final)
+        for cam in self.cameras:
+            cam.capture.join(timeout=1.0)

@@ -1,0 +1,52 @@
+"""Stage 2: a captured BGR frame -> the engine's input tensor, as its InputSpec declares.
+
+Hands on a contiguous numpy array of exactly `spec.shape` and `spec.dtype`. The resize matches
+the one the demo models were trained with (INTER_AREA from the full frame, aspect squashed).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .records import InputSpec
+
+_INTERP = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
+
+
+def to_bgr(image: np.ndarray) -> np.ndarray:
+    """Accept grey, BGR or BGRA frames from any source and hand on 3-channel BGR."""
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.shape[2] == 1:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return image
+
+
+class Preprocessor:
+    """Precomputes the per-channel affine map once, so each frame costs one resize and one FMA."""
+
+    def __init__(self, spec: InputSpec):
+        self.spec = spec
+        # After the optional BGR->RGB flip the channels are in the model's order, so
+        # (x * scale - mean) / std becomes one multiply-add with per-channel constants.
+        std = np.asarray(spec.std, np.float32)
+        self._gain = (spec.scale / std).astype(np.float32)
+        self._bias = (-np.asarray(spec.mean, np.float32) / std).astype(np.float32)
+        self._flip = spec.color == "RGB"
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        spec = self.spec
+        small = cv2.resize(to_bgr(image), (spec.width, spec.height),
+                           interpolation=_INTERP[spec.resize])
+        if self._flip:
+            small = small[:, :, ::-1]
+        if spec.dtype == "uint8":
+            x = small
+        else:
+            x = small.astype(np.float32) * self._gain + self._bias
+        if spec.layout == "NCHW":
+            x = x.transpose(2, 0, 1)
+        return np.ascontiguousarray(x[None], dtype=np.dtype(spec.dtype))

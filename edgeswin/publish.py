@@ -1,0 +1,137 @@
+"""Stage 5: MQTT. The only module that imports paho.
+
+Hands `Message`s to the broker. The last will marks `<root>/status` offline; after every
+(re)connect the client publishes `online` and re-sends the retained state it holds (camera
+availability, labels, engine), so a restarted broker without persistence is brought up to
+date. Connection trouble is logged once per outage, not once per retry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from .config import MqttConfig
+from .errors import EdgeswinError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    payload: bytes
+    qos: int = 0
+    retain: bool = False
+
+
+def json_message(topic: str, obj: Any, qos: int = 0, retain: bool = False) -> Message:
+    return Message(topic, json.dumps(obj, separators=(",", ":")).encode(), qos, retain)
+
+
+def read_password(cfg: MqttConfig) -> str | None:
+    """Password from a file, an environment variable or systemd credentials (never inline)."""
+    if cfg.password_file:
+        try:
+            return Path(cfg.password_file).read_text().strip()
+        except OSError as exc:
+            raise EdgeswinError(f"mqtt.password_file {cfg.password_file}: {exc.strerror}") from None
+    if cfg.password_env:
+        value = os.environ.get(cfg.password_env)
+        if value is None:
+            raise EdgeswinError(f"mqtt.password_env: variable {cfg.password_env} is not set")
+        return value
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if creds and (Path(creds) / "mqtt_password").is_file():
+        return (Path(creds) / "mqtt_password").read_text().strip()
+    return None
+
+
+class Publisher:
+    """A paho client with a last will, background reconnect and retained-state replay."""
+
+    def __init__(self, cfg: MqttConfig, root: str, client_id: str):
+        self.cfg = cfg
+        self.root = root
+        self.status_topic = f"{root}/status"
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        self._client.will_set(self.status_topic, b"offline", qos=1, retain=True)
+        if cfg.username:
+            self._client.username_pw_set(cfg.username, read_password(cfg))
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # Bounded: while the broker is away QoS>0 messages wait in memory, never without limit.
+        self._client.max_queued_messages_set(10_000)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
+        self._retained: dict[str, Message] = {}
+        self._lock = threading.Lock()
+        self._outage_logged = False
+        self.connected = threading.Event()
+        self.sent = 0
+        self.dropped = 0
+
+    # --- paho callbacks (run in paho's network thread) ------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._log_outage(f"broker refused the connection: {reason_code}")
+            return
+        log.info("connected to MQTT broker %s:%d", self.cfg.host, self.cfg.port)
+        self._outage_logged = False
+        self.connected.set()
+        client.publish(self.status_topic, b"online", qos=1, retain=True)
+        with self._lock:
+            retained = list(self._retained.values())
+        for msg in retained:
+            client.publish(msg.topic, msg.payload, msg.qos, msg.retain)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        if reason_code.is_failure:
+            self._log_outage(f"lost the MQTT broker ({reason_code}); reconnecting in the background")
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self._log_outage(f"no MQTT broker answers at {self.cfg.host}:{self.cfg.port}; "
+                         "running on and retrying in the background")
+
+    def _log_outage(self, text: str) -> None:
+        if not self._outage_logged:
+            log.warning("%s", text)
+            self._outage_logged = True
+
+    # --- the pipeline's side -----------------------------------------------------------
+    def start(self) -> None:
+        self._client.connect_async(self.cfg.host, self.cfg.port, self.cfg.keepalive_s)
+        self._client.loop_start()
+
+    def publish(self, msg: Message) -> None:
+        if msg.retain:
+            with self._lock:
+                self._retained[msg.topic] = msg
+        info = self._client.publish(msg.topic, msg.payload, msg.qos, msg.retain)
+        if info.rc == mqtt.MQTT_ERR_SUCCESS or (info.rc == mqtt.MQTT_ERR_NO_CONN and msg.qos):
+            self.sent += 1  # QoS>0 without a connection is queued by paho and sent on reconnect
+        else:
+            self.dropped += 1
+
+    def stop(self, final: list[Message], timeout: float = 2.0) -> None:
+        """Publish the final retained messages and `offline`, then disconnect cleanly."""
+        infos = []
+        for msg in final:
+            self.publish(msg)
+        if self.connected.is_set():
+            infos.append(self._client.publish(self.status_topic, b"offline", qos=1, retain=True))
+            for info in infos:
+                try:
+                    info.wait_for_publish(timeout)
+                except (RuntimeError, ValueError):
+                    pass
+        self._client.disconnect()
+        self._client.loop_stop()

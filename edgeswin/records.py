@@ -1,0 +1,68 @@
+"""The small dataclasses handed from stage to stage: a frame, an input spec, a classification."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    """The newest image of one camera, as captured (BGR, any size)."""
+
+    camera: str
+    image: np.ndarray
+    seq: int  # per capture, +1 for every frame read (never reset): tells new frames from old
+    index: int  # position in the source: frame number in a file, count since (re)connect otherwise
+    wall_ts: float  # time.time() when read
+    mono_ts: float  # time.monotonic() when read
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model expects, from its metadata: the contract between preprocess and engine."""
+
+    name: str
+    height: int
+    width: int
+    layout: str = "NCHW"  # or NHWC
+    dtype: str = "float32"  # float32 | float16 | uint8
+    color: str = "RGB"  # or BGR
+    scale: float = 1 / 255
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    resize: str = "area"  # area | linear
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        if self.layout == "NHWC":
+            return (1, self.height, self.width, 3)
+        return (1, 3, self.height, self.width)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Metadata that travels with a model file (its sidecar JSON)."""
+
+    name: str
+    labels: tuple[str, ...]
+    input: InputSpec
+    output_kind: str = "logits"  # or "probabilities"
+    precision: str = "fp32"
+
+
+@dataclass(frozen=True)
+class Classification:
+    """One inference on one frame, after postprocessing."""
+
+    camera: str
+    label: str
+    score: float
+    topk: list[tuple[str, float]]
+    frame: Frame
+    engine: str
+    rung: int
+    degraded: bool
+    infer_ms: float
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> ms
