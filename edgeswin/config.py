@@ -100,7 +100,7 @@ def parse_source(text: str, base: Path) -> SourceSpec:
         return SourceSpec("v4l2", device)
     if parts.scheme in ("file", ""):
         path = Path(parts.path if parts.scheme else text)
-        path = path if path.is_absolute() else base / path
+        path = (path if path.is_absolute() else base / path).resolve()
         if not path.is_file():
             raise ValueError(f"video file does not exist: {path}")
         return SourceSpec("file", str(path))

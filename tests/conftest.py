@@ -1,0 +1,180 @@
+"""Shared fixtures: a private Mosquitto per test, an independent subscriber, generated videos,
+config directories, and the daemon as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+
+from edgeswin.demo_assets import VideoSpec, make_video
+
+from .streams import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS = REPO / "models"
+PRIMARY = MODELS / "swin-demo-112.onnx"
+SMALL = MODELS / "swin-demo-64.onnx"
+
+
+def _wait_port(port: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+class Broker:
+    """A real mosquitto on a free loopback port; can be killed and restarted."""
+
+    def __init__(self, workdir: Path):
+        if not shutil.which("mosquitto"):
+            pytest.skip("mosquitto binary not installed")
+        self.port = free_port()
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                             "persistence false\n")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = Broker(tmp_path)
+    b.start()
+    yield b
+    b.stop()
+
+
+class Subscriber:
+    """An independent MQTT client that records everything under a topic filter."""
+
+    def __init__(self, port: int, topic: str = "edgeswin/#"):
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{port}")
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
+
+    def on(self, topic: str) -> list[bytes]:
+        with self._lock:
+            return [p for t, p, _ in self.messages if t == topic]
+
+    def json_on(self, topic: str) -> list[dict]:
+        return [json.loads(p) for p in self.on(topic)]
+
+    def wait_for(self, predicate, timeout: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.05)
+        return predicate()
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def subscriber(broker):
+    sub = Subscriber(broker.port)
+    assert sub.wait_for(lambda: sub.client.is_connected(), 5)
+    yield sub
+    sub.close()
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory) -> dict[str, Path]:
+    """Two small demo videos with ground truth (640x360, 15 fps)."""
+    out = tmp_path_factory.mktemp("videos")
+    paths = {}
+    for name, seed in (("north", 101), ("south", 202)):
+        path = out / f"{name}.mp4"
+        make_video(path, VideoSpec(seconds=8, fps=15, width=640, height=360, seed=seed))
+        paths[name] = path
+    return paths
+
+
+def write_config(directory: Path, port: int, cameras: dict[str, dict],
+                 device: dict | None = None) -> Path:
+    """A config directory for the daemon: edgeswin.yaml + cameras/<name>.yaml."""
+    (directory / "cameras").mkdir(parents=True, exist_ok=True)
+    dev = {"device_id": "testdev", "mqtt": {"host": "127.0.0.1", "port": port, "qos": 1},
+           "engines": [{"name": "primary", "model": str(PRIMARY)},
+                       {"name": "small", "model": str(SMALL)}],
+           "state_dir": str(directory / "state"), "stats_interval_s": 2}
+    dev.update(device or {})
+    (directory / "edgeswin.yaml").write_text(yaml.safe_dump(dev))
+    for name, cam in cameras.items():
+        (directory / "cameras" / f"{name}.yaml").write_text(yaml.safe_dump(cam))
+    return directory
+
+
+class DaemonProcess:
+    """`python -m edgeswin run -c DIR` as a child process, with its log kept."""
+
+    def __init__(self, config_dir: Path):
+        self.log_path = config_dir / "daemon.log"
+        self._log = self.log_path.open("w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "edgeswin", "run", "-c",
+                                      str(config_dir)], stdout=self._log,
+                                     stderr=subprocess.STDOUT, cwd=REPO)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def terminate(self, timeout: float = 5.0) -> tuple[int, float]:
+        """SIGTERM; return (exit code, seconds it took)."""
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        return code, time.monotonic() - t0
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def daemon_factory():
+    started: list[DaemonProcess] = []
+
+    def start(config_dir: Path) -> DaemonProcess:
+        d = DaemonProcess(config_dir)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.close()

@@ -1,0 +1,139 @@
+"""The daemon end to end: real video files and streams, the real Swin model through ONNX Runtime,
+a real Mosquitto, an independent subscriber. What a subscriber sees is what is asserted."""
+
+from __future__ import annotations
+
+import csv
+import re
+import signal
+import time
+
+import pytest
+
+from edgeswin.demo_assets import labels_path, read_ground_truth
+from edgeswin.scenes import LABELS
+
+from .conftest import write_config
+from .streams import MjpegCamera, free_port
+
+pytestmark = pytest.mark.mqtt
+
+ROOT = "edgeswin/testdev"
+FIELDS = {"camera", "seq", "ts", "frame_ts", "frame_index", "label", "score", "topk", "engine",
+          "model", "rung", "degraded", "latency_ms"}
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$")
+
+
+def _stable(truth: list[str], i: int, guard: int = 3) -> bool:
+    window = truth[max(0, i - guard):i + guard + 1]
+    return all(label == truth[i] for label in window)
+
+
+def test_two_cameras_classify_real_video_and_publish(tmp_path, broker, subscriber, videos,
+                                                     daemon_factory):
+    cfg = write_config(tmp_path / "cfg", broker.port, {
+        name: {"source": str(path), "fps": 0} for name, path in videos.items()})
+    daemon = daemon_factory(cfg)
+    assert daemon.proc.wait(60) == 0, daemon.log()  # files end -> the daemon ends by itself
+
+    assert subscriber.on(f"{ROOT}/status")[-1] == b"offline"
+    for name, path in videos.items():
+        truth = read_ground_truth(path)
+        msgs = subscriber.json_on(f"{ROOT}/{name}/classification")
+        assert len(msgs) > 40, f"{name}: only {len(msgs)} classifications"
+        for m in msgs:
+            assert FIELDS <= m.keys(), FIELDS - m.keys()
+            assert m["camera"] == name and m["engine"] == "primary" and m["rung"] == 0
+            assert m["degraded"] is False and ISO.match(m["ts"]) and ISO.match(m["frame_ts"])
+            assert m["label"] in LABELS and 0 <= m["score"] <= 1
+            assert [t["label"] for t in m["topk"]][0] == m["label"] and len(m["topk"]) == 3
+            assert {"inference", "capture_to_publish"} <= m["latency_ms"].keys()
+        seqs = [m["seq"] for m in msgs]
+        assert seqs == sorted(set(seqs)), "seq must be strictly increasing per camera"
+        scored = [m for m in msgs if _stable(truth, m["frame_index"])]
+        agree = sum(m["label"] == truth[m["frame_index"]] for m in scored) / len(scored)
+        assert agree >= 0.95, f"{name}: {agree:.1%} agreement on {len(scored)} frames"
+        # Retained camera state and availability reach late subscribers too.
+        assert subscriber.on(f"{ROOT}/{name}/availability")[-1] == b"offline"
+        assert subscriber.json_on(f"{ROOT}/{name}/state")
+    engine = subscriber.json_on(f"{ROOT}/engine")[-1]
+    assert engine["rung"] == 0 and engine["backend"] == "onnxruntime"
+    assert subscriber.json_on(f"{ROOT}/stats"), "periodic stats were published"
+
+
+def test_ground_truth_file_matches_video(videos):
+    for path in videos.values():
+        with labels_path(path).open() as fh:
+            rows = list(csv.DictReader(fh))
+        assert [int(r["frame"]) for r in rows] == list(range(len(rows)))
+        assert len({r["label"] for r in rows}) >= 3
+
+
+def _looping(videos) -> dict:
+    return {"source": str(videos["north"]), "fps": 5, "loop": True}
+
+
+def test_last_will_after_kill_9(tmp_path, broker, subscriber, videos, daemon_factory):
+    cfg = write_config(tmp_path / "cfg", broker.port, {"north": _looping(videos)},
+                       {"mqtt": {"host": "127.0.0.1", "port": broker.port, "keepalive_s": 5}})
+    daemon = daemon_factory(cfg)
+    assert subscriber.wait_for(lambda: subscriber.on(f"{ROOT}/north/classification"), 30), \
+        daemon.log()
+    assert subscriber.on(f"{ROOT}/status")[-1] == b"online"
+    daemon.proc.send_signal(signal.SIGKILL)
+    daemon.proc.wait(5)
+    # The broker notices the dead TCP connection at once (socket closed) and sends the will.
+    assert subscriber.wait_for(lambda: subscriber.on(f"{ROOT}/status")[-1] == b"offline", 15)
+
+
+def test_sigterm_exits_0_within_5s_and_leaves_offline_retained(tmp_path, broker, subscriber,
+                                                               videos, daemon_factory):
+    from .conftest import Subscriber
+
+    cfg = write_config(tmp_path / "cfg", broker.port, {"north": _looping(videos)})
+    daemon = daemon_factory(cfg)
+    assert subscriber.wait_for(lambda: len(subscriber.on(f"{ROOT}/north/classification")) >= 3,
+                               30), daemon.log()
+    code, took = daemon.terminate(timeout=10)
+    assert code == 0 and took < 5.0, (code, took, daemon.log())
+    late = Subscriber(broker.port)  # a newcomer sees the retained truth
+    try:
+        assert late.wait_for(lambda: late.on(f"{ROOT}/status") == [b"offline"], 5)
+        assert late.wait_for(lambda: late.on(f"{ROOT}/north/availability") == [b"offline"], 5)
+    finally:
+        late.close()
+
+
+def test_failed_open_and_stalled_stream_are_retried_while_others_publish(
+        tmp_path, broker, subscriber, videos, daemon_factory):
+    import cv2
+
+    cap = cv2.VideoCapture(str(videos["south"]))
+    frames = [cap.read()[1] for _ in range(10)]
+    with MjpegCamera(frames, fps=10, frames_per_connection=15, stall=True) as stalling:
+        dead_url = f"http://127.0.0.1:{free_port()}/nothing.mjpg"  # nothing listens there
+        stream = {"fps": 0, "open_timeout_s": 2, "read_timeout_s": 1.5, "stall_s": 3,
+                  "reconnect": {"initial_s": 0.2, "max_s": 1.6}}
+        cfg = write_config(tmp_path / "cfg", broker.port, {
+            "good": _looping(videos),
+            "dead": {"source": dead_url, **stream},
+            "stall": {"source": stalling.url, **stream},
+        })
+        daemon = daemon_factory(cfg)
+        assert subscriber.wait_for(lambda: stalling.connections >= 2, 30), daemon.log()
+        good_before = len(subscriber.on(f"{ROOT}/good/classification"))
+        time.sleep(3)
+        log = daemon.log()
+        # The dead camera is retried with doubling, capped waits, and reported offline.
+        waits = [float(w) for w in re.findall(r"camera dead: retrying in ([\d.]+)s", log)]
+        assert waits[:4] == [0.2, 0.4, 0.8, 1.6] and max(waits) == 1.6, waits
+        assert subscriber.on(f"{ROOT}/dead/availability")[-1] == b"offline"
+        # The stalled stream went offline, reconnected and delivered frames again.
+        assert re.search(r"camera stall: (read failed|stalled)", log), log
+        stall_msgs = subscriber.json_on(f"{ROOT}/stall/classification")
+        assert len(stall_msgs) >= 16, "frames after the reconnect were classified"
+        assert b"offline" in subscriber.on(f"{ROOT}/stall/availability")
+        # Meanwhile the healthy camera kept publishing.
+        assert len(subscriber.on(f"{ROOT}/good/classification")) > good_before + 5
+        code, _ = daemon.terminate(timeout=10)
+        assert code == 0
