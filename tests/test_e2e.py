@@ -4,16 +4,18 @@ a real Mosquitto, an independent subscriber. What a subscriber sees is what is a
 from __future__ import annotations
 
 import csv
+import json
 import re
 import signal
 import time
 
+import jsonschema
 import pytest
 
 from edgeswin.demo_assets import labels_path, read_ground_truth
 from edgeswin.scenes import LABELS
 
-from .conftest import write_config
+from .conftest import REPO, write_config
 from .streams import MjpegCamera, free_port
 
 pytestmark = pytest.mark.mqtt
@@ -21,6 +23,13 @@ pytestmark = pytest.mark.mqtt
 ROOT = "edgeswin/testdev"
 FIELDS = {"camera", "seq", "ts", "frame_ts", "frame_index", "label", "score", "topk", "engine",
           "model", "rung", "degraded", "latency_ms"}
+SCHEMAS = REPO / "edgeswin" / "schemas"
+
+
+def schema(name: str) -> dict:
+    return json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+
+
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$")
 
 
@@ -42,6 +51,7 @@ def test_two_cameras_classify_real_video_and_publish(tmp_path, broker, subscribe
         msgs = subscriber.json_on(f"{ROOT}/{name}/classification")
         assert len(msgs) > 40, f"{name}: only {len(msgs)} classifications"
         for m in msgs:
+            jsonschema.validate(m, schema("classification"))  # the documented contract
             assert FIELDS <= m.keys(), FIELDS - m.keys()
             assert m["camera"] == name and m["engine"] == "primary" and m["rung"] == 0
             assert m["degraded"] is False and ISO.match(m["ts"]) and ISO.match(m["frame_ts"])
@@ -55,8 +65,12 @@ def test_two_cameras_classify_real_video_and_publish(tmp_path, broker, subscribe
         assert agree >= 0.95, f"{name}: {agree:.1%} agreement on {len(scored)} frames"
         # Retained camera state and availability reach late subscribers too.
         assert subscriber.on(f"{ROOT}/{name}/availability")[-1] == b"offline"
-        assert subscriber.json_on(f"{ROOT}/{name}/state")
+        states = subscriber.json_on(f"{ROOT}/{name}/state")
+        assert len(states) >= 2
+        for state in states:
+            jsonschema.validate(state, schema("state"))
     engine = subscriber.json_on(f"{ROOT}/engine")[-1]
+    jsonschema.validate(engine, schema("engine"))
     assert engine["rung"] == 0 and engine["backend"] == "onnxruntime"
     assert subscriber.json_on(f"{ROOT}/stats"), "periodic stats were published"
 
