@@ -15,7 +15,15 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError, ConfigIssue
 
@@ -55,12 +63,47 @@ class EngineRung(_Strict):
         return str(path)
 
 
+class FallbackConfig(_Strict):
+    thermal_root: str = Field("/sys/devices/virtual/thermal",
+                              description="Where thermal_zone*/ live (a scripted tree in tests).")
+    zones: list[str] = Field(["tj", "gpu", "cpu", "soc", "cv"],
+                             description="Zone type prefixes to watch (case-insensitive).")
+    degrade_above_c: float = Field(85.0, description="Step down above this temperature.")
+    recover_below_c: float = Field(75.0, description="Step up only below this temperature.")
+    latency_budget_ms: float | None = Field(None, gt=0,
+                                            description="p95 inference budget; none = no limit.")
+    latency_window: int = Field(30, ge=5, le=1000, description="Inferences in the p95 window.")
+    hold_s: float = Field(5.0, ge=0, description="A bad condition must last this long.")
+    cooldown_s: float = Field(30.0, ge=0, description="Healthy this long before stepping up.")
+    min_dwell_s: float = Field(10.0, ge=0, description="Minimum time on a rung.")
+    latency_retry_s: float = Field(300.0, ge=0,
+                                   description="Wait before retrying a rung left for being slow.")
+    poll_s: float = Field(1.0, gt=0, description="How often sensors are read.")
+    pinned_rung: int | None = Field(None, ge=0, description="Stay on this rung; no switching.")
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> FallbackConfig:
+        if self.recover_below_c >= self.degrade_above_c:
+            raise ValueError("recover_below_c must be below degrade_above_c (hysteresis)")
+        return self
+
+
 class DeviceConfig(_Strict):
     device_id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Unique name of this device.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection.")
     engines: list[EngineRung] = Field(min_length=1, description="Engine ladder, primary first.")
     state_dir: str = Field("/var/lib/edgeswin", description="Engine cache, timing cache, outbox.")
     stats_interval_s: float = Field(30.0, gt=0, description="How often <root>/stats is published.")
+    fallback: FallbackConfig = Field(default_factory=FallbackConfig,
+                                     description="When to step down/up the engine ladder.")
+
+    @model_validator(mode="after")
+    def _pinned_rung_exists(self) -> DeviceConfig:
+        pinned = self.fallback.pinned_rung
+        if pinned is not None and pinned >= len(self.engines):
+            raise ValueError(f"fallback.pinned_rung {pinned} but the ladder has "
+                             f"{len(self.engines)} rung(s)")
+        return self
 
     @property
     def topic_root(self) -> str:

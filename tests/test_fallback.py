@@ -1,0 +1,106 @@
+"""The ladder policy against scripted traces with a fake clock: exact switch times, no flapping.
+Settings: degrade above 85 C, recover below 75 C, hold 5 s, cooldown 30 s, dwell 10 s,
+p95 budget 50 ms, latency retry 300 s; readings once a second; three rungs."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgeswin.config import FallbackConfig
+from edgeswin.fallback import FallbackPolicy, Readings
+from edgeswin.sensors import ThermalSensor
+
+CFG = FallbackConfig(degrade_above_c=85, recover_below_c=75, hold_s=5, cooldown_s=30,
+                     min_dwell_s=10, latency_budget_ms=50, latency_retry_s=300)
+
+
+def run(trace, cfg=CFG, thermal=True, rungs=3):
+    """trace: t -> (temperature or None, p95 or None); returns [(t, from, to, reason)]."""
+    policy = FallbackPolicy(cfg, rungs, now=0.0, thermal=thermal)
+    switches = []
+    for t in range(len(trace)):
+        temp, p95 = trace[t]
+        temps = {"tj-thermal": temp} if temp is not None else {}
+        s = policy.update(Readings(float(t), temps, p95))
+        if s:
+            switches.append((t, s.from_rung, s.to_rung, s.reason.split(":")[0]))
+    return switches
+
+
+def test_heat_ramp_steps_down_one_rung_at_a_time_after_hold_and_dwell():
+    trace = [(60 + t, 20.0) for t in range(100)]  # 86 C first at t=26
+    assert run(trace) == [(31, 0, 1, "hot"), (41, 1, 2, "hot")]
+
+
+def test_spike_shorter_than_hold_is_ignored():
+    trace = [(95 if 10 <= t <= 13 else 60, 20.0) for t in range(60)]
+    assert run(trace) == []
+
+
+def test_noisy_plateau_around_thresholds_never_flaps():
+    # 84/86 alternating never stays above 85 for 5 s: no step down.
+    assert run([(84 + 2 * (t % 2), 20.0) for t in range(200)]) == []
+    # Hot from the start -> down at 10 (the starting rung's dwell); then a noisy 74-82 plateau that dips under 75 now and then:
+    # never 30 s continuously below 75, so no step up; then steady 60 from t=300 -> up at 330.
+    trace = [(90, 20.0)] * 20 + [(74 + (t * 7) % 9, 20.0) for t in range(280)] + [(60, 20.0)] * 60
+    assert run(trace) == [(10, 0, 1, "hot"), (330, 1, 0, "recovered")]
+
+
+def test_recovery_waits_for_cooldown():
+    trace = [(90, 20.0)] * 20 + [(70, 20.0)] * 60
+    assert run(trace) == [(10, 0, 1, "hot"), (50, 1, 0, "recovered")]
+
+
+def test_latency_overload_with_cool_device_and_slow_rung_retry():
+    # Rung 0 is slow (p95 80 ms) from t=10; rung 1 meets the budget (20 ms).
+    policy = FallbackPolicy(CFG, 3, now=0.0, thermal=True)
+    switches = []
+    for t in range(700):
+        p95 = 80.0 if policy.rung == 0 and t >= 10 else 20.0
+        s = policy.update(Readings(float(t), {"tj": 50.0}, p95))
+        if s:
+            switches.append((t, s.from_rung, s.to_rung, s.reason.split(":")[0]))
+    # Down at 15; rung 0 is retried only after latency_retry_s (315) + cooldown (30) = 345,
+    # found slow again -> down at 355 (dwell); retried again at 355 + 300 + 30 = 685.
+    assert switches == [(15, 0, 1, "slow"), (345, 1, 0, "recovered"), (355, 0, 1, "slow"),
+                        (685, 1, 0, "recovered"), (695, 0, 1, "slow")]
+
+
+def test_sensors_disappearing_hold_the_rung_until_they_return():
+    trace = [(90, 20.0)] * 20 + [(None, 20.0)] * 100 + [(60, 20.0)] * 40
+    assert run(trace) == [(10, 0, 1, "hot"), (150, 1, 0, "recovered")]
+
+
+def test_latency_only_mode_without_any_thermal_zone():
+    trace = [(None, 80.0)] * 12 + [(None, 20.0)] * 40
+    cfg = CFG.model_copy(update={"latency_retry_s": 0})
+    assert run(trace, cfg, thermal=False) == [(10, 0, 1, "slow"), (42, 1, 0, "recovered")]
+
+
+def test_pinned_rung_never_switches():
+    cfg = CFG.model_copy(update={"pinned_rung": 1})
+    policy = FallbackPolicy(cfg, 3, now=0.0, thermal=True)
+    assert policy.rung == 1
+    assert all(policy.update(Readings(float(t), {"tj": 99.0}, 500.0)) is None for t in range(60))
+
+
+def test_hysteresis_is_required_by_the_config():
+    with pytest.raises(ValueError, match="recover_below_c must be below"):
+        FallbackConfig(degrade_above_c=80, recover_below_c=80)
+
+
+def test_thermal_sensor_reads_a_jetson_like_tree(tmp_path, caplog):
+    zones = {"CPU-therm": "45500", "GPU-therm": "-256000", "TJ-therm": "51250",
+             "PMIC-Die": "100000", "SOC0-therm": "garbage"}
+    for i, (kind, temp) in enumerate(zones.items()):
+        (tmp_path / f"thermal_zone{i}").mkdir()
+        (tmp_path / f"thermal_zone{i}" / "type").write_text(kind + "\n")
+        (tmp_path / f"thermal_zone{i}" / "temp").write_text(temp + "\n")
+    sensor = ThermalSensor(tmp_path, ["tj", "gpu", "cpu", "soc"])
+    assert sorted(z.type for z in sensor.zones) == ["CPU-therm", "GPU-therm", "SOC0-therm",
+                                                     "TJ-therm"]  # PMIC not selected
+    assert sensor.read() == {"CPU-therm": 45.5, "TJ-therm": 51.25}
+    assert sensor.read() == {"CPU-therm": 45.5, "TJ-therm": 51.25}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2  # one per bad zone, not one per read
+    assert any("GPU-therm" in w and "out of range" in w for w in warnings)
