@@ -40,10 +40,12 @@ def test_spike_shorter_than_hold_is_ignored():
 def test_noisy_plateau_around_thresholds_never_flaps():
     # 84/86 alternating never stays above 85 for 5 s: no step down.
     assert run([(84 + 2 * (t % 2), 20.0) for t in range(200)]) == []
-    # Hot from the start -> down at 10 (the starting rung's dwell); then a noisy 74-82 plateau that dips under 75 now and then:
-    # never 30 s continuously below 75, so no step up; then steady 60 from t=300 -> up at 330.
+    # Hot from the start -> down at 10 (the starting rung's dwell); then a noisy 74-82 plateau
+    # that dips under 75 now and then:
+    # never 30 s continuously below 75, so no step up; its last sample (t=299) reads 74, then
+    # steady 60 -> 30 s below 75 from t=299 -> up at 329.
     trace = [(90, 20.0)] * 20 + [(74 + (t * 7) % 9, 20.0) for t in range(280)] + [(60, 20.0)] * 60
-    assert run(trace) == [(10, 0, 1, "hot"), (330, 1, 0, "recovered")]
+    assert run(trace) == [(10, 0, 1, "hot"), (329, 1, 0, "recovered")]
 
 
 def test_recovery_waits_for_cooldown():
