@@ -20,10 +20,12 @@ from .camera import Capture
 from .config import CameraEntry, Config
 from .engine import Engine, open_engine
 from .errors import EdgeswinError
+from .fallback import FallbackPolicy, Readings, Switch
 from .postprocess import CameraPostprocessor, PublishGate
 from .preprocess import Preprocessor
 from .publish import Message, Publisher, json_message
 from .records import Frame
+from .sensors import LatencyWindows, ThermalSensor
 from .stats import CameraStats
 
 log = logging.getLogger(__name__)
@@ -80,13 +82,20 @@ class Daemon:
         self.stop_reason = ""
         self.started_mono = time.monotonic()
         self.active: ActiveEngine | None = None
+        self.ladder: list[ActiveEngine | None] = []
+        fb = config.device.fallback
+        self.thermal = ThermalSensor(fb.thermal_root, fb.zones)
+        self.latency = LatencyWindows(fb.latency_window)
+        self.temps: dict[str, float] = {}
         self.cameras: list[CameraRuntime] = []
         # Called with every classification payload (published or not), e.g. by the demo.
         self.listeners: list[Callable[[dict], None]] = []
 
     # --- wiring ------------------------------------------------------------------------
-    def _load_engine(self) -> ActiveEngine:
-        """The first rung that loads; each failure is logged with its reason."""
+    def _load_ladder(self) -> list[ActiveEngine | None]:
+        """Every rung loaded and warmed up front (one copy each, shared by all cameras), so a
+        switch is a pointer swap between two frames. An unusable rung is logged and skipped."""
+        ladder: list[ActiveEngine | None] = []
         problems = []
         for rung, spec in enumerate(self.config.device.engines):
             try:
@@ -94,10 +103,13 @@ class Daemon:
             except EdgeswinError as exc:
                 log.error("engine rung %d (%s) unusable: %s", rung, spec.name, exc)
                 problems.append(f"rung {rung} ({spec.name}): {exc}")
+                ladder.append(None)
                 continue
-            return ActiveEngine(engine, Preprocessor(engine.info.input), spec.name, rung,
-                                Path(spec.model))
-        raise EdgeswinError("no engine rung is usable:\n  " + "\n  ".join(problems))
+            ladder.append(ActiveEngine(engine, Preprocessor(engine.info.input), spec.name, rung,
+                                       Path(spec.model)))
+        if not any(ladder):
+            raise EdgeswinError("no engine rung is usable:\n  " + "\n  ".join(problems))
+        return ladder
 
     def _make_camera(self, entry: CameraEntry, labels: tuple[str, ...]) -> CameraRuntime:
         capture = Capture(entry.config, entry.source, self._notify, self._on_availability)
@@ -130,39 +142,92 @@ class Daemon:
     # --- the loop ----------------------------------------------------------------------
     def run(self) -> int:
         self._install_signals()
-        self.active = self._load_engine()
-        active = self.active
+        self.ladder = self._load_ladder()
+        fb = self.config.device.fallback
+        wanted = fb.pinned_rung if fb.pinned_rung is not None else 0
+        usable = [i for i, engine in enumerate(self.ladder) if engine]
+        start = next((i for i in usable if i >= wanted), usable[0])
+        self.active = active = self.ladder[start]
+        policy = FallbackPolicy(fb, len(self.ladder), time.monotonic(),
+                                thermal=bool(self.thermal.zones), start=start)
+        if fb.pinned_rung is not None:
+            log.info("engine pinned to rung %d: no automatic switching", fb.pinned_rung)
+        elif self.thermal.zones:
+            log.info("watching thermal zones %s under %s",
+                     ", ".join(z.type for z in self.thermal.zones), fb.thermal_root)
+        else:
+            log.warning("no thermal zone matching %s under %s: fallback runs on latency alone",
+                        fb.zones, fb.thermal_root)
         self.cameras = [self._make_camera(e, active.engine.info.labels)
                         for e in self.config.cameras if e.config.enabled]
         if not self.cameras:
             raise EdgeswinError("no enabled camera")
         self.publisher.start()
-        self.publisher.publish(json_message(f"{self.root}/engine", self._engine_state(active, "start"),
-                                            1, True))
+        reason = "start" if start == 0 else f"start on rung {start} (rungs above unusable or pinned)"
+        self._publish_engine(None, reason, Readings(time.monotonic(), self.thermal.read()))
         for cam in self.cameras:
             cam.capture.start()
         log.info("running %d camera(s) on engine %s (rung %d, %s)", len(self.cameras),
                  active.name, active.rung, active.engine.backend)
         next_stats = time.monotonic() + self.config.device.stats_interval_s
+        next_poll = time.monotonic()
         while not self._stop.is_set():
             now = time.monotonic()
             job, wait = self._next_job(now)
             if job is not None:
-                self._classify(active, *job)
+                self._classify(self.active, *job)
             else:
                 if all(c.capture.ended for c in self.cameras):
                     self.request_stop("every source has ended")
                     break
                 with self._wake:
-                    self._wake.wait(min(wait, 0.5))
+                    self._wake.wait(min(wait, 0.5, max(next_poll - now, 0.0)))
             now = time.monotonic()
             for cam in self.cameras:
                 cam.capture.check_stall(now)
+            if now >= next_poll:
+                # Between two frames: a switch here loses no frame and classifies none twice.
+                self.temps = self.thermal.read()
+                switch = policy.update(Readings(now, self.temps,
+                                                self.latency.p95(self.active.rung)))
+                if switch:
+                    self._switch(switch, policy)
+                next_poll = now + fb.poll_s
             if now >= next_stats:
                 self.publisher.publish(json_message(f"{self.root}/stats", self.stats()))
                 next_stats = now + self.config.device.stats_interval_s
         self._shutdown()
         return 0
+
+    def _switch(self, switch: Switch, policy: FallbackPolicy) -> None:
+        """Move to the switch's rung, or past unusable rungs in the same direction."""
+        step = 1 if switch.to_rung > switch.from_rung else -1
+        target = switch.to_rung
+        while 0 <= target < len(self.ladder) and self.ladder[target] is None:
+            target += step
+        if not 0 <= target < len(self.ladder):
+            policy.rung = switch.from_rung  # nowhere usable to go: stay
+            return
+        policy.rung = target
+        previous = self.active
+        self.active = self.ladder[target]
+        if previous is not None and previous.engine.info.labels != self.active.engine.info.labels:
+            for cam in self.cameras:
+                cam.post.reset(self.active.engine.info.labels)
+        self.latency.clear(target)  # judge the new rung on its own fresh samples
+        log.warning("engine: rung %d (%s) -> rung %d (%s): %s", switch.from_rung,
+                    previous.name if previous else "-", target, self.active.name, switch.reason)
+        self._publish_engine(switch.from_rung, switch.reason, switch.readings)
+
+    def _publish_engine(self, from_rung: int | None, reason: str, readings: Readings) -> None:
+        active = self.active
+        if active is None:
+            return
+        self.publisher.publish(json_message(f"{self.root}/engine", {
+            "rung": active.rung, "from": from_rung, "name": active.name,
+            "model": active.engine.info.name, "backend": active.engine.backend,
+            "precision": active.engine.info.precision, "reason": reason,
+            "readings": readings.as_dict(), "ts": iso(time.time())}, 1, True))
 
     def _next_job(self, now: float) -> tuple[tuple[CameraRuntime, Frame] | None, float]:
         """Earliest-deadline-first among cameras with a new frame whose turn has come."""
@@ -219,16 +284,11 @@ class Daemon:
                 f"{self.root}/{cam.name}/state",
                 {"label": label, "score": round(score, 4), "since": iso(frame.wall_ts)},
                 self.config.device.mqtt.qos, True))
+        self.latency.add(active.rung, (t2 - t1) * 1000)
         cam.stats.record(label, score, (t2 - t1) * 1000,
                          payload["latency_ms"]["capture_to_publish"], publish)
 
     # --- reporting and shutdown ----------------------------------------------------------
-    @staticmethod
-    def _engine_state(active: ActiveEngine, reason: str) -> dict:
-        return {"rung": active.rung, "name": active.name, "model": active.engine.info.name,
-                "backend": active.engine.backend, "precision": active.engine.info.precision,
-                "reason": reason, "readings": {}, "ts": iso(time.time())}
-
     def stats(self) -> dict:
         active = self.active
         return {
@@ -236,6 +296,7 @@ class Daemon:
             "uptime_s": round(time.monotonic() - self.started_mono, 1),
             "engine": active.name if active else None,
             "rung": active.rung if active else None,
+            "temps_c": self.temps,
             "mqtt": {"connected": self.publisher.connected.is_set(),
                      "sent": self.publisher.sent, "dropped": self.publisher.dropped},
             "cameras": {

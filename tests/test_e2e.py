@@ -151,3 +151,43 @@ def test_failed_open_and_stalled_stream_are_retried_while_others_publish(
         assert len(subscriber.on(f"{ROOT}/good/classification")) > good_before + 5
         code, _ = daemon.terminate(timeout=10)
         assert code == 0
+
+
+def test_thermal_fallback_steps_down_and_back_up_without_gaps(tmp_path, broker, subscriber,
+                                                              videos, daemon_factory):
+    zone = tmp_path / "thermal" / "thermal_zone0"
+    zone.mkdir(parents=True)
+    (zone / "type").write_text("TJ-therm\n")
+    temp = zone / "temp"
+    temp.write_text("50000\n")
+    cfg = write_config(tmp_path / "cfg", broker.port, {"north": {**_looping(videos), "fps": 10}},
+                       {"fallback": {"thermal_root": str(tmp_path / "thermal"), "zones": ["tj"],
+                                     "degrade_above_c": 85, "recover_below_c": 75, "hold_s": 1,
+                                     "cooldown_s": 2, "min_dwell_s": 1, "poll_s": 0.2}})
+    daemon = daemon_factory(cfg)
+    topic = f"{ROOT}/north/classification"
+    assert subscriber.wait_for(lambda: len(subscriber.on(topic)) >= 5, 30), daemon.log()
+
+    temp.write_text("95000\n")  # the device heats up
+    assert subscriber.wait_for(lambda: subscriber.json_on(f"{ROOT}/engine")[-1]["rung"] == 1, 15)
+    down = subscriber.json_on(f"{ROOT}/engine")[-1]
+    assert down["from"] == 0 and down["reason"].startswith("hot")
+    assert down["readings"]["temps_c"] == {"TJ-therm": 95.0}
+    assert subscriber.wait_for(lambda: subscriber.json_on(topic)[-1]["rung"] == 1, 10)
+
+    temp.write_text("60000\n")  # and cools down
+    assert subscriber.wait_for(lambda: subscriber.json_on(f"{ROOT}/engine")[-1]["rung"] == 0, 15)
+    assert subscriber.json_on(f"{ROOT}/engine")[-1]["reason"].startswith("recovered")
+    assert subscriber.wait_for(lambda: subscriber.json_on(topic)[-1]["rung"] == 0, 10)
+    code, _ = daemon.terminate(timeout=10)
+    assert code == 0
+
+    msgs = subscriber.json_on(topic)
+    assert [m["seq"] for m in msgs] == list(range(1, len(msgs) + 1)), "no gap across switches"
+    rungs = [m["rung"] for m in msgs]
+    # One block on the small rung, marked degraded, between two blocks on the primary.
+    blocks = [r for i, r in enumerate(rungs) if i == 0 or r != rungs[i - 1]]
+    assert blocks == [0, 1, 0]
+    assert all(m["degraded"] == (m["rung"] == 1) for m in msgs)
+    assert {m["engine"] for m in msgs if m["rung"] == 1} == {"small"}
+    assert "engine: rung 0 (primary) -> rung 1 (small): hot" in daemon.log()
