@@ -1,4 +1,4 @@
-"""Command line: `edgeswin run | check | demo` (also `python -m edgeswin`)."""
+"""Command line: `edgeswin run | check | demo | fallback-sim | probe` (also `python -m edgeswin`)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.config), Path(args.assets), args.seconds)
 
 
+def cmd_fallback_sim(args: argparse.Namespace) -> int:
+    from .config import FallbackConfig
+    from .tools import simulate
+
+    if args.config:
+        config = load_config(args.config)
+        cfg, rungs = config.device.fallback, len(config.device.engines)
+    else:
+        cfg, rungs = FallbackConfig(), args.rungs
+    try:
+        print("\n".join(simulate(args.trace, cfg, rungs)))
+    except (OSError, ValueError, KeyError) as exc:
+        raise EdgeswinError(f"cannot replay {args.trace}: {exc}") from None
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from .tools import probe
+    print("\n".join(probe(args.config)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeswin", description="Camera classification "
                                      "daemon: OpenCV capture -> Swin engine -> MQTT.")
@@ -57,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where demo videos are generated if missing")
     demo.add_argument("--seconds", type=float, default=30.0, help="length of generated videos")
     demo.set_defaults(func=cmd_demo)
+    sim = sub.add_parser("fallback-sim", help="replay a sensor trace through the ladder policy")
+    sim.add_argument("--trace", required=True, type=Path,
+                     help="CSV: t, latency_p95_ms, one column per thermal zone (C)")
+    sim.add_argument("-c", "--config", type=Path, help="take fallback settings from this config")
+    sim.add_argument("--rungs", type=int, default=2, help="ladder length without -c")
+    sim.set_defaults(func=cmd_fallback_sim)
+    probe = sub.add_parser("probe", help="list thermal zones, camera devices and back-ends")
+    probe.add_argument("-c", "--config", type=Path, help="show which zones this config selects")
+    probe.set_defaults(func=cmd_probe)
     return parser
 
 

@@ -87,8 +87,8 @@ class FallbackPolicy:
         if r.now - self._good_since >= cfg.cooldown_s and dwelt:
             temp = f"{hottest:.1f} C below {cfg.recover_below_c:g}" if hottest is not None \
                 else "no thermal limit"
-            return self._switch(upper, f"recovered: {temp} and latency within budget for "
-                                       f"{cfg.cooldown_s:g}s", r)
+            latency = " and latency within budget" if budget is not None else ""
+            return self._switch(upper, f"recovered: {temp}{latency} for {cfg.cooldown_s:g}s", r)
         return None
 
     def _switch(self, to: int, reason: str, r: Readings) -> Switch:

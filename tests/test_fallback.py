@@ -106,3 +106,36 @@ def test_thermal_sensor_reads_a_jetson_like_tree(tmp_path, caplog):
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 2  # one per bad zone, not one per read
     assert any("GPU-therm" in w and "out of range" in w for w in warnings)
+
+
+def test_fallback_sim_replays_the_bundled_jetson_trace():
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    run = subprocess.run([sys.executable, "-m", "edgeswin", "fallback-sim", "--trace",
+                          "configs/traces/orin-heating.csv"], capture_output=True, text=True,
+                         cwd=REPO)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert lines[1].startswith("   220.0s  rung 0 -> 1: hot: 85.9 C above degrade_above_c 85")
+    assert lines[2].startswith("   580.0s  rung 1 -> 0: recovered: 72.2 C below 75 for 30s")
+    assert lines[-1] == "   898.0s  end on rung 0 (2 switch(es))"
+
+
+def test_probe_lists_zones_and_marks_the_selected(tmp_path):
+    from edgeswin.tools import probe
+
+    for i, (kind, temp) in enumerate((("TJ-therm", "48000"), ("PMIC-Die", "100000"))):
+        (tmp_path / f"thermal_zone{i}").mkdir()
+        (tmp_path / f"thermal_zone{i}" / "type").write_text(kind)
+        (tmp_path / f"thermal_zone{i}" / "temp").write_text(temp)
+    cfg_dir = tmp_path / "cfg"
+    from .conftest import write_config
+    write_config(cfg_dir, 1883, {"a": {"source": "rtsp://h/x"}},
+                 {"fallback": {"thermal_root": str(tmp_path), "zones": ["tj"]}})
+    lines = probe(cfg_dir)
+    assert any(line.split()[:4] == ["*", "thermal_zone0", "TJ-therm", "48.0"] for line in lines)
+    assert any(line.split()[:3] == ["thermal_zone1", "PMIC-Die", "100.0"] for line in lines)
+    assert any(line.startswith("onnxruntime ") for line in lines)
