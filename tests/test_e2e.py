@@ -191,3 +191,25 @@ def test_thermal_fallback_steps_down_and_back_up_without_gaps(tmp_path, broker, 
     assert all(m["degraded"] == (m["rung"] == 1) for m in msgs)
     assert {m["engine"] for m in msgs if m["rung"] == 1} == {"small"}
     assert "engine: rung 0 (primary) -> rung 1 (small): hot" in daemon.log()
+
+
+def test_latency_over_budget_steps_down_with_a_cool_device(tmp_path, broker, subscriber,
+                                                           videos, daemon_factory):
+    # Real engines, real timing: the primary takes ~10 ms here and the small rung ~3 ms, so a
+    # 6 ms p95 budget is broken by the primary only. No thermal zone: latency alone decides.
+    cfg = write_config(tmp_path / "cfg", broker.port, {"north": {**_looping(videos), "fps": 10}},
+                       {"fallback": {"thermal_root": str(tmp_path / "none"), "hold_s": 1,
+                                     "min_dwell_s": 1, "latency_budget_ms": 6,
+                                     "latency_window": 5, "poll_s": 0.2}})
+    daemon = daemon_factory(cfg)
+    assert subscriber.wait_for(lambda: subscriber.on(f"{ROOT}/engine")
+                               and subscriber.json_on(f"{ROOT}/engine")[-1]["rung"] == 1, 30), \
+        daemon.log()
+    engine = subscriber.json_on(f"{ROOT}/engine")[-1]
+    assert engine["reason"].startswith("slow: p95 inference")
+    assert engine["readings"]["latency_p95_ms"] > 6 and engine["readings"]["temps_c"] == {}
+    assert "fallback runs on latency alone" in daemon.log()
+    assert subscriber.wait_for(lambda: subscriber.json_on(f"{ROOT}/north/classification")[-1]
+                               ["engine"] == "small", 10)
+    code, _ = daemon.terminate(timeout=10)
+    assert code == 0
