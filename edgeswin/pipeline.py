@@ -65,7 +65,6 @@ class ActiveEngine:
     preprocess: Preprocessor
     name: str
     rung: int
-    model: Path
 
 
 class Daemon:
@@ -105,8 +104,7 @@ class Daemon:
                 problems.append(f"rung {rung} ({spec.name}): {exc}")
                 ladder.append(None)
                 continue
-            ladder.append(ActiveEngine(engine, Preprocessor(engine.info.input), spec.name, rung,
-                                       Path(spec.model)))
+            ladder.append(ActiveEngine(engine, Preprocessor(engine.info.input), spec.name, rung))
         if not any(ladder):
             raise EdgeswinError("no engine rung is usable:\n  " + "\n  ".join(problems))
         return ladder

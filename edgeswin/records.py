@@ -1,8 +1,8 @@
-"""The small dataclasses handed from stage to stage: a frame, an input spec, a classification."""
+"""The small dataclasses handed from stage to stage: a frame, an input spec, model metadata."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,19 +50,3 @@ class ModelInfo:
     input: InputSpec
     output_kind: str = "logits"  # or "probabilities"
     precision: str = "fp32"
-
-
-@dataclass(frozen=True)
-class Classification:
-    """One inference on one frame, after postprocessing."""
-
-    camera: str
-    label: str
-    score: float
-    topk: list[tuple[str, float]]
-    frame: Frame
-    engine: str
-    rung: int
-    degraded: bool
-    infer_ms: float
-    timings: dict[str, float] = field(default_factory=dict)  # stage -> ms
