@@ -28,6 +28,11 @@ class ThermalZone:
     type: str
 
 
+def selected(zone: ThermalZone, prefixes: list[str]) -> bool:
+    """Whether a zone's type starts with one of the prefixes, in any case."""
+    return any(zone.type.lower().startswith(p.lower()) for p in prefixes)
+
+
 def discover_zones(root: str | Path, prefixes: list[str] | None = None) -> list[ThermalZone]:
     """Every thermal_zone*/ under root whose type starts with one of the prefixes (any case)."""
     zones = []
@@ -36,8 +41,9 @@ def discover_zones(root: str | Path, prefixes: list[str] | None = None) -> list[
             kind = (zone_dir / "type").read_text().strip()
         except OSError:
             continue
-        if prefixes is None or any(kind.lower().startswith(p.lower()) for p in prefixes):
-            zones.append(ThermalZone(zone_dir, kind))
+        zone = ThermalZone(zone_dir, kind)
+        if prefixes is None or selected(zone, prefixes):
+            zones.append(zone)
     return zones
 
 

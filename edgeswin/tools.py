@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .config import FallbackConfig, load_config
 from .fallback import FallbackPolicy, Readings
-from .sensors import discover_zones
+from .sensors import discover_zones, selected
 
 
 def simulate(trace: Path, cfg: FallbackConfig, rungs: int) -> list[str]:
@@ -41,7 +41,6 @@ def probe(config_dir: Path | None) -> list[str]:
     fb = FallbackConfig()
     if config_dir is not None:
         fb = load_config(config_dir).device.fallback
-    selected = {z.path for z in discover_zones(fb.thermal_root, fb.zones)}
     lines = [f"thermal zones under {fb.thermal_root} (selected by prefixes {fb.zones}):"]
     zones = discover_zones(fb.thermal_root)
     for zone in zones:
@@ -49,7 +48,7 @@ def probe(config_dir: Path | None) -> list[str]:
             reading = f"{int((zone.path / 'temp').read_text()) / 1000:.1f} C"
         except (OSError, ValueError) as exc:
             reading = f"unreadable ({exc.__class__.__name__})"
-        mark = "*" if zone.path in selected else " "
+        mark = "*" if selected(zone, fb.zones) else " "
         lines.append(f"  {mark} {zone.path.name:<16} {zone.type:<20} {reading}")
     if not zones:
         lines.append("  none found: fallback would run on latency alone")
