@@ -11,7 +11,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import cv2" 2>/dev/null || $(PY) -m pip install -q -e ".[opencv]"
-	$(PY) -m pip install -q -e ".[test]"
+	# A system OpenCV is built against the system NumPy: keep pip from replacing that NumPy.
+	$(PY) -c "import cv2, numpy; print('numpy==' + numpy.__version__)" > $(VENV)/constraints.txt
+	$(PY) -m pip install -q -e ".[test]" -c $(VENV)/constraints.txt
 	touch $@
 
 deps: $(VENV)/.installed

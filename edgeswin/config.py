@@ -68,6 +68,8 @@ class FallbackConfig(_Strict):
                               description="Where thermal_zone*/ live (a scripted tree in tests).")
     zones: list[str] = Field(["tj", "gpu", "cpu", "soc", "cv"],
                              description="Zone type prefixes to watch (case-insensitive).")
+    nvml: bool = Field(True, description="Also watch discrete NVIDIA GPUs (zones GPU<i>-nvml) "
+                                         "through NVML when nvidia-ml-py is installed.")
     degrade_above_c: float = Field(85.0, description="Step down above this temperature.")
     recover_below_c: float = Field(75.0, description="Step up only below this temperature.")
     latency_budget_ms: float | None = Field(None, gt=0,
@@ -179,6 +181,9 @@ class CameraConfig(_Strict):
     reconnect: Reconnect = Field(default_factory=Reconnect, description="Backoff after failures.")
     topk: int = Field(3, ge=1, le=20, description="How many classes each message lists.")
     threshold: float = Field(0.0, ge=0, le=1, description="Below this score the label is 'unknown'.")
+    latency_budget_ms: float | None = Field(
+        None, gt=0, description="p95 capture-to-publish budget of this camera; over it for "
+                                "fallback.hold_s steps the ladder down. None = no limit.")
     smoothing: Smoothing = Field(default_factory=Smoothing, description="Temporal smoothing.")
     publish: PublishPolicy = Field(default_factory=PublishPolicy, description="When to publish.")
 

@@ -3,8 +3,9 @@
 Pure: driven by `Readings` (a clock value, temperatures, the active rung's p95 latency), so it
 is tested with scripted traces and a fake clock. Hands on a `Switch` (from, to, reason,
 readings) or None. Rules:
-- step down one rung when the hottest selected zone is above `degrade_above_c`, or the p95
-  inference time is over `latency_budget_ms`, continuously for `hold_s`;
+- step down one rung when the hottest selected zone is above `degrade_above_c`, the p95
+  inference time is over the device's `latency_budget_ms`, or a camera's p95 capture-to-publish
+  time is over its own `latency_budget_ms`, continuously for `hold_s`;
 - step up one rung when the hottest zone has been below `recover_below_c` (hysteresis) and
   latency within budget for `cooldown_s`; a rung left for being slow is retried only after
   `latency_retry_s`, so a model that cannot meet the budget is not re-tried every cooldown;
@@ -23,10 +24,16 @@ from .config import FallbackConfig
 class Readings:
     now: float  # seconds, any monotonic clock
     temps: dict[str, float] = field(default_factory=dict)
-    latency_p95_ms: float | None = None  # of the active rung
+    latency_p95_ms: float | None = None  # inference, of the active rung
+    # Cameras over their own capture-to-publish budget: name -> (p95 ms, budget ms).
+    slow_cameras: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"temps_c": dict(self.temps), "latency_p95_ms": self.latency_p95_ms}
+        out = {"temps_c": dict(self.temps), "latency_p95_ms": self.latency_p95_ms}
+        if self.slow_cameras:
+            out["slow_cameras"] = {name: {"p95_ms": round(p95, 2), "budget_ms": budget}
+                                   for name, (p95, budget) in self.slow_cameras.items()}
+        return out
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,9 @@ class FallbackPolicy:
         hottest = max(r.temps.values()) if r.temps else None
         hot = hottest is not None and hottest > cfg.degrade_above_c
         budget = cfg.latency_budget_ms
-        slow = budget is not None and r.latency_p95_ms is not None and r.latency_p95_ms > budget
+        slow_engine = (budget is not None and r.latency_p95_ms is not None
+                       and r.latency_p95_ms > budget)
+        slow = slow_engine or bool(r.slow_cameras)
         dwelt = r.now - self._last_switch >= cfg.min_dwell_s
 
         if hot or slow:
@@ -67,9 +76,14 @@ class FallbackPolicy:
                 if hot:
                     reason = (f"hot: {hottest:.1f} C above degrade_above_c "
                               f"{cfg.degrade_above_c:g} for {cfg.hold_s:g}s")
-                else:
+                elif slow_engine:
                     reason = (f"slow: p95 inference {r.latency_p95_ms:.1f} ms over the "
                               f"{budget:g} ms budget for {cfg.hold_s:g}s")
+                    self._left_slow[self.rung] = r.now
+                else:
+                    name, (p95, cam_budget) = sorted(r.slow_cameras.items())[0]
+                    reason = (f"slow: camera {name} p95 capture-to-publish {p95:.1f} ms over "
+                              f"its {cam_budget:g} ms budget for {cfg.hold_s:g}s")
                     self._left_slow[self.rung] = r.now
                 return self._switch(self.rung + 1, reason, r)
             return None

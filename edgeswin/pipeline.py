@@ -83,7 +83,7 @@ class Daemon:
         self.active: ActiveEngine | None = None
         self.ladder: list[ActiveEngine | None] = []
         fb = config.device.fallback
-        self.thermal = ThermalSensor(fb.thermal_root, fb.zones)
+        self.thermal = ThermalSensor(fb.thermal_root, fb.zones, nvml=fb.nvml)
         self.latency = LatencyWindows(fb.latency_window)
         self.temps: dict[str, float] = {}
         self.cameras: list[CameraRuntime] = []
@@ -153,6 +153,11 @@ class Daemon:
         elif self.thermal.zones:
             log.info("watching thermal zones %s under %s",
                      ", ".join(z.type for z in self.thermal.zones), fb.thermal_root)
+            late = self.thermal.throttling_before(fb.degrade_above_c)
+            if late:
+                log.warning("degrade_above_c %g C is at or above the trip point of %s: the "
+                            "hardware throttles first; consider a lower threshold",
+                            fb.degrade_above_c, ", ".join(late))
         else:
             log.warning("no thermal zone matching %s under %s: fallback runs on latency alone",
                         fb.zones, fb.thermal_root)
@@ -186,8 +191,9 @@ class Daemon:
             if now >= next_poll:
                 # Between two frames: a switch here loses no frame and classifies none twice.
                 self.temps = self.thermal.read()
-                switch = policy.update(Readings(now, self.temps,
-                                                self.latency.p95(self.active.rung)))
+                switch = policy.update(Readings(
+                    now, self.temps, self.latency.p95(("inference", self.active.rung)),
+                    self._slow_cameras()))
                 if switch:
                     self._switch(switch, policy)
                 next_poll = now + fb.poll_s
@@ -212,10 +218,20 @@ class Daemon:
         if previous is not None and previous.engine.info.labels != self.active.engine.info.labels:
             for cam in self.cameras:
                 cam.post.reset(self.active.engine.info.labels)
-        self.latency.clear(target)  # judge the new rung on its own fresh samples
+        # Judge the new rung on its own fresh samples, and the cameras on the new rung only.
+        self.latency.clear(lambda key: key[0] == "camera" or key[1] == target)
         log.warning("engine: rung %d (%s) -> rung %d (%s): %s", switch.from_rung,
                     previous.name if previous else "-", target, self.active.name, switch.reason)
         self._publish_engine(switch.from_rung, switch.reason, switch.readings)
+
+    def _slow_cameras(self) -> dict[str, tuple[float, float]]:
+        slow = {}
+        for cam in self.cameras:
+            budget = cam.entry.config.latency_budget_ms
+            p95 = self.latency.p95(("camera", cam.name)) if budget is not None else None
+            if p95 is not None and p95 > budget:
+                slow[cam.name] = (p95, budget)
+        return slow
 
     def _publish_engine(self, from_rung: int | None, reason: str, readings: Readings) -> None:
         active = self.active
@@ -282,9 +298,11 @@ class Daemon:
                 f"{self.root}/{cam.name}/state",
                 {"label": label, "score": round(score, 4), "since": iso(frame.wall_ts)},
                 self.config.device.mqtt.qos, True))
-        self.latency.add(active.rung, (t2 - t1) * 1000)
-        cam.stats.record(label, score, (t2 - t1) * 1000,
-                         payload["latency_ms"]["capture_to_publish"], publish)
+        total_ms = payload["latency_ms"]["capture_to_publish"]
+        self.latency.add(("inference", active.rung), (t2 - t1) * 1000)
+        self.latency.add(("capture_to_publish", active.rung), total_ms)
+        self.latency.add(("camera", cam.name), total_ms)
+        cam.stats.record(label, score, (t2 - t1) * 1000, total_ms, publish)
 
     # --- reporting and shutdown ----------------------------------------------------------
     def stats(self) -> dict:
@@ -295,6 +313,7 @@ class Daemon:
             "engine": active.name if active else None,
             "rung": active.rung if active else None,
             "temps_c": self.temps,
+            "rungs": self.latency.by_rung(),
             "mqtt": {"connected": self.publisher.connected.is_set(),
                      "sent": self.publisher.sent, "dropped": self.publisher.dropped},
             "cameras": {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .config import FallbackConfig, load_config
 from .fallback import FallbackPolicy, Readings
-from .sensors import discover_zones, selected
+from .sensors import NvmlGpus, ThermalZone, discover_zones, selected
 
 
 def simulate(trace: Path, cfg: FallbackConfig, rungs: int) -> list[str]:
@@ -32,6 +32,13 @@ def simulate(trace: Path, cfg: FallbackConfig, rungs: int) -> list[str]:
     return lines
 
 
+def _zone_line(zone: ThermalZone, reading: str, prefixes: list[str]) -> str:
+    mark = "*" if selected(zone, prefixes) else " "
+    trips = ", ".join(f"{t.type} {t.temp_c:g}" for t in zone.trips)
+    return (f"  {mark} {zone.path.name if zone.path.parent.name != 'nvml' else 'nvml':<16} "
+            f"{zone.type:<20} {reading:<10} {'trips: ' + trips if trips else ''}").rstrip()
+
+
 def probe(config_dir: Path | None) -> list[str]:
     """What this device has: thermal zones, OpenCV video back-ends, inference back-ends."""
     import cv2
@@ -48,9 +55,15 @@ def probe(config_dir: Path | None) -> list[str]:
             reading = f"{int((zone.path / 'temp').read_text()) / 1000:.1f} C"
         except (OSError, ValueError) as exc:
             reading = f"unreadable ({exc.__class__.__name__})"
-        mark = "*" if selected(zone, fb.zones) else " "
-        lines.append(f"  {mark} {zone.path.name:<16} {zone.type:<20} {reading}")
-    if not zones:
+        lines.append(_zone_line(zone, reading, fb.zones))
+    gpus = NvmlGpus() if fb.nvml else None
+    for zone in gpus.zones if gpus else []:
+        try:
+            reading = f"{gpus.read(zone):.1f} C"
+        except OSError as exc:
+            reading = f"unreadable ({exc})"
+        lines.append(_zone_line(zone, reading, fb.zones))
+    if not zones and not (gpus and gpus.zones):
         lines.append("  none found: fallback would run on latency alone")
     lines.append(f"opencv {cv2.__version__}: GStreamer {'yes' if has_gstreamer() else 'NO'}, "
                  f"video devices: {', '.join(sorted(str(p) for p in Path('/dev').glob('video*'))) or 'none'}")

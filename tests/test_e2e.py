@@ -15,7 +15,7 @@ import pytest
 from edgeswin.demo_assets import labels_path, read_ground_truth
 from edgeswin.scenes import LABELS
 
-from .conftest import REPO, write_config
+from .conftest import PRIMARY, REPO, SMALL, write_config
 from .streams import MjpegCamera, free_port
 
 pytestmark = pytest.mark.mqtt
@@ -160,7 +160,8 @@ def test_thermal_fallback_steps_down_and_back_up_without_gaps(tmp_path, broker, 
     (zone / "type").write_text("TJ-therm\n")
     temp = zone / "temp"
     temp.write_text("50000\n")
-    cfg = write_config(tmp_path / "cfg", broker.port, {"north": {**_looping(videos), "fps": 10}},
+    # fps 0: every new frame of the 15 fps video is classified, so a lost frame would show.
+    cfg = write_config(tmp_path / "cfg", broker.port, {"north": {**_looping(videos), "fps": 0}},
                        {"fallback": {"thermal_root": str(tmp_path / "thermal"), "zones": ["tj"],
                                      "degrade_above_c": 85, "recover_below_c": 75, "hold_s": 1,
                                      "cooldown_s": 2, "min_dwell_s": 1, "poll_s": 0.2}})
@@ -188,28 +189,64 @@ def test_thermal_fallback_steps_down_and_back_up_without_gaps(tmp_path, broker, 
     # One block on the small rung, marked degraded, between two blocks on the primary.
     blocks = [r for i, r in enumerate(rungs) if i == 0 or r != rungs[i - 1]]
     assert blocks == [0, 1, 0]
+    for i in range(1, len(msgs)):
+        if msgs[i]["rung"] != msgs[i - 1]["rung"]:  # a switch: the very next frame, none lost
+            before, after = msgs[i - 1]["frame_index"], msgs[i]["frame_index"]
+            assert after == before + 1 or after == 0, (before, after)  # 0: the file looped
     assert all(m["degraded"] == (m["rung"] == 1) for m in msgs)
     assert {m["engine"] for m in msgs if m["rung"] == 1} == {"small"}
     assert "engine: rung 0 (primary) -> rung 1 (small): hot" in daemon.log()
 
 
-def test_latency_over_budget_steps_down_with_a_cool_device(tmp_path, broker, subscriber,
-                                                           videos, daemon_factory):
-    # Real engines, real timing: the primary takes ~10 ms here and the small rung ~3 ms, so a
-    # 6 ms p95 budget is broken by the primary only. No thermal zone: latency alone decides.
-    cfg = write_config(tmp_path / "cfg", broker.port, {"north": {**_looping(videos), "fps": 10}},
-                       {"fallback": {"thermal_root": str(tmp_path / "none"), "hold_s": 1,
-                                     "min_dwell_s": 1, "latency_budget_ms": 6,
-                                     "latency_window": 5, "poll_s": 0.2}})
+@pytest.fixture(scope="session")
+def slow_primary(tmp_path_factory):
+    """The primary model slowed by ~40 ms of real matrix products (same logits)."""
+    from .slow_model import slowed_copy
+    return slowed_copy(PRIMARY, tmp_path_factory.mktemp("slow") / "swin-demo-112-slow.onnx",
+                       products=8)
+
+
+@pytest.mark.parametrize("budget", ["device", "camera"])
+def test_latency_over_budget_steps_down_with_a_cool_device(tmp_path, broker, subscriber, videos,
+                                                           daemon_factory, slow_primary, budget):
+    # A deliberately slowed primary (~50 ms here) against a 25 ms budget; the small rung takes
+    # ~3 ms. The budget is the device's p95 inference time or the camera's p95 capture-to-publish.
+    camera = {**_looping(videos), "fps": 0}
+    fallback = {"thermal_root": str(tmp_path / "none"), "hold_s": 1, "min_dwell_s": 1,
+                "latency_window": 5, "poll_s": 0.2}
+    if budget == "device":
+        fallback["latency_budget_ms"] = 25
+    else:
+        camera["latency_budget_ms"] = 25
+    cfg = write_config(tmp_path / "cfg", broker.port, {"north": camera}, {
+        "engines": [{"name": "primary", "model": str(slow_primary)},
+                    {"name": "small", "model": str(SMALL)}], "fallback": fallback})
     daemon = daemon_factory(cfg)
+    topic = f"{ROOT}/north/classification"
     assert subscriber.wait_for(lambda: subscriber.on(f"{ROOT}/engine")
                                and subscriber.json_on(f"{ROOT}/engine")[-1]["rung"] == 1, 30), \
         daemon.log()
     engine = subscriber.json_on(f"{ROOT}/engine")[-1]
-    assert engine["reason"].startswith("slow: p95 inference")
-    assert engine["readings"]["latency_p95_ms"] > 6 and engine["readings"]["temps_c"] == {}
+    readings = engine["readings"]
+    if budget == "device":
+        assert engine["reason"].startswith("slow: p95 inference")
+        assert readings["latency_p95_ms"] > 25
+    else:
+        assert engine["reason"].startswith("slow: camera north p95 capture-to-publish")
+        assert readings["slow_cameras"]["north"]["p95_ms"] > 25
+        assert readings["slow_cameras"]["north"]["budget_ms"] == 25
+    assert readings["temps_c"] == {}
     assert "fallback runs on latency alone" in daemon.log()
-    assert subscriber.wait_for(lambda: subscriber.json_on(f"{ROOT}/north/classification")[-1]
-                               ["engine"] == "small", 10)
+    assert subscriber.wait_for(lambda: subscriber.json_on(topic)[-1]["engine"] == "small", 10)
+    assert subscriber.wait_for(lambda: len(subscriber.on(f"{ROOT}/stats")) >= 1, 5)
     code, _ = daemon.terminate(timeout=10)
     assert code == 0
+    msgs = subscriber.json_on(topic)
+    assert [m["seq"] for m in msgs] == list(range(1, len(msgs) + 1))
+    # The same frames would get the same answers: the slowed copy changes time, not logits.
+    slow = [m["latency_ms"]["inference"] for m in msgs if m["rung"] == 0]
+    fast = [m["latency_ms"]["inference"] for m in msgs if m["rung"] == 1]
+    assert sorted(slow)[len(slow) // 2] > 25 > sorted(fast)[len(fast) // 2]
+    # Stats break latency down per rung.
+    rungs = subscriber.json_on(f"{ROOT}/stats")[-1]["rungs"]
+    assert {"inference_ms", "capture_to_publish_ms"} <= rungs["1"].keys()

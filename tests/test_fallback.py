@@ -79,6 +79,22 @@ def test_latency_only_mode_without_any_thermal_zone():
     assert run(trace, cfg, thermal=False) == [(10, 0, 1, "slow"), (42, 1, 0, "recovered")]
 
 
+def test_a_camera_over_its_own_budget_steps_down_and_says_which():
+    # The engine meets the device budget (20 ms) but camera "gate" waits 120 ms p95 from t=10.
+    policy = FallbackPolicy(CFG.model_copy(update={"latency_retry_s": 0}), 3, 0.0, thermal=False)
+    switches = []
+    for t in range(60):
+        slow = {"gate": (120.0, 100.0)} if 10 <= t < 20 else {}
+        s = policy.update(Readings(float(t), {}, 20.0, slow))
+        if s:
+            switches.append((t, s.from_rung, s.to_rung, s.reason))
+    assert [(t, a, b) for t, a, b, _ in switches] == [(15, 0, 1), (50, 1, 0)]
+    assert switches[0][3] == ("slow: camera gate p95 capture-to-publish 120.0 ms over its "
+                              "100 ms budget for 5s")
+    assert Readings(0.0, {}, 20.0, {"gate": (120.0, 100.0)}).as_dict()["slow_cameras"] == {
+        "gate": {"p95_ms": 120.0, "budget_ms": 100.0}}
+
+
 def test_pinned_rung_never_switches():
     cfg = CFG.model_copy(update={"pinned_rung": 1})
     policy = FallbackPolicy(cfg, 3, now=0.0, thermal=True)
@@ -108,6 +124,92 @@ def test_thermal_sensor_reads_a_jetson_like_tree(tmp_path, caplog):
     assert any("GPU-therm" in w and "out of range" in w for w in warnings)
 
 
+def _zone(root, i, kind, temp, trips=()):
+    zone = root / f"thermal_zone{i}"
+    zone.mkdir()
+    (zone / "type").write_text(kind + "\n")
+    (zone / "temp").write_text(temp + "\n")
+    for n, (trip_type, trip_temp) in enumerate(trips):
+        (zone / f"trip_point_{n}_type").write_text(trip_type + "\n")
+        (zone / f"trip_point_{n}_temp").write_text(trip_temp + "\n")
+
+
+def test_trip_points_are_read_and_a_late_threshold_is_named(tmp_path):
+    _zone(tmp_path, 0, "tj-thermal", "50000", [("critical", "104500"), ("passive", "99000")])
+    _zone(tmp_path, 1, "gpu-thermal", "48000", [("active", "50000"), ("passive", "80000")])
+    _zone(tmp_path, 2, "cpu-thermal", "47000")  # no trip points at all
+    sensor = ThermalSensor(tmp_path, ["tj", "gpu", "cpu"])
+    trips = {z.type: [(t.type, t.temp_c) for t in z.trips] for z in sensor.zones}
+    assert trips["tj-thermal"] == [("critical", 104.5), ("passive", 99.0)]
+    assert sensor.zones[0].first_trip().temp_c == 99.0  # passive comes before critical
+    assert sensor.zones[2].trips == ()
+    # The GPU throttles (passive) at 80 C: a degrade threshold of 85 C would act too late.
+    assert sensor.throttling_before(85.0) == ["gpu-thermal (passive trip at 80 C)"]
+    assert sensor.throttling_before(79.0) == []  # an active (fan) trip point does not count
+
+
+class FakeNvml:
+    """The subset of nvidia-ml-py's pynvml used, with its conventions: calls before nvmlInit
+    raise NVMLError (NVML_ERROR_UNINITIALIZED = 1), temperatures are integer degrees C,
+    NVML_TEMPERATURE_GPU = 0, NVML_TEMPERATURE_THRESHOLD_SLOWDOWN = 1."""
+
+    NVML_TEMPERATURE_GPU = 0
+    NVML_TEMPERATURE_THRESHOLD_SLOWDOWN = 1
+
+    class NVMLError(Exception):
+        def __init__(self, value):
+            super().__init__(f"NVML error {value}")
+            self.value = value
+
+    def __init__(self, temps, slowdown=87):
+        self.temps, self.slowdown, self.ready = temps, slowdown, False
+
+    def _check(self):
+        if not self.ready:
+            raise self.NVMLError(1)
+
+    def nvmlInit(self):
+        self.ready = True
+
+    def nvmlDeviceGetCount(self):
+        self._check()
+        return len(self.temps)
+
+    def nvmlDeviceGetHandleByIndex(self, i):
+        self._check()
+        return ("handle", i)
+
+    def nvmlDeviceGetTemperature(self, handle, sensor):
+        self._check()
+        assert sensor == self.NVML_TEMPERATURE_GPU
+        value = self.temps[handle[1]]
+        if value is None:
+            raise self.NVMLError(15)  # NVML_ERROR_GPU_IS_LOST
+        return value
+
+    def nvmlDeviceGetTemperatureThreshold(self, handle, kind):
+        self._check()
+        assert kind == self.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN
+        return self.slowdown
+
+
+def test_discrete_gpu_temperatures_through_nvml(tmp_path, monkeypatch, caplog):
+    import sys
+    fake = FakeNvml([64, None])
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    _zone(tmp_path, 0, "cpu-thermal", "41000")
+    sensor = ThermalSensor(tmp_path, ["gpu", "cpu"], nvml=True)
+    assert [z.type for z in sensor.zones] == ["cpu-thermal", "GPU0-nvml", "GPU1-nvml"]
+    assert sensor.read() == {"cpu-thermal": 41.0, "GPU0-nvml": 64.0}  # GPU1 lost: skipped
+    sensor.read()
+    lost = [r.getMessage() for r in caplog.records if "GPU1-nvml" in r.getMessage()]
+    assert len(lost) == 1 and "unreadable" in lost[0]
+    assert sensor.throttling_before(90.0) == ["GPU0-nvml (passive trip at 87 C)",
+                                              "GPU1-nvml (passive trip at 87 C)"]
+    assert ThermalSensor(tmp_path, ["cpu"], nvml=True).read() == {"cpu-thermal": 41.0}
+    assert [z.type for z in ThermalSensor(tmp_path, ["gpu"], nvml=False).zones] == []
+
+
 def test_fallback_sim_replays_the_bundled_jetson_trace():
     import subprocess
     import sys
@@ -127,15 +229,14 @@ def test_fallback_sim_replays_the_bundled_jetson_trace():
 def test_probe_lists_zones_and_marks_the_selected(tmp_path):
     from edgeswin.tools import probe
 
-    for i, (kind, temp) in enumerate((("TJ-therm", "48000"), ("PMIC-Die", "100000"))):
-        (tmp_path / f"thermal_zone{i}").mkdir()
-        (tmp_path / f"thermal_zone{i}" / "type").write_text(kind)
-        (tmp_path / f"thermal_zone{i}" / "temp").write_text(temp)
+    _zone(tmp_path, 0, "TJ-therm", "48000", [("passive", "99000"), ("critical", "105000")])
+    _zone(tmp_path, 1, "PMIC-Die", "100000")
     cfg_dir = tmp_path / "cfg"
     from .conftest import write_config
     write_config(cfg_dir, 1883, {"a": {"source": "rtsp://h/x"}},
                  {"fallback": {"thermal_root": str(tmp_path), "zones": ["tj"]}})
     lines = probe(cfg_dir)
-    assert any(line.split()[:4] == ["*", "thermal_zone0", "TJ-therm", "48.0"] for line in lines)
+    assert any(line.split() == ["*", "thermal_zone0", "TJ-therm", "48.0", "C", "trips:",
+                                "passive", "99,", "critical", "105"] for line in lines)
     assert any(line.split()[:3] == ["thermal_zone1", "PMIC-Die", "100.0"] for line in lines)
     assert any(line.startswith("onnxruntime ") for line in lines)
