@@ -25,10 +25,10 @@ check: deps
 	$(PY) -m edgeswin check -c configs/demo
 
 lint: deps
-	$(VENV)/bin/ruff check edgeswin tests models
+	$(VENV)/bin/ruff check edgeswin tests models benchmarks
 
 test: deps
-	$(VENV)/bin/ruff check edgeswin tests models
+	$(VENV)/bin/ruff check edgeswin tests models benchmarks
 	$(PY) -m pytest -q
 
 clean:

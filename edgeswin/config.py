@@ -53,6 +53,20 @@ class EngineRung(_Strict):
     backend: Literal["auto", "onnxruntime", "tensorrt"] = Field(
         "auto", description="auto picks by file type: .onnx -> onnxruntime, .engine -> tensorrt.")
     threads: int = Field(0, ge=0, le=64, description="CPU threads for ONNX Runtime; 0 = its default.")
+    host_code_allowed: bool = Field(
+        False, description="TensorRT: allow engines with embedded host code (version-compatible "
+                           "plans). An engine file is code: only for files you built or trust.")
+
+    preprocess: Literal["cpu", "gpu"] = Field(
+        "cpu", description="gpu: resize and normalise in one CUDA kernel (tensorrt rungs only).")
+
+    @model_validator(mode="after")
+    def _gpu_preprocess_needs_tensorrt(self) -> EngineRung:
+        engine_file = Path(self.model).suffix in (".engine", ".plan")
+        if self.preprocess == "gpu" and not (self.backend == "tensorrt" or
+                                             (self.backend == "auto" and engine_file)):
+            raise ValueError("preprocess: gpu needs a TensorRT engine (.engine/.plan)")
+        return self
 
     @field_validator("model")
     @classmethod

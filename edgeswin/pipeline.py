@@ -22,7 +22,7 @@ from .engine import Engine, open_engine
 from .errors import EdgeswinError
 from .fallback import FallbackPolicy, Readings, Switch
 from .postprocess import CameraPostprocessor, PublishGate
-from .preprocess import Preprocessor
+from .preprocess import Preprocessor, to_bgr
 from .publish import Message, Publisher, json_message
 from .records import Frame
 from .sensors import LatencyWindows, ThermalSensor
@@ -57,6 +57,19 @@ class CameraRuntime:
     def period(self) -> float:
         fps = self.entry.config.fps
         return 1.0 / fps if fps > 0 else 0.0
+
+
+class FrameEngine:
+    """A TensorRT engine with GPU preprocessing, seen as an engine that takes BGR frames: its
+    inference time includes the kernel's resize and normalisation."""
+
+    def __init__(self, engine):
+        self._engine = engine
+        self.backend = engine.backend
+        self.info = engine.info
+
+    def infer(self, frame):
+        return self._engine.infer_image(frame)
 
 
 @dataclass
@@ -98,11 +111,22 @@ class Daemon:
         problems = []
         for rung, spec in enumerate(self.config.device.engines):
             try:
-                engine = open_engine(Path(spec.model), spec.backend, spec.threads)
+                engine = open_engine(Path(spec.model), spec.backend, spec.threads,
+                                     spec.host_code_allowed)
             except EdgeswinError as exc:
                 log.error("engine rung %d (%s) unusable: %s", rung, spec.name, exc)
                 problems.append(f"rung {rung} ({spec.name}): {exc}")
                 ladder.append(None)
+                continue
+            if spec.preprocess == "gpu":
+                try:
+                    engine.enable_gpu_preprocess()
+                except EdgeswinError as exc:
+                    log.error("engine rung %d (%s) unusable: %s", rung, spec.name, exc)
+                    problems.append(f"rung {rung} ({spec.name}): {exc}")
+                    ladder.append(None)
+                    continue
+                ladder.append(ActiveEngine(FrameEngine(engine), to_bgr, spec.name, rung))
                 continue
             ladder.append(ActiveEngine(engine, Preprocessor(engine.info.input), spec.name, rung))
         if not any(ladder):

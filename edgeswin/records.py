@@ -50,3 +50,5 @@ class ModelInfo:
     input: InputSpec
     output_kind: str = "logits"  # or "probabilities"
     precision: str = "fp32"
+    output_name: str | None = None  # which output holds the scores when there are several
+    output_scale: float | None = None  # dequantization scale of an INT8 output tensor

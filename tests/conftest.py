@@ -4,6 +4,7 @@ config directories, and the daemon as a real subprocess."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -142,12 +143,13 @@ def write_config(directory: Path, port: int, cameras: dict[str, dict],
 class DaemonProcess:
     """`python -m edgeswin run -c DIR` as a child process, with its log kept."""
 
-    def __init__(self, config_dir: Path):
+    def __init__(self, config_dir: Path, env: dict[str, str] | None = None):
         self.log_path = config_dir / "daemon.log"
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen([sys.executable, "-m", "edgeswin", "run", "-c",
                                       str(config_dir)], stdout=self._log,
-                                     stderr=subprocess.STDOUT, cwd=REPO)
+                                     stderr=subprocess.STDOUT, cwd=REPO,
+                                     env={**os.environ, **(env or {})})
 
     def log(self) -> str:
         return self.log_path.read_text()
@@ -170,8 +172,8 @@ class DaemonProcess:
 def daemon_factory():
     started: list[DaemonProcess] = []
 
-    def start(config_dir: Path) -> DaemonProcess:
-        d = DaemonProcess(config_dir)
+    def start(config_dir: Path, env: dict[str, str] | None = None) -> DaemonProcess:
+        d = DaemonProcess(config_dir, env)
         started.append(d)
         return d
 

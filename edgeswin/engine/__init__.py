@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import BackendUnavailable, ModelError
+from ..errors import ModelError
 from ..records import InputSpec, ModelInfo
 
 
@@ -62,9 +62,13 @@ def read_model_info(model: Path) -> ModelInfo:
         labels = tuple(str(label) for label in meta["labels"])
         if not labels:
             raise ValueError("labels is empty")
+        output = meta.get("output", {})
+        scale = output.get("scale")
         return ModelInfo(name=str(meta.get("name", model.stem)), labels=labels, input=spec,
-                         output_kind=meta.get("output", {}).get("kind", "logits"),
-                         precision=str(meta.get("precision", "fp32")))
+                         output_kind=output.get("kind", "logits"),
+                         precision=str(meta.get("precision", "fp32")),
+                         output_name=output.get("name"),
+                         output_scale=float(scale) if scale is not None else None)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{path}: invalid model metadata: {exc}") from None
 
@@ -77,12 +81,16 @@ def backend_for(model: Path, requested: str) -> str:
     return "onnxruntime"
 
 
-def open_engine(model: Path, backend: str = "auto", threads: int = 0) -> Engine:
+def open_engine(model: Path, backend: str = "auto", threads: int = 0,
+                host_code_allowed: bool = False) -> Engine:
     """Load a model with the right backend and warm it up."""
     info = read_model_info(model)
     chosen = backend_for(model, backend)
     if chosen == "onnxruntime":
         from .ort import OrtEngine
         return OrtEngine(model, info, threads=threads)
-    raise BackendUnavailable(f"{model}: backend {chosen!r} is not available in this build "
-                             "(TensorRT support is a separate backend)")
+    if model.suffix not in (".engine", ".plan"):
+        raise ModelError(f"{model}: the tensorrt backend loads .engine/.plan files built on this "
+                         "device; run ONNX models with backend onnxruntime")
+    from .trt import TrtEngine
+    return TrtEngine(model, info, host_code_allowed=host_code_allowed)

@@ -1,0 +1,242 @@
+"""TensorRT backend (Jetson): a deserialized `.engine`/`.plan` run through pycuda.
+
+Name-based I/O only (TensorRT >= 8.6, which covers JetPack 6.0 and the 10.x of JetPack 6.1/6.2):
+`num_io_tensors`, `get_tensor_name/mode/shape/dtype`, `set_tensor_address`, `execute_async_v3`.
+Every I/O tensor gets a page-locked host buffer and a device buffer once, at load; each call
+copies in, enqueues and copies out on one dedicated stream (never the default stream, which
+adds device-wide synchronisation), with the CUDA primary context pushed for the calling thread
+and popped after. Hands on the same 1-D float32 scores as the ONNX Runtime backend.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BackendUnavailable, EdgeswinError, ModelError
+from ..records import ModelInfo
+
+log = logging.getLogger(__name__)
+
+_FLOAT_INPUTS = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8}
+
+
+class EngineRunError(EdgeswinError):
+    """Inference failed on the device (enqueue refused, CUDA error)."""
+
+
+@dataclass
+class _Tensor:
+    name: str
+    is_input: bool
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    host: np.ndarray  # page-locked
+    device: object  # pycuda DeviceAllocation
+
+
+def _import():
+    try:
+        import pycuda.driver as cuda
+        import tensorrt as trt
+    except ImportError as exc:
+        raise BackendUnavailable(f"the tensorrt backend needs TensorRT's Python bindings and "
+                                 f"pycuda (JetPack: python3-libnvinfer; pip install pycuda): "
+                                 f"{exc}") from None
+    return trt, cuda
+
+
+class TrtEngine:
+    backend = "tensorrt"
+
+    def __init__(self, model: Path, info: ModelInfo, host_code_allowed: bool = False,
+                 device: int = 0, warmup: int = 3):
+        trt, cuda = _import()
+        self._trt, self._cuda = trt, cuda
+        self.info = info
+        self.model = model
+        self.messages: list[str] = []  # what TensorRT logged at warning and above
+        try:
+            data = model.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"{model}: cannot read engine file: {exc.strerror}") from None
+        cuda.init()
+        gpu = cuda.Device(device)
+        self.gpu = f"{gpu.name()} (sm_{''.join(map(str, gpu.compute_capability()))})"
+        self._ctx = gpu.retain_primary_context()  # shared with any other CUDA user in process
+        self._ctx.push()
+        try:
+            self._load(data, host_code_allowed)
+        finally:
+            cuda.Context.pop()
+        for _ in range(warmup):  # first runs pick tactics' kernels and page memory in
+            self.infer(np.zeros(info.input.shape, _FLOAT_INPUTS[info.input.dtype]))
+        log.info("engine %s loaded: TensorRT %s on %s", info.name, trt.__version__, self.gpu)
+
+    # --- loading ---------------------------------------------------------------------------
+    def _load(self, data: bytes, host_code_allowed: bool) -> None:
+        trt, cuda = self._trt, self._cuda
+        self._logger = _CollectingLogger(trt, self.messages)
+        self._runtime = trt.Runtime(self._logger)
+        # An engine with embedded host code (version-compatible lean runtime) runs code from
+        # the file: refused unless the config says this file is trusted.
+        if hasattr(self._runtime, "engine_host_code_allowed"):  # 8.6+; off by default
+            self._runtime.engine_host_code_allowed = host_code_allowed
+        self._engine = self._runtime.deserialize_cuda_engine(data)
+        if self._engine is None:
+            said = "; ".join(self.messages[-3:]) or "no detail logged"
+            raise ModelError(
+                f"{self.model}: TensorRT {trt.__version__} cannot deserialize this engine on "
+                f"{self.gpu} ({said}). Engines only run on the TensorRT version and GPU they "
+                "were built with: rebuild it on this device from the ONNX "
+                "(edgeswin build-engine) or point the rung at the .onnx.")
+        self._context = self._engine.create_execution_context()
+        if self._context is None:
+            raise ModelError(f"{self.model}: cannot create an execution context "
+                             f"(out of GPU memory?): {'; '.join(self.messages[-3:])}")
+        self._tensors: list[_Tensor] = []
+        try:
+            for i in range(self._engine.num_io_tensors):
+                self._tensors.append(self._allocate(self._engine.get_tensor_name(i)))
+        except cuda.Error as exc:
+            raise ModelError(f"{self.model}: cannot allocate I/O buffers on {self.gpu}: "
+                             f"{exc}") from None
+        self._check_io()
+        for t in self._tensors:
+            if not self._context.set_tensor_address(t.name, int(t.device)):
+                raise ModelError(f"{self.model}: TensorRT refused the address of tensor "
+                                 f"{t.name!r}: {'; '.join(self.messages[-2:])}")
+        self._stream = cuda.Stream()
+        self._gpu_prep = None
+
+    def _allocate(self, name: str) -> _Tensor:
+        trt, cuda = self._trt, self._cuda
+        shape = tuple(self._engine.get_tensor_shape(name))
+        if any(d < 0 for d in shape):
+            raise ModelError(f"{self.model}: tensor {name!r} has a dynamic shape {shape}; "
+                             "build the engine with a static batch-1 shape")
+        kind = self._engine.get_tensor_dtype(name)
+        try:
+            dtype = np.dtype(trt.nptype(kind))
+        except TypeError:
+            raise ModelError(f"{self.model}: tensor {name!r} has type {kind}, which has no "
+                             "NumPy equivalent; build with FP32/FP16 I/O") from None
+        is_input = self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+        host = cuda.pagelocked_empty(shape, dtype)
+        device = cuda.mem_alloc(max(host.nbytes, 1))
+        return _Tensor(name, is_input, shape, dtype, host, device)
+
+    def _check_io(self) -> None:
+        spec, info = self.info.input, self.info
+        inputs = [t for t in self._tensors if t.is_input]
+        outputs = [t for t in self._tensors if not t.is_input]
+        if [t.name for t in inputs] != [spec.name]:
+            raise ModelError(f"{self.model}: engine inputs {[t.name for t in inputs]} do not "
+                             f"match the metadata's single input {spec.name!r}")
+        self._input = inputs[0]
+        if self._input.shape != spec.shape:
+            raise ModelError(f"{self.model}: engine input shape {list(self._input.shape)} differs "
+                             f"from the metadata's {list(spec.shape)}")
+        if self._input.dtype != np.dtype(_FLOAT_INPUTS[spec.dtype]):
+            raise ModelError(f"{self.model}: engine input type {self._input.dtype} differs from "
+                             f"the metadata's {spec.dtype}")
+        named = [t for t in outputs if t.name == info.output_name] if info.output_name else outputs
+        if len(named) != 1:
+            raise ModelError(f"{self.model}: cannot tell the score output among "
+                             f"{[t.name for t in outputs]}; name it in the metadata "
+                             f"(output.name, now {info.output_name!r})")
+        self._output = named[0]
+        if self._output.host.size != len(info.labels):
+            raise ModelError(f"{self.model}: output {self._output.name!r} has "
+                             f"{self._output.host.size} values but the metadata lists "
+                             f"{len(info.labels)} labels")
+        if self._output.dtype == np.int8 and info.output_scale is None:
+            raise ModelError(f"{self.model}: INT8 output {self._output.name!r} needs its "
+                             "dequantization scale in the metadata (output.scale)")
+
+    # --- running ---------------------------------------------------------------------------
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        if x.shape != self._input.shape or x.dtype != self._input.dtype:
+            raise ValueError(f"input {x.shape} {x.dtype} but the engine takes "
+                             f"{self._input.shape} {self._input.dtype}")
+
+        def load() -> None:
+            np.copyto(self._input.host, x)
+            self._cuda.memcpy_htod_async(self._input.device, self._input.host, self._stream)
+
+        return self._run(load)
+
+    def enable_gpu_preprocess(self) -> None:
+        """Compile the preprocessing kernel, after which `infer_image` takes raw frames."""
+        from ..preprocess import Preprocessor
+        from ..preprocess_cuda import CudaPreprocessor
+
+        self._ctx.push()
+        try:
+            self._gpu_prep = CudaPreprocessor(self.info.input)
+        except self._cuda.Error as exc:
+            raise ModelError(f"{self.model}: cannot build the GPU preprocessing kernel: "
+                             f"{exc}") from None
+        finally:
+            self._cuda.Context.pop()
+        self._cpu_prep = Preprocessor(self.info.input)
+
+    def infer_image(self, frame: np.ndarray) -> np.ndarray:
+        """A BGR frame straight to scores: resize and normalise on the GPU, into the input
+        buffer. Frames the kernel does not take (smaller than the input) go the CPU way."""
+        if not self._gpu_prep.fits(frame):
+            return self.infer(self._cpu_prep(frame))
+        return self._run(lambda: self._gpu_prep(frame, int(self._input.device), self._stream))
+
+    def _run(self, load_input) -> np.ndarray:
+        cuda = self._cuda
+        self._ctx.push()
+        try:
+            load_input()
+            if not self._context.execute_async_v3(stream_handle=self._stream.handle):
+                raise EngineRunError(f"{self.model}: TensorRT refused to enqueue inference: "
+                                     f"{'; '.join(self.messages[-3:]) or 'no detail logged'}")
+            for t in self._tensors:
+                if not t.is_input:
+                    cuda.memcpy_dtoh_async(t.host, t.device, self._stream)
+            self._stream.synchronize()
+        except cuda.Error as exc:
+            raise EngineRunError(f"{self.model}: CUDA error during inference: {exc}") from None
+        finally:
+            cuda.Context.pop()
+        out = self._output.host.astype(np.float32).reshape(-1)  # a copy: the buffer is reused
+        if self._output.dtype == np.int8:
+            out *= self.info.output_scale
+        return out
+
+    def close(self) -> None:
+        """Free the device buffers and release the primary context."""
+        self._ctx.push()
+        try:
+            for t in self._tensors:
+                t.device.free()
+            self._context = self._engine = None
+        finally:
+            self._cuda.Context.pop()
+            self._ctx.detach()
+
+
+def _CollectingLogger(trt, sink: list[str]):
+    """A trt.ILogger that keeps warnings and errors for error messages and logs them."""
+
+    class Collecting(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)
+
+        def log(self, severity, msg):
+            if int(severity) <= int(trt.ILogger.Severity.WARNING):
+                sink.append(str(msg))
+                del sink[:-20]
+                level = logging.ERROR if int(severity) <= int(trt.ILogger.Severity.ERROR) \
+                    else logging.WARNING
+                log.log(level, "TensorRT: %s", msg)
+
+    return Collecting()

@@ -1,0 +1,240 @@
+"""A test double of `pycuda.driver`: the subset edgeswin uses, with pycuda's conventions.
+
+- Every call that touches the device needs a current context (pushed on *this* thread), or it
+  raises LogicError("... invalid device context"), as the CUDA driver does.
+- Device memory is real bytes at fake addresses; a fresh allocation holds garbage (as on a GPU),
+  so a copy that is too short shows up as wrong results. A copy larger than the allocation
+  raises LogicError("... invalid argument").
+- Async copies and kernels are queued on their stream and only happen at `synchronize()`, so
+  reading a host buffer before synchronising sees stale data, as on a real GPU.
+- `pagelocked_empty` arrays are marked; an async copy from pageable memory is counted in
+  `Stream.pageable_copies` (CUDA silently makes it synchronous).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+
+class Error(Exception):
+    pass
+
+
+class LogicError(Error):
+    pass
+
+
+class MemoryError(Error):
+    pass
+
+
+class RuntimeError(Error):
+    pass
+
+
+_state = threading.local()
+_lock = threading.Lock()
+_memory: dict[int, bytearray] = {}
+_next_address = [0x7F00_0000_0000]
+initialised = [False]
+DEVICE_NAME = "Orin (fake)"
+COMPUTE_CAPABILITY = (8, 7)
+TOTAL_MEMORY = 1 << 30
+
+
+def _stack() -> list:
+    if not hasattr(_state, "stack"):
+        _state.stack = []
+    return _state.stack
+
+
+def _need_context(call: str) -> None:
+    if not initialised[0]:
+        raise LogicError(f"{call} failed: initialization error (cuda.init() not called)")
+    if not _stack():
+        raise LogicError(f"{call} failed: invalid device context")
+
+
+def init(flags: int = 0) -> None:
+    initialised[0] = True
+
+
+class Device:
+    def __init__(self, number: int):
+        if not initialised[0]:
+            raise LogicError("cuDeviceGet failed: initialization error")
+        if number != 0:
+            raise LogicError("cuDeviceGet failed: invalid device ordinal")
+        self.number = number
+
+    def name(self) -> str:
+        return DEVICE_NAME
+
+    def compute_capability(self) -> tuple[int, int]:
+        return COMPUTE_CAPABILITY
+
+    def retain_primary_context(self) -> Context:
+        return Context(self)
+
+
+class Context:
+    live = 0  # retained primary contexts not yet detached
+
+    def __init__(self, device: Device):
+        self.device = device
+        Context.live += 1
+        self.detached = False
+
+    def push(self) -> None:
+        if self.detached:
+            raise LogicError("cuCtxPushCurrent failed: invalid context")
+        _stack().append(self)
+
+    @staticmethod
+    def pop() -> None:
+        if not _stack():
+            raise LogicError("cuCtxPopCurrent failed: invalid context")
+        _stack().pop()
+
+    @staticmethod
+    def get_current():
+        return _stack()[-1] if _stack() else None
+
+    def detach(self) -> None:
+        self.detached = True
+        Context.live -= 1
+
+
+def context_depth() -> int:
+    """Test helper: how many contexts this thread has pushed and not popped."""
+    return len(_stack())
+
+
+class DeviceAllocation:
+    def __init__(self, nbytes: int):
+        with _lock:
+            self.address = _next_address[0]
+            _next_address[0] += (nbytes + 511) // 256 * 256
+        # Fresh device memory is not zeroed: fill it with a NaN pattern for floats.
+        _memory[self.address] = bytearray(b"\xff" * nbytes)
+        self.nbytes = nbytes
+
+    def __int__(self) -> int:
+        return self.address
+
+    def __index__(self) -> int:
+        return self.address
+
+    def free(self) -> None:
+        _need_context("cuMemFree")
+        _memory.pop(self.address, None)
+
+
+def mem_alloc(nbytes: int) -> DeviceAllocation:
+    _need_context("cuMemAlloc")
+    if nbytes <= 0:
+        raise LogicError("cuMemAlloc failed: invalid argument")
+    if nbytes > TOTAL_MEMORY:
+        raise MemoryError("cuMemAlloc failed: out of memory")
+    return DeviceAllocation(nbytes)
+
+
+class _Pinned(np.ndarray):
+    pass
+
+
+def pagelocked_empty(shape, dtype, order: str = "C", mem_flags: int = 0) -> np.ndarray:
+    _need_context("cuMemHostAlloc")
+    array = np.empty(shape, dtype, order=order).view(_Pinned)
+    array.fill(0)
+    return array
+
+
+def is_pagelocked(array: np.ndarray) -> bool:
+    return isinstance(array, _Pinned) or isinstance(getattr(array, "base", None), _Pinned)
+
+
+def device_bytes(address: int, nbytes: int) -> memoryview:
+    """Test-double helper: the device bytes at an address (which must lie in one allocation)."""
+    for start, buf in _memory.items():
+        if start <= address and address + nbytes <= start + len(buf):
+            return memoryview(buf)[address - start:address - start + nbytes]
+    raise LogicError("an illegal memory access was encountered")
+
+
+class Stream:
+    def __init__(self, flags: int = 0):
+        _need_context("cuStreamCreate")
+        self.handle = 0x5000 + id(self) % 0x1000 * 16  # never 0: that is the default stream
+        self._queue: list = []
+        self.pageable_copies = 0
+
+    def enqueue(self, op) -> None:
+        """Test-double helper: run op at synchronize(), in order with the copies."""
+        self._queue.append(op)
+
+    def synchronize(self) -> None:
+        _need_context("cuStreamSynchronize")
+        queue, self._queue = self._queue, []
+        for op in queue:
+            op()
+
+    def is_done(self) -> bool:
+        return not self._queue
+
+
+streams: dict[int, Stream] = {}
+
+
+def _stream_of(stream: Stream | None) -> Stream | None:
+    if stream is not None:
+        streams[stream.handle] = stream
+    return stream
+
+
+def memcpy_htod_async(dest, src: np.ndarray, stream: Stream | None = None) -> None:
+    _need_context("cuMemcpyHtoDAsync")
+    address, data = int(dest), np.ascontiguousarray(src).tobytes()
+    _check_fits(address, len(data), "cuMemcpyHtoDAsync")
+    stream = _stream_of(stream)
+    if stream is None:
+        device_bytes(address, len(data))[:] = data
+        return
+    if not is_pagelocked(src):
+        stream.pageable_copies += 1
+    snapshot = bytes(data)  # pageable: copied now; pinned: read when the copy runs
+    if is_pagelocked(src):
+        stream.enqueue(lambda: device_bytes(address, len(data)).__setitem__(
+            slice(None), np.ascontiguousarray(src).tobytes()))
+    else:
+        stream.enqueue(lambda: device_bytes(address, len(snapshot)).__setitem__(
+            slice(None), snapshot))
+
+
+def memcpy_dtoh_async(dest: np.ndarray, src, stream: Stream | None = None) -> None:
+    _need_context("cuMemcpyDtoHAsync")
+    address, nbytes = int(src), dest.nbytes
+    _check_fits(address, nbytes, "cuMemcpyDtoHAsync")
+
+    def copy() -> None:
+        flat = np.frombuffer(bytes(device_bytes(address, nbytes)), dest.dtype)
+        dest.reshape(-1)[:] = flat
+
+    stream = _stream_of(stream)
+    if stream is None:
+        copy()
+    else:
+        if not is_pagelocked(dest):
+            stream.pageable_copies += 1
+        stream.enqueue(copy)
+
+
+def _check_fits(address: int, nbytes: int, call: str) -> None:
+    for start, buf in _memory.items():
+        if start <= address < start + len(buf):
+            if address + nbytes > start + len(buf):
+                raise LogicError(f"{call} failed: invalid argument")
+            return
+    raise LogicError(f"{call} failed: invalid argument")

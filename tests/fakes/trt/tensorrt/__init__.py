@@ -1,0 +1,284 @@
+"""A test double of TensorRT's Python runtime API (the name-based subset, TensorRT >= 8.6).
+
+Faithful to the conventions edgeswin relies on:
+- `Runtime.deserialize_cuda_engine(bytes)` returns None (and logs an ERROR through the
+  ILogger) for a corrupt plan, a plan from another TensorRT version, a plan built for another
+  GPU, or a plan with embedded host code while `engine_host_code_allowed` is False.
+- `ICudaEngine`: `num_io_tensors`, `get_tensor_name(i)`, `get_tensor_mode/shape/dtype(name)`,
+  `create_execution_context()`; unknown names give mode NONE / shape (-1) like the real API.
+- `IExecutionContext.set_tensor_address(name, ptr) -> bool` (False for an unknown name) and
+  `execute_async_v3(stream_handle) -> bool` (False, with a logged error, when a tensor has no
+  address). Execution is queued on the pycuda stream, so outputs exist only after it syncs.
+- Real arithmetic: a plan wraps an ONNX model that is run with ONNX Runtime on the bytes in the
+  fake device buffers, cast to and from the plan's I/O dtypes (FP16 I/O really is FP16).
+
+`build_plan()` writes such a plan (the stand-in for the builder of a real device).
+
+Over the pycuda double everything is simulated; over the real pycuda (on a GPU machine without
+TensorRT) the buffers, copies, stream and context are real: the network then reads its input
+from and writes its output to real device memory, ordered after the stream's prior work.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import struct
+
+import numpy as np
+from pycuda import driver as _cuda
+
+REAL_CUDA = not hasattr(_cuda, "device_bytes")
+__version__ = "10.3.0"
+MAGIC = b"FTRTPLAN"
+faults: dict[str, bool] = {}  # tests may set "enqueue" to make the next enqueues fail
+
+
+class DataType(enum.IntEnum):
+    FLOAT = 0
+    HALF = 1
+    INT8 = 2
+    INT32 = 3
+    BOOL = 4
+    UINT8 = 5
+    FP8 = 6
+    BF16 = 7
+
+
+_NP = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT8: np.int8,
+       DataType.INT32: np.int32, DataType.BOOL: np.bool_, DataType.UINT8: np.uint8}
+float32, float16, int8, int32, uint8 = (DataType.FLOAT, DataType.HALF, DataType.INT8,
+                                        DataType.INT32, DataType.UINT8)
+
+
+def nptype(trt_type: DataType):
+    if trt_type not in _NP:
+        raise TypeError("Could not resolve TensorRT datatype to an equivalent numpy datatype.")
+    return _NP[trt_type]
+
+
+def volume(shape) -> int:
+    return int(np.prod(list(shape)))
+
+
+class TensorIOMode(enum.IntEnum):
+    NONE = 0
+    INPUT = 1
+    OUTPUT = 2
+
+
+class Dims(tuple):
+    pass
+
+
+class ILogger:
+    class Severity(enum.IntEnum):
+        INTERNAL_ERROR = 0
+        ERROR = 1
+        WARNING = 2
+        INFO = 3
+        VERBOSE = 4
+
+    def __init__(self):
+        pass
+
+    def log(self, severity, msg):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class Logger(ILogger):
+    INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = ILogger.Severity
+
+    def __init__(self, min_severity=ILogger.Severity.WARNING):
+        super().__init__()
+        self.min_severity = min_severity
+        self.messages: list[str] = []
+
+    def log(self, severity, msg):
+        if severity <= self.min_severity:
+            self.messages.append(msg)
+
+
+def _need_context(call: str) -> None:
+    if not REAL_CUDA:
+        _cuda._need_context(call)
+    elif _cuda.Context.get_current() is None:
+        raise _cuda.LogicError(f"{call} failed: invalid device context")
+
+
+def _compute_capability() -> tuple[int, int]:
+    if REAL_CUDA:
+        return tuple(_cuda.Device(0).compute_capability())
+    return _cuda.COMPUTE_CAPABILITY
+
+
+def _read(address: int, nbytes: int) -> bytes:
+    if not REAL_CUDA:
+        return bytes(_cuda.device_bytes(address, nbytes))
+    host = np.empty(nbytes, np.uint8)
+    _cuda.memcpy_dtoh(host, address)
+    return host.tobytes()
+
+
+def _write(address: int, data: bytes) -> None:
+    if not REAL_CUDA:
+        _cuda.device_bytes(address, len(data))[:] = data
+    else:
+        _cuda.memcpy_htod(address, np.frombuffer(data, np.uint8))
+
+
+def _enqueue(stream_handle: int, op) -> None:
+    if REAL_CUDA:
+        # No real kernels to queue: wait for the work already on the device (the input
+        # copy), run the network, and write the outputs before anything later on the stream.
+        _cuda.Context.synchronize()
+        op()
+        return
+    stream = _cuda.streams.get(stream_handle)
+    if stream is None:
+        raise _cuda.LogicError("execute_async_v3: unknown stream handle (use the stream "
+                               "the buffers were copied on)")
+    stream.enqueue(op)
+
+
+def build_plan(onnx_path, out_path, io: list[dict], *, version: str = __version__,
+               gpu: tuple[int, int] | None = None, host_code: bool = False) -> None:
+    """Write a plan: io = [{"name", "mode": "input"|"output", "shape", "dtype": DataType name}]."""
+    header = json.dumps({"version": version, "compute_capability": list(gpu or
+                                                                        _compute_capability()),
+                         "host_code": host_code, "io": io}).encode()
+    with open(out_path, "wb") as fh:
+        fh.write(MAGIC + struct.pack("<I", len(header)) + header)
+        with open(onnx_path, "rb") as src:
+            fh.write(src.read())
+
+
+class Runtime:
+    def __init__(self, logger: ILogger):
+        if not isinstance(logger, ILogger):
+            raise TypeError("Runtime(): incompatible constructor arguments (logger: ILogger)")
+        self.logger = logger
+        self.engine_host_code_allowed = False
+
+    def _error(self, msg: str) -> None:
+        self.logger.log(ILogger.Severity.ERROR, msg)
+
+    def deserialize_cuda_engine(self, serialized_engine: bytes):
+        _need_context("deserialize_cuda_engine")
+        data = bytes(serialized_engine)
+        if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4:
+            self._error("1: [stdArchiveReader.cpp::StdArchiveReaderInitCommon::46] Error Code 1: "
+                        "Serialization (Serialization assertion stdVersionRead == "
+                        "kSERIALIZATION_VERSION failed.Version tag does not match.)")
+            return None
+        (size,) = struct.unpack("<I", data[len(MAGIC):len(MAGIC) + 4])
+        try:
+            header = json.loads(data[len(MAGIC) + 4:len(MAGIC) + 4 + size])
+        except ValueError:
+            self._error("1: Error Code 1: Serialization (corrupt plan header)")
+            return None
+        if header["version"] != __version__:
+            self._error(f"1: [runtime.cpp::nvinfer1::Runtime::deserializeCudaEngine::66] Error "
+                        f"Code 1: Serialization (Serialization assertion engine plan file is not "
+                        f"compatible with this version of TensorRT, expecting library version "
+                        f"{__version__} got {header['version']}, please rebuild.)")
+            return None
+        if tuple(header["compute_capability"]) != _compute_capability():
+            cc = "".join(map(str, header["compute_capability"]))
+            self._error(f"1: [caskUtils.cpp::trtSmToCask::147] Error Code 1: Internal Error "
+                        f"(Unsupported SM: 0x{cc}; engine built for another GPU)")
+            return None
+        if header["host_code"] and not self.engine_host_code_allowed:
+            self._error("1: Error Code 1: Serialization (Serialization assertion "
+                        "hostCodeAllowed failed.The engine contains host code and the runtime "
+                        "does not allow it: set IRuntime::setEngineHostCodeAllowed(true))")
+            return None
+        import onnxruntime as ort
+        try:
+            session = ort.InferenceSession(data[len(MAGIC) + 4 + size:],
+                                           providers=["CPUExecutionProvider"])
+        except Exception:
+            self._error("1: Error Code 1: Serialization (corrupt plan body)")
+            return None
+        return ICudaEngine(header["io"], session, self.logger)
+
+
+class ICudaEngine:
+    def __init__(self, io: list[dict], session, logger: ILogger):
+        self._io = io
+        self._by_name = {t["name"]: t for t in io}
+        self._session = session
+        self._logger = logger
+
+    @property
+    def num_io_tensors(self) -> int:
+        return len(self._io)
+
+    def get_tensor_name(self, index: int) -> str:
+        return self._io[index]["name"]
+
+    def get_tensor_mode(self, name: str) -> TensorIOMode:
+        t = self._by_name.get(name)
+        return TensorIOMode.NONE if t is None else TensorIOMode[t["mode"].upper()]
+
+    def get_tensor_shape(self, name: str) -> Dims:
+        t = self._by_name.get(name)
+        return Dims((-1,)) if t is None else Dims(t["shape"])
+
+    def get_tensor_dtype(self, name: str) -> DataType:
+        return DataType[self._by_name[name]["dtype"]]
+
+    def create_execution_context(self):
+        _need_context("create_execution_context")
+        return IExecutionContext(self)
+
+
+class IExecutionContext:
+    def __init__(self, engine: ICudaEngine):
+        self.engine = engine
+        self._addresses: dict[str, int] = {}
+        self.enqueues = 0
+
+    def set_tensor_address(self, name: str, memory: int) -> bool:
+        if name not in self.engine._by_name:
+            self.engine._logger.log(ILogger.Severity.ERROR,
+                                    f"3: setTensorAddress given invalid tensor name: {name}")
+            return False
+        self._addresses[name] = int(memory)
+        return True
+
+    def execute_async_v3(self, stream_handle: int) -> bool:
+        _need_context("execute_async_v3")
+        engine = self.engine
+        missing = [t["name"] for t in engine._io if t["name"] not in self._addresses]
+        if missing or faults.get("enqueue"):
+            detail = (f"Neither address or allocator is set for output tensor {missing[0]}"
+                      if missing else "Cuda Runtime (an illegal instruction was encountered)")
+            engine._logger.log(ILogger.Severity.ERROR, f"3: [executionContext.cpp::enqueueV3] "
+                                                       f"Error Code 3: API Usage Error ({detail})")
+            return False
+        self.enqueues += 1
+        _enqueue(stream_handle, self._run)
+        return True
+
+    def _run(self) -> None:
+        feeds = {}
+        for t in self.engine._io:
+            dtype = np.dtype(_NP[DataType[t["dtype"]]])
+            nbytes = volume(t["shape"]) * dtype.itemsize
+            if t["mode"] == "input":
+                raw = _read(self._addresses[t["name"]], nbytes)
+                value = np.frombuffer(raw, dtype).reshape(t["shape"])
+                # The network computes in float; uint8 inputs are cast like a fused preprocess.
+                wanted = self.engine._session.get_inputs()[0].type
+                feeds[t["name"]] = value.astype(np.uint8 if "uint8" in wanted else np.float32)
+        results = self.engine._session.run(None, feeds)
+        outputs = [t for t in self.engine._io if t["mode"] == "output"]
+        for t, value in zip(outputs, results):
+            dtype = np.dtype(_NP[DataType[t["dtype"]]])
+            nbytes = volume(t["shape"]) * dtype.itemsize
+            if dtype == np.int8:
+                value = np.clip(np.round(value / t.get("scale", 1.0)), -128, 127)
+            data = np.ascontiguousarray(value, dtype).tobytes()
+            assert len(data) == nbytes
+            _write(self._addresses[t["name"]], data)

@@ -1,0 +1,232 @@
+"""The TensorRT backend against the test double in tests/fakes (TensorRT and pycuda cannot be
+installed here). The double runs the real demo ONNX behind its plan files, so the same frames
+must give the same answers through ONNX Runtime and through the TensorRT code path."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from edgeswin.engine import open_engine
+from edgeswin.errors import BackendUnavailable, ModelError
+from edgeswin.preprocess import Preprocessor
+from edgeswin.scenes import random_scene
+
+from .conftest import PRIMARY, REPO, write_config
+
+FAKE_TRT = REPO / "tests" / "fakes" / "trt"  # tensorrt
+FAKE_CUDA = REPO / "tests" / "fakes" / "cuda"  # pycuda
+
+
+@pytest.fixture
+def trt(monkeypatch):
+    """Import the double as `tensorrt` / `pycuda.driver`; yield (tensorrt, pycuda.driver)."""
+    for name in ("tensorrt", "pycuda", "pycuda.driver"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.syspath_prepend(str(FAKE_CUDA))
+    monkeypatch.syspath_prepend(str(FAKE_TRT))
+    import pycuda.driver as cuda
+    import tensorrt
+
+    tensorrt.faults.clear()
+    yield tensorrt, cuda
+    tensorrt.faults.clear()
+
+
+def plan(tmp_path, trt_mod, *, input_dtype="FLOAT", output_dtype="FLOAT", meta=None, io=None,
+         name="primary.engine", **kw):
+    """A plan of the primary demo model plus its sidecar; returns the plan path."""
+    path = tmp_path / name
+    io = io or [{"name": "input", "mode": "input", "shape": [1, 3, 112, 112],
+                 "dtype": input_dtype},
+                {"name": "logits", "mode": "output", "shape": [1, 6], "dtype": output_dtype}]
+    trt_mod.build_plan(PRIMARY, path, io, **kw)
+    sidecar = json.loads(PRIMARY.with_suffix(".json").read_text())
+    sidecar["input"]["dtype"] = {"FLOAT": "float32", "HALF": "float16"}[input_dtype]
+    sidecar["precision"] = "fp16"
+    sidecar.update(meta or {})
+    path.with_suffix(".json").write_text(json.dumps(sidecar))
+    return path
+
+
+def frames(n=12, seed=3):
+    rng = np.random.default_rng(seed)
+    return [random_scene(rng, 1280, 720)[0] for _ in range(n)]
+
+
+@pytest.mark.parametrize("io_dtype,atol", [("FLOAT", 1e-4), ("HALF", 0.05)])
+def test_same_frames_same_answers_as_onnxruntime(tmp_path, trt, io_dtype, atol):
+    tensorrt, cuda = trt
+    reference = open_engine(PRIMARY)
+    engine = open_engine(plan(tmp_path, tensorrt, input_dtype=io_dtype, output_dtype=io_dtype))
+    assert engine.backend == "tensorrt" and engine.gpu == "Orin (fake) (sm_87)"
+    prep_ref, prep = Preprocessor(reference.info.input), Preprocessor(engine.info.input)
+    for image in frames():
+        expected = reference.infer(prep_ref(image))
+        x = prep(image)
+        assert x.dtype == np.dtype(engine.info.input.dtype)
+        got = engine.infer(x)
+        assert got.dtype == np.float32 and got.shape == expected.shape
+        assert got.argmax() == expected.argmax()
+        np.testing.assert_allclose(got, expected, atol=atol)
+    assert cuda.context_depth() == 0, "the CUDA context is popped after every call"
+    assert engine._stream.pageable_copies == 0, "copies go through page-locked buffers"
+    engine.close()
+
+
+def test_infer_from_another_thread_pushes_the_context_there(tmp_path, trt):
+    tensorrt, _ = trt
+    engine = open_engine(plan(tmp_path, tensorrt))
+    x = Preprocessor(engine.info.input)(frames(1)[0])
+    results = []
+    worker = threading.Thread(target=lambda: results.append(engine.infer(x)))
+    worker.start()
+    worker.join()
+    assert len(results) == 1 and np.allclose(results[0], engine.infer(x))
+
+
+def test_outputs_are_copies_not_the_reused_buffer(tmp_path, trt):
+    tensorrt, _ = trt
+    engine = open_engine(plan(tmp_path, tensorrt))
+    prep = Preprocessor(engine.info.input)
+    a_frame, b_frame = frames(2, seed=11)
+    a = engine.infer(prep(a_frame))
+    a_copy = a.copy()
+    engine.infer(prep(b_frame))
+    np.testing.assert_array_equal(a, a_copy)
+
+
+def test_int8_output_is_dequantized_with_the_metadata_scale(tmp_path, trt):
+    tensorrt, _ = trt
+    io = [{"name": "input", "mode": "input", "shape": [1, 3, 112, 112], "dtype": "FLOAT"},
+          {"name": "logits", "mode": "output", "shape": [1, 6], "dtype": "INT8", "scale": 0.05}]
+    with pytest.raises(ModelError, match=r"INT8 output 'logits' needs its dequantization scale"):
+        open_engine(plan(tmp_path, tensorrt, io=io))
+    engine = open_engine(plan(tmp_path, tensorrt, io=io,
+                              meta={"output": {"name": "logits", "scale": 0.05}}))
+    reference = open_engine(PRIMARY)
+    image = frames(1)[0]
+    expected = reference.infer(Preprocessor(reference.info.input)(image))
+    got = engine.infer(Preprocessor(engine.info.input)(image))
+    assert got.argmax() == expected.argmax()
+    np.testing.assert_allclose(got, expected, atol=0.05 / 2 + 1e-6)
+
+
+def test_several_outputs_need_the_score_output_named(tmp_path, trt):
+    tensorrt, _ = trt
+    io = [{"name": "input", "mode": "input", "shape": [1, 3, 112, 112], "dtype": "FLOAT"},
+          {"name": "logits", "mode": "output", "shape": [1, 6], "dtype": "FLOAT"},
+          {"name": "features", "mode": "output", "shape": [1, 6], "dtype": "FLOAT"}]
+    with pytest.raises(ModelError, match=r"cannot tell the score output among \['logits', "
+                                         r"'features'\]"):
+        open_engine(plan(tmp_path, tensorrt, io=io, meta={"output": {"kind": "logits"}}))
+    engine = open_engine(plan(tmp_path, tensorrt, io=io, meta={"output": {"name": "logits"}}))
+    assert engine.infer(Preprocessor(engine.info.input)(frames(1)[0])).shape == (6,)
+
+
+@pytest.mark.parametrize("case,match", [
+    ("missing", r"cannot read engine file"),
+    ("corrupt", r"cannot deserialize this engine on Orin \(fake\) \(sm_87\) .*Version tag "
+                r"does not match.*rebuild it on this device"),
+    ("version", r"expecting library version 10.3.0 got 8.6.2"),
+    ("gpu", r"Unsupported SM: 0x72"),
+    ("host_code", r"contains host code"),
+    ("shape", r"engine input shape \[1, 3, 96, 96\] differs from the metadata's \[1, 3, 112, 112\]"),
+    ("dtype", r"engine input type float16 differs from the metadata's float32"),
+    ("labels", r"has 6 values but the metadata lists 2 labels"),
+    ("name", r"engine inputs \['images'\] do not match the metadata's single input 'input'"),
+    ("dynamic", r"dynamic shape \(-1, 3, 112, 112\).*static batch-1"),
+    ("onnx", r"the tensorrt backend loads .engine/.plan files"),
+])
+def test_every_load_error_is_clear(tmp_path, trt, case, match):
+    tensorrt, cuda = trt
+    good = [{"name": "input", "mode": "input", "shape": [1, 3, 112, 112], "dtype": "FLOAT"},
+            {"name": "logits", "mode": "output", "shape": [1, 6], "dtype": "FLOAT"}]
+    kw, meta, io = {}, None, good
+    if case == "version":
+        kw["version"] = "8.6.2"
+    elif case == "gpu":
+        kw["gpu"] = (7, 2)  # Xavier
+    elif case == "host_code":
+        kw["host_code"] = True
+    elif case == "shape":
+        io = [{**good[0], "shape": [1, 3, 96, 96]}, good[1]]
+    elif case == "dtype":
+        io = [{**good[0], "dtype": "HALF"}, good[1]]
+    elif case == "labels":
+        meta = {"labels": ["a", "b"]}
+    elif case == "name":
+        io = [{**good[0], "name": "images"}, good[1]]
+    elif case == "dynamic":
+        io = [{**good[0], "shape": [-1, 3, 112, 112]}, good[1]]
+    path = plan(tmp_path, tensorrt, io=io, meta=meta, **kw)
+    if case == "missing":
+        path.unlink()
+    elif case == "corrupt":
+        path.write_bytes(b"\x00" * 64 + path.read_bytes()[64:])
+    elif case == "onnx":
+        path = tmp_path / "primary.onnx"
+        shutil.copy(PRIMARY, path)
+        shutil.copy(PRIMARY.with_suffix(".json"), path.with_suffix(".json"))
+        with pytest.raises(ModelError, match=match):
+            open_engine(path, backend="tensorrt")
+        return
+    with pytest.raises(ModelError, match=match):
+        open_engine(path)
+    assert cuda.context_depth() == 0, "a failed load leaves no context pushed"
+
+
+def test_host_code_runs_only_when_the_config_allows_it(tmp_path, trt):
+    tensorrt, _ = trt
+    path = plan(tmp_path, tensorrt, host_code=True)
+    with pytest.raises(ModelError, match="contains host code"):
+        open_engine(path)
+    assert open_engine(path, host_code_allowed=True).backend == "tensorrt"
+
+
+def test_enqueue_failure_is_an_error_not_a_stale_answer(tmp_path, trt):
+    from edgeswin.engine.trt import EngineRunError
+
+    tensorrt, cuda = trt
+    engine = open_engine(plan(tmp_path, tensorrt))
+    x = Preprocessor(engine.info.input)(frames(1)[0])
+    tensorrt.faults["enqueue"] = True
+    with pytest.raises(EngineRunError, match="refused to enqueue inference.*illegal instruction"):
+        engine.infer(x)
+    assert cuda.context_depth() == 0
+    tensorrt.faults.clear()
+    assert engine.infer(x).shape == (6,)  # recovers once the device does
+
+
+def test_without_tensorrt_the_error_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import fails as on a machine without it
+    path = tmp_path / "primary.engine"
+    path.write_bytes(b"plan")
+    shutil.copy(PRIMARY.with_suffix(".json"), path.with_suffix(".json"))
+    with pytest.raises(BackendUnavailable, match="python3-libnvinfer"):
+        open_engine(path)
+
+
+@pytest.mark.mqtt
+def test_daemon_serves_a_tensorrt_rung_like_any_other(tmp_path, trt, broker, subscriber, videos,
+                                                      daemon_factory):
+    from edgeswin.demo_assets import read_ground_truth
+
+    tensorrt, _ = trt
+    engine_path = plan(tmp_path, tensorrt, input_dtype="HALF", output_dtype="HALF")
+    cfg = write_config(tmp_path / "cfg", broker.port,
+                       {"north": {"source": str(videos["north"]), "fps": 0}},
+                       {"engines": [{"name": "primary", "model": str(engine_path)}]})
+    daemon = daemon_factory(cfg, env={"PYTHONPATH": f"{FAKE_TRT}:{FAKE_CUDA}:{REPO}"})
+    assert daemon.proc.wait(60) == 0, daemon.log()
+    engine = subscriber.json_on("edgeswin/testdev/engine")[-1]
+    assert engine["backend"] == "tensorrt" and engine["precision"] == "fp16"
+    msgs = subscriber.json_on("edgeswin/testdev/north/classification")
+    truth = read_ground_truth(videos["north"])
+    agree = sum(m["label"] == truth[m["frame_index"]] for m in msgs) / len(msgs)
+    assert len(msgs) > 40 and agree >= 0.9, (len(msgs), agree)
