@@ -10,13 +10,9 @@ from pathlib import Path
 from . import __version__
 from .config import load_config
 from .errors import ConfigError, EdgeswinError
+from .service import setup_logging
 
 log = logging.getLogger("edgeswin")
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -93,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.log_level)
+    setup_logging(args.log_level)
     try:
         return args.func(args)
     except ConfigError as exc:

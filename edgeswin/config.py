@@ -343,4 +343,7 @@ def load_config(directory: str | Path) -> Config:
         cameras.append(CameraEntry(camera, path, camera.source_spec(path.parent)))
     if issues or device is None:
         raise ConfigError(issues)
+    host = os.environ.get("EDGESWIN_MQTT_HOST")
+    if host:  # containers: the broker's service name differs from the config's host
+        device = device.model_copy(update={"mqtt": device.mqtt.model_copy(update={"host": host})})
     return Config(device, cameras, directory)  # type: ignore[arg-type]

@@ -17,15 +17,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .camera import Capture
-from .config import CameraEntry, Config
+from .config import CameraEntry, Config, load_config
 from .engine import Engine, open_engine
-from .errors import EdgeswinError
+from .errors import ConfigError, EdgeswinError
 from .fallback import FallbackPolicy, Readings, Switch
 from .postprocess import CameraPostprocessor, PublishGate
 from .preprocess import Preprocessor, to_bgr
 from .publish import Message, Publisher, json_message
 from .records import Frame
 from .sensors import LatencyWindows, ThermalSensor
+from .service import Notifier
 from .stats import CameraStats
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,9 @@ class Daemon:
         self.latency = LatencyWindows(fb.latency_window)
         self.temps: dict[str, float] = {}
         self.cameras: list[CameraRuntime] = []
+        self._retired: list[CameraRuntime] = []  # stopped by a reload, joined at shutdown
+        self.notifier = Notifier()
+        self._reload = threading.Event()
         # Called with every classification payload (published or not), e.g. by the demo.
         self.listeners: list[Callable[[dict], None]] = []
 
@@ -160,6 +164,12 @@ class Daemon:
             return
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda signum, _: self.request_stop(signal.Signals(signum).name))
+        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+
+    def request_reload(self) -> None:
+        """Re-read the config directory between two frames (SIGHUP, `systemctl reload`)."""
+        self._reload.set()
+        self._notify()
 
     # --- the loop ----------------------------------------------------------------------
     def run(self) -> int:
@@ -198,8 +208,20 @@ class Daemon:
                  active.name, active.rung, active.engine.backend)
         next_stats = time.monotonic() + self.config.device.stats_interval_s
         next_poll = time.monotonic()
+        ready = False
+        self.notifier.status(f"loaded {len(self.ladder)} engine rung(s); waiting for cameras")
         while not self._stop.is_set():
             now = time.monotonic()
+            self.notifier.watchdog(now)
+            if not ready and all(c.stats.classified or c.capture.state in ("offline", "ended")
+                                 for c in self.cameras):
+                # Engines warm and every camera classified once or found dead and retrying:
+                # a dead camera must not hold the service in "activating".
+                ready = True
+                self.notifier.ready(self._status())
+            if self._reload.is_set():
+                self._reload.clear()
+                self._apply_reload()
             job, wait = self._next_job(now)
             if job is not None:
                 self._classify(self.active, *job)
@@ -223,7 +245,10 @@ class Daemon:
                 next_poll = now + fb.poll_s
             if now >= next_stats:
                 self.publisher.publish(json_message(f"{self.root}/stats", self.stats()))
+                if ready:
+                    self.notifier.status(self._status())
                 next_stats = now + self.config.device.stats_interval_s
+        self.notifier.stopping(f"stopping: {self.stop_reason}")
         self._shutdown()
         return 0
 
@@ -328,6 +353,50 @@ class Daemon:
         self.latency.add(("camera", cam.name), total_ms)
         cam.stats.record(label, score, (t2 - t1) * 1000, total_ms, publish)
 
+    # --- reload ------------------------------------------------------------------------
+    def _apply_reload(self) -> None:
+        """Apply camera additions, removals and changes; leave untouched cameras running. An
+        invalid directory changes nothing. Device settings apply at the next restart."""
+        self.notifier.reloading()
+        directory = self.config.directory
+        try:
+            new = load_config(directory)
+        except ConfigError as exc:
+            for issue in exc.issues:
+                log.error("reload rejected: %s", issue)
+            self.notifier.ready(f"reload rejected ({len(exc.issues)} config error(s), see the "
+                                f"log); still running the previous config; {self._status()}")
+            return
+        if new.device != self.config.device:
+            log.warning("reload: %s changed; broker, engine and fallback settings apply at the "
+                        "next restart, cameras apply now", directory / "edgeswin.yaml")
+        wanted = {e.config.name: e for e in new.cameras if e.config.enabled}
+        old = {c.name: c for c in self.cameras}
+        kept = []
+        for cam in self.cameras:
+            if wanted.get(cam.name) == cam.entry:
+                kept.append(cam)
+                continue
+            cam.capture.stop()  # joined at shutdown: a slow stream must not stall the loop
+            self._retired.append(cam)
+            if cam.name not in wanted:
+                log.info("reload: camera %s removed", cam.name)
+                self.publisher.publish(Message(f"{self.root}/{cam.name}/availability",
+                                               b"offline", 1, True))
+        labels = self.active.engine.info.labels
+        for name, entry in wanted.items():
+            if name in old and old[name].entry == entry:
+                continue
+            cam = self._make_camera(entry, labels)
+            if name in old:  # changed: carry the message counter on, so seq stays gap-free
+                cam.seq, cam.state_label = old[name].seq, old[name].state_label
+            log.info("reload: camera %s %s", name, "changed" if name in old else "added")
+            cam.capture.start()
+            kept.append(cam)
+        self.cameras = kept
+        self.config = Config(self.config.device, new.cameras, directory)
+        self.notifier.ready(self._status())
+
     # --- reporting and shutdown ----------------------------------------------------------
     def stats(self) -> dict:
         active = self.active
@@ -349,6 +418,15 @@ class Daemon:
             },
         }
 
+    def _status(self) -> str:
+        """One line for `systemctl status`."""
+        active = self.active
+        cams = ", ".join(f"{c.name} {c.stats.fps():.1f}/s" if c.capture.state == "online"
+                         else f"{c.name} {c.capture.state}" for c in self.cameras)
+        degraded = " degraded" if active and active.rung > 0 else ""
+        engine = f"{active.name} (rung {active.rung}{degraded})" if active else "no engine"
+        return f"{len(self.cameras)} camera(s) on {engine}: {cams}"
+
     def _shutdown(self) -> None:
         log.info("stopping: %s", self.stop_reason)
         for cam in self.cameras:
@@ -356,5 +434,5 @@ class Daemon:
         final = [Message(f"{self.root}/{c.name}/availability", b"offline", 1, True)
                  for c in self.cameras]
         self.publisher.stop(final)
-        for cam in self.cameras:
+        for cam in self.cameras + self._retired:
             cam.capture.join(timeout=1.0)

@@ -50,7 +50,9 @@ def read_password(cfg: MqttConfig) -> str | None:
         return value
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
     if creds and (Path(creds) / "mqtt_password").is_file():
-        return (Path(creds) / "mqtt_password").read_text().strip()
+        # install.sh always creates the credential (LoadCredential fails on a missing file),
+        # so an empty one means "no password".
+        return (Path(creds) / "mqtt_password").read_text().strip() or None
     return None
 
 

@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "models"
 PRIMARY = MODELS / "swin-demo-112.onnx"
 SMALL = MODELS / "swin-demo-64.onnx"
+FAKE_TRT = REPO / "tests" / "fakes" / "trt"  # the TensorRT test double
+FAKE_CUDA = REPO / "tests" / "fakes" / "cuda"  # the pycuda test double
 
 
 def _wait_port(port: int, timeout: float = 5.0) -> None:
@@ -180,3 +182,18 @@ def daemon_factory():
     yield start
     for d in started:
         d.close()
+
+
+@pytest.fixture
+def trt(monkeypatch):
+    """Import the double as `tensorrt` / `pycuda.driver`; yield (tensorrt, pycuda.driver)."""
+    for name in ("tensorrt", "pycuda", "pycuda.driver"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.syspath_prepend(str(FAKE_CUDA))
+    monkeypatch.syspath_prepend(str(FAKE_TRT))
+    import pycuda.driver as cuda
+    import tensorrt
+
+    tensorrt.faults.clear()
+    yield tensorrt, cuda
+    tensorrt.faults.clear()

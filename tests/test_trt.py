@@ -17,25 +17,7 @@ from edgeswin.errors import BackendUnavailable, ModelError
 from edgeswin.preprocess import Preprocessor
 from edgeswin.scenes import random_scene
 
-from .conftest import PRIMARY, REPO, write_config
-
-FAKE_TRT = REPO / "tests" / "fakes" / "trt"  # tensorrt
-FAKE_CUDA = REPO / "tests" / "fakes" / "cuda"  # pycuda
-
-
-@pytest.fixture
-def trt(monkeypatch):
-    """Import the double as `tensorrt` / `pycuda.driver`; yield (tensorrt, pycuda.driver)."""
-    for name in ("tensorrt", "pycuda", "pycuda.driver"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    monkeypatch.syspath_prepend(str(FAKE_CUDA))
-    monkeypatch.syspath_prepend(str(FAKE_TRT))
-    import pycuda.driver as cuda
-    import tensorrt
-
-    tensorrt.faults.clear()
-    yield tensorrt, cuda
-    tensorrt.faults.clear()
+from .conftest import FAKE_CUDA, FAKE_TRT, PRIMARY, REPO, write_config
 
 
 def plan(tmp_path, trt_mod, *, input_dtype="FLOAT", output_dtype="FLOAT", meta=None, io=None,

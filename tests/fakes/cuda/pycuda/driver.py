@@ -7,13 +7,17 @@
   raises LogicError("... invalid argument").
 - Async copies and kernels are queued on their stream and only happen at `synchronize()`, so
   reading a host buffer before synchronising sees stale data, as on a real GPU.
+- A hung GPU: while the file named by $FAKE_CUDA_HANG_FILE exists, `synchronize()` blocks, as
+  a stream does when a kernel never finishes (for watchdog tests).
 - `pagelocked_empty` arrays are marked; an async copy from pageable memory is counted in
   `Stream.pageable_copies` (CUDA silently makes it synchronous).
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 
 import numpy as np
 
@@ -177,6 +181,9 @@ class Stream:
 
     def synchronize(self) -> None:
         _need_context("cuStreamSynchronize")
+        hang = os.environ.get("FAKE_CUDA_HANG_FILE")
+        while hang and os.path.exists(hang):
+            time.sleep(0.05)
         queue, self._queue = self._queue, []
         for op in queue:
             op()

@@ -1,0 +1,223 @@
+"""The daemon as a systemd service: sd_notify over a real datagram socket (READY, STATUS,
+WATCHDOG, RELOADING, STOPPING), SIGHUP reloads, a hung inference worker, and the unit and
+compose files checked by systemd-analyze and docker-compose."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import FAKE_CUDA, FAKE_TRT, REPO, write_config
+from .streams import free_port
+from .test_trt import plan
+
+ROOT = "edgeswin/testdev"
+
+
+class NotifySocket:
+    """What systemd's end of $NOTIFY_SOCKET receives: (monotonic time, {field: value})."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, dict[str, str]]] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        while not self._stop:
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
+            self.messages.append((time.monotonic(), fields))
+
+    def with_field(self, key, value=None, after=0.0):
+        return [(t, f) for t, f in list(self.messages)
+                if key in f and (value is None or f[key] == value) and t >= after]
+
+    def wait(self, key, value=None, after=0.0, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.with_field(key, value, after)
+            if found:
+                return found[0]
+            time.sleep(0.05)
+        raise AssertionError(f"no {key}={value} after {after} in {self.messages[-5:]}")
+
+    def close(self):
+        self._stop = True
+        self.sock.close()
+
+
+@pytest.fixture
+def notify(tmp_path):
+    sock = NotifySocket(tmp_path / "notify.sock")
+    yield sock
+    sock.close()
+
+
+def service_env(notify, watchdog_s=0.4, **extra):
+    return {"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": str(int(watchdog_s * 1e6)), **extra}
+
+
+def camera_file(cfg, name, body):
+    (cfg / "cameras" / f"{name}.yaml").write_text(yaml.safe_dump(body))
+
+
+@pytest.mark.mqtt
+def test_ready_watchdog_reload_and_stopping(tmp_path, broker, subscriber, videos, notify,
+                                            daemon_factory):
+    dead = f"http://127.0.0.1:{free_port()}/nothing-listens-here"
+    cfg = write_config(tmp_path / "cfg", broker.port, {
+        "north": {"source": str(videos["north"]), "loop": True, "fps": 5},
+        "dead": {"source": dead, "reconnect": {"initial_s": 5, "max_s": 5}}})
+    daemon = daemon_factory(cfg, env=service_env(notify))
+    north = f"{ROOT}/north/classification"
+
+    t_ready, ready = notify.wait("READY", "1")
+    # Ready only after north classified a frame; the dead camera did not hold it back.
+    assert subscriber.wait_for(lambda: subscriber.on(north), 3)
+    assert "north" in ready["STATUS"] and "dead offline" in ready["STATUS"], ready
+    time.sleep(2.0)
+    pings = notify.with_field("WATCHDOG", "1", after=t_ready)
+    assert len(pings) >= 6, f"{len(pings)} pings in 2 s with a 0.4 s watchdog"  # every ~0.2 s
+
+    # Reload: add a camera; north keeps its seq unbroken.
+    camera_file(cfg, "south", {"source": str(videos["south"]), "loop": True, "fps": 5})
+    t0 = time.monotonic()
+    daemon.proc.send_signal(signal.SIGHUP)
+    t_reloading, reloading = notify.wait("RELOADING", "1", after=t0)
+    assert int(reloading["MONOTONIC_USEC"]) > 0
+    t_ready2, ready2 = notify.wait("READY", "1", after=t_reloading)
+    assert "south" in ready2["STATUS"], ready2
+    assert subscriber.wait_for(lambda: len(subscriber.on(f"{ROOT}/south/classification")) >= 3,
+                               15), daemon.log()
+
+    # An invalid reload changes nothing and says where the mistake is.
+    (cfg / "cameras" / "broken.yaml").write_text("source: [unclosed\n")
+    before = len(subscriber.on(f"{ROOT}/south/classification"))
+    t1 = time.monotonic()
+    daemon.proc.send_signal(signal.SIGHUP)
+    t_reloading3, _ = notify.wait("RELOADING", "1", after=t1)
+    _, ready3 = notify.wait("READY", "1", after=t_reloading3)
+    assert ready3["STATUS"].startswith("reload rejected (1 config error(s)"), ready3
+    assert subscriber.wait_for(
+        lambda: len(subscriber.on(f"{ROOT}/south/classification")) >= before + 3, 10)
+    log = daemon.log()
+    assert f"reload rejected: {cfg / 'cameras' / 'broken.yaml'}:2:" in log, log
+
+    # Removing a camera takes it offline (retained) and leaves the others running.
+    (cfg / "cameras" / "broken.yaml").unlink()
+    (cfg / "cameras" / "south.yaml").unlink()
+    t2 = time.monotonic()
+    daemon.proc.send_signal(signal.SIGHUP)
+    notify.wait("READY", "1", after=notify.wait("RELOADING", "1", after=t2)[0])
+    assert subscriber.wait_for(
+        lambda: subscriber.on(f"{ROOT}/south/availability")[-1:] == [b"offline"], 10)
+    count = len(subscriber.on(north))
+    assert subscriber.wait_for(lambda: len(subscriber.on(north)) >= count + 3, 10)
+
+    t3 = time.monotonic()
+    code, _ = daemon.terminate(timeout=10)
+    assert code == 0
+    _, stopping = notify.wait("STOPPING", "1", after=t3, timeout=2)
+    assert stopping["STATUS"].startswith("stopping: SIGTERM")
+    seqs = [m["seq"] for m in subscriber.json_on(north)]
+    assert seqs == list(range(1, len(seqs) + 1)), "north's seq unbroken across three reloads"
+
+
+@pytest.mark.mqtt
+def test_watchdog_pings_stop_when_the_inference_worker_hangs(tmp_path, broker, videos, notify,
+                                                            daemon_factory, trt):
+    tensorrt, _ = trt
+    engine = plan(tmp_path, tensorrt)
+    hang = tmp_path / "gpu-hung"
+    cfg = write_config(tmp_path / "cfg", broker.port,
+                       {"north": {"source": str(videos["north"]), "loop": True, "fps": 5}},
+                       {"engines": [{"name": "primary", "model": str(engine)}]})
+    daemon = daemon_factory(cfg, env=service_env(
+        notify, PYTHONPATH=f"{FAKE_TRT}:{FAKE_CUDA}:{REPO}", FAKE_CUDA_HANG_FILE=str(hang)))
+    t_ready, _ = notify.wait("READY", "1")
+    time.sleep(1.0)
+    assert len(notify.with_field("WATCHDOG", "1", after=t_ready)) >= 3
+    hang.touch()  # the next stream synchronize never returns, as with a hung GPU
+    t_hang = time.monotonic()
+    time.sleep(2.5)
+    assert daemon.proc.poll() is None, "still running: only the watchdog can notice"
+    late = notify.with_field("WATCHDOG", "1", after=t_hang + 0.5)
+    assert late == [], f"{len(late)} pings while inference hung"
+    hang.unlink()  # the GPU recovers: pings resume
+    t_back = time.monotonic()
+    notify.wait("WATCHDOG", "1", after=t_back, timeout=5)
+
+
+def test_notifier_speaks_the_plain_protocol_and_abstract_sockets(tmp_path):
+    from edgeswin.service import Notifier
+
+    name = f"edgeswin-test-{os.getpid()}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("\0" + name)
+    sock.settimeout(2)
+    notifier = Notifier({"NOTIFY_SOCKET": "@" + name, "WATCHDOG_USEC": "30000000",
+                         "WATCHDOG_PID": str(os.getpid())})
+    assert notifier.watchdog_period == 15.0
+    notifier.ready("ok")
+    assert sock.recv(4096) == b"READY=1\nSTATUS=ok"
+    notifier.watchdog(100.0)
+    notifier.watchdog(110.0)  # within the period: no second ping
+    notifier.watchdog(115.0)
+    assert sock.recv(4096) == b"WATCHDOG=1" and sock.recv(4096) == b"WATCHDOG=1"
+    sock.close()
+    assert Notifier({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}).watchdog_period is None
+    Notifier({}).ready("no socket: nothing sent, no error")
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_unit_file_verifies_without_warnings(tmp_path):
+    # verify insists that ExecStart's program exists, so point the installed path
+    # (/opt/edgeswin/venv/bin/edgeswin) at this checkout's own console script; nothing else changes.
+    exe = Path(sys.executable).parent / "edgeswin"
+    assert exe.exists(), exe
+    text = (REPO / "systemd" / "edgeswin.service").read_text()
+    assert text.count("/opt/edgeswin/venv/bin/edgeswin") == 2
+    unit = tmp_path / "edgeswin.service"
+    unit.write_text(text.replace("/opt/edgeswin/venv/bin/edgeswin", str(exe)))
+    run = subprocess.run(["systemd-analyze", "verify", "--man=no", "--generators=no", str(unit)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0 and run.stderr.strip() == "", run.stderr
+    for directive in ("Type=notify", "NotifyAccess=main", "WatchdogSec=", "Restart=on-failure",
+                      "ExecReload=/bin/kill -HUP $MAINPID", "StateDirectory=edgeswin",
+                      "ConfigurationDirectory=edgeswin", "LoadCredential=mqtt_password:",
+                      "ProtectSystem=strict", "DevicePolicy=closed",
+                      "DeviceAllow=char-video4linux rw", "SupplementaryGroups=video"):
+        assert directive in text, directive
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="needs docker-compose")
+def test_compose_file_is_valid():
+    run = subprocess.run(["docker-compose", "-f", str(REPO / "docker-compose.yml"), "config"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 0, run.stderr
+    config = yaml.safe_load(run.stdout)
+    assert {"mosquitto", "edgeswin", "edgeswin-cpu"} <= config["services"].keys()
+    jetson = config["services"]["edgeswin"]
+    assert jetson["runtime"] == "nvidia"
+    assert any(str(v).endswith(":ro") or (isinstance(v, dict) and v.get("read_only"))
+               for v in jetson["volumes"])
