@@ -61,6 +61,7 @@ class Capture:
         self._thread = threading.Thread(target=self._run, name=f"capture-{self.name}",
                                         daemon=True)
         self.state = "connecting"  # connecting | online | offline | ended
+        self._journal = {"CAMERA": self.name}  # a journal field: journalctl CAMERA=<name>
         self.frames_read = 0
         self.reconnects = 0
         self.failures = 0
@@ -101,21 +102,23 @@ class Capture:
         self.failures += 1
         delay = min(self.cfg.reconnect.initial_s * 2 ** (self.failures - 1),
                     self.cfg.reconnect.max_s)
-        log.info("camera %s: retrying in %.1fs (attempt %d)", self.name, delay, self.failures)
+        log.info("camera %s: retrying in %.1fs (attempt %d)", self.name, delay, self.failures,
+                 extra=self._journal)
         self._stop.wait(delay)
 
     def _run(self) -> None:
         if self.source.kind == "gstreamer" and not has_gstreamer():
             log.error("camera %s: this OpenCV build has no GStreamer support; use the system "
                       "OpenCV (python3-opencv / JetPack) rather than the opencv-python wheel",
-                      self.name)
+                      self.name, extra=self._journal)
             self._set_state("ended", "no GStreamer in OpenCV")
             return
         while not self._stop.is_set():
             cap = open_capture(self.source, self.cfg)
             if not cap.isOpened():
                 cap.release()
-                log.warning("camera %s: cannot open %s", self.name, self.source.describe())
+                log.warning("camera %s: cannot open %s", self.name, self.source.describe(),
+                            extra=self._journal)
                 self._set_state("offline", "open failed")
                 self._backoff()
                 continue
@@ -124,7 +127,7 @@ class Capture:
             if reason == "ended" or self._stop.is_set():
                 break
             self.reconnects += 1
-            log.warning("camera %s: %s; reconnecting", self.name, reason)
+            log.warning("camera %s: %s; reconnecting", self.name, reason, extra=self._journal)
             self._set_state("offline", reason)
             self._backoff()
         if self.state != "ended":

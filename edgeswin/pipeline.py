@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .camera import Capture
-from .config import CameraEntry, Config, load_config
+from .config import CameraEntry, Config, EngineRung, load_config
 from .engine import Engine, open_engine
 from .errors import ConfigError, EdgeswinError
 from .fallback import FallbackPolicy, Readings, Switch
@@ -115,27 +115,23 @@ class Daemon:
         problems = []
         for rung, spec in enumerate(self.config.device.engines):
             try:
-                engine = open_engine(Path(spec.model), spec.backend, spec.threads,
-                                     spec.host_code_allowed)
+                ladder.append(self._open_rung(rung, spec))
             except EdgeswinError as exc:
-                log.error("engine rung %d (%s) unusable: %s", rung, spec.name, exc)
+                log.error("engine rung %d (%s) unusable: %s", rung, spec.name, exc,
+                          extra={"ENGINE": spec.name})
                 problems.append(f"rung {rung} ({spec.name}): {exc}")
                 ladder.append(None)
-                continue
-            if spec.preprocess == "gpu":
-                try:
-                    engine.enable_gpu_preprocess()
-                except EdgeswinError as exc:
-                    log.error("engine rung %d (%s) unusable: %s", rung, spec.name, exc)
-                    problems.append(f"rung {rung} ({spec.name}): {exc}")
-                    ladder.append(None)
-                    continue
-                ladder.append(ActiveEngine(FrameEngine(engine), to_bgr, spec.name, rung))
-                continue
-            ladder.append(ActiveEngine(engine, Preprocessor(engine.info.input), spec.name, rung))
         if not any(ladder):
             raise EdgeswinError("no engine rung is usable:\n  " + "\n  ".join(problems))
         return ladder
+
+    @staticmethod
+    def _open_rung(rung: int, spec: EngineRung) -> ActiveEngine:
+        engine = open_engine(Path(spec.model), spec.backend, spec.threads, spec.host_code_allowed)
+        if spec.preprocess == "gpu":
+            engine.enable_gpu_preprocess()
+            return ActiveEngine(FrameEngine(engine), to_bgr, spec.name, rung)
+        return ActiveEngine(engine, Preprocessor(engine.info.input), spec.name, rung)
 
     def _make_camera(self, entry: CameraEntry, labels: tuple[str, ...]) -> CameraRuntime:
         capture = Capture(entry.config, entry.source, self._notify, self._on_availability)
@@ -147,7 +143,7 @@ class Daemon:
             self._wake.notify()
 
     def _on_availability(self, camera: str, state: str, reason: str) -> None:
-        log.info("camera %s: %s (%s)", camera, state, reason)
+        log.info("camera %s: %s (%s)", camera, state, reason, extra={"CAMERA": camera})
         online = "online" if state == "online" else "offline"
         self.publisher.publish(Message(f"{self.root}/{camera}/availability", online.encode(),
                                        1, True))
@@ -270,7 +266,8 @@ class Daemon:
         # Judge the new rung on its own fresh samples, and the cameras on the new rung only.
         self.latency.clear(lambda key: key[0] == "camera" or key[1] == target)
         log.warning("engine: rung %d (%s) -> rung %d (%s): %s", switch.from_rung,
-                    previous.name if previous else "-", target, self.active.name, switch.reason)
+                    previous.name if previous else "-", target, self.active.name, switch.reason,
+                    extra={"ENGINE": self.active.name})
         self._publish_engine(switch.from_rung, switch.reason, switch.readings)
 
     def _slow_cameras(self) -> dict[str, tuple[float, float]]:

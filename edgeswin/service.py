@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 class Notifier:
-    def __init__(self, environ: dict[str, str] | None = None):
+    def __init__(self, environ: dict[str, str] | None = None, use_library: bool = True):
         env = os.environ if environ is None else environ
         self.socket_path = env.get("NOTIFY_SOCKET") or None
         usec = env.get("WATCHDOG_USEC", "")
@@ -28,7 +28,7 @@ class Notifier:
         self.watchdog_period = int(usec) / 2e6 if usec.isdigit() and mine else None
         self._sock: socket.socket | None = None
         self._send = self._send_datagram
-        if self.socket_path:
+        if self.socket_path and use_library:
             try:
                 from systemd import daemon  # systemd-python
                 self._send = lambda text: daemon.notify(text)

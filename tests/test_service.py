@@ -168,15 +168,26 @@ def test_watchdog_pings_stop_when_the_inference_worker_hangs(tmp_path, broker, v
     notify.wait("WATCHDOG", "1", after=t_back, timeout=5)
 
 
-def test_notifier_speaks_the_plain_protocol_and_abstract_sockets(tmp_path):
+@pytest.mark.parametrize("library", [False, True], ids=["plain-datagram", "systemd-python"])
+def test_notifier_speaks_the_protocol_to_abstract_sockets(library, monkeypatch):
     from edgeswin.service import Notifier
 
-    name = f"edgeswin-test-{os.getpid()}"
+    if library:
+        pytest.importorskip("systemd.daemon")
+    name = f"edgeswin-test-{os.getpid()}-{library}"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind("\0" + name)
     sock.settimeout(2)
-    notifier = Notifier({"NOTIFY_SOCKET": "@" + name, "WATCHDOG_USEC": "30000000",
-                         "WATCHDOG_PID": str(os.getpid())})
+    env = {"NOTIFY_SOCKET": "@" + name, "WATCHDOG_USEC": "30000000",
+           "WATCHDOG_PID": str(os.getpid())}
+    monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)  # systemd.daemon.notify reads os.environ
+    _exchange(Notifier(env, use_library=library), sock)
+    sock.close()
+    assert Notifier({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}).watchdog_period is None
+    Notifier({}).ready("no socket: nothing sent, no error")
+
+
+def _exchange(notifier, sock):
     assert notifier.watchdog_period == 15.0
     notifier.ready("ok")
     assert sock.recv(4096) == b"READY=1\nSTATUS=ok"
@@ -184,9 +195,6 @@ def test_notifier_speaks_the_plain_protocol_and_abstract_sockets(tmp_path):
     notifier.watchdog(110.0)  # within the period: no second ping
     notifier.watchdog(115.0)
     assert sock.recv(4096) == b"WATCHDOG=1" and sock.recv(4096) == b"WATCHDOG=1"
-    sock.close()
-    assert Notifier({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}).watchdog_period is None
-    Notifier({}).ready("no socket: nothing sent, no error")
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
