@@ -49,6 +49,16 @@ def cmd_fallback_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build_engine(args: argparse.Namespace) -> int:
+    from .engine.build import build_engine
+
+    out = args.output or args.model.with_name(f"{args.model.stem}-{args.precision}.engine")
+    build_engine(args.model, out, args.precision, workspace_mb=args.workspace_mb,
+                 timing_cache=args.timing_cache, optimization_level=args.opt_level,
+                 progress=lambda message: print(message, flush=True))
+    return 0
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     from .tools import probe
     print("\n".join(probe(args.config)))
@@ -81,6 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("-c", "--config", type=Path, help="take fallback settings from this config")
     sim.add_argument("--rungs", type=int, default=2, help="ladder length without -c")
     sim.set_defaults(func=cmd_fallback_sim)
+    build = sub.add_parser("build-engine", help="build a TensorRT engine from an ONNX model "
+                           "on this device (needs TensorRT and pycuda)")
+    build.add_argument("model", type=Path, help="the .onnx, with its sidecar .json beside it")
+    build.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16",
+                       help="int8 needs a Q/DQ model from `edgeswin quantize`")
+    build.add_argument("-o", "--output", type=Path, help="default: <model>-<precision>.engine")
+    build.add_argument("--timing-cache", type=Path, help="read and update this timing cache")
+    build.add_argument("--workspace-mb", type=int, default=1024)
+    build.add_argument("--opt-level", type=int, choices=range(0, 6), default=None,
+                       help="builder optimisation level (TensorRT default 3)")
+    build.set_defaults(func=cmd_build_engine)
     probe = sub.add_parser("probe", help="list thermal zones, camera devices and back-ends")
     probe.add_argument("-c", "--config", type=Path, help="show which zones this config selects")
     probe.set_defaults(func=cmd_probe)

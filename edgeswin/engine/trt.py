@@ -79,7 +79,7 @@ class TrtEngine:
     # --- loading ---------------------------------------------------------------------------
     def _load(self, data: bytes, host_code_allowed: bool) -> None:
         trt, cuda = self._trt, self._cuda
-        self._logger = _CollectingLogger(trt, self.messages)
+        self._logger = collecting_logger(trt, self.messages)
         self._runtime = trt.Runtime(self._logger)
         # An engine with embedded host code (version-compatible lean runtime) runs code from
         # the file: refused unless the config says this file is trusted.
@@ -224,8 +224,8 @@ class TrtEngine:
             self._ctx.detach()
 
 
-def _CollectingLogger(trt, sink: list[str]):
-    """A trt.ILogger that keeps warnings and errors for error messages and logs them."""
+def collecting_logger(trt, sink: list[str]):
+    """A trt.ILogger that keeps warnings and errors (for error messages) and logs them."""
 
     class Collecting(trt.ILogger):
         def __init__(self):

@@ -282,3 +282,202 @@ class IExecutionContext:
             data = np.ascontiguousarray(value, dtype).tobytes()
             assert len(data) == nbytes
             _write(self._addresses[t["name"]], data)
+
+
+# --- the builder ------------------------------------------------------------------------------
+# Builder -> INetworkDefinition (layers made from the ONNX nodes, so precision pinning can be
+# inspected) -> OnnxParser.parse -> IBuilderConfig -> build_serialized_network -> IHostMemory.
+# The plan keeps the network's I/O as the ONNX declares it (FP32), as TensorRT does unless
+# told otherwise, and records the flags it was built with.
+
+class NetworkDefinitionCreationFlag(enum.IntEnum):
+    EXPLICIT_BATCH = 0
+    STRONGLY_TYPED = 5
+
+
+class BuilderFlag(enum.IntEnum):
+    FP16 = 0
+    INT8 = 1
+    OBEY_PRECISION_CONSTRAINTS = 11
+
+
+class MemoryPoolType(enum.IntEnum):
+    WORKSPACE = 0
+
+
+class LayerType(enum.IntEnum):
+    CONVOLUTION = 0
+    ELEMENTWISE = 5
+    REDUCE = 12
+    MATRIX_MULTIPLY = 21
+    NORMALIZATION = 43
+    OTHER = 99
+
+
+class ElementWiseOperation(enum.IntEnum):
+    SUM = 0
+    PROD = 1
+    DIV = 5
+    SUB = 6
+    POW = 7
+
+
+_LAYER_OF = {"ReduceMean": LayerType.REDUCE, "MatMul": LayerType.MATRIX_MULTIPLY,
+             "Conv": LayerType.CONVOLUTION, "LayerNormalization": LayerType.NORMALIZATION}
+_ELEMENTWISE = {"Add": ElementWiseOperation.SUM, "Mul": ElementWiseOperation.PROD,
+                "Div": ElementWiseOperation.DIV, "Sub": ElementWiseOperation.SUB,
+                "Pow": ElementWiseOperation.POW}
+
+
+class ILayer:
+    def __init__(self, name: str, op_type: str):
+        self.name = name
+        self.type = LayerType.ELEMENTWISE if op_type in _ELEMENTWISE else \
+            _LAYER_OF.get(op_type, LayerType.OTHER)
+        self._op = _ELEMENTWISE.get(op_type)
+        self.precision = DataType.FLOAT
+        self.precision_is_set = False
+        self.output_types: dict[int, DataType] = {}
+
+    def __setattr__(self, key, value):
+        if key == "precision" and hasattr(self, "precision"):
+            object.__setattr__(self, "precision_is_set", True)
+        object.__setattr__(self, key, value)
+
+    def set_output_type(self, index: int, dtype: DataType) -> None:
+        self.output_types[index] = dtype
+
+
+class IElementWiseLayer(ILayer):
+    @property
+    def op(self) -> ElementWiseOperation:
+        return self._op
+
+
+class INetworkDefinition:
+    def __init__(self, flags: int):
+        self.flags = flags
+        self.onnx: bytes | None = None
+        self._layers: list[ILayer] = []
+
+    @property
+    def num_layers(self) -> int:
+        return len(self._layers)
+
+    def get_layer(self, index: int) -> ILayer:
+        return self._layers[index]
+
+
+class OnnxParser:
+    def __init__(self, network: INetworkDefinition, logger: ILogger):
+        self.network, self.logger, self._errors = network, logger, []
+
+    @property
+    def num_errors(self) -> int:
+        return len(self._errors)
+
+    def get_error(self, index: int) -> str:
+        return self._errors[index]
+
+    def parse(self, model: bytes) -> bool:
+        import onnx
+        try:
+            proto = onnx.load_from_string(bytes(model))
+            onnx.checker.check_model(proto)
+        except Exception as exc:
+            self._errors.append(f"In node -1 (parseGraph): INVALID_GRAPH: {exc}")
+            return False
+        opset = max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+        if opset > 20:
+            self._errors.append(f"ModelImporter: unsupported opset {opset}")
+            return False
+        self.network.onnx = bytes(model)
+        self.network._layers = [ILayer(n.name or f"{n.op_type}_{i}", n.op_type)
+                                for i, n in enumerate(proto.graph.node)]
+        return True
+
+
+class ITimingCache:
+    def __init__(self, entries: int):
+        self.entries = entries
+
+    def serialize(self) -> bytes:
+        return json.dumps({"fake_timing_cache": self.entries}).encode()
+
+
+class IBuilderConfig:
+    def __init__(self):
+        self.flags: set[BuilderFlag] = set()
+        self.pools: dict[MemoryPoolType, int] = {}
+        self.builder_optimization_level = 3
+        self._cache: ITimingCache | None = None
+
+    def set_flag(self, flag: BuilderFlag) -> None:
+        self.flags.add(flag)
+
+    def get_flag(self, flag: BuilderFlag) -> bool:
+        return flag in self.flags
+
+    def set_memory_pool_limit(self, pool: MemoryPoolType, size: int) -> None:
+        self.pools[pool] = size
+
+    def create_timing_cache(self, serialized: bytes) -> ITimingCache:
+        if not serialized:
+            return ITimingCache(0)
+        return ITimingCache(json.loads(bytes(serialized))["fake_timing_cache"])
+
+    def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
+        self._cache = cache
+        return True
+
+    def get_timing_cache(self) -> ITimingCache:
+        return self._cache
+
+
+class Builder:
+    def __init__(self, logger: ILogger):
+        _need_context("Builder")
+        self.logger = logger
+
+    def create_network(self, flags: int = 0) -> INetworkDefinition:
+        if __version__.startswith("10") and flags & 1 << NetworkDefinitionCreationFlag.EXPLICIT_BATCH:
+            self.logger.log(ILogger.Severity.WARNING, "EXPLICIT_BATCH is deprecated and ignored")
+        return INetworkDefinition(flags)
+
+    def create_builder_config(self) -> IBuilderConfig:
+        return IBuilderConfig()
+
+    def build_serialized_network(self, network: INetworkDefinition, config: IBuilderConfig):
+        import onnxruntime as ort
+        if network.onnx is None:
+            self.logger.log(ILogger.Severity.ERROR, "4: network has no layers")
+            return None
+        strongly = bool(network.flags & 1 << NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        if strongly and config.flags & {BuilderFlag.FP16, BuilderFlag.INT8}:
+            self.logger.log(ILogger.Severity.ERROR, "4: precision flags are not allowed with a "
+                                                    "strongly typed network")
+            return None
+        session = ort.InferenceSession(network.onnx, providers=["CPUExecutionProvider"])
+        io = [{"name": t.name, "mode": mode, "shape": list(t.shape), "dtype": "FLOAT"}
+              for mode, ts in (("input", session.get_inputs()), ("output", session.get_outputs()))
+              for t in ts]
+        if config._cache is not None:
+            config._cache.entries += len(network._layers)
+        header = json.dumps({"version": __version__, "compute_capability":
+                             list(_compute_capability()), "host_code": False, "io": io,
+                             "flags": sorted(f.name for f in config.flags),
+                             "strongly_typed": strongly,
+                             "pinned_fp32": [layer.name for layer in network._layers
+                                             if layer.precision_is_set]}).encode()
+        return IHostMemory(MAGIC + struct.pack("<I", len(header)) + header + network.onnx)
+
+
+class IHostMemory(bytes):
+    """Supports the buffer protocol, like the real one (`bytes(plan)`, `f.write(plan)`)."""
+
+
+def plan_header(path) -> dict:
+    """Test helper: the recorded build settings of a plan written by the fake builder."""
+    data = open(path, "rb").read()
+    (size,) = struct.unpack("<I", data[len(MAGIC):len(MAGIC) + 4])
+    return json.loads(data[len(MAGIC) + 4:len(MAGIC) + 4 + size])
