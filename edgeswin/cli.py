@@ -60,9 +60,16 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from .tools import probe
-    print("\n".join(probe(args.config)))
-    return 0
+    from .tools import default_demo_model, probe, selftest
+    if not args.selftest:
+        print("\n".join(probe(args.config)))
+        return 0
+    model = args.model or default_demo_model()
+    if model is None:
+        raise EdgeswinError("no bundled demo model found: pass --model PATH.onnx")
+    lines, ok = selftest(model)
+    print("\n".join(lines))
+    return 0 if ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     build.set_defaults(func=cmd_build_engine)
     probe = sub.add_parser("probe", help="list thermal zones, camera devices and back-ends")
     probe.add_argument("-c", "--config", type=Path, help="show which zones this config selects")
+    probe.add_argument("--selftest", action="store_true",
+                       help="also run the demo model through ONNX Runtime and (if present) a "
+                            "TensorRT engine built here; compare, time, print a verdict")
+    probe.add_argument("--model", type=Path, help="the ONNX for --selftest (default: bundled)")
     probe.set_defaults(func=cmd_probe)
     return parser
 

@@ -57,6 +57,9 @@ class EngineRung(_Strict):
         False, description="TensorRT: allow engines with embedded host code (version-compatible "
                            "plans). An engine file is code: only for files you built or trust.")
 
+    precision: Literal["fp32", "fp16", "int8"] = Field(
+        "fp16", description="An .onnx rung with backend tensorrt: the engine built on the device "
+                            "(int8 needs a Q/DQ model). Ignored otherwise.")
     preprocess: Literal["cpu", "gpu"] = Field(
         "cpu", description="gpu: resize and normalise in one CUDA kernel (tensorrt rungs only).")
 

@@ -16,15 +16,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 from .camera import Capture
 from .config import CameraEntry, Config, EngineRung, load_config
 from .engine import Engine, open_engine
+from .engine.cache import BuildReport, EngineCache
 from .errors import ConfigError, EdgeswinError
 from .fallback import FallbackPolicy, Readings, Switch
 from .postprocess import CameraPostprocessor, PublishGate
 from .preprocess import Preprocessor, to_bgr
 from .publish import Message, Publisher, json_message
 from .records import Frame
+from .scenes import random_scene
 from .sensors import LatencyWindows, ThermalSensor
 from .service import Notifier
 from .stats import CameraStats
@@ -58,6 +62,10 @@ class CameraRuntime:
     def period(self) -> float:
         fps = self.entry.config.fps
         return 1.0 / fps if fps > 0 else 0.0
+
+
+class RungPending(EdgeswinError):
+    """The rung's engine is being built; it joins the ladder when ready."""
 
 
 class FrameEngine:
@@ -103,6 +111,10 @@ class Daemon:
         self.cameras: list[CameraRuntime] = []
         self._retired: list[CameraRuntime] = []  # stopped by a reload, joined at shutdown
         self.notifier = Notifier()
+        self.engine_cache = EngineCache(Path(dev.state_dir))
+        self.builds: dict[str, BuildReport] = {}  # rung name -> latest report
+        self._arrived: list[tuple] = []  # finished builds, handed over by their threads
+        self._last_reason = "start"
         self._reload = threading.Event()
         # Called with every classification payload (published or not), e.g. by the demo.
         self.listeners: list[Callable[[dict], None]] = []
@@ -110,28 +122,110 @@ class Daemon:
     # --- wiring ------------------------------------------------------------------------
     def _load_ladder(self) -> list[ActiveEngine | None]:
         """Every rung loaded and warmed up front (one copy each, shared by all cameras), so a
-        switch is a pointer swap between two frames. An unusable rung is logged and skipped."""
+        switch is a pointer swap between two frames. An unusable rung is logged and skipped; a
+        TensorRT rung whose engine is not built yet is built in the background meanwhile."""
         ladder: list[ActiveEngine | None] = []
         problems = []
         for rung, spec in enumerate(self.config.device.engines):
             try:
                 ladder.append(self._open_rung(rung, spec))
+            except RungPending as exc:
+                log.info("engine rung %d (%s): %s", rung, spec.name, exc,
+                         extra={"ENGINE": spec.name})
+                ladder.append(None)
             except EdgeswinError as exc:
                 log.error("engine rung %d (%s) unusable: %s", rung, spec.name, exc,
                           extra={"ENGINE": spec.name})
                 problems.append(f"rung {rung} ({spec.name}): {exc}")
                 ladder.append(None)
+        if not any(ladder) and self.builds:
+            # Nothing else to serve with: wait for the build instead of giving up.
+            log.warning("no engine is usable until the TensorRT build finishes")
+            while not self._arrived and not self._stop.is_set():
+                with self._wake:
+                    self._wake.wait(1.0)
+            self.ladder = ladder
+            self._adopt_builds(None)
         if not any(ladder):
             raise EdgeswinError("no engine rung is usable:\n  " + "\n  ".join(problems))
         return ladder
 
+    def _open_rung(self, rung: int, spec: EngineRung) -> ActiveEngine:
+        model = Path(spec.model)
+        if spec.backend == "tensorrt" and model.suffix == ".onnx":
+            cached = self.engine_cache.find(model, spec.precision)
+            if cached is None:
+                self._start_build(rung, spec)
+                raise RungPending(f"no {spec.precision} engine for {model.name} on this device "
+                                  "yet: building it in the background")
+            try:
+                engine = open_engine(cached, "tensorrt", host_code_allowed=spec.host_code_allowed)
+            except EdgeswinError as exc:
+                log.warning("cached engine %s unusable (%s): rebuilding", cached, exc)
+                cached.unlink(missing_ok=True)
+                self._start_build(rung, spec)
+                raise RungPending("rebuilding its engine in the background") from None
+            log.info("engine rung %d (%s): cached TensorRT engine %s", rung, spec.name, cached)
+        else:
+            engine = open_engine(model, spec.backend, spec.threads, spec.host_code_allowed)
+        return self._activate(rung, spec, engine)
+
     @staticmethod
-    def _open_rung(rung: int, spec: EngineRung) -> ActiveEngine:
-        engine = open_engine(Path(spec.model), spec.backend, spec.threads, spec.host_code_allowed)
+    def _activate(rung: int, spec: EngineRung, engine) -> ActiveEngine:
         if spec.preprocess == "gpu":
             engine.enable_gpu_preprocess()
             return ActiveEngine(FrameEngine(engine), to_bgr, spec.name, rung)
         return ActiveEngine(engine, Preprocessor(engine.info.input), spec.name, rung)
+
+    # --- engines built on the device ----------------------------------------------------
+    def _start_build(self, rung: int, spec: EngineRung) -> None:
+        model = Path(spec.model)
+
+        def load(path: Path):
+            return open_engine(path, "tensorrt", host_code_allowed=spec.host_code_allowed)
+
+        def done(report: BuildReport, engine) -> None:  # on the build thread
+            with self._wake:
+                self._arrived.append((rung, spec, report, engine))
+                self._wake.notify()
+
+        self.builds[spec.name] = self.engine_cache.build_later(
+            model, spec.precision, load, lambda: open_engine(model, "onnxruntime"),
+            self._check_frames, done)
+
+    def _check_frames(self, wanted: int = 8) -> list:
+        """The newest camera frames, topped up with rendered scenes, to compare engines on."""
+        frames = [f.image for c in self.cameras if (f := c.capture.latest()) is not None]
+        rng = np.random.default_rng(0)
+        while len(frames) < wanted:
+            frames.append(random_scene(rng, 640, 360)[0])
+        return frames[:wanted]
+
+    def _adopt_builds(self, policy: FallbackPolicy | None) -> None:
+        """Between frames: put finished builds on the ladder; step up to one at once when the
+        device allows it (not pinned, not hot)."""
+        with self._wake:
+            arrived, self._arrived = self._arrived, []
+        for rung, spec, report, engine in arrived:
+            self.builds[spec.name] = report
+            log.log(logging.INFO if engine else logging.ERROR, "engine build for rung %d (%s) "
+                    "%s in %ss: %s", rung, spec.name, report.state, report.seconds,
+                    report.detail, extra={"ENGINE": spec.name})
+            if engine is not None:
+                try:
+                    self.ladder[rung] = self._activate(rung, spec, engine)
+                except EdgeswinError as exc:
+                    report.state, report.detail = "failed", str(exc)
+            readings = Readings(time.monotonic(), self.thermal.read())
+            hot = any(t > self.config.device.fallback.degrade_above_c
+                      for t in readings.temps.values())
+            if (self.ladder[rung] is not None and policy is not None and self.active is not None
+                    and rung < self.active.rung and policy.cfg.pinned_rung is None and not hot):
+                self._switch(Switch(self.active.rung, rung, f"engine ready: {spec.name} "
+                                    f"({spec.precision}) built on this device; "
+                                    f"{report.detail}", readings), policy)
+            elif self.active is not None:
+                self._publish_engine(None, self._last_reason, readings)
 
     def _make_camera(self, entry: CameraEntry, labels: tuple[str, ...]) -> CameraRuntime:
         capture = Capture(entry.config, entry.source, self._notify, self._on_availability)
@@ -218,6 +312,8 @@ class Daemon:
             if self._reload.is_set():
                 self._reload.clear()
                 self._apply_reload()
+            if self._arrived:
+                self._adopt_builds(policy)
             job, wait = self._next_job(now)
             if job is not None:
                 self._classify(self.active, *job)
@@ -283,11 +379,15 @@ class Daemon:
         active = self.active
         if active is None:
             return
-        self.publisher.publish(json_message(f"{self.root}/engine", {
+        self._last_reason = reason
+        payload = {
             "rung": active.rung, "from": from_rung, "name": active.name,
             "model": active.engine.info.name, "backend": active.engine.backend,
             "precision": active.engine.info.precision, "reason": reason,
-            "readings": readings.as_dict(), "ts": iso(time.time())}, 1, True))
+            "readings": readings.as_dict(), "ts": iso(time.time())}
+        if self.builds:
+            payload["builds"] = {name: r.as_dict() for name, r in self.builds.items()}
+        self.publisher.publish(json_message(f"{self.root}/engine", payload, 1, True))
 
     def _next_job(self, now: float) -> tuple[tuple[CameraRuntime, Frame] | None, float]:
         """Earliest-deadline-first among cameras with a new frame whose turn has come."""

@@ -78,3 +78,105 @@ def probe(config_dir: Path | None) -> list[str]:
     except ImportError:
         lines.append("tensorrt: not installed (ONNX Runtime serves .onnx rungs)")
     return lines
+
+
+def default_demo_model() -> Path | None:
+    """The bundled demo model, next to the package in a checkout or /opt/edgeswin."""
+    for base in (Path(__file__).resolve().parent.parent, Path("/opt/edgeswin")):
+        candidate = base / "models" / "swin-demo-112.onnx"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _platform() -> list[str]:
+    import platform
+
+    lines = [f"host: {platform.machine()} {platform.system()} {platform.release()}, "
+             f"Python {platform.python_version()}"]
+    try:
+        release = Path("/etc/nv_tegra_release").read_text().splitlines()[0]
+        lines.append(f"Jetson L4T: {release.strip('# ')}")
+    except (OSError, IndexError):
+        lines.append("Jetson L4T: not a Jetson (/etc/nv_tegra_release absent)")
+    try:
+        import pycuda.driver as cuda
+        cuda.init()
+        gpu = cuda.Device(0)
+        lines.append(f"CUDA driver {cuda.get_driver_version()}: {gpu.name()} "
+                     f"(sm_{''.join(map(str, gpu.compute_capability()))})")
+    except ImportError:
+        lines.append("pycuda: not installed (needed by the TensorRT backend)")
+    except Exception as exc:  # no driver, no device: say so and carry on
+        lines.append(f"CUDA: unusable ({exc})")
+    return lines
+
+
+def selftest(model: Path, n_frames: int = 24) -> tuple[list[str], bool]:
+    """Run the demo model through ONNX Runtime and, where TensorRT exists, through an engine
+    built here; compare and time both. Returns the report and whether everything passed."""
+    import statistics
+    import tempfile
+    import time
+
+    import numpy as np
+
+    from .engine import open_engine
+    from .engine.cache import agreement
+    from .preprocess import Preprocessor
+    from .scenes import LABELS, random_scene
+
+    lines = ["edgeswin self-test", *_platform(), *probe(None)]
+    rng = np.random.default_rng(2024)
+    scenes = [random_scene(rng, 1280, 720) for _ in range(n_frames)]
+    frames = [image for image, _ in scenes]
+
+    def timed(engine) -> tuple[float, float]:
+        prep = Preprocessor(engine.info.input)
+        samples = []
+        for image in frames:
+            x = prep(image)
+            t0 = time.perf_counter()
+            engine.infer(x)
+            samples.append((time.perf_counter() - t0) * 1000)
+        samples.sort()
+        return statistics.median(samples), samples[int(0.95 * (len(samples) - 1))]
+
+    ok = True
+    reference = open_engine(model, "onnxruntime")
+    prep = Preprocessor(reference.info.input)
+    hits = sum(LABELS[label] == reference.info.labels[int(reference.infer(prep(image)).argmax())]
+               for image, label in scenes)
+    p50, p95 = timed(reference)
+    accuracy_ok = hits >= 0.9 * n_frames
+    ok &= accuracy_ok
+    lines.append(f"ONNX Runtime: {model.name}: {hits}/{n_frames} scenes right "
+                 f"({'ok' if accuracy_ok else 'FAIL'}), inference p50 {p50:.2f} ms, p95 {p95:.2f} ms")
+    try:
+        import tensorrt  # noqa: F401
+
+        from .engine.build import build_engine
+    except ImportError:
+        lines.append("TensorRT: not installed here: engine build and comparison skipped")
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / f"{model.stem}-fp16.engine"
+            try:
+                t0 = time.monotonic()
+                build_engine(model, out, "fp16", progress=lambda message: None)
+                built_s = time.monotonic() - t0
+                engine = open_engine(out, "tensorrt")
+                agree, worst = agreement(engine, reference, frames)
+                trt_p50, trt_p95 = timed(engine)
+                same = agree == 1.0
+                ok &= same
+                lines.append(f"TensorRT {tensorrt.__version__}: fp16 engine built in "
+                             f"{built_s:.1f} s on {engine.gpu}; top-1 agreement with ONNX "
+                             f"Runtime {agree:.0%} ({'ok' if same else 'FAIL'}), max |diff| "
+                             f"{worst:.3g}; inference p50 {trt_p50:.2f} ms, p95 {trt_p95:.2f} ms")
+            except Exception as exc:  # the report must come out whatever failed
+                ok = False
+                lines.append(f"TensorRT {tensorrt.__version__}: FAIL: "
+                             f"{exc.__class__.__name__}: {exc}")
+    lines.append(f"verdict: {'PASS' if ok else 'FAIL'}")
+    return lines, ok

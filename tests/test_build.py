@@ -162,3 +162,64 @@ def test_build_engine_command(tmp_path):
                               str(onnx_path)], capture_output=True, text=True, cwd=REPO,
                              timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert missing.returncode == 1 and "needs TensorRT and pycuda" in missing.stderr
+
+
+@pytest.mark.mqtt
+def test_daemon_builds_the_engine_in_the_background_then_reuses_it(tmp_path, broker, subscriber,
+                                                                   videos, daemon_factory):
+    from .conftest import SMALL, write_config
+
+    onnx_path = copy_primary(tmp_path)
+    cfg = write_config(tmp_path / "cfg", broker.port,
+                       {"north": {"source": str(videos["north"]), "loop": True, "fps": 10}},
+                       {"engines": [{"name": "primary", "model": str(onnx_path),
+                                     "backend": "tensorrt", "precision": "fp16"},
+                                    {"name": "small", "model": str(SMALL)}]})
+    env = {"PYTHONPATH": f"{FAKE_TRT}:{FAKE_CUDA}:{REPO}"}
+    daemon = daemon_factory(cfg, env=env)
+    engine_topic, north = "edgeswin/testdev/engine", "edgeswin/testdev/north/classification"
+    assert subscriber.wait_for(lambda: any(m["rung"] == 0 for m in subscriber.json_on(engine_topic)),
+                               30), daemon.log()
+    first, switched = subscriber.json_on(engine_topic)[0], subscriber.json_on(engine_topic)[-1]
+    # It started at once on the small rung while the primary engine was being built...
+    assert first["rung"] == 1 and first["builds"]["primary"]["state"] == "building"
+    # ... and moved up when the engine was built and agreed with ONNX Runtime.
+    assert switched["backend"] == "tensorrt" and switched["from"] == 1
+    assert switched["reason"].startswith("engine ready: primary (fp16) built on this device")
+    assert switched["builds"]["primary"]["state"] == "ready"
+    assert "agrees with ONNX Runtime on every check frame" in switched["builds"]["primary"]["detail"]
+    assert subscriber.wait_for(lambda: subscriber.json_on(north)[-1]["engine"] == "primary", 10)
+    assert daemon.terminate(timeout=10)[0] == 0
+    seqs = [m["seq"] for m in subscriber.json_on(north)]
+    assert seqs == list(range(1, len(seqs) + 1))
+    plans = list((tmp_path / "cfg" / "state" / "engines").glob("swin-demo-112-fp16-*.engine"))
+    assert len(plans) == 1
+
+    # A restart reuses the cached engine: rung 0 from the first message, no build.
+    subscriber.messages.clear()
+    again = daemon_factory(cfg, env=env)
+    assert subscriber.wait_for(lambda: subscriber.on(engine_topic), 20), again.log()
+    start = subscriber.json_on(engine_topic)[0]
+    assert start["rung"] == 0 and start["backend"] == "tensorrt" and "builds" not in start
+    assert "cached TensorRT engine" in again.log() and "engine build" not in again.log()
+    assert again.terminate(timeout=10)[0] == 0
+
+
+@pytest.mark.parametrize("with_tensorrt", [False, True])
+def test_selftest_prints_a_verdict_with_or_without_tensorrt(with_tensorrt):
+    path = f"{FAKE_TRT}:{FAKE_CUDA}:{REPO}" if with_tensorrt else str(REPO)
+    run = subprocess.run([sys.executable, "-m", "edgeswin", "probe", "--selftest"],
+                         capture_output=True, text=True, cwd=REPO, timeout=180,
+                         env={**os.environ, "PYTHONPATH": path})
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == "edgeswin self-test" and lines[-1] == "verdict: PASS"
+    assert any(line.startswith("Jetson L4T: ") for line in lines)
+    onnx_line = next(line for line in lines if line.startswith("ONNX Runtime: swin-demo-112"))
+    assert "24/24 scenes right (ok)" in onnx_line or "23/24" in onnx_line
+    if with_tensorrt:
+        trt_line = next(line for line in lines if line.startswith("TensorRT 10.3.0: fp16"))
+        assert "top-1 agreement with ONNX Runtime 100% (ok)" in trt_line
+        assert any(line.startswith("CUDA driver ") for line in lines)
+    else:
+        assert "TensorRT: not installed here: engine build and comparison skipped" in lines

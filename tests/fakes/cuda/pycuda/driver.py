@@ -245,3 +245,11 @@ def _check_fits(address: int, nbytes: int, call: str) -> None:
                 raise LogicError(f"{call} failed: invalid argument")
             return
     raise LogicError(f"{call} failed: invalid argument")
+
+
+def get_driver_version() -> int:
+    return 12020  # CUDA 12.2, as on JetPack 6.0
+
+
+def get_version() -> tuple[int, int, int]:
+    return (12, 2, 0)

@@ -1,0 +1,105 @@
+"""TensorRT engines built on the device and kept in the state dir, keyed by everything that
+makes a plan invalid (ONNX sha256, TensorRT version, GPU, precision, input spec).
+
+`EngineCache.find()` hands on a cached plan to load now; `EngineCache.build_later()` builds a
+missing one on a background thread, checks that the new engine agrees with ONNX Runtime on a
+few frames, and hands the loaded engine to a callback — the daemon serves another rung
+meanwhile and switches when it arrives. Nothing is rebuilt on a normal restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EdgeswinError
+from .build import build_engine, cached_engine_path, device_identity
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BuildReport:
+    """What `<root>/engine` says about a build (retained, so late subscribers see it too)."""
+
+    state: str  # building | ready | failed | rejected
+    engine: str  # the path of the plan
+    detail: str = ""
+    started: float = field(default_factory=time.time)
+    seconds: float | None = None
+
+    def as_dict(self) -> dict:
+        return {"state": self.state, "engine": self.engine, "detail": self.detail,
+                "seconds": self.seconds}
+
+
+class EngineCache:
+    def __init__(self, state_dir: Path):
+        self.dir = Path(state_dir) / "engines"
+        self._identity: dict | None = None
+
+    def plan_path(self, onnx: Path, precision: str) -> Path:
+        if self._identity is None:
+            self._identity = device_identity()  # BackendUnavailable without TensorRT
+        return cached_engine_path(self.dir.parent, onnx, precision, self._identity)
+
+    def find(self, onnx: Path, precision: str) -> Path | None:
+        path = self.plan_path(onnx, precision)
+        return path if path.is_file() else None
+
+    def build_later(self, onnx: Path, precision: str, load: Callable[[Path], object],
+                    reference: Callable[[], object], frames: Callable[[], list[np.ndarray]],
+                    done: Callable[[BuildReport, object | None], None]) -> BuildReport:
+        """Start the build thread; `done(report, engine-or-None)` is called from it."""
+        path = self.plan_path(onnx, precision)
+        report = BuildReport("building", str(path), f"{onnx.name} -> {precision}")
+        threading.Thread(target=self._build, name=f"build-{onnx.stem}", daemon=True,
+                         args=(onnx, precision, path, load, reference, frames, done,
+                               report)).start()
+        return report
+
+    def _build(self, onnx, precision, path, load, reference, frames, done, report) -> None:
+        t0 = time.monotonic()
+        engine = None
+        try:
+            build_engine(onnx, path, precision, timing_cache=self.dir / "timing.cache",
+                         progress=lambda message: log.info("engine build: %s", message))
+            engine = load(path)
+            agree, worst = agreement(engine, reference(), frames())
+            if agree < 1.0:
+                path.unlink(missing_ok=True)
+                path.with_suffix(".json").unlink(missing_ok=True)
+                report.state, engine = "rejected", None
+                report.detail = (f"top-1 agreed with ONNX Runtime on {agree:.0%} of the check "
+                                 f"frames (max |diff| {worst:.3g}); not used, not cached")
+            else:
+                report.state = "ready"
+                report.detail = (f"agrees with ONNX Runtime on every check frame (max |diff| "
+                                 f"{worst:.3g})")
+        except EdgeswinError as exc:
+            report.state, report.detail, engine = "failed", str(exc), None
+        except Exception as exc:  # a build must never take the daemon down
+            log.exception("engine build crashed")
+            report.state, report.detail, engine = "failed", f"{exc.__class__.__name__}: {exc}", None
+        report.seconds = round(time.monotonic() - t0, 1)
+        done(report, engine)
+
+
+def agreement(engine, reference, images: list[np.ndarray]) -> tuple[float, float]:
+    """Share of images with the same top-1 through both engines, and the largest score diff.
+    Each engine gets the input its own spec asks for (e.g. FP16 I/O)."""
+    from ..preprocess import Preprocessor
+
+    ours, theirs = Preprocessor(engine.info.input), Preprocessor(reference.info.input)
+    same, worst = 0, 0.0
+    for image in images:
+        a, b = engine.infer(ours(image)), reference.infer(theirs(image))
+        same += int(a.argmax() == b.argmax())
+        worst = max(worst, float(np.abs(a - b).max()))
+    return same / max(len(images), 1), worst
