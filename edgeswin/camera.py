@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 import cv2
+import numpy as np
 
 from .config import CameraConfig, SourceSpec
 from .records import Frame
@@ -66,6 +67,15 @@ class Capture:
         self.reconnects = 0
         self.failures = 0
         self.last_frame_mono = time.monotonic()
+        # Files with realtime: false hand on every frame at the pace the engine takes them:
+        # the next frame is decoded only once the pipeline took this one (nothing is lost by
+        # waiting on a file, and decoding frames nobody classifies steals the engine's CPU).
+        self._taken = threading.Event()
+        self._taken.set()
+        self._paced_by_consumer = source.kind == "file" and not cfg.realtime
+        # Set by the pipeline for cameras whose every frame is classified (fps 0): the input is
+        # then prepared here, overlapping the engine's work on the previous frame.
+        self.prepare: Callable[[np.ndarray], np.ndarray] | None = None
 
     # --- the pipeline's side ------------------------------------------------------------
     def start(self) -> None:
@@ -80,6 +90,11 @@ class Capture:
     def latest(self) -> Frame | None:
         with self._lock:
             return self._latest
+
+    def taken(self, seq: int) -> None:
+        """The pipeline classified frame `seq`: a consumer-paced file may decode the next."""
+        if seq == self._seq:
+            self._taken.set()
 
     @property
     def ended(self) -> bool:
@@ -133,6 +148,16 @@ class Capture:
         if self.state != "ended":
             self._set_state("offline", "stopped")
 
+    def _prepare(self, image: np.ndarray) -> tuple | None:
+        prepare = self.prepare  # one read: the pipeline may swap it at a rung switch
+        if prepare is None:
+            return None
+        t0 = time.perf_counter()
+        try:
+            return prepare, prepare(image), (time.perf_counter() - t0) * 1000
+        except Exception:  # an odd frame: the inference thread preprocesses it and reports
+            return None
+
     def _read_loop(self, cap: cv2.VideoCapture) -> str:
         """Read until stop, end of file or failure; return why it stopped."""
         is_file = self.source.kind == "file"
@@ -144,7 +169,15 @@ class Capture:
         next_due = time.monotonic()
         self._reconnect.clear()
         while not self._stop.is_set():
+            if self._paced_by_consumer:
+                while not self._taken.wait(0.2):
+                    if self._stop.is_set():
+                        return "stopped"
+                self._taken.clear()
+                self.last_frame_mono = time.monotonic()  # waiting on the engine is no stall
+            t0 = time.perf_counter()
             ok, image = cap.read()
+            decode_ms = (time.perf_counter() - t0) * 1000
             if self._reconnect.is_set():
                 return "stalled"
             if not ok or image is None:
@@ -157,11 +190,14 @@ class Capture:
                     return "ended"
                 cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                 index = 0
+                self._taken.set()  # nothing new was handed on
                 continue
             now = time.monotonic()
+            prepared = self._prepare(image)
             with self._lock:
                 self._seq += 1
-                self._latest = Frame(self.name, image, self._seq, index, time.time(), now)
+                self._latest = Frame(self.name, image, self._seq, index, time.time(), now,
+                                     decode_ms, prepared)
             index += 1
             self.frames_read += 1
             self.last_frame_mono = now

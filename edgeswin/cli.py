@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -59,6 +60,36 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from .bench import run_bench
+    from .demo_assets import VideoSpec, make_video
+    from .tools import default_demo_model
+
+    model = args.model or default_demo_model()
+    if model is None:
+        raise EdgeswinError("no bundled demo model found: pass --model PATH.onnx")
+    video = args.video
+    if video is None:
+        video = Path("build/bench/bench-640x360.mp4")
+        if not video.is_file():
+            print(f"generating {video} ...", flush=True)
+            video.parent.mkdir(parents=True, exist_ok=True)
+            make_video(video, VideoSpec(seconds=10, fps=15, width=640, height=360, seed=5))
+    video = video.resolve()
+    model = model.resolve()
+    cameras = [int(n) for n in args.cameras.split(",")]
+    report = run_bench(model, video, cameras, args.seconds, args.threads, args.broker_port,
+                       progress=lambda message: print(message, flush=True), repeats=args.rounds)
+    text = json.dumps(report, indent=1)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text + "\n")
+    print(text)
+    return 0
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     from .tools import default_demo_model, probe, selftest
     if not args.selftest:
@@ -109,6 +140,20 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--opt-level", type=int, choices=range(0, 6), default=None,
                        help="builder optimisation level (TensorRT default 3)")
     build.set_defaults(func=cmd_build_engine)
+    bench = sub.add_parser("bench", help="measure the daemon against the raw engine "
+                           "(throughput, latency breakdown, preprocessing, MQTT rate)")
+    bench.add_argument("--model", type=Path, help="ONNX model (default: the bundled demo)")
+    bench.add_argument("--video", type=Path, help="video to read (default: a generated one)")
+    bench.add_argument("--cameras", default="1,2,4,8", help="camera counts to run")
+    bench.add_argument("--seconds", type=float, default=10.0, help="measured time per run")
+    bench.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1),
+                       help="engine threads; the other cores decode (default: cores - 1)")
+    bench.add_argument("--broker-port", type=int, help="a broker on 127.0.0.1 (default: "
+                       "start a private mosquitto)")
+    bench.add_argument("--rounds", type=int, default=3, help="alternating rounds of the "
+                       "single-stream runs (the median is kept)")
+    bench.add_argument("-o", "--output", type=Path, help="also write the JSON report here")
+    bench.set_defaults(func=cmd_bench)
     probe = sub.add_parser("probe", help="list thermal zones, camera devices and back-ends")
     probe.add_argument("-c", "--config", type=Path, help="show which zones this config selects")
     probe.add_argument("--selftest", action="store_true",

@@ -107,6 +107,21 @@ class FallbackConfig(_Strict):
         return self
 
 
+class MetricsConfig(_Strict):
+    enabled: bool = Field(False, description="Serve Prometheus /metrics and /healthz.")
+    address: str = Field("127.0.0.1", description="Listen address; keep it local unless a "
+                                                  "firewall or proxy guards it.")
+    port: int = Field(9108, ge=0, le=65535, description="Listen port (0 = any free port).")
+    stale_after_s: float = Field(10.0, gt=0, description="/healthz turns 503 when the "
+                                                         "inference loop made no progress "
+                                                         "for this long.")
+
+
+class HomeAssistantConfig(_Strict):
+    enabled: bool = Field(False, description="Publish Home Assistant MQTT discovery configs.")
+    prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix.")
+
+
 class DeviceConfig(_Strict):
     device_id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Unique name of this device.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection.")
@@ -115,6 +130,10 @@ class DeviceConfig(_Strict):
     stats_interval_s: float = Field(30.0, gt=0, description="How often <root>/stats is published.")
     fallback: FallbackConfig = Field(default_factory=FallbackConfig,
                                      description="When to step down/up the engine ladder.")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig,
+                                   description="Prometheus endpoint (off by default).")
+    homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig,
+                                               description="Home Assistant MQTT discovery.")
 
     @model_validator(mode="after")
     def _pinned_rung_exists(self) -> DeviceConfig:

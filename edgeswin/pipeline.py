@@ -24,6 +24,7 @@ from .engine import Engine, open_engine
 from .engine.cache import BuildReport, EngineCache
 from .errors import ConfigError, EdgeswinError
 from .fallback import FallbackPolicy, Readings, Switch
+from .homeassistant import Discovery
 from .postprocess import CameraPostprocessor, PublishGate
 from .preprocess import Preprocessor, to_bgr
 from .publish import Message, Publisher, json_message
@@ -52,6 +53,7 @@ class CameraRuntime:
     next_due: float = 0.0
     last_seq: int = 0  # capture seq of the last classified frame: never classify one twice
     seq: int = 0  # published classification counter
+    read_mark: tuple[float, int] = (0.0, 0)  # (time, frames_read) at the last stats message
     state_label: str | None = None
 
     @property
@@ -115,6 +117,8 @@ class Daemon:
         self.builds: dict[str, BuildReport] = {}  # rung name -> latest report
         self._arrived: list[tuple] = []  # finished builds, handed over by their threads
         self._last_reason = "start"
+        self.switches = 0
+        self.metrics = None  # Metrics when enabled: created in run()
         self._reload = threading.Event()
         # Called with every classification payload (published or not), e.g. by the demo.
         self.listeners: list[Callable[[dict], None]] = []
@@ -229,6 +233,8 @@ class Daemon:
 
     def _make_camera(self, entry: CameraEntry, labels: tuple[str, ...]) -> CameraRuntime:
         capture = Capture(entry.config, entry.source, self._notify, self._on_availability)
+        if entry.config.fps == 0 and self.active is not None:
+            capture.prepare = self.active.preprocess
         return CameraRuntime(entry, capture, CameraPostprocessor(entry.config, labels),
                              PublishGate(entry.config))
 
@@ -289,7 +295,12 @@ class Daemon:
                         for e in self.config.cameras if e.config.enabled]
         if not self.cameras:
             raise EdgeswinError("no enabled camera")
+        if self.config.device.metrics.enabled:
+            from .metrics import Metrics
+            m = self.config.device.metrics
+            self.metrics = Metrics(self, m.address, m.port, m.stale_after_s)
         self.publisher.start()
+        self._announce()
         reason = "start" if start == 0 else f"start on rung {start} (rungs above unusable or pinned)"
         self._publish_engine(None, reason, Readings(time.monotonic(), self.thermal.read()))
         for cam in self.cameras:
@@ -303,6 +314,8 @@ class Daemon:
         while not self._stop.is_set():
             now = time.monotonic()
             self.notifier.watchdog(now)
+            if self.metrics:
+                self.metrics.beat(now)
             if not ready and all(c.stats.classified or c.capture.state in ("offline", "ended")
                                  for c in self.cameras):
                 # Engines warm and every camera classified once or found dead and retrying:
@@ -354,8 +367,12 @@ class Daemon:
             policy.rung = switch.from_rung  # nowhere usable to go: stay
             return
         policy.rung = target
+        self.switches += 1
         previous = self.active
         self.active = self.ladder[target]
+        for cam in self.cameras:
+            if cam.capture.prepare is not None:
+                cam.capture.prepare = self.active.preprocess
         if previous is not None and previous.engine.info.labels != self.active.engine.info.labels:
             for cam in self.cameras:
                 cam.post.reset(self.active.engine.info.labels)
@@ -406,7 +423,13 @@ class Daemon:
 
     def _classify(self, active: ActiveEngine, cam: CameraRuntime, frame: Frame) -> None:
         t0 = time.perf_counter()
-        x = active.preprocess(frame.image)
+        mono_offset = time.monotonic() - t0  # frame times are monotonic, stage times perf_counter
+        cam.capture.taken(frame.seq)  # a consumer-paced file decodes the next one meanwhile
+        if frame.prepared is not None and frame.prepared[0] is active.preprocess:
+            x, prep_ms = frame.prepared[1], frame.prepared[2]
+        else:
+            x = active.preprocess(frame.image)
+            prep_ms = (time.perf_counter() - t0) * 1000
         t1 = time.perf_counter()
         output = active.engine.infer(x)
         t2 = time.perf_counter()
@@ -417,6 +440,10 @@ class Daemon:
         if cam.period:
             # Keep the cadence, but after a long gap start afresh instead of bursting to catch up.
             cam.next_due = max(cam.next_due + cam.period, now - cam.period)
+        else:
+            # fps 0: due again at once, but behind every camera served less recently, so
+            # cameras that always have a new frame take turns instead of the first one winning.
+            cam.next_due = now
         publish = cam.gate.should_publish(label, now)
         if publish:
             cam.seq += 1
@@ -427,7 +454,9 @@ class Daemon:
             "topk": [{"label": lbl, "score": s} for lbl, s in topk],
             "engine": active.name, "model": active.engine.info.name, "rung": active.rung,
             "degraded": active.rung > 0,
-            "latency_ms": {"preprocess": round((t1 - t0) * 1000, 3),
+            "latency_ms": {"decode": round(frame.decode_ms, 3),
+                           "wait": round(max(t0 - (frame.mono_ts - mono_offset), 0.0) * 1000, 3),
+                           "preprocess": round(prep_ms, 3),
                            "inference": round((t2 - t1) * 1000, 3),
                            "postprocess": round((t3 - t2) * 1000, 3),
                            "capture_to_publish": round((time.monotonic() - frame.mono_ts) * 1000,
@@ -449,6 +478,9 @@ class Daemon:
         self.latency.add(("capture_to_publish", active.rung), total_ms)
         self.latency.add(("camera", cam.name), total_ms)
         cam.stats.record(label, score, (t2 - t1) * 1000, total_ms, publish)
+        if self.metrics:
+            self.metrics.inference.labels(str(active.rung), active.name).observe(t2 - t1)
+            self.metrics.capture_to_publish.labels(cam.name).observe(total_ms / 1000)
 
     # --- reload ------------------------------------------------------------------------
     def _apply_reload(self) -> None:
@@ -492,28 +524,49 @@ class Daemon:
             kept.append(cam)
         self.cameras = kept
         self.config = Config(self.config.device, new.cameras, directory)
+        self._announce()
         self.notifier.ready(self._status())
 
     # --- reporting and shutdown ----------------------------------------------------------
     def stats(self) -> dict:
         active = self.active
+        now = time.monotonic()
+        fps_in = {}
+        for c in self.cameras:
+            then, frames = c.read_mark
+            fps_in[c.name] = round((c.capture.frames_read - frames) / (now - then), 2) \
+                if then and now > then else None
+            c.read_mark = (now, c.capture.frames_read)
         return {
             "ts": iso(time.time()),
-            "uptime_s": round(time.monotonic() - self.started_mono, 1),
+            "uptime_s": round(now - self.started_mono, 1),
             "engine": active.name if active else None,
             "rung": active.rung if active else None,
+            "degraded": bool(active and active.rung > 0),
             "temps_c": self.temps,
+            "temp_max_c": max(self.temps.values()) if self.temps else None,
             "rungs": self.latency.by_rung(),
             "mqtt": {"connected": self.publisher.connected.is_set(),
                      "sent": self.publisher.sent, "dropped": self.publisher.dropped},
             "cameras": {
-                c.name: {**c.stats.snapshot(), "state": c.capture.state,
+                c.name: {**c.stats.snapshot(), "fps_in": fps_in[c.name],
+                         "state": c.capture.state,
                          "frames_read": c.capture.frames_read,
                          "skipped": max(c.capture.frames_read - c.stats.classified, 0),
                          "reconnects": c.capture.reconnects}
                 for c in self.cameras
             },
         }
+
+    def _announce(self) -> None:
+        """Home Assistant discovery for the current cameras (retained; gone ones cleared)."""
+        ha = self.config.device.homeassistant
+        if not ha.enabled:
+            return
+        discovery = Discovery(ha.prefix, self.config.device.device_id, self.root,
+                              Path(self.config.device.state_dir))
+        for message in discovery.messages([c.name for c in self.cameras]):
+            self.publisher.publish(message)
 
     def _status(self) -> str:
         """One line for `systemctl status`."""
@@ -531,5 +584,7 @@ class Daemon:
         final = [Message(f"{self.root}/{c.name}/availability", b"offline", 1, True)
                  for c in self.cameras]
         self.publisher.stop(final)
+        if self.metrics:
+            self.metrics.close()
         for cam in self.cameras + self._retired:
             cam.capture.join(timeout=1.0)

@@ -17,6 +17,9 @@ class Frame:
     index: int  # position in the source: frame number in a file, count since (re)connect otherwise
     wall_ts: float  # time.time() when read
     mono_ts: float  # time.monotonic() when read
+    decode_ms: float = 0.0  # how long the read (grab + decode) took
+    # (preprocessor, its output, ms) when the capture thread prepared the engine input ahead
+    prepared: tuple | None = None
 
 
 @dataclass(frozen=True)

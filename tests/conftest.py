@@ -3,6 +3,7 @@ config directories, and the daemon as a real subprocess."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -71,13 +72,16 @@ def broker(tmp_path):
     b.stop()
 
 
+_ids = itertools.count(1)  # one client id each: a shared one makes the broker drop the other
+
+
 class Subscriber:
     """An independent MQTT client that records everything under a topic filter."""
 
     def __init__(self, port: int, topic: str = "edgeswin/#"):
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{port}")
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{port}-{next(_ids)}")
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.connect("127.0.0.1", port)

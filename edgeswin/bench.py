@@ -1,0 +1,299 @@
+"""`edgeswin bench`: the daemon measured against the raw engine in one run, on one machine.
+
+Hands on a JSON report (and `benchmarks/RESULTS.md` via `benchmarks/report.py`):
+- raw engine throughput at batch 1 on ready inputs, with the daemon's thread setting;
+- the daemon on 1, 2, 4, 8 cameras reading one video as fast as the engine takes frames
+  (`realtime: false`: the file is paced by the consumer, so decoding never outruns the engine);
+- a serial loop (read -> preprocess -> infer -> publish in one thread) for comparison;
+- capture-to-publish latency and its breakdown, the daemon's overhead (total minus inference);
+- preprocessing of one 1920x1080 frame; MQTT publish rate at QoS 0 and 1.
+Ratios are what to compare across machines; absolute figures are for the record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+from .config import load_config
+from .engine import open_engine
+from .preprocess import Preprocessor
+
+log = logging.getLogger(__name__)
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 3) if values else None
+
+
+def machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    import onnxruntime as ort
+    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
+            "onnxruntime": ort.__version__, "opencv": cv2.__version__,
+            "system": f"{platform.system()} {platform.release()}"}
+
+
+class LocalBroker:
+    """A private mosquitto on a free port, when no broker is given."""
+
+    def __init__(self):
+        if shutil.which("mosquitto") is None:
+            raise RuntimeError("no broker given and no mosquitto binary to start one")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._dir = tempfile.mkdtemp()
+        conf = Path(self._dir) / "mosquitto.conf"
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                        "max_queued_messages 100000\n")
+        self._proc = subprocess.Popen(["mosquitto", "-c", str(conf)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def close(self) -> None:
+        self._proc.terminate()
+        self._proc.wait(5)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def read_frames(video: Path, n: int) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while len(frames) < n:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    if not frames:
+        raise RuntimeError(f"cannot read frames from {video}")
+    return frames
+
+
+def raw_engine(model: Path, frames: list[np.ndarray], threads: int, seconds: float) -> dict:
+    engine = open_engine(model, "onnxruntime", threads)
+    prep = Preprocessor(engine.info.input)
+    inputs = [prep(f) for f in frames]
+    times = []
+    end = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < end:
+        t0 = time.perf_counter()
+        engine.infer(inputs[i % len(inputs)])
+        times.append((time.perf_counter() - t0) * 1000)
+        i += 1
+    return {"fps": round(len(times) / sum(times) * 1000, 2), "infer_ms_p50": _pct(times, 50),
+            "infer_ms_p95": _pct(times, 95), "n": len(times)}
+
+
+def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: float,
+               port: int, warmup_s: float = 2.0, realtime: bool = False) -> dict:
+    """The real daemon in this process on `cameras` copies of one video: unpaced (as fast as
+    the engine takes frames), or at the video's own rate for latency without queueing."""
+    from .pipeline import Daemon
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg_dir = Path(tmp)
+        (cfg_dir / "cameras").mkdir()
+        (cfg_dir / "edgeswin.yaml").write_text(yaml.safe_dump({
+            "device_id": "bench", "mqtt": {"host": "127.0.0.1", "port": port, "qos": 1},
+            "engines": [{"name": "bench", "model": str(model), "threads": threads}],
+            "state_dir": str(cfg_dir / "state"), "stats_interval_s": 3600,
+            "fallback": {"thermal_root": str(cfg_dir / "no-thermal")}}))
+        for i in range(cameras):
+            (cfg_dir / "cameras" / f"cam{i}.yaml").write_text(yaml.safe_dump({
+                "source": str(video), "fps": 0, "loop": True, "realtime": realtime}))
+        daemon = Daemon(load_config(cfg_dir))
+        payloads: list[dict] = []
+        started = threading.Event()
+        measuring = [False]
+
+        def listen(payload: dict) -> None:
+            started.set()
+            if measuring[0]:
+                payloads.append(payload)
+
+        daemon.listeners.append(listen)
+        runner = threading.Thread(target=daemon.run, name="bench-daemon")
+        runner.start()
+        if not started.wait(60):
+            daemon.request_stop("bench: no classification")
+            runner.join(10)
+            raise RuntimeError("the daemon classified nothing in 60 s")
+        time.sleep(warmup_s)
+        measuring[0] = True
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        measuring[0] = False
+        elapsed = time.monotonic() - t0
+        daemon.request_stop("bench done")
+        runner.join(30)
+    lat = {k: [p["latency_ms"][k] for p in payloads] for k in payloads[0]["latency_ms"]}
+    overhead = [p["latency_ms"]["capture_to_publish"] - p["latency_ms"]["inference"]
+                for p in payloads]
+    per_camera = {}
+    for p in payloads:
+        per_camera[p["camera"]] = per_camera.get(p["camera"], 0) + 1
+    busy = sum(p["latency_ms"]["inference"] for p in payloads) / 1000 / elapsed
+    return {"cameras": cameras, "fps": round(len(payloads) / elapsed, 2),
+            "engine_busy_fraction": round(busy, 3),
+            "per_camera_fps": {k: round(v / elapsed, 2) for k, v in sorted(per_camera.items())},
+            "latency_ms": {k: {"p50": _pct(v, 50), "p95": _pct(v, 95)} for k, v in lat.items()},
+            "overhead_ms": {"p50": _pct(overhead, 50), "p95": _pct(overhead, 95)},
+            "n": len(payloads)}
+
+
+def serial_loop(model: Path, video: Path, threads: int, seconds: float, port: int) -> dict:
+    """What a user writes first: one thread reads, preprocesses, infers and publishes."""
+    import paho.mqtt.client as mqtt
+
+    engine = open_engine(model, "onnxruntime", threads)
+    prep = Preprocessor(engine.info.input)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    cap = cv2.VideoCapture(str(video))
+    n, end = 0, time.monotonic() + seconds
+    t0 = time.monotonic()
+    while time.monotonic() < end:
+        ok, frame = cap.read()
+        if not ok:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            continue
+        scores = engine.infer(prep(frame))
+        client.publish("bench/serial", json.dumps({"label": int(scores.argmax())}), qos=1)
+        n += 1
+    elapsed = time.monotonic() - t0
+    cap.release()
+    client.loop_stop()
+    client.disconnect()
+    return {"fps": round(n / elapsed, 2), "n": n}
+
+
+def preprocess_1080p(model: Path, frames: list[np.ndarray]) -> dict:
+    spec = open_engine(model, "onnxruntime").info.input
+    prep = Preprocessor(spec)
+    big = [cv2.resize(f, (1920, 1080)) for f in frames[:10]]
+    for f in big:
+        prep(f)
+    times = []
+    for i in range(200):
+        t0 = time.perf_counter()
+        prep(big[i % len(big)])
+        times.append((time.perf_counter() - t0) * 1000)
+    return {"input": f"{spec.width}x{spec.height}", "ms_p50": _pct(times, 50),
+            "ms_p95": _pct(times, 95)}
+
+
+def mqtt_rate(port: int, n: int = 5000) -> dict:
+    import paho.mqtt.client as mqtt
+
+    payload = json.dumps({"camera": "cam0", "seq": 1, "label": "star", "score": 0.9,
+                          "topk": [{"label": "star", "score": 0.9}] * 3}).encode()
+    out = {}
+    for qos in (0, 1):
+        done = threading.Event()
+        count = [0]
+
+        def on_publish(client, userdata, mid, reason_code, properties, done=done, count=count):
+            count[0] += 1
+            if count[0] == n:
+                done.set()
+
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-qos{qos}")
+        client.max_queued_messages_set(0)
+        client.max_inflight_messages_set(100)
+        client.on_publish = on_publish
+        client.connect("127.0.0.1", port)
+        client.loop_start()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            client.publish("bench/rate", payload, qos=qos)
+        done.wait(60)
+        elapsed = time.perf_counter() - t0
+        client.loop_stop()
+        client.disconnect()
+        out[f"qos{qos}"] = round(count[0] / elapsed, 1)
+    return {"messages": n, "payload_bytes": len(payload), "per_second": out}
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """The run with the median fps, with every round's fps kept beside it."""
+    chosen = sorted(runs, key=lambda r: r["fps"])[len(runs) // 2]
+    return {**chosen, "fps_rounds": [r["fps"] for r in runs]}
+
+
+def run_bench(model: Path, video: Path, cameras: list[int], seconds: float, threads: int,
+              broker_port: int | None = None, progress=print, repeats: int = 3) -> dict:
+    broker = None
+    if broker_port is None:
+        broker = LocalBroker()
+        broker_port = broker.port
+    try:
+        frames = read_frames(video, 60)
+        report = {"machine": machine(), "model": model.name, "video": {
+            "file": video.name, "size": f"{frames[0].shape[1]}x{frames[0].shape[0]}"},
+            "engine_threads": threads, "seconds_per_run": seconds}
+        # This machine's speed drifts from minute to minute: alternate the three single-stream
+        # setups (raw engine, daemon with 1 camera, serial loop) and keep each one's median.
+        rounds: dict[str, list[dict]] = {"raw": [], "daemon": [], "serial": []}
+        for i in range(repeats):
+            progress(f"round {i + 1}/{repeats}: raw engine ({threads} thread(s)), daemon with "
+                     "1 camera, serial loop ...")
+            rounds["raw"].append(raw_engine(model, frames, threads, seconds))
+            rounds["daemon"].append(daemon_run(model, video, 1, threads, seconds, broker_port))
+            rounds["serial"].append(serial_loop(model, video, threads, seconds, broker_port))
+        report["raw_engine"] = _median_run(rounds["raw"])
+        report["serial_loop"] = _median_run(rounds["serial"])
+        report["daemon"] = [_median_run(rounds["daemon"])]
+        for n in cameras:
+            if n == 1:
+                continue
+            progress(f"daemon, {n} camera(s) ...")
+            report["daemon"].append(daemon_run(model, video, n, threads, seconds, broker_port))
+        progress("latency: 1 camera at the video's own rate ...")
+        report["latency_realtime_1cam"] = daemon_run(model, video, 1, threads, seconds,
+                                                     broker_port, realtime=True)
+        progress("preprocessing 1920x1080 ...")
+        report["preprocess_1080p"] = preprocess_1080p(model, frames)
+        progress("MQTT publish rate ...")
+        report["mqtt"] = mqtt_rate(broker_port)
+    finally:
+        if broker:
+            broker.close()
+    raw = report["raw_engine"]["fps"]
+    report["ratios"] = {
+        f"daemon_{d['cameras']}cam_vs_raw": round(d["fps"] / raw, 3) for d in report["daemon"]}
+    one = next((d for d in report["daemon"] if d["cameras"] == 1), report["daemon"][0])
+    report["ratios"]["daemon_1cam_vs_serial"] = round(one["fps"] / report["serial_loop"]["fps"], 3)
+    live = report["latency_realtime_1cam"]
+    report["goals"] = {
+        "daemon_1cam_vs_raw >= 0.95": report["ratios"].get("daemon_1cam_vs_raw", 0) >= 0.95,
+        "daemon_8cam_vs_raw >= 0.90": report["ratios"].get("daemon_8cam_vs_raw", 0) >= 0.90,
+        "overhead p50 <= 3 ms": (live["overhead_ms"]["p50"] or 99) <= 3.0,
+        "preprocess 1080p p50 <= 2 ms": report["preprocess_1080p"]["ms_p50"] <= 2.0,
+    }
+    return report

@@ -1,0 +1,115 @@
+"""Home Assistant MQTT discovery: retained config messages so the cameras and the device show
+up in Home Assistant without YAML. Hands on `Message`s for `publish`; the pipeline sends them
+after start and after a reload, and clears (empty retained payload) the entries of cameras that
+are gone — also across restarts, from the list kept in `<state_dir>/homeassistant.json`.
+
+Entities: per camera a `sensor` with the label (attributes: score, since) and availability
+from both the device status and the camera's stream; per device a `sensor` for the engine rung,
+a `sensor` for the hottest temperature, and a connectivity `binary_sensor`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from . import __version__
+from .publish import Message
+
+log = logging.getLogger(__name__)
+
+
+def _device(device_id: str) -> dict:
+    return {"identifiers": [f"edgeswin_{device_id}"], "name": f"edgeswin {device_id}",
+            "manufacturer": "edgeswin", "model": "camera classification daemon",
+            "sw_version": __version__}
+
+
+def _topic(prefix: str, component: str, device_id: str, object_id: str) -> str:
+    return f"{prefix}/{component}/edgeswin_{device_id}/{object_id}/config"
+
+
+def camera_config(prefix: str, device_id: str, root: str, camera: str) -> Message:
+    payload = {
+        "name": f"{camera} label",
+        "unique_id": f"edgeswin_{device_id}_{camera}_label",
+        "state_topic": f"{root}/{camera}/state",
+        "value_template": "{{ value_json.label }}",
+        "json_attributes_topic": f"{root}/{camera}/state",
+        "availability": [{"topic": f"{root}/status"},
+                         {"topic": f"{root}/{camera}/availability"}],
+        "availability_mode": "all",
+        "payload_available": "online",
+        "payload_not_available": "offline",
+        "icon": "mdi:cctv",
+        "device": _device(device_id),
+    }
+    return Message(_topic(prefix, "sensor", device_id, f"{camera}_label"),
+                   json.dumps(payload).encode(), 1, True)
+
+
+def device_configs(prefix: str, device_id: str, root: str) -> list[Message]:
+    device = _device(device_id)
+    status = {"availability_topic": f"{root}/status", "payload_available": "online",
+              "payload_not_available": "offline", "device": device}
+    entities = [
+        ("sensor", "engine_rung", {
+            "name": "engine rung", "state_topic": f"{root}/engine",
+            "value_template": "{{ value_json.rung }}",
+            "json_attributes_topic": f"{root}/engine",
+            "json_attributes_template": "{{ {'engine': value_json.name, "
+                                        "'reason': value_json.reason} | tojson }}",
+            "icon": "mdi:stairs-down", "entity_category": "diagnostic", **status}),
+        ("sensor", "temperature", {
+            "name": "temperature", "state_topic": f"{root}/stats",
+            "value_template": "{{ value_json.temp_max_c }}",
+            "device_class": "temperature", "unit_of_measurement": "°C",
+            "state_class": "measurement", "entity_category": "diagnostic", **status}),
+        ("binary_sensor", "online", {
+            "name": "online", "state_topic": f"{root}/status", "payload_on": "online",
+            "payload_off": "offline", "device_class": "connectivity",
+            "entity_category": "diagnostic", "device": device}),
+    ]
+    messages = []
+    for component, object_id, payload in entities:
+        payload["unique_id"] = f"edgeswin_{device_id}_{object_id}"
+        messages.append(Message(_topic(prefix, component, device_id, object_id),
+                                json.dumps(payload).encode(), 1, True))
+    return messages
+
+
+def removal(prefix: str, device_id: str, camera: str) -> Message:
+    """An empty retained config removes the entity from Home Assistant."""
+    return Message(_topic(prefix, "sensor", device_id, f"{camera}_label"), b"", 1, True)
+
+
+class Discovery:
+    """Announces the current cameras and clears the ones announced before and gone now."""
+
+    def __init__(self, prefix: str, device_id: str, root: str, state_dir: Path):
+        self.prefix, self.device_id, self.root = prefix, device_id, root
+        self._record = Path(state_dir) / "homeassistant.json"
+
+    def _announced(self) -> set[str]:
+        try:
+            return set(json.loads(self._record.read_text()))
+        except (OSError, ValueError):
+            return set()
+
+    def _remember(self, cameras: set[str]) -> None:
+        try:
+            self._record.parent.mkdir(parents=True, exist_ok=True)
+            self._record.write_text(json.dumps(sorted(cameras)))
+        except OSError as exc:  # a read-only state dir must not stop discovery
+            log.warning("cannot record announced cameras in %s: %s", self._record, exc)
+
+    def messages(self, cameras: list[str]) -> list[Message]:
+        gone = self._announced() - set(cameras)
+        out = [removal(self.prefix, self.device_id, name) for name in sorted(gone)]
+        out += device_configs(self.prefix, self.device_id, self.root)
+        out += [camera_config(self.prefix, self.device_id, self.root, name) for name in cameras]
+        self._remember(set(cameras))
+        if gone:
+            log.info("home assistant: cleared %s", ", ".join(sorted(gone)))
+        return out

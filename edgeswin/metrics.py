@@ -1,0 +1,144 @@
+"""Prometheus `/metrics` and `/healthz` on a local HTTP port (off unless `metrics.enabled`).
+
+Hands on nothing to the pipeline: it reads the daemon's counters at scrape time (a custom
+collector, so the hot path only feeds two histograms), and `/healthz` answers 200 only while
+the inference loop keeps making progress (the same heartbeat as the systemd watchdog).
+Names follow Prometheus conventions: `edgeswin_` prefix, base units, `_total` counters.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .errors import EdgeswinError
+
+log = logging.getLogger(__name__)
+
+# Inference and capture-to-publish on Jetson-class devices: 1 ms .. 2.5 s.
+BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15,
+           0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self, daemon, address: str, port: int, stale_after_s: float):
+        try:
+            from prometheus_client import CollectorRegistry, Histogram, generate_latest
+            from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+            from prometheus_client.process_collector import ProcessCollector
+        except ImportError:
+            raise EdgeswinError("metrics.enabled needs prometheus-client: pip install "
+                                "'edgeswin[metrics]'") from None
+        self._daemon = daemon
+        self._stale_after = stale_after_s
+        self.heartbeat = time.monotonic()
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # RSS, fds, CPU: what a soak watches
+        self.inference = Histogram("edgeswin_inference_seconds", "Engine time per frame.",
+                                   ["rung", "engine"], buckets=BUCKETS, registry=self.registry)
+        self.capture_to_publish = Histogram(
+            "edgeswin_capture_to_publish_seconds", "From reading a frame to publishing it.",
+            ["camera"], buckets=BUCKETS, registry=self.registry)
+        self._families = (CounterMetricFamily, GaugeMetricFamily)
+        self.registry.register(self)
+        self._generate = generate_latest
+        self._server = _server(self, address, port)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True).start()
+        log.info("metrics on http://%s:%d/metrics and /healthz", address, self.port)
+
+    def beat(self, now: float) -> None:
+        self.heartbeat = now
+
+    def healthy(self) -> bool:
+        return time.monotonic() - self.heartbeat < self._stale_after
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def describe(self):
+        return []  # collected at scrape time; nothing to describe up front
+
+    def collect(self):
+        counter, gauge = self._families
+        d = self._daemon
+        per_camera = {
+            "edgeswin_frames_read_total": counter("edgeswin_frames_read", "Frames read from "
+                                                  "the source.", labels=["camera"]),
+            "edgeswin_classifications_total": counter("edgeswin_classifications", "Frames "
+                                                      "classified.", labels=["camera"]),
+            "edgeswin_published_total": counter("edgeswin_published", "Classifications "
+                                                "published.", labels=["camera"]),
+            "edgeswin_frames_skipped_total": counter("edgeswin_frames_skipped", "Frames read "
+                                                     "but not classified (newer ones won).",
+                                                     labels=["camera"]),
+            "edgeswin_reconnects_total": counter("edgeswin_reconnects", "Source reconnects.",
+                                                 labels=["camera"]),
+            "edgeswin_camera_up": gauge("edgeswin_camera_up", "1 while frames arrive.",
+                                        labels=["camera"]),
+        }
+        for cam in list(d.cameras):
+            cap, stats = cam.capture, cam.stats
+            values = {"edgeswin_frames_read_total": cap.frames_read,
+                      "edgeswin_classifications_total": stats.classified,
+                      "edgeswin_published_total": stats.published,
+                      "edgeswin_frames_skipped_total": max(cap.frames_read - stats.classified, 0),
+                      "edgeswin_reconnects_total": cap.reconnects,
+                      "edgeswin_camera_up": int(cap.state == "online")}
+            for key, family in per_camera.items():
+                family.add_metric([cam.name], values[key])
+        yield from per_camera.values()
+        active = d.active
+        rung = gauge("edgeswin_engine_rung", "Active rung of the engine ladder (0 = primary).",
+                     labels=["engine", "backend"])
+        if active is not None:
+            rung.add_metric([active.name, active.engine.backend], active.rung)
+        yield rung
+        yield counter("edgeswin_engine_switches", "Rung switches since start.",
+                      value=d.switches)
+        temps = gauge("edgeswin_temperature_celsius", "Selected thermal zones.", labels=["zone"])
+        for zone, celsius in dict(d.temps).items():
+            temps.add_metric([zone], celsius)
+        yield temps
+        pub = d.publisher
+        yield gauge("edgeswin_mqtt_connected", "1 while connected to the broker.",
+                    value=int(pub.connected.is_set()))
+        yield counter("edgeswin_mqtt_messages_sent", "Messages handed to the broker.",
+                      value=pub.sent)
+        yield counter("edgeswin_mqtt_messages_dropped", "Messages dropped (QoS 0 while "
+                      "disconnected, or the queue full).", value=pub.dropped)
+        yield gauge("edgeswin_uptime_seconds", "Seconds since the daemon started.",
+                    value=time.monotonic() - d.started_mono)
+
+    def scrape(self) -> bytes:
+        return self._generate(self.registry)
+
+
+def _server(metrics: Metrics, address: str, port: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server name
+            if self.path == "/metrics":
+                self._reply(200, metrics.scrape(), "text/plain; version=0.0.4; charset=utf-8")
+            elif self.path == "/healthz":
+                ok = metrics.healthy()
+                self._reply(200 if ok else 503, b"ok\n" if ok else b"stalled\n", "text/plain")
+            else:
+                self._reply(404, b"try /metrics or /healthz\n", "text/plain")
+
+        def _reply(self, code: int, body: bytes, kind: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # scrapes every few seconds: keep them out of the log
+            pass
+
+    try:
+        return ThreadingHTTPServer((address, port), Handler)
+    except OSError as exc:
+        raise EdgeswinError(f"metrics: cannot listen on {address}:{port}: {exc.strerror}") from None

@@ -1,0 +1,36 @@
+"""`edgeswin bench` runs end to end on the real daemon and reports every figure it promises
+(figures themselves are measured, not asserted: this machine is shared and noisy)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import REPO
+
+
+@pytest.mark.mqtt
+def test_bench_reports_every_figure(tmp_path, videos):
+    out = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, "-m", "edgeswin", "--log-level", "error", "bench",
+                          "--video", str(videos["north"]), "--cameras", "1,2", "--seconds", "1",
+                          "--rounds", "1", "-o", str(out)], capture_output=True, text=True,
+                         cwd=REPO, timeout=300)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(out.read_text())
+    assert [d["cameras"] for d in report["daemon"]] == [1, 2]
+    for run_ in report["daemon"] + [report["latency_realtime_1cam"]]:
+        assert run_["n"] > 0 and run_["fps"] > 0 and 0 < run_["engine_busy_fraction"] <= 1.05
+        assert {"decode", "wait", "preprocess", "inference", "postprocess",
+                "capture_to_publish"} == run_["latency_ms"].keys()
+    shares = report["daemon"][1]["per_camera_fps"]
+    assert set(shares) == {"cam0", "cam1"}
+    assert min(shares.values()) >= 0.7 * max(shares.values()), f"cameras take turns: {shares}"
+    assert report["raw_engine"]["fps"] > 0 and report["serial_loop"]["fps"] > 0
+    assert report["preprocess_1080p"]["ms_p50"] > 0
+    assert report["mqtt"]["per_second"]["qos0"] > 0 and report["mqtt"]["per_second"]["qos1"] > 0
+    assert set(report["goals"]) == {"daemon_1cam_vs_raw >= 0.95", "daemon_8cam_vs_raw >= 0.90",
+                                    "overhead p50 <= 3 ms", "preprocess 1080p p50 <= 2 ms"}

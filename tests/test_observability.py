@@ -1,0 +1,176 @@
+"""What operators see: the stats topic, Prometheus /metrics and /healthz scraped from a running
+daemon, and Home Assistant discovery checked against its documented schema."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import jsonschema
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import FAKE_CUDA, FAKE_TRT, REPO, Subscriber, write_config
+from .streams import free_port
+from .test_trt import plan
+
+pytestmark = pytest.mark.mqtt
+ROOT = "edgeswin/testdev"
+HA_SCHEMA = json.loads((REPO / "tests" / "schemas" / "homeassistant_mqtt.schema.json").read_text())
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def samples(text: str) -> dict[tuple, float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_and_healthz_from_a_running_daemon(tmp_path, broker, subscriber, videos,
+                                                   daemon_factory):
+    port = free_port()
+    cfg = write_config(tmp_path / "cfg", broker.port,
+                       {"north": {"source": str(videos["north"]), "loop": True, "fps": 5}},
+                       {"metrics": {"enabled": True, "port": port}})
+    daemon = daemon_factory(cfg)
+    assert subscriber.wait_for(lambda: len(subscriber.on(f"{ROOT}/north/classification")) >= 3,
+                               30), daemon.log()
+    base = f"http://127.0.0.1:{port}"
+    code, first = get(f"{base}/metrics")
+    assert code == 200
+    time.sleep(1.5)
+    second = samples(get(f"{base}/metrics")[1])
+    first = samples(first)
+    north = (("camera", "north"),)
+    key = ("edgeswin_classifications_total", north)
+    assert second[key] > first[key] >= 3, "a counter that counts"
+    assert second[("edgeswin_camera_up", north)] == 1
+    assert second[("edgeswin_engine_rung", (("backend", "onnxruntime"),
+                                            ("engine", "primary")))] == 0
+    assert second[("edgeswin_mqtt_connected", ())] == 1
+    assert second[("edgeswin_published_total", north)] <= second[key]
+    count = second[("edgeswin_inference_seconds_count", (("engine", "primary"), ("rung", "0")))]
+    assert count == pytest.approx(second[key], abs=2)
+    assert second[("edgeswin_capture_to_publish_seconds_bucket", (("camera", "north"),
+                                                                  ("le", "+Inf")))] >= count - 2
+    assert ("process_resident_memory_bytes", ()) in second
+    assert get(f"{base}/healthz") == (200, "ok\n")
+    assert get(f"{base}/nothing")[0] == 404
+
+    # The stats topic carries what an operator needs too.
+    assert subscriber.wait_for(lambda: subscriber.on(f"{ROOT}/stats"), 10)
+    stats = subscriber.json_on(f"{ROOT}/stats")[-1]
+    cam = stats["cameras"]["north"]
+    assert {"fps", "fps_in", "skipped", "reconnects", "label", "infer_ms_p50", "infer_ms_p95",
+            "capture_to_publish_ms_p95", "state"} <= cam.keys()
+    assert {"rung", "degraded", "temps_c", "temp_max_c", "uptime_s", "rungs"} <= stats.keys()
+    assert daemon.terminate(timeout=10)[0] == 0
+
+
+def test_metrics_are_off_by_default_and_local_when_on(tmp_path):
+    from edgeswin.config import DeviceConfig
+    cfg = DeviceConfig.model_validate({"device_id": "x", "engines": [
+        {"name": "p", "model": str(REPO / "models" / "swin-demo-64.onnx")}]})
+    assert cfg.metrics.enabled is False and cfg.metrics.address == "127.0.0.1"
+
+
+def test_healthz_turns_503_while_inference_hangs(tmp_path, broker, videos, daemon_factory, trt):
+    tensorrt, _ = trt
+    port, hang = free_port(), tmp_path / "gpu-hung"
+    cfg = write_config(tmp_path / "cfg", broker.port,
+                       {"north": {"source": str(videos["north"]), "loop": True, "fps": 5}},
+                       {"engines": [{"name": "primary", "model": str(plan(tmp_path, tensorrt))}],
+                        "metrics": {"enabled": True, "port": port, "stale_after_s": 1}})
+    daemon_factory(cfg, env={"PYTHONPATH": f"{FAKE_TRT}:{FAKE_CUDA}:{REPO}",
+                             "FAKE_CUDA_HANG_FILE": str(hang)})
+    url = f"http://127.0.0.1:{port}/healthz"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and get_or_none(url) != 200:
+        time.sleep(0.2)
+    assert get(url)[0] == 200
+    hang.touch()
+    time.sleep(2.5)
+    assert get(url) == (503, "stalled\n")
+    hang.unlink()
+    time.sleep(1.0)
+    assert get(url)[0] == 200
+
+
+def get_or_none(url):
+    try:
+        return get(url)[0]
+    except OSError:
+        return None
+
+
+def test_home_assistant_discovery_announces_and_clears(tmp_path, broker, subscriber, videos,
+                                                       daemon_factory):
+    import signal
+
+    ha = Subscriber(broker.port, "homeassistant/#")
+    cameras = {name: {"source": str(path), "loop": True, "fps": 5}
+               for name, path in videos.items()}
+    cfg = write_config(tmp_path / "cfg", broker.port, cameras,
+                       {"homeassistant": {"enabled": True}})
+    daemon = daemon_factory(cfg)
+    prefix = "homeassistant/sensor/edgeswin_testdev"
+    assert ha.wait_for(lambda: len(ha.messages) >= 5, 20), daemon.log()
+    configs = {topic: json.loads(payload) for topic, payload, _ in ha.messages if payload}
+    assert set(configs) == {f"{prefix}/north_label/config", f"{prefix}/south_label/config",
+                            f"{prefix}/engine_rung/config", f"{prefix}/temperature/config",
+                            "homeassistant/binary_sensor/edgeswin_testdev/online/config"}
+    for payload in configs.values():
+        jsonschema.validate(payload, HA_SCHEMA)
+    late = Subscriber(broker.port, "homeassistant/#")  # Home Assistant starting later
+    assert late.wait_for(lambda: len(late.messages) >= 5, 10)
+    assert {t for t, _, retained in late.messages if retained} == set(configs), "retained"
+    late.close()
+    north = configs[f"{prefix}/north_label/config"]
+    # The entity points at topics the daemon really fills, with the fields its template reads.
+    assert subscriber.wait_for(lambda: subscriber.on(north["state_topic"]), 20)
+    assert "label" in json.loads(subscriber.on(north["state_topic"])[-1])
+    assert [a["topic"] for a in north["availability"]] == [f"{ROOT}/status",
+                                                           f"{ROOT}/north/availability"]
+    rung = configs[f"{prefix}/engine_rung/config"]
+    assert subscriber.json_on(rung["state_topic"])[-1]["rung"] == 0
+
+    # Removing a camera by reload clears its entity (an empty retained config).
+    (cfg / "cameras" / "south.yaml").unlink()
+    seen = len(ha.messages)
+    daemon.proc.send_signal(signal.SIGHUP)
+    assert ha.wait_for(lambda: (f"{prefix}/south_label/config", b"") in
+                       [(t, p) for t, p, _ in ha.messages[seen:]], 15), daemon.log()
+    assert daemon.terminate(timeout=10)[0] == 0
+
+    # And across a restart: a camera dropped while the daemon was down is cleared at start.
+    (cfg / "cameras" / "south.yaml").write_text(yaml.safe_dump(cameras["south"]))
+    seen = len(ha.messages)
+    again = daemon_factory(cfg)
+    assert ha.wait_for(lambda: any(t == f"{prefix}/south_label/config" and p != b""
+                                   for t, p, _ in ha.messages[seen:]), 20), again.log()
+    code, _ = again.terminate(timeout=10)
+    assert code == 0, again.log()
+    (cfg / "cameras" / "north.yaml").unlink()
+    seen = len(ha.messages)
+    third = daemon_factory(cfg)
+    assert ha.wait_for(lambda: (f"{prefix}/north_label/config", b"") in
+                       [(t, p) for t, p, _ in ha.messages[seen:]], 20), third.log()
+    late = Subscriber(broker.port, "homeassistant/#")
+    time.sleep(1.0)
+    assert f"{prefix}/north_label/config" not in {t for t, _, _ in late.messages}
+    assert f"{prefix}/south_label/config" in {t for t, _, _ in late.messages}
+    late.close()
+    assert third.terminate(timeout=10)[0] == 0
+    ha.close()
