@@ -45,6 +45,9 @@ class MqttConfig(_Strict):
     username: str | None = Field(None, description="Broker user name.")
     password_file: str | None = Field(None, description="File holding the broker password.")
     password_env: str | None = Field(None, description="Environment variable with the password.")
+    outbox_max_mb: float = Field(64.0, ge=0, description="Durable outbox (SQLite in state_dir) "
+                                 "for QoS >= 1 messages while the broker is away; the oldest "
+                                 "are dropped beyond this size. 0 = memory only.")
 
 
 class EngineRung(_Strict):

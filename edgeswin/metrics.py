@@ -110,6 +110,13 @@ class Metrics:
                       value=pub.sent)
         yield counter("edgeswin_mqtt_messages_dropped", "Messages dropped (QoS 0 while "
                       "disconnected, or the queue full).", value=pub.dropped)
+        if pub.outbox is not None:
+            yield gauge("edgeswin_outbox_depth", "Messages stored, waiting for the broker.",
+                        value=pub.outbox.depth())
+            yield counter("edgeswin_outbox_dropped", "Oldest messages dropped from a full "
+                          "outbox.", value=pub.outbox.dropped)
+            yield gauge("edgeswin_outbox_degraded", "1 while the outbox cannot be written.",
+                        value=int(pub.outbox.degraded is not None))
         yield gauge("edgeswin_uptime_seconds", "Seconds since the daemon started.",
                     value=time.monotonic() - d.started_mono)
 

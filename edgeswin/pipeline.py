@@ -25,6 +25,7 @@ from .engine.cache import BuildReport, EngineCache
 from .errors import ConfigError, EdgeswinError
 from .fallback import FallbackPolicy, Readings, Switch
 from .homeassistant import Discovery
+from .outbox import Outbox
 from .postprocess import CameraPostprocessor, PublishGate
 from .preprocess import Preprocessor, to_bgr
 from .publish import Message, Publisher, json_message
@@ -98,8 +99,10 @@ class Daemon:
         self.config = config
         dev = config.device
         self.root = dev.topic_root
+        outbox = Outbox(Path(dev.state_dir) / "outbox.sqlite3",
+                        int(dev.mqtt.outbox_max_mb * 1e6)) if dev.mqtt.outbox_max_mb else None
         self.publisher = Publisher(dev.mqtt, self.root,
-                                   dev.mqtt.client_id or f"edgeswin-{dev.device_id}")
+                                   dev.mqtt.client_id or f"edgeswin-{dev.device_id}", outbox)
         self._stop = threading.Event()
         self._wake = threading.Condition()
         self.stop_reason = ""
@@ -548,6 +551,7 @@ class Daemon:
             "rungs": self.latency.by_rung(),
             "mqtt": {"connected": self.publisher.connected.is_set(),
                      "sent": self.publisher.sent, "dropped": self.publisher.dropped},
+            "outbox": self.publisher.outbox.state() if self.publisher.outbox else None,
             "cameras": {
                 c.name: {**c.stats.snapshot(), "fps_in": fps_in[c.name],
                          "state": c.capture.state,

@@ -4,6 +4,12 @@ Hands `Message`s to the broker. The last will marks `<root>/status` offline; aft
 (re)connect the client publishes `online` and re-sends the retained state it holds (camera
 availability, labels, engine), so a restarted broker without persistence is brought up to
 date. Connection trouble is logged once per outage, not once per retry.
+
+QoS >= 1 messages go through the durable `Outbox` when there is one: stored first, handed to
+paho at once while connected and caught up, kept on disk while the broker is away, and sent in
+order (left-overs of a previous run first) by a drain thread after each connect; a row is
+deleted when the broker acknowledges it. The session is persistent (clean_session false, a
+stable client id), so the broker holds QoS 1 traffic for this client too.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +27,7 @@ import paho.mqtt.client as mqtt
 
 from .config import MqttConfig
 from .errors import EdgeswinError
+from .outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +67,13 @@ def read_password(cfg: MqttConfig) -> str | None:
 class Publisher:
     """A paho client with a last will, background reconnect and retained-state replay."""
 
-    def __init__(self, cfg: MqttConfig, root: str, client_id: str):
+    def __init__(self, cfg: MqttConfig, root: str, client_id: str, outbox: Outbox | None = None):
         self.cfg = cfg
         self.root = root
         self.status_topic = f"{root}/status"
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.outbox = outbox
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                   clean_session=False)
         self._client.will_set(self.status_topic, b"offline", qos=1, retain=True)
         if cfg.username:
             self._client.username_pw_set(cfg.username, read_password(cfg))
@@ -73,7 +83,13 @@ class Publisher:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_connect_fail = self._on_connect_fail
+        self._client.on_publish = self._on_publish
         self._retained: dict[str, Message] = {}
+        self._rows: dict[int, int] = {}  # paho mid -> outbox row, until the broker acks it
+        self._direct = False  # connected and the outbox drained: hand new rows to paho at once
+        self._handed = 0  # highest outbox row handed to paho (paho resends unacked ones)
+        self._drain_wakeup = threading.Event()
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._outage_logged = False
         self.connected = threading.Event()
@@ -91,11 +107,20 @@ class Publisher:
         client.publish(self.status_topic, b"online", qos=1, retain=True)
         with self._lock:
             retained = list(self._retained.values())
-        for msg in retained:
+        for msg in retained:  # acknowledged before, so no longer in the outbox
             client.publish(msg.topic, msg.payload, msg.qos, msg.retain)
+        self._drain_wakeup.set()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._lock:
+            row = self._rows.pop(mid, None)
+        if row is not None:
+            self.outbox.remove(row)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
+        with self._lock:
+            self._direct = False  # from now on new rows wait in the outbox
         if reason_code.is_failure:
             self._log_outage(f"lost the MQTT broker ({reason_code}); reconnecting in the background")
 
@@ -110,13 +135,57 @@ class Publisher:
 
     # --- the pipeline's side -----------------------------------------------------------
     def start(self) -> None:
+        if self.outbox is not None:
+            left = self.outbox.depth()
+            if left:
+                log.info("outbox: %d message(s) left from before; sending them first", left)
+            threading.Thread(target=self._drain, name="outbox-drain", daemon=True).start()
         self._client.connect_async(self.cfg.host, self.cfg.port, self.cfg.keepalive_s)
         self._client.loop_start()
+
+    def _drain(self) -> None:
+        """After each connect: hand stored rows to paho in order, then go direct."""
+        while not self._stopping.is_set():
+            self._drain_wakeup.wait(1.0)
+            self._drain_wakeup.clear()
+            while self.connected.is_set() and not self._stopping.is_set():
+                rows = self.outbox.rows(after=self._handed, limit=200)
+                if not rows:
+                    with self._lock:  # nothing left: new rows go straight out from now on
+                        if not self.outbox.rows(after=self._handed, limit=1):
+                            self._direct = self.connected.is_set()
+                            break
+                    continue
+                for row in rows:
+                    if not self._hand(row.id, row.topic, row.payload, row.qos, row.retain):
+                        break  # paho's queue is full or the link dropped: try again shortly
+                else:
+                    continue
+                self._stopping.wait(0.05)
+
+    def _hand(self, row: int, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
+        info = self._client.publish(topic, payload, qos, retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            return False
+        with self._lock:
+            self._rows[info.mid] = row
+            self._handed = max(self._handed, row)
+        self.sent += 1
+        return True
 
     def publish(self, msg: Message) -> None:
         if msg.retain:
             with self._lock:
                 self._retained[msg.topic] = msg
+        if msg.qos and self.outbox is not None:
+            row = self.outbox.add(msg.topic, msg.payload, msg.qos, msg.retain)
+            if row is not None:
+                with self._lock:
+                    direct = self._direct
+                if direct and self._hand(row, msg.topic, msg.payload, msg.qos, msg.retain):
+                    return
+                self._drain_wakeup.set()  # stored: the drain sends it in its turn
+                return
         info = self._client.publish(msg.topic, msg.payload, msg.qos, msg.retain)
         if info.rc == mqtt.MQTT_ERR_SUCCESS or (info.rc == mqtt.MQTT_ERR_NO_CONN and msg.qos):
             self.sent += 1  # QoS>0 without a connection is queued by paho and sent on reconnect
@@ -124,10 +193,16 @@ class Publisher:
             self.dropped += 1
 
     def stop(self, final: list[Message], timeout: float = 2.0) -> None:
-        """Publish the final retained messages and `offline`, then disconnect cleanly."""
+        """Publish the final retained messages and `offline`, then disconnect cleanly. What the
+        broker has not acknowledged by then stays in the outbox for the next start."""
         infos = []
         for msg in final:
             self.publish(msg)
+        if self.outbox is not None and self.connected.is_set():
+            deadline = time.monotonic() + timeout
+            while self.outbox.depth() and time.monotonic() < deadline:
+                time.sleep(0.02)  # let the drain and the acks catch up
+        self._stopping.set()
         if self.connected.is_set():
             infos.append(self._client.publish(self.status_topic, b"offline", qos=1, retain=True))
             for info in infos:
@@ -137,3 +212,5 @@ class Publisher:
                     pass
         self._client.disconnect()
         self._client.loop_stop()
+        if self.outbox is not None:
+            self.outbox.close()

@@ -44,13 +44,16 @@ def _wait_port(port: int, timeout: float = 5.0) -> None:
 class Broker:
     """A real mosquitto on a free loopback port; can be killed and restarted."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, persistent: bool = False):
         if not shutil.which("mosquitto"):
             pytest.skip("mosquitto binary not installed")
         self.port = free_port()
         self.conf = workdir / "mosquitto.conf"
+        # persistent: sessions and queued QoS 1 messages survive a restart (saved on SIGTERM)
+        persistence = (f"persistence true\npersistence_location {workdir}/\n"
+                       "autosave_interval 1\n" if persistent else "persistence false\n")
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                             "persistence false\n")
+                             f"{persistence}max_queued_messages 100000\n")
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -58,9 +61,12 @@ class Broker:
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_port(self.port)
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = False) -> None:
         if self.proc and self.proc.poll() is None:
-            self.proc.kill()
+            if graceful:
+                self.proc.terminate()  # what `systemctl restart mosquitto` does
+            else:
+                self.proc.kill()
             self.proc.wait()
 
 
@@ -78,10 +84,14 @@ _ids = itertools.count(1)  # one client id each: a shared one makes the broker d
 class Subscriber:
     """An independent MQTT client that records everything under a topic filter."""
 
-    def __init__(self, port: int, topic: str = "edgeswin/#"):
+    def __init__(self, port: int, topic: str = "edgeswin/#", client_id: str | None = None):
+        """client_id given: a persistent session (clean_session false) the broker keeps."""
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{port}-{next(_ids)}")
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=client_id or f"test-{port}-{next(_ids)}",
+                                  clean_session=client_id is None)
+        self.client.reconnect_delay_set(0.2, 1)  # back quickly after a broker restart
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.connect("127.0.0.1", port)

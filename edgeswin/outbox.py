@@ -1,0 +1,130 @@
+"""A durable outbox for QoS >= 1 messages: SQLite in the state dir.
+
+Every QoS >= 1 message is written here before it goes to the MQTT client and deleted when the
+broker acknowledges it, so a broker outage, a daemon crash or a power cut loses nothing that
+was stored: the next start replays what is left, in order, before anything new. Hands on rows
+(`Row`) in insertion order.
+
+The size bound is SQLite's own `max_page_count`: an insert that finds the file full (our bound,
+or a really full disk: both are SQLITE_FULL) drops the oldest rows, counts them, and retries.
+If the database cannot be written at all (read-only or missing state dir, a disk with no room
+and nothing left to drop), the outbox turns *degraded*: the daemon keeps classifying and
+publishing from memory, the stats say so, and rows already stored stay for a later start.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+class Outbox:
+    def __init__(self, path: Path, max_bytes: int):
+        self.path = Path(path)
+        self.dropped = 0
+        self.degraded: str | None = None  # why, when the outbox cannot be written
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute(f"PRAGMA page_size={PAGE_SIZE}")
+            db.execute("PRAGMA journal_mode=WAL")  # appends are cheap, readers never block
+            db.execute("PRAGMA synchronous=NORMAL")  # survives a crash; a power cut may lose
+            # the last transactions, never corrupt the file
+            db.execute("CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                       " topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL,"
+                       " retain INTEGER NOT NULL)")
+            db.execute(f"PRAGMA max_page_count={max(max_bytes // PAGE_SIZE, 16)}")
+            self._db = db
+        except (OSError, sqlite3.Error) as exc:
+            self._degrade(f"cannot open {self.path}: {exc}")
+
+    def _degrade(self, why: str) -> None:
+        if self.degraded is None:
+            log.error("outbox degraded (%s): publishing from memory only; nothing already "
+                      "stored is lost", why)
+        self.degraded = why
+
+    def add(self, topic: str, payload: bytes, qos: int, retain: bool) -> int | None:
+        """Store a message; its row id, or None when degraded."""
+        if self._db is None:
+            return None
+        with self._lock:
+            for _ in range(64):
+                try:
+                    cur = self._db.execute("INSERT INTO outbox (topic, payload, qos, retain) "
+                                           "VALUES (?, ?, ?, ?)", (topic, payload, qos, retain))
+                    if self.degraded and "full" in self.degraded:
+                        self.degraded = None  # room again
+                    return cur.lastrowid
+                except sqlite3.OperationalError as exc:
+                    if "full" not in str(exc) or not self._drop_oldest(64):
+                        self._degrade(str(exc))
+                        return None
+                except sqlite3.Error as exc:
+                    self._degrade(str(exc))
+                    return None
+            self._degrade("full: cannot make room")
+            return None
+
+    def _drop_oldest(self, n: int) -> bool:
+        try:
+            cur = self._db.execute("DELETE FROM outbox WHERE id IN "
+                                   "(SELECT id FROM outbox ORDER BY id LIMIT ?)", (n,))
+        except sqlite3.Error:
+            return False
+        if cur.rowcount:
+            self.dropped += cur.rowcount
+            log.warning("outbox full: dropped the %d oldest message(s) (%d in all)",
+                        cur.rowcount, self.dropped)
+        return cur.rowcount > 0
+
+    def remove(self, row_id: int) -> None:
+        if self._db is None:
+            return
+        with self._lock:
+            try:
+                self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
+            except sqlite3.Error as exc:  # it stays and is sent again later: a duplicate
+                self._degrade(str(exc))
+
+    def rows(self, after: int = 0, limit: int = 500) -> list[Row]:
+        if self._db is None:
+            return []
+        with self._lock:
+            cur = self._db.execute("SELECT id, topic, payload, qos, retain FROM outbox WHERE "
+                                   "id > ? ORDER BY id LIMIT ?", (after, limit))
+            return [Row(i, t, bytes(p), q, bool(r)) for i, t, p, q, r in cur.fetchall()]
+
+    def depth(self) -> int:
+        if self._db is None:
+            return 0
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+
+    def state(self) -> dict:
+        return {"state": "degraded" if self.degraded else "ok", "why": self.degraded,
+                "depth": self.depth(), "dropped": self.dropped, "path": str(self.path)}
+
+    def close(self) -> None:
+        if self._db is not None:
+            with self._lock:
+                self._db.close()
+                self._db = None
