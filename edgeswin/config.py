@@ -35,6 +35,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+class TlsConfig(_Strict):
+    ca_file: str = Field(description="CA certificate (PEM) that signed the broker's certificate.")
+    cert_file: str | None = Field(None, description="Client certificate (PEM), if the broker "
+                                                    "wants one.")
+    key_file: str | None = Field(None, description="Client private key (PEM).")
+    check_hostname: bool = Field(True, description="Check the broker's name against its "
+                                                   "certificate. Turn off only for testing.")
+
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        path = _resolve(value, info)
+        if not path.is_file():
+            raise ValueError(f"file does not exist: {path}")
+        return str(path)
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
 class MqttConfig(_Strict):
     host: str = Field("127.0.0.1", description="Broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="Broker TCP port.")
@@ -45,6 +70,7 @@ class MqttConfig(_Strict):
     username: str | None = Field(None, description="Broker user name.")
     password_file: str | None = Field(None, description="File holding the broker password.")
     password_env: str | None = Field(None, description="Environment variable with the password.")
+    tls: TlsConfig | None = Field(None, description="TLS to the broker (port 8883 usually).")
     outbox_max_mb: float = Field(64.0, ge=0, description="Durable outbox (SQLite in state_dir) "
                                  "for QoS >= 1 messages while the broker is away; the oldest "
                                  "are dropped beyond this size. 0 = memory only.")

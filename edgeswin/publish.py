@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -64,6 +66,42 @@ def read_password(cfg: MqttConfig) -> str | None:
     return None
 
 
+def tls_context(cfg: MqttConfig) -> ssl.SSLContext:
+    """The client's TLS context; an error names the file that is wrong."""
+    tls = cfg.tls
+    try:
+        context = ssl.create_default_context(cafile=tls.ca_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise EdgeswinError(f"mqtt.tls.ca_file {tls.ca_file}: not a usable CA certificate "
+                            f"({exc})") from None
+    context.check_hostname = tls.check_hostname
+    if tls.cert_file:
+        try:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+        except (ssl.SSLError, OSError) as exc:
+            raise EdgeswinError(f"mqtt.tls.cert_file/key_file {tls.cert_file}, {tls.key_file}: "
+                                f"cannot load the client certificate and key ({exc})") from None
+    return context
+
+
+def tls_diagnosis(cfg: MqttConfig, timeout: float = 3.0) -> str | None:
+    """Why a TLS connection to the broker fails, in words that point at the setting."""
+    try:
+        with socket.create_connection((cfg.host, cfg.port), timeout) as raw, \
+                tls_context(cfg).wrap_socket(raw, server_hostname=cfg.host):
+            return None
+    except ssl.SSLCertVerificationError as exc:
+        if "hostname" in str(exc) or "IP address mismatch" in str(exc):
+            return (f"the broker's certificate does not name {cfg.host!r} ({exc.verify_message}); "
+                    "connect by a name on the certificate")
+        return (f"the broker's certificate is not trusted by mqtt.tls.ca_file "
+                f"({exc.verify_message})")
+    except ssl.SSLError as exc:
+        return f"TLS handshake failed ({exc.reason or exc}); is {cfg.port} a TLS port?"
+    except (OSError, EdgeswinError) as exc:
+        return str(exc)
+
+
 class Publisher:
     """A paho client with a last will, background reconnect and retained-state replay."""
 
@@ -77,6 +115,8 @@ class Publisher:
         self._client.will_set(self.status_topic, b"offline", qos=1, retain=True)
         if cfg.username:
             self._client.username_pw_set(cfg.username, read_password(cfg))
+        if cfg.tls:
+            self._client.tls_set_context(tls_context(cfg))
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         # Bounded: while the broker is away QoS>0 messages wait in memory, never without limit.
         self._client.max_queued_messages_set(10_000)
@@ -99,7 +139,11 @@ class Publisher:
     # --- paho callbacks (run in paho's network thread) ------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            self._log_outage(f"broker refused the connection: {reason_code}")
+            hint = ""
+            if "authori" in str(reason_code).lower() or "password" in str(reason_code).lower():
+                hint = (" (check mqtt.username and the password: mqtt.password_file, "
+                        "mqtt.password_env or the mqtt_password credential)")
+            self._log_outage(f"broker refused the connection: {reason_code}{hint}")
             return
         log.info("connected to MQTT broker %s:%d", self.cfg.host, self.cfg.port)
         self._outage_logged = False
@@ -125,8 +169,11 @@ class Publisher:
             self._log_outage(f"lost the MQTT broker ({reason_code}); reconnecting in the background")
 
     def _on_connect_fail(self, client, userdata) -> None:
-        self._log_outage(f"no MQTT broker answers at {self.cfg.host}:{self.cfg.port}; "
-                         "running on and retrying in the background")
+        if self._outage_logged:
+            return
+        why = tls_diagnosis(self.cfg) if self.cfg.tls else None
+        self._log_outage(f"cannot connect to the MQTT broker at {self.cfg.host}:{self.cfg.port}"
+                         f"{': ' + why if why else ''}; running on and retrying in the background")
 
     def _log_outage(self, text: str) -> None:
         if not self._outage_logged:
