@@ -5,6 +5,7 @@ that cannot be written."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import time
@@ -134,3 +135,37 @@ def test_an_unwritable_state_dir_degrades_the_outbox_not_the_daemon(tmp_path, br
     assert outbox["state"] == "degraded" and "cannot open" in outbox["why"]
     assert "outbox degraded" in daemon.log()
     assert daemon.terminate(timeout=10)[0] == 0
+
+
+def _threads_and_fds(pid: int) -> tuple[int, int]:
+    status = open(f"/proc/{pid}/status").read()
+    threads = int(next(line.split()[1] for line in status.splitlines()
+                       if line.startswith("Threads:")))
+    return threads, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_a_hundred_reconnects_leave_no_thread_or_fd_behind(tmp_path, broker, subscriber,
+                                                           daemon_factory):
+    import numpy as np
+
+    from .streams import MjpegCamera
+
+    frames = [np.full((240, 320, 3), v, np.uint8) for v in (40, 120, 200)]
+    # Each connection serves 4 frames and closes: the daemon reads, fails, reconnects.
+    with MjpegCamera(frames, fps=60, frames_per_connection=4, stall=False) as cam:
+        cfg = write_config(tmp_path / "cfg", broker.port, {"ip": {
+            "source": cam.url, "fps": 0, "reconnect": {"initial_s": 0.02, "max_s": 0.1},
+            "open_timeout_s": 2, "read_timeout_s": 2}})
+        daemon = daemon_factory(cfg)
+        pid = daemon.proc.pid
+        assert subscriber.wait_for(lambda: cam.connections >= 10, 60), daemon.log()
+        time.sleep(0.3)
+        warm = _threads_and_fds(pid)
+        assert subscriber.wait_for(lambda: cam.connections >= 110, 120), cam.connections
+        time.sleep(0.3)
+        after = _threads_and_fds(pid)
+        assert after[0] <= warm[0] + 1, f"threads {warm[0]} -> {after[0]}"
+        assert after[1] <= warm[1] + 2, f"fds {warm[1]} -> {after[1]}"
+        avail = subscriber.on(f"{ROOT}/ip/availability")
+        assert avail.count(b"offline") >= 50 and avail.count(b"online") >= 50
+        assert daemon.terminate(timeout=10)[0] == 0

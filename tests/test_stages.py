@@ -46,6 +46,16 @@ def test_preprocess_accepts_grey_and_bgra(frame):
     assert x.shape == (1, 3, 8, 8) and np.allclose(x, 128 / 255)
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 3), (7, 3, 3), (3, 2000, 3), (3000, 4000, 3),
+                                   (113, 111), (35, 61, 4)])
+def test_preprocess_takes_frames_of_odd_sizes(shape):
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 255, shape, np.uint8)
+    spec = read_model_info(PRIMARY).input
+    x = Preprocessor(spec)(frame)
+    assert x.shape == (1, 3, 112, 112) and x.dtype == np.float32 and np.isfinite(x).all()
+
+
 @pytest.mark.parametrize("model", [PRIMARY, SMALL])
 def test_real_model_classifies_rendered_scenes(model):
     engine = open_engine(model)

@@ -1,0 +1,159 @@
+"""Soak: the daemon under load and faults for a long time, watching what grows.
+
+Two cameras at their maximum rate (a video file read as fast as the engine takes it, and an
+MJPEG stream that drops its connection every `--reconnect-every` seconds), a private broker
+restarted every `--broker-every` seconds (down for 10 s), and a subscriber counting messages.
+Every `--sample` seconds: the daemon's RSS, open fds, threads and outbox depth. Writes
+`<out>.csv`, `<out>.json` (with the growth after warm-up) and `<out>.png`.
+
+    python benchmarks/soak.py --minutes 30 --out benchmarks/results/soak-30min
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from edgeswin.demo_assets import VideoSpec, make_video  # noqa: E402
+from tests.conftest import Broker, Subscriber  # noqa: E402
+from tests.streams import MjpegCamera  # noqa: E402
+
+
+def sample(pid: int, outbox: Path) -> dict:
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    field = {line.split(":")[0]: line.split(":")[1].split() for line in status}
+    depth = 0
+    if outbox.exists():
+        try:
+            with sqlite3.connect(f"file:{outbox}?mode=ro", uri=True) as db:
+                depth = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        except sqlite3.Error:
+            depth = -1
+    return {"rss_mb": int(field["VmRSS"][0]) / 1024, "threads": int(field["Threads"][0]),
+            "fds": len(os.listdir(f"/proc/{pid}/fd")), "outbox_depth": depth}
+
+
+def growth(rows: list[dict], key: str, warmup_s: float) -> dict:
+    after = [r for r in rows if r["t"] >= warmup_s]
+    if len(after) < 3:
+        return {}
+    t = np.array([r["t"] for r in after]) / 3600
+    v = np.array([r[key] for r in after])
+    slope = float(np.polyfit(t, v, 1)[0])
+    return {"first": float(v[0]), "last": float(v[-1]), "min": float(v.min()),
+            "max": float(v.max()), "slope_per_hour": round(slope, 3)}
+
+
+def plot(rows: list[dict], events: list[tuple[float, str]], out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [r["t"] / 60 for r in rows]
+    fig, axes = plt.subplots(4, 1, figsize=(10, 9), sharex=True)
+    for ax, key, label in zip(axes, ("rss_mb", "fds", "threads", "outbox_depth"),
+                              ("RSS (MB)", "open fds", "threads", "outbox depth")):
+        ax.plot(t, [r[key] for r in rows], lw=1.2)
+        ax.set_ylabel(label)
+        for when, what in events:
+            ax.axvline(when / 60, color="red" if what == "broker down" else "grey",
+                       lw=0.6, alpha=0.5)
+    axes[-1].set_xlabel("minutes (red: broker down, grey: broker up)")
+    fig.suptitle("edgeswin soak: two cameras at full rate, broker restarts, stream reconnects")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--broker-every", type=float, default=300, help="seconds")
+    parser.add_argument("--reconnect-every", type=float, default=120, help="seconds")
+    parser.add_argument("--sample", type=float, default=5, help="seconds")
+    parser.add_argument("--warmup", type=float, default=120, help="seconds left out of growth")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/soak")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="edgeswin-soak-"))
+    video = work / "cam.mp4"
+    make_video(video, VideoSpec(seconds=10, fps=15, width=640, height=360, seed=8))
+    frames = [np.full((360, 640, 3), v, np.uint8) for v in (30, 90, 150, 210)]
+    broker = Broker(work, persistent=True)
+    broker.start()
+    stream_fps = 15
+    rows, events = [], []
+    with MjpegCamera(frames, fps=stream_fps, stall=False,
+                     frames_per_connection=int(stream_fps * args.reconnect_every)) as cam:
+        cfg = work / "cfg"
+        (cfg / "cameras").mkdir(parents=True)
+        (cfg / "edgeswin.yaml").write_text(yaml.safe_dump({
+            "device_id": "soak", "mqtt": {"host": "127.0.0.1", "port": broker.port, "qos": 1,
+                                          "keepalive_s": 5},
+            "engines": [{"name": "primary", "model": str(REPO / "models/swin-demo-112.onnx")}],
+            "state_dir": str(work / "state"), "stats_interval_s": 10,
+            "fallback": {"thermal_root": str(work / "none")}}))
+        (cfg / "cameras" / "file.yaml").write_text(yaml.safe_dump(
+            {"source": str(video), "fps": 0, "loop": True, "realtime": False}))
+        (cfg / "cameras" / "stream.yaml").write_text(yaml.safe_dump(
+            {"source": cam.url, "fps": 0, "reconnect": {"initial_s": 0.5, "max_s": 5}}))
+        log = (work / "daemon.log").open("w")
+        daemon = subprocess.Popen([sys.executable, "-m", "edgeswin", "run", "-c", str(cfg)],
+                                  stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        sub = Subscriber(broker.port, "edgeswin/#", client_id="soak-subscriber")
+        t0 = time.monotonic()
+        next_restart = args.broker_every
+        end = args.minutes * 60
+        try:
+            while (now := time.monotonic() - t0) < end:
+                if now >= next_restart:
+                    events.append((now, "broker down"))
+                    broker.stop(graceful=True)
+                    time.sleep(10)
+                    broker.start()
+                    events.append((time.monotonic() - t0, "broker up"))
+                    next_restart += args.broker_every
+                if daemon.poll() is not None:
+                    raise RuntimeError(f"the daemon exited with {daemon.returncode}")
+                rows.append({"t": round(time.monotonic() - t0, 1),
+                             **sample(daemon.pid, work / "state" / "outbox.sqlite3"),
+                             "received": len(sub.messages), "connections": cam.connections})
+                time.sleep(args.sample)
+        finally:
+            daemon.terminate()
+            code = daemon.wait(30)
+            sub.close()
+            broker.stop()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.with_suffix(".csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    report = {"minutes": args.minutes, "broker_restarts": sum(e[1] == "broker down"
+                                                             for e in events),
+              "stream_connections": rows[-1]["connections"], "exit_code": code,
+              "messages_received": rows[-1]["received"], "warmup_s": args.warmup,
+              "growth_after_warmup": {k: growth(rows, k, args.warmup)
+                                      for k in ("rss_mb", "fds", "threads", "outbox_depth")},
+              "log_errors": sum(" ERROR " in line for line in (work / "daemon.log").open())}
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    plot(rows, events, args.out.with_suffix(".png"))
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
