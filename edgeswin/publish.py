@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import socket
 import ssl
 import threading
@@ -130,6 +131,9 @@ class Publisher:
         self._handed = 0  # highest outbox row handed to paho (paho resends unacked ones)
         self._drain_wakeup = threading.Event()
         self._stopping = threading.Event()
+        self._queue: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
+        self._sender_thread = threading.Thread(target=self._sender, name="mqtt-sender",
+                                               daemon=True)
         self._lock = threading.Lock()
         self._outage_logged = False
         self.connected = threading.Event()
@@ -182,6 +186,7 @@ class Publisher:
 
     # --- the pipeline's side -----------------------------------------------------------
     def start(self) -> None:
+        self._sender_thread.start()
         if self.outbox is not None:
             left = self.outbox.depth()
             if left:
@@ -221,6 +226,18 @@ class Publisher:
         return True
 
     def publish(self, msg: Message) -> None:
+        """Queue a message: the sender thread stores and sends it, in this order, so the
+        inference loop never waits on the disk or the socket."""
+        self._queue.put(msg)
+
+    def _sender(self) -> None:
+        while True:
+            msg = self._queue.get()
+            if msg is None:
+                return
+            self._send(msg)
+
+    def _send(self, msg: Message) -> None:
         if msg.retain:
             with self._lock:
                 self._retained[msg.topic] = msg
@@ -245,6 +262,9 @@ class Publisher:
         infos = []
         for msg in final:
             self.publish(msg)
+        self._queue.put(None)  # the sender stops after everything queued before it
+        if self._sender_thread.is_alive():
+            self._sender_thread.join(timeout)
         if self.outbox is not None and self.connected.is_set():
             deadline = time.monotonic() + timeout
             while self.outbox.depth() and time.monotonic() < deadline:

@@ -168,9 +168,9 @@ def test_home_assistant_discovery_announces_and_clears(tmp_path, broker, subscri
     assert ha.wait_for(lambda: (f"{prefix}/north_label/config", b"") in
                        [(t, p) for t, p, _ in ha.messages[seen:]], 20), third.log()
     late = Subscriber(broker.port, "homeassistant/#")
-    time.sleep(1.0)
+    assert late.wait_for(lambda: f"{prefix}/south_label/config" in
+                         {t for t, _, _ in late.messages}, 10)
     assert f"{prefix}/north_label/config" not in {t for t, _, _ in late.messages}
-    assert f"{prefix}/south_label/config" in {t for t, _, _ in late.messages}
     late.close()
     assert third.terminate(timeout=10)[0] == 0
     ha.close()
