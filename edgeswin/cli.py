@@ -90,6 +90,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from .toolchain.evaluate import evaluate
+    result = evaluate(args.model, args.data, args.reference, args.limit)
+    print(json.dumps(result.as_dict(), indent=1))
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from .toolchain.quantize import quantize
+    out = args.output or args.model.with_name(f"{args.model.stem}-int8.onnx")
+    quantize(args.model, args.calibration, out, args.eval_data or args.calibration,
+             args.method, tuple(o for o in args.ops.split(",") if o), args.min_agreement, args.limit,
+             progress=lambda message: print(message, flush=True))
+    return 0
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     from .tools import default_demo_model, probe, selftest
     if not args.selftest:
@@ -129,6 +147,26 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("-c", "--config", type=Path, help="take fallback settings from this config")
     sim.add_argument("--rungs", type=int, default=2, help="ladder length without -c")
     sim.set_defaults(func=cmd_fallback_sim)
+    ev = sub.add_parser("eval", help="top-1/top-5 on a labelled image folder, agreement with "
+                        "a reference model, batch-1 latency")
+    ev.add_argument("model", type=Path, help=".onnx or .engine, with its sidecar")
+    ev.add_argument("--data", type=Path, required=True, help="folder/<label>/*.png")
+    ev.add_argument("--reference", type=Path, help="e.g. the FP32 ONNX")
+    ev.add_argument("--limit", type=int, help="use at most this many images")
+    ev.set_defaults(func=cmd_eval)
+    qz = sub.add_parser("quantize", help="INT8 Q/DQ for TensorRT, calibrated on images, gated "
+                        "on agreement with FP32")
+    qz.add_argument("model", type=Path, help="the FP32 .onnx, with its sidecar")
+    qz.add_argument("--calibration", type=Path, required=True, help="folder of images")
+    qz.add_argument("--eval-data", type=Path, help="labelled folder for the gate (default: "
+                    "the calibration folder; a held-out one is better)")
+    qz.add_argument("-o", "--output", type=Path, help="default: <model>-int8.onnx")
+    qz.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax")
+    qz.add_argument("--ops", default="Conv,MatMul,Gemm", help="op types to quantize; the rest "
+                    "(LayerNorm, Softmax, GELU, Add) stays in higher precision")
+    qz.add_argument("--min-agreement", type=float, default=0.98)
+    qz.add_argument("--limit", type=int, default=200, help="calibration images to use")
+    qz.set_defaults(func=cmd_quantize)
     build = sub.add_parser("build-engine", help="build a TensorRT engine from an ONNX model "
                            "on this device (needs TensorRT and pycuda)")
     build.add_argument("model", type=Path, help="the .onnx, with its sidecar .json beside it")

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .scenes import LABELS, make_background, moved, random_look, random_shape, render
+from .scenes import LABELS, make_background, moved, random_look, random_scene, random_shape, render
 
 log = logging.getLogger(__name__)
 
@@ -89,3 +89,20 @@ def ensure_video(path: Path, spec: VideoSpec) -> None:
     log.info("generating demo video %s (%gs at %dx%d)", path, spec.seconds, spec.width,
              spec.height)
     make_video(path, spec)
+
+
+def make_image_folder(folder: Path, per_class: int, seed: int, width: int = 640,
+                      height: int = 360) -> Path:
+    """A labelled image folder (folder/<label>/NNNN.png) of rendered scenes, for `edgeswin
+    eval` and `edgeswin quantize` on the demo models. Another seed gives other images."""
+    rng = np.random.default_rng(seed)
+    counts = dict.fromkeys(LABELS, 0)
+    for label in LABELS:
+        (folder / label).mkdir(parents=True, exist_ok=True)
+    while min(counts.values()) < per_class:
+        image, index = random_scene(rng, width, height)
+        label = LABELS[index]
+        if counts[label] < per_class:
+            cv2.imwrite(str(folder / label / f"{counts[label]:04d}.png"), image)
+            counts[label] += 1
+    return folder
