@@ -203,21 +203,21 @@ def _stream_of(stream: Stream | None) -> Stream | None:
 
 def memcpy_htod_async(dest, src: np.ndarray, stream: Stream | None = None) -> None:
     _need_context("cuMemcpyHtoDAsync")
-    address, data = int(dest), np.ascontiguousarray(src).tobytes()
-    _check_fits(address, len(data), "cuMemcpyHtoDAsync")
+    address, nbytes = int(dest), src.nbytes
+    _check_fits(address, nbytes, "cuMemcpyHtoDAsync")
     stream = _stream_of(stream)
-    if stream is None:
-        device_bytes(address, len(data))[:] = data
-        return
-    if not is_pagelocked(src):
+    if stream is None or not is_pagelocked(src):
+        # Pageable memory: CUDA stages it at once (the call is effectively synchronous).
+        data = np.ascontiguousarray(src).tobytes()
+        if stream is None:
+            device_bytes(address, nbytes)[:] = data
+            return
         stream.pageable_copies += 1
-    snapshot = bytes(data)  # pageable: copied now; pinned: read when the copy runs
-    if is_pagelocked(src):
-        stream.enqueue(lambda: device_bytes(address, len(data)).__setitem__(
-            slice(None), np.ascontiguousarray(src).tobytes()))
-    else:
-        stream.enqueue(lambda: device_bytes(address, len(snapshot)).__setitem__(
-            slice(None), snapshot))
+        stream.enqueue(lambda: device_bytes(address, nbytes).__setitem__(slice(None), data))
+        return
+    # Page-locked: the DMA reads the host buffer when the copy runs, not when it is queued.
+    stream.enqueue(lambda: device_bytes(address, nbytes).__setitem__(
+        slice(None), np.ascontiguousarray(src).tobytes()))
 
 
 def memcpy_dtoh_async(dest: np.ndarray, src, stream: Stream | None = None) -> None:
