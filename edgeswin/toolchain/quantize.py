@@ -75,19 +75,19 @@ def qdq_violations(model_path: Path) -> list[str]:
     return problems
 
 
-class _ImageReader:
-    """onnxruntime.quantization.CalibrationDataReader over images, preprocessed as deployed."""
+def _image_reader(files: list[Path], prep: Preprocessor, input_name: str):
+    """An onnxruntime CalibrationDataReader over images, preprocessed as deployed."""
+    from onnxruntime.quantization import CalibrationDataReader
 
-    def __init__(self, files: list[Path], prep: Preprocessor, input_name: str):
-        self._items = iter(files)
-        self._prep, self._name = prep, input_name
+    class ImageReader(CalibrationDataReader):
+        def __init__(self):
+            self._items = iter(files)
 
-    def get_next(self):
-        path = next(self._items, None)
-        return None if path is None else {self._name: self._prep(read_image(path))}
+        def get_next(self):
+            path = next(self._items, None)
+            return None if path is None else {input_name: prep(read_image(path))}
 
-    def rewind(self):  # pragma: no cover - the API's optional half
-        raise NotImplementedError
+    return ImageReader()
 
 
 def quantize(model: Path, calibration: Path, out: Path, eval_data: Path,
@@ -96,7 +96,6 @@ def quantize(model: Path, calibration: Path, out: Path, eval_data: Path,
              ) -> tuple[Evaluation, Evaluation]:
     """Quantize, validate, evaluate; write `out` only if it passes. Returns (fp32, int8)."""
     from onnxruntime.quantization import (
-        CalibrationDataReader,
         CalibrationMethod,
         QuantFormat,
         QuantType,
@@ -108,8 +107,7 @@ def quantize(model: Path, calibration: Path, out: Path, eval_data: Path,
     info = read_model_info(model)
     files = image_files(calibration)[:limit]
     labelled_images(eval_data, info.labels)  # fail early on a bad evaluation folder
-    reader = type("Reader", (_ImageReader, CalibrationDataReader), {})(
-        files, Preprocessor(info.input), info.input.name)
+    reader = _image_reader(files, Preprocessor(info.input), info.input.name)
     calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                  "percentile": CalibrationMethod.Percentile}[method]
     with tempfile.TemporaryDirectory() as tmp:
