@@ -56,6 +56,12 @@ class FallbackPolicy:
         self._good_since: float | None = None
         self._left_slow: dict[int, float] = {}  # rung -> when it was left for being slow
 
+    def may_step_up(self, temps: dict[str, float]) -> bool:
+        """Whether a step up outside the normal cadence (a freshly built engine) is allowed:
+        not pinned, and not above the degrade threshold."""
+        return self.cfg.pinned_rung is None and not (
+            temps and max(temps.values()) > self.cfg.degrade_above_c)
+
     def update(self, r: Readings) -> Switch | None:
         cfg = self.cfg
         if cfg.pinned_rung is not None:

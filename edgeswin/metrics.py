@@ -85,7 +85,7 @@ class Metrics:
             values = {"edgeswin_frames_read_total": cap.frames_read,
                       "edgeswin_classifications_total": stats.classified,
                       "edgeswin_published_total": stats.published,
-                      "edgeswin_frames_skipped_total": max(cap.frames_read - stats.classified, 0),
+                      "edgeswin_frames_skipped_total": cam.skipped,
                       "edgeswin_reconnects_total": cap.reconnects,
                       "edgeswin_camera_up": int(cap.state == "online")}
             for key, family in per_camera.items():

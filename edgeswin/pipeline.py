@@ -62,6 +62,11 @@ class CameraRuntime:
         return self.entry.config.name
 
     @property
+    def skipped(self) -> int:
+        """Frames read but not classified: a newer one was taken instead."""
+        return max(self.capture.frames_read - self.stats.classified, 0)
+
+    @property
     def period(self) -> float:
         fps = self.entry.config.fps
         return 1.0 / fps if fps > 0 else 0.0
@@ -223,11 +228,9 @@ class Daemon:
                     self.ladder[rung] = self._activate(rung, spec, engine)
                 except EdgeswinError as exc:
                     report.state, report.detail = "failed", str(exc)
-            readings = Readings(time.monotonic(), self.thermal.read())
-            hot = any(t > self.config.device.fallback.degrade_above_c
-                      for t in readings.temps.values())
+            readings = Readings(time.monotonic(), self.temps)  # the last sensor poll
             if (self.ladder[rung] is not None and policy is not None and self.active is not None
-                    and rung < self.active.rung and policy.cfg.pinned_rung is None and not hot):
+                    and rung < self.active.rung and policy.may_step_up(self.temps)):
                 self._switch(Switch(self.active.rung, rung, f"engine ready: {spec.name} "
                                     f"({spec.precision}) built on this device; "
                                     f"{report.detail}", readings), policy)
@@ -425,8 +428,8 @@ class Daemon:
         return best, wait
 
     def _classify(self, active: ActiveEngine, cam: CameraRuntime, frame: Frame) -> None:
+        started = time.monotonic()  # frame times are monotonic; stages use perf_counter
         t0 = time.perf_counter()
-        mono_offset = time.monotonic() - t0  # frame times are monotonic, stage times perf_counter
         cam.capture.taken(frame.seq)  # a consumer-paced file decodes the next one meanwhile
         if frame.prepared is not None and frame.prepared[0] is active.preprocess:
             x, prep_ms = frame.prepared[1], frame.prepared[2]
@@ -458,7 +461,7 @@ class Daemon:
             "engine": active.name, "model": active.engine.info.name, "rung": active.rung,
             "degraded": active.rung > 0,
             "latency_ms": {"decode": round(frame.decode_ms, 3),
-                           "wait": round(max(t0 - (frame.mono_ts - mono_offset), 0.0) * 1000, 3),
+                           "wait": round(max(started - frame.mono_ts, 0.0) * 1000, 3),
                            "preprocess": round(prep_ms, 3),
                            "inference": round((t2 - t1) * 1000, 3),
                            "postprocess": round((t3 - t2) * 1000, 3),
@@ -556,7 +559,7 @@ class Daemon:
                 c.name: {**c.stats.snapshot(), "fps_in": fps_in[c.name],
                          "state": c.capture.state,
                          "frames_read": c.capture.frames_read,
-                         "skipped": max(c.capture.frames_read - c.stats.classified, 0),
+                         "skipped": c.skipped,
                          "reconnects": c.capture.reconnects}
                 for c in self.cameras
             },
