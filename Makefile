@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SYSTEM_PYTHON ?= /usr/bin/python3
 
-.PHONY: demo test lint check deps clean
+.PHONY: demo test lint check deps toolchain clean
 
 # --system-site-packages: the system OpenCV (with GStreamer) and, on a Jetson, TensorRT's
 # Python bindings are system packages; the venv must see them, not replace them.
@@ -16,7 +16,15 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e ".[test]" -c $(VENV)/constraints.txt
 	touch $@
 
+# torch, torchvision and timm for `edgeswin export` and its tests: several GB, so a target of
+# their own (`make demo` does not need them; the daemon never imports them).
+$(VENV)/.toolchain: $(VENV)/.installed
+	$(PY) -m pip install -q -e ".[toolchain]" -c $(VENV)/constraints.txt
+	touch $@
+
 deps: $(VENV)/.installed
+
+toolchain: $(VENV)/.toolchain
 
 demo: deps
 	$(PY) -m edgeswin demo -c configs/demo --assets build/demo
@@ -27,7 +35,7 @@ check: deps
 lint: deps
 	$(VENV)/bin/ruff check edgeswin tests models benchmarks
 
-test: deps
+test: deps toolchain
 	$(VENV)/bin/ruff check edgeswin tests models benchmarks
 	$(PY) -m pytest -q
 

@@ -1,4 +1,5 @@
-"""Command line: `edgeswin run | check | demo | fallback-sim | probe` (also `python -m edgeswin`)."""
+"""Command line: `edgeswin run | check | demo | fallback-sim | probe | bench | eval | export |
+quantize | build-engine` (also `python -m edgeswin`)."""
 
 from __future__ import annotations
 
@@ -99,6 +100,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import json
+
+    from .toolchain.export import export
+    labels: tuple[str, ...] = ()
+    if args.labels:
+        try:
+            labels = tuple(line.strip() for line in args.labels.read_text().splitlines()
+                           if line.strip())
+        except OSError as exc:
+            raise EdgeswinError(f"cannot read --labels: {exc}") from None
+    result = export(args.arch, args.output, args.checkpoint, args.num_classes, labels,
+                    args.resolution, args.opset, args.fused_preprocess, args.check_images,
+                    args.tolerance, progress=lambda message: print(message, flush=True))
+    print(json.dumps(result.as_dict(), indent=1))
+    return 0
+
+
 def cmd_quantize(args: argparse.Namespace) -> int:
     from .toolchain.quantize import quantize
     out = args.output or args.model.with_name(f"{args.model.stem}-int8.onnx")
@@ -154,6 +173,27 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--reference", type=Path, help="e.g. the FP32 ONNX")
     ev.add_argument("--limit", type=int, help="use at most this many images")
     ev.set_defaults(func=cmd_eval)
+    ex = sub.add_parser("export", help="a trained Swin (torchvision/timm, optional checkpoint) "
+                        "-> static batch-1 ONNX + sidecar, checked against PyTorch (needs the "
+                        "toolchain extra: torch, torchvision, timm)")
+    ex.add_argument("arch", help="swin_t|swin_s|swin_b|swin_v2_t|swin_v2_s|swin_v2_b, "
+                    "timm:<name>, or a sidecar .json with an architecture block")
+    ex.add_argument("-o", "--output", type=Path, required=True, help="the .onnx to write")
+    ex.add_argument("--checkpoint", type=Path, help=".pth/.pt state dict or .safetensors")
+    ex.add_argument("--num-classes", type=int, help="default: the labels, the checkpoint's "
+                    "head, or 1000")
+    ex.add_argument("--labels", type=Path, help="text file, one label per line")
+    ex.add_argument("--resolution", type=int, help="square input size (default: the "
+                    "architecture's own, 224 for the named ones)")
+    ex.add_argument("--opset", type=int, choices=[16, 17], default=17,
+                    help="17 for TensorRT >= 8.6; 16 for TensorRT 8.5 parsers")
+    ex.add_argument("--fused-preprocess", action="store_true", help="the graph takes uint8 "
+                    "1xHxWx3 BGR and normalises itself; the daemon only resizes")
+    ex.add_argument("--check-images", type=Path, help="folder of real images for the parity "
+                    "check (default: rendered scenes)")
+    ex.add_argument("--tolerance", type=float, default=1e-3,
+                    help="max |ONNX Runtime - PyTorch| accepted")
+    ex.set_defaults(func=cmd_export)
     qz = sub.add_parser("quantize", help="INT8 Q/DQ for TensorRT, calibrated on images, gated "
                         "on agreement with FP32")
     qz.add_argument("model", type=Path, help="the FP32 .onnx, with its sidecar")
