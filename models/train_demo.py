@@ -7,8 +7,9 @@ and training uses a fixed torch seed. Two steps, so the data can be made once fo
     python models/train_demo.py train --data /tmp/scenes.npz --model primary  --out models/
     python models/train_demo.py train --data /tmp/scenes.npz --model fallback --out models/
 
-`train` writes `<name>.onnx`, its sidecar `<name>.json` (labels, input spec) and
-`<name>.train.json` (the curve, the held-out accuracy of the exported ONNX, timings).
+`train` writes `<name>.onnx`, its sidecar `<name>.json` (labels, input spec), the checkpoint
+`<name>.safetensors` (for `edgeswin export` at other resolutions) and `<name>.train.json` (the
+curve, the held-out accuracy of the exported ONNX, timings).
 Needs torch + torchvision (model toolchain only); onnxruntime to check the export.
 """
 
@@ -163,6 +164,10 @@ def train(args: argparse.Namespace) -> None:
     onnx_path = out / f"{spec['name']}.onnx"
     model = model.float().cpu().eval()
     dummy = torch.zeros(1, 3, r, r)
+    # The checkpoint, so `edgeswin export` can take the model to other resolutions.
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(out / f"{spec['name']}.safetensors"))
     try:
         torch.onnx.export(model, dummy, str(onnx_path), opset_version=17, input_names=["input"],
                           output_names=["logits"], dynamo=False)
