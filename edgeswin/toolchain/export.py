@@ -216,7 +216,9 @@ def load_weights(model, state: dict, source: Path, arch: Architecture) -> list[s
         filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
         if filter_fn is not None:
             before = {k: tuple(v.shape) for k, v in state.items()}
-            state = filter_fn(state, model)
+            with warnings.catch_warnings():  # timm's interpolation warns about torch internals
+                warnings.simplefilter("ignore", UserWarning)
+                state = filter_fn(state, model)
             notes += [f"{k}: {before[k]} resized to {tuple(v.shape)} by timm's checkpoint "
                       "filter" for k, v in state.items() if k in before and before[k] != tuple(v.shape)]
     expected = model.state_dict()
