@@ -19,15 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from .camera import Capture
-from .config import CameraEntry, Config, EngineRung, load_config
-from .engine import Engine, open_engine
-from .engine.cache import BuildReport, EngineCache
+from .config import CameraEntry, Config, load_config
 from .errors import ConfigError, EdgeswinError
 from .fallback import FallbackPolicy, Readings, Switch
 from .homeassistant import Discovery
+from .ladder import ActiveEngine, EngineLadder
 from .outbox import Outbox
 from .postprocess import CameraPostprocessor, PublishGate
-from .preprocess import Preprocessor, to_bgr
 from .publish import Message, Publisher, json_message
 from .records import Frame
 from .scenes import random_scene
@@ -72,31 +70,6 @@ class CameraRuntime:
         return 1.0 / fps if fps > 0 else 0.0
 
 
-class RungPending(EdgeswinError):
-    """The rung's engine is being built; it joins the ladder when ready."""
-
-
-class FrameEngine:
-    """A TensorRT engine with GPU preprocessing, seen as an engine that takes BGR frames: its
-    inference time includes the kernel's resize and normalisation."""
-
-    def __init__(self, engine):
-        self._engine = engine
-        self.backend = engine.backend
-        self.info = engine.info
-
-    def infer(self, frame):
-        return self._engine.infer_image(frame)
-
-
-@dataclass
-class ActiveEngine:
-    engine: Engine
-    preprocess: Preprocessor
-    name: str
-    rung: int
-
-
 class Daemon:
     """Runs until SIGTERM/SIGINT, `request_stop()`, or (files only) every source has ended."""
 
@@ -113,7 +86,6 @@ class Daemon:
         self.stop_reason = ""
         self.started_mono = time.monotonic()
         self.active: ActiveEngine | None = None
-        self.ladder: list[ActiveEngine | None] = []
         fb = config.device.fallback
         self.thermal = ThermalSensor(fb.thermal_root, fb.zones, nvml=fb.nvml)
         self.latency = LatencyWindows(fb.latency_window)
@@ -121,9 +93,8 @@ class Daemon:
         self.cameras: list[CameraRuntime] = []
         self._retired: list[CameraRuntime] = []  # stopped by a reload, joined at shutdown
         self.notifier = Notifier()
-        self.engine_cache = EngineCache(Path(dev.state_dir))
-        self.builds: dict[str, BuildReport] = {}  # rung name -> latest report
-        self._arrived: list[tuple] = []  # finished builds, handed over by their threads
+        self.engines = EngineLadder(dev.engines, Path(dev.state_dir), self._check_frames,
+                                    self._wake)
         self._last_reason = "start"
         self.switches = 0
         self.metrics = None  # Metrics when enabled: created in run()
@@ -132,78 +103,9 @@ class Daemon:
         self.listeners: list[Callable[[dict], None]] = []
 
     # --- wiring ------------------------------------------------------------------------
-    def _load_ladder(self) -> list[ActiveEngine | None]:
-        """Every rung loaded and warmed up front (one copy each, shared by all cameras), so a
-        switch is a pointer swap between two frames. An unusable rung is logged and skipped; a
-        TensorRT rung whose engine is not built yet is built in the background meanwhile."""
-        ladder: list[ActiveEngine | None] = []
-        problems = []
-        for rung, spec in enumerate(self.config.device.engines):
-            try:
-                ladder.append(self._open_rung(rung, spec))
-            except RungPending as exc:
-                log.info("engine rung %d (%s): %s", rung, spec.name, exc,
-                         extra={"ENGINE": spec.name})
-                ladder.append(None)
-            except EdgeswinError as exc:
-                log.error("engine rung %d (%s) unusable: %s", rung, spec.name, exc,
-                          extra={"ENGINE": spec.name})
-                problems.append(f"rung {rung} ({spec.name}): {exc}")
-                ladder.append(None)
-        if not any(ladder) and self.builds:
-            # Nothing else to serve with: wait for the build instead of giving up.
-            log.warning("no engine is usable until the TensorRT build finishes")
-            while not self._arrived and not self._stop.is_set():
-                with self._wake:
-                    self._wake.wait(1.0)
-            self.ladder = ladder
-            self._adopt_builds(None)
-        if not any(ladder):
-            raise EdgeswinError("no engine rung is usable:\n  " + "\n  ".join(problems))
-        return ladder
-
-    def _open_rung(self, rung: int, spec: EngineRung) -> ActiveEngine:
-        model = Path(spec.model)
-        if spec.backend == "tensorrt" and model.suffix == ".onnx":
-            cached = self.engine_cache.find(model, spec.precision)
-            if cached is None:
-                self._start_build(rung, spec)
-                raise RungPending(f"no {spec.precision} engine for {model.name} on this device "
-                                  "yet: building it in the background")
-            try:
-                engine = open_engine(cached, "tensorrt", host_code_allowed=spec.host_code_allowed)
-            except EdgeswinError as exc:
-                log.warning("cached engine %s unusable (%s): rebuilding", cached, exc)
-                cached.unlink(missing_ok=True)
-                self._start_build(rung, spec)
-                raise RungPending("rebuilding its engine in the background") from None
-            log.info("engine rung %d (%s): cached TensorRT engine %s", rung, spec.name, cached)
-        else:
-            engine = open_engine(model, spec.backend, spec.threads, spec.host_code_allowed)
-        return self._activate(rung, spec, engine)
-
-    @staticmethod
-    def _activate(rung: int, spec: EngineRung, engine) -> ActiveEngine:
-        if spec.preprocess == "gpu":
-            engine.enable_gpu_preprocess()
-            return ActiveEngine(FrameEngine(engine), to_bgr, spec.name, rung)
-        return ActiveEngine(engine, Preprocessor(engine.info.input), spec.name, rung)
-
-    # --- engines built on the device ----------------------------------------------------
-    def _start_build(self, rung: int, spec: EngineRung) -> None:
-        model = Path(spec.model)
-
-        def load(path: Path):
-            return open_engine(path, "tensorrt", host_code_allowed=spec.host_code_allowed)
-
-        def done(report: BuildReport, engine) -> None:  # on the build thread
-            with self._wake:
-                self._arrived.append((rung, spec, report, engine))
-                self._wake.notify()
-
-        self.builds[spec.name] = self.engine_cache.build_later(
-            model, spec.precision, load, lambda: open_engine(model, "onnxruntime"),
-            self._check_frames, done)
+    @property
+    def ladder(self) -> list[ActiveEngine | None]:
+        return self.engines.rungs
 
     def _check_frames(self, wanted: int = 8) -> list:
         """The newest camera frames, topped up with rendered scenes, to compare engines on."""
@@ -213,23 +115,12 @@ class Daemon:
             frames.append(random_scene(rng, 640, 360)[0])
         return frames[:wanted]
 
-    def _adopt_builds(self, policy: FallbackPolicy | None) -> None:
-        """Between frames: put finished builds on the ladder; step up to one at once when the
+    def _adopt_builds(self, policy: FallbackPolicy) -> None:
+        """Between frames: finished builds join the ladder; step up to one at once when the
         device allows it (not pinned, not hot)."""
-        with self._wake:
-            arrived, self._arrived = self._arrived, []
-        for rung, spec, report, engine in arrived:
-            self.builds[spec.name] = report
-            log.log(logging.INFO if engine else logging.ERROR, "engine build for rung %d (%s) "
-                    "%s in %ss: %s", rung, spec.name, report.state, report.seconds,
-                    report.detail, extra={"ENGINE": spec.name})
-            if engine is not None:
-                try:
-                    self.ladder[rung] = self._activate(rung, spec, engine)
-                except EdgeswinError as exc:
-                    report.state, report.detail = "failed", str(exc)
+        for rung, spec, report in self.engines.adopt():
             readings = Readings(time.monotonic(), self.temps)  # the last sensor poll
-            if (self.ladder[rung] is not None and policy is not None and self.active is not None
+            if (self.ladder[rung] is not None and self.active is not None
                     and rung < self.active.rung and policy.may_step_up(self.temps)):
                 self._switch(Switch(self.active.rung, rung, f"engine ready: {spec.name} "
                                     f"({spec.precision}) built on this device; "
@@ -276,7 +167,7 @@ class Daemon:
     # --- the loop ----------------------------------------------------------------------
     def run(self) -> int:
         self._install_signals()
-        self.ladder = self._load_ladder()
+        self.engines.load(self._stop)
         fb = self.config.device.fallback
         wanted = fb.pinned_rung if fb.pinned_rung is not None else 0
         usable = [i for i, engine in enumerate(self.ladder) if engine]
@@ -331,7 +222,7 @@ class Daemon:
             if self._reload.is_set():
                 self._reload.clear()
                 self._apply_reload()
-            if self._arrived:
+            if self.engines.arrived:
                 self._adopt_builds(policy)
             job, wait = self._next_job(now)
             if job is not None:
@@ -408,8 +299,8 @@ class Daemon:
             "model": active.engine.info.name, "backend": active.engine.backend,
             "precision": active.engine.info.precision, "reason": reason,
             "readings": readings.as_dict(), "ts": iso(time.time())}
-        if self.builds:
-            payload["builds"] = {name: r.as_dict() for name, r in self.builds.items()}
+        if self.engines.builds:
+            payload["builds"] = {name: r.as_dict() for name, r in self.engines.builds.items()}
         self.publisher.publish(json_message(f"{self.root}/engine", payload, 1, True))
 
     def _next_job(self, now: float) -> tuple[tuple[CameraRuntime, Frame] | None, float]:

@@ -1,0 +1,157 @@
+"""Stage 3's engines: the ladder of rungs from the config, every one loaded and warmed up front,
+and TensorRT rungs built on this device in the background.
+
+Hands the daemon `rungs` (an ActiveEngine, or None while unusable or building, per rung in
+config order), `builds` (the latest BuildReport per rung name, for the retained engine topic)
+and, between two frames, `adopt()`: the rungs whose background build ended since the last call.
+Which rung serves is the daemon's and the fallback policy's business, not this module's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import EngineRung
+from .engine import Engine, open_engine
+from .engine.cache import BuildReport, EngineCache
+from .errors import EdgeswinError
+from .preprocess import Preprocessor, to_bgr
+
+log = logging.getLogger(__name__)
+
+
+class RungPending(EdgeswinError):
+    """The rung's engine is being built; it joins the ladder when ready."""
+
+
+class FrameEngine:
+    """A TensorRT engine with GPU preprocessing, seen as an engine that takes BGR frames: its
+    inference time includes the kernel's resize and normalisation."""
+
+    def __init__(self, engine):
+        self._engine = engine
+        self.backend = engine.backend
+        self.info = engine.info
+
+    def infer(self, frame):
+        return self._engine.infer_image(frame)
+
+
+@dataclass
+class ActiveEngine:
+    engine: Engine
+    preprocess: Preprocessor
+    name: str
+    rung: int
+
+
+def activate(rung: int, spec: EngineRung, engine) -> ActiveEngine:
+    """An opened engine with the preprocessing its rung asks for (CPU, or the GPU kernel)."""
+    if spec.preprocess == "gpu":
+        engine.enable_gpu_preprocess()
+        return ActiveEngine(FrameEngine(engine), to_bgr, spec.name, rung)
+    return ActiveEngine(engine, Preprocessor(engine.info.input), spec.name, rung)
+
+
+class EngineLadder:
+    """One copy of each rung's engine, shared by all cameras, so a switch is a pointer swap
+    between two frames."""
+
+    def __init__(self, specs: list[EngineRung], state_dir: Path,
+                 check_frames: Callable[[], list], wake: threading.Condition):
+        self.specs = specs
+        self.cache = EngineCache(state_dir)
+        self.rungs: list[ActiveEngine | None] = []
+        self.builds: dict[str, BuildReport] = {}  # rung name -> latest report
+        self._check_frames = check_frames  # frames to compare a new engine with ORT on
+        self._wake = wake  # notified when a build ends, so the loop adopts it promptly
+        self._arrived: list[tuple] = []  # finished builds, handed over by their threads
+
+    @property
+    def arrived(self) -> bool:
+        return bool(self._arrived)
+
+    def load(self, stop: threading.Event) -> None:
+        """Open every rung. An unusable rung is logged and skipped; a TensorRT rung whose
+        engine is not built yet is built in the background meanwhile. With nothing else to
+        serve, wait for that build rather than give up."""
+        problems = []
+        self.rungs = []
+        for rung, spec in enumerate(self.specs):
+            try:
+                self.rungs.append(self._open(rung, spec))
+            except RungPending as exc:
+                log.info("engine rung %d (%s): %s", rung, spec.name, exc,
+                         extra={"ENGINE": spec.name})
+                self.rungs.append(None)
+            except EdgeswinError as exc:
+                log.error("engine rung %d (%s) unusable: %s", rung, spec.name, exc,
+                          extra={"ENGINE": spec.name})
+                problems.append(f"rung {rung} ({spec.name}): {exc}")
+                self.rungs.append(None)
+        if not any(self.rungs) and self.builds:
+            log.warning("no engine is usable until the TensorRT build finishes")
+            while not self._arrived and not stop.is_set():
+                with self._wake:
+                    self._wake.wait(1.0)
+            self.adopt()
+        if not any(self.rungs):
+            raise EdgeswinError("no engine rung is usable:\n  " + "\n  ".join(problems))
+
+    def _open(self, rung: int, spec: EngineRung) -> ActiveEngine:
+        model = Path(spec.model)
+        if spec.backend == "tensorrt" and model.suffix == ".onnx":
+            cached = self.cache.find(model, spec.precision)
+            if cached is None:
+                self._start_build(rung, spec)
+                raise RungPending(f"no {spec.precision} engine for {model.name} on this device "
+                                  "yet: building it in the background")
+            try:
+                engine = open_engine(cached, "tensorrt", host_code_allowed=spec.host_code_allowed)
+            except EdgeswinError as exc:
+                log.warning("cached engine %s unusable (%s): rebuilding", cached, exc)
+                cached.unlink(missing_ok=True)
+                self._start_build(rung, spec)
+                raise RungPending("rebuilding its engine in the background") from None
+            log.info("engine rung %d (%s): cached TensorRT engine %s", rung, spec.name, cached)
+        else:
+            engine = open_engine(model, spec.backend, spec.threads, spec.host_code_allowed)
+        return activate(rung, spec, engine)
+
+    def _start_build(self, rung: int, spec: EngineRung) -> None:
+        model = Path(spec.model)
+
+        def load(path: Path):
+            return open_engine(path, "tensorrt", host_code_allowed=spec.host_code_allowed)
+
+        def done(report: BuildReport, engine) -> None:  # on the build thread
+            with self._wake:
+                self._arrived.append((rung, spec, report, engine))
+                self._wake.notify()
+
+        self.builds[spec.name] = self.cache.build_later(
+            model, spec.precision, load, lambda: open_engine(model, "onnxruntime"),
+            self._check_frames, done)
+
+    def adopt(self) -> list[tuple[int, EngineRung, BuildReport]]:
+        """Between frames: put finished builds on the ladder. Returns every build that ended
+        since the last call; its rung is still None where the build or activation failed."""
+        with self._wake:
+            arrived, self._arrived = self._arrived, []
+        ended = []
+        for rung, spec, report, engine in arrived:
+            self.builds[spec.name] = report
+            log.log(logging.INFO if engine else logging.ERROR, "engine build for rung %d (%s) "
+                    "%s in %ss: %s", rung, spec.name, report.state, report.seconds,
+                    report.detail, extra={"ENGINE": spec.name})
+            if engine is not None:
+                try:
+                    self.rungs[rung] = activate(rung, spec, engine)
+                except EdgeswinError as exc:
+                    report.state, report.detail = "failed", str(exc)
+            ended.append((rung, spec, report))
+        return ended
