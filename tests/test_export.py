@@ -176,3 +176,22 @@ def test_the_daemon_never_imports_torch():
             "print(bad); sys.exit(1 if bad else 0)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_fused_graph_through_the_tensorrt_builder_and_runtime(tmp_path, demo_checkpoint, trt):
+    """The uint8 input of a fused graph survives build-engine and the engine's bindings."""
+    from edgeswin.engine.build import build_engine
+
+    out = tmp_path / "fused-64.onnx"
+    export(str(SMALL.with_suffix(".json")), out, checkpoint=demo_checkpoint,
+           fused_preprocess=True, **quiet)
+    plan = tmp_path / "fused-64.engine"
+    build_engine(out, plan, "fp16", progress=lambda message: None)
+    engine, reference = open_engine(plan, "tensorrt"), open_engine(out, "onnxruntime")
+    assert engine.info.input.dtype == "uint8"
+    prep = Preprocessor(engine.info.input)
+    rng = np.random.default_rng(5)
+    for _ in range(8):
+        x = prep(random_scene(rng, 640, 360)[0])
+        got, want = engine.infer(x), reference.infer(x)
+        assert got.argmax() == want.argmax() and np.abs(got - want).max() < 1e-3

@@ -261,7 +261,8 @@ class FusedPreprocess:
                 self.register_buffer("bias", bias)
 
             def forward(self, x):
-                x = x.permute(0, 3, 1, 2).flip(1).float()
+                # Cast first: TensorRT (>= 8.5) takes a UINT8 network input only into a Cast.
+                x = x.float().permute(0, 3, 1, 2).flip(1)
                 return self.model(x * self.gain + self.bias)
 
         return Fused().eval()

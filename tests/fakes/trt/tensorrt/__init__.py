@@ -47,6 +47,8 @@ class DataType(enum.IntEnum):
 
 _NP = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT8: np.int8,
        DataType.INT32: np.int32, DataType.BOOL: np.bool_, DataType.UINT8: np.uint8}
+_ORT_TYPES = {"tensor(float)": "FLOAT", "tensor(float16)": "HALF", "tensor(uint8)": "UINT8",
+              "tensor(int8)": "INT8", "tensor(int32)": "INT32"}
 float32, float16, int8, int32, uint8 = (DataType.FLOAT, DataType.HALF, DataType.INT8,
                                         DataType.INT32, DataType.UINT8)
 
@@ -391,6 +393,17 @@ class OnnxParser:
         if opset > 20:
             self._errors.append(f"ModelImporter: unsupported opset {opset}")
             return False
+        # "UINT8 is only supported as network input or output tensor types" (operators.md,
+        # TensorRT 8.5 on): inside the network a UINT8 input may only feed a Cast to float.
+        uint8 = {i.name for i in proto.graph.input if i.type.tensor_type.elem_type == 2}
+        for node in proto.graph.node:
+            bad = [name for name in node.input if name in uint8]
+            to = next((a.i for a in node.attribute if a.name == "to"), None)
+            if bad and not (node.op_type == "Cast" and to in (1, 10)):
+                self._errors.append(f"In node {node.name or node.op_type} ({node.op_type}): "
+                                    f"UNSUPPORTED_NODE: UINT8 tensor {bad[0]} may only be cast "
+                                    "to FLOAT or HALF")
+                return False
         self.network.onnx = bytes(model)
         self.network._layers = [ILayer(n.name or f"{n.op_type}_{i}", n.op_type)
                                 for i, n in enumerate(proto.graph.node)]
@@ -458,7 +471,10 @@ class Builder:
                                                     "strongly typed network")
             return None
         session = ort.InferenceSession(network.onnx, providers=["CPUExecutionProvider"])
-        io = [{"name": t.name, "mode": mode, "shape": list(t.shape), "dtype": "FLOAT"}
+        # The network's I/O keeps the ONNX types (UINT8 I/O since 8.5, FP16 I/O), as the parser
+        # marks them.
+        io = [{"name": t.name, "mode": mode, "shape": list(t.shape),
+               "dtype": _ORT_TYPES.get(t.type, "FLOAT")}
               for mode, ts in (("input", session.get_inputs()), ("output", session.get_outputs()))
               for t in ts]
         if config._cache is not None:
