@@ -10,7 +10,6 @@ the model toolchain only, never imported by the daemon.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engine import read_model_info, sidecar_path
+from ..engine.build import sha256
 from ..errors import EdgeswinError
 from ..preprocess import Preprocessor
 from ..records import InputSpec
@@ -392,7 +392,7 @@ def export(arch_name: str, out: Path, checkpoint: Path | None = None,
                              "resolution": resolution},
             "export": {
                 "source": arch_name, "checkpoint": str(checkpoint) if checkpoint else None,
-                "checkpoint_sha256": _sha256(checkpoint) if checkpoint else None,
+                "checkpoint_sha256": sha256(checkpoint) if checkpoint else None,
                 "opset": opset, "fused_preprocess": fused_preprocess, "fitting": fitting,
                 "notes": notes, "torch": torch.__version__,
                 "parity": {"random_max_abs_diff": random_diff, "real_max_abs_diff": real_diff,
@@ -406,11 +406,3 @@ def export(arch_name: str, out: Path, checkpoint: Path | None = None,
     read_model_info(out)  # the daemon must be able to read what was written
     progress(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {sidecar_path(out).name}")
     return ExportResult(out, resolution, opset, fitting, random_diff, real_diff, agreement, notes)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
