@@ -90,8 +90,10 @@ class Architecture:
                 if spec.get("definition") != "torchvision.models.SwinTransformer":
                     raise ValueError(f"definition {spec.get('definition')!r} is not "
                                      "torchvision.models.SwinTransformer")
-                for key in ("patch", "embed_dim", "depths", "heads", "window"):
-                    spec[key]  # noqa: B018 -- a KeyError names what is missing
+                missing = [k for k in ("patch", "embed_dim", "depths", "heads", "window")
+                           if k not in spec]
+                if missing:
+                    raise ValueError("architecture lacks " + ", ".join(missing))
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise EdgeswinError(f"{path}: not a usable architecture description: "
                                     f"{exc}") from None
@@ -243,29 +245,25 @@ def load_weights(model, state: dict, source: Path, arch: Architecture) -> list[s
     return notes
 
 
-class FusedPreprocess:
-    """Builds a torch module: uint8 1xHxWx3 BGR in -> normalised RGB NCHW float -> the model."""
+def with_fused_preprocess(model, mean, std):
+    """A torch module: uint8 1xHxWx3 BGR in -> normalised RGB NCHW float -> `model`."""
+    torch = _torch()
 
-    @staticmethod
-    def wrap(model, mean, std):
-        torch = _torch()
+    class Fused(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+            self.register_buffer("gain", torch.tensor([1 / (255 * s) for s in std]).view(
+                1, 3, 1, 1))
+            self.register_buffer("bias", torch.tensor([-m / s for m, s in zip(mean, std)]).view(
+                1, 3, 1, 1))
 
-        class Fused(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.model = model
-                # BGR -> RGB is folded into the per-channel constants' order by flipping first.
-                gain = torch.tensor([1 / (255 * s) for s in std]).view(1, 3, 1, 1)
-                bias = torch.tensor([-m / s for m, s in zip(mean, std)]).view(1, 3, 1, 1)
-                self.register_buffer("gain", gain)
-                self.register_buffer("bias", bias)
+        def forward(self, x):
+            # Cast first: TensorRT (>= 8.5) takes a UINT8 network input only into a Cast.
+            x = x.float().permute(0, 3, 1, 2).flip(1)  # flip: BGR -> RGB, the model's order
+            return self.model(x * self.gain + self.bias)
 
-            def forward(self, x):
-                # Cast first: TensorRT (>= 8.5) takes a UINT8 network input only into a Cast.
-                x = x.float().permute(0, 3, 1, 2).flip(1)
-                return self.model(x * self.gain + self.bias)
-
-        return Fused().eval()
+    return Fused().eval()
 
 
 def input_spec(resolution: int, fused: bool) -> InputSpec:
@@ -336,7 +334,7 @@ def export(arch_name: str, out: Path, checkpoint: Path | None = None,
         progress(f"  {line}")
 
     spec = input_spec(resolution, fused_preprocess)
-    module = FusedPreprocess.wrap(model, IMAGENET_MEAN, IMAGENET_STD) if fused_preprocess \
+    module = with_fused_preprocess(model, IMAGENET_MEAN, IMAGENET_STD) if fused_preprocess \
         else model
     dummy = torch.from_numpy(random_inputs(spec, 1)[0])
     with tempfile.TemporaryDirectory() as tmp:
