@@ -1,5 +1,6 @@
 """The model toolchain: what turns a trained model into engines the daemon can trust.
 
-evaluate.py (accuracy, agreement, latency on a labelled folder) -> quantize.py (INT8 Q/DQ with
-an accuracy gate) -> engine/build.py (TensorRT engines). Never imported by the daemon itself.
+export.py (PyTorch/timm -> ONNX + sidecar, checked against PyTorch) -> evaluate.py (accuracy,
+agreement, latency on a labelled folder) -> quantize.py (INT8 Q/DQ with an accuracy gate) ->
+engine/build.py (TensorRT engines). Never imported by the daemon itself.
 """
