@@ -98,6 +98,12 @@ def test_a_checkpoint_that_does_not_fit_names_the_keys(tmp_path, demo_checkpoint
     (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(EdgeswinError, match="broken.pth: cannot read checkpoint"):
         export(arch, tmp_path / "x.onnx", checkpoint=tmp_path / "broken.pth", **quiet)
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "whole.pth")  # a pickled module, not tensors
+    with pytest.raises(EdgeswinError, match=r"whole.pth: cannot read checkpoint: it holds more "
+                                            r"than tensors .* save model.state_dict\(\)"):
+        export(arch, tmp_path / "x.onnx", checkpoint=tmp_path / "whole.pth", **quiet)
+    with pytest.raises(EdgeswinError, match="timm:resnet50 is not a Swin Transformer"):
+        export("timm:resnet50", tmp_path / "x.onnx", **quiet)
     assert not (tmp_path / "x.onnx").exists()
 
 

@@ -115,6 +115,9 @@ def build_model(arch: Architecture, num_classes: int, resolution: int):
             import timm
         except ImportError:
             raise EdgeswinError("timm is not installed: pip install timm") from None
+        if "swin" not in arch.name:
+            raise EdgeswinError(f"timm:{arch.name} is not a Swin Transformer (export handles "
+                                "timm's swin* models)")
         if not timm.is_model(arch.name):
             close = ", ".join(timm.list_models(f"*{arch.name.split('_')[0]}*")[:8])
             raise EdgeswinError(f"timm has no model {arch.name!r} (some it has: {close})")
@@ -191,7 +194,11 @@ def read_checkpoint(path: Path) -> dict:
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and safetensors raise their own kinds
-        raise EdgeswinError(f"{path}: cannot read checkpoint: {exc}") from None
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "weights only" in why.lower():
+            why = ("it holds more than tensors (a whole pickled model?). Only tensors are read, "
+                   "so no code in the file runs: save model.state_dict() instead")
+        raise EdgeswinError(f"{path}: cannot read checkpoint: {why}") from None
     for key in WRAPPER_KEYS:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
