@@ -110,6 +110,7 @@ class Architecture:
 def build_model(arch: Architecture, num_classes: int, resolution: int):
     """The torch module, in eval mode, built for `resolution`, and what fitting it needed."""
     torch = _torch()
+    torch.manual_seed(0)  # only matters without a checkpoint: random weights, reproducibly
     if arch.family == "timm":
         try:
             import timm
@@ -127,7 +128,7 @@ def build_model(arch: Architecture, num_classes: int, resolution: int):
         except (AssertionError, ValueError, TypeError) as exc:
             raise EdgeswinError(f"timm {arch.name} cannot be built at {resolution}x{resolution}"
                                 f" (timm {timm.__version__}): {exc}") from None
-        return model.eval(), _timm_fitting(model, resolution)
+        return model.eval(), _timm_fitting(model)
     from torchvision.models import swin_transformer as tv
 
     if arch.family == "torchvision":
@@ -138,7 +139,6 @@ def build_model(arch: Architecture, num_classes: int, resolution: int):
                                    depths=s["depths"], num_heads=s["heads"],
                                    window_size=[s["window"]] * 2, stochastic_depth_prob=0.0,
                                    num_classes=num_classes)
-    torch.manual_seed(0)  # only matters without a checkpoint: random weights, reproducibly
     return model.eval(), _torchvision_fitting(model, resolution)
 
 
@@ -160,7 +160,7 @@ def _torchvision_fitting(model, resolution: int) -> list[str]:
     return notes or [f"windows of {window} tile every stage exactly"]
 
 
-def _timm_fitting(model, resolution: int) -> list[str]:
+def _timm_fitting(model) -> list[str]:
     """timm computes each block's window, shift and mask at construction from img_size: a map
     smaller than the window gets the window clamped to it and no shift; others are padded."""
     blocks = [(i, stage.blocks[-1]) for i, stage in enumerate(model.layers)]
