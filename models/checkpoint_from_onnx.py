@@ -100,20 +100,26 @@ def prove(model, onnx_path: Path, arch: Architecture) -> float:
     return worst
 
 
+def write_checkpoint(onnx_path: Path, out: Path) -> float:
+    """Rebuild, prove and write `out` (.safetensors); returns the max |diff| to the ONNX."""
+    from safetensors.torch import save_file
+
+    model, arch = rebuild(onnx_path)
+    diff = prove(model, onnx_path, arch)
+    if diff > 1e-4:
+        raise SystemExit(f"rebuilt weights differ from the ONNX by {diff:.2e}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out),
+              metadata={"source": onnx_path.name})
+    return diff
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("onnx", type=Path)
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
-    from safetensors.torch import save_file
-
-    model, arch = rebuild(args.onnx)
-    diff = prove(model, args.onnx, arch)
-    if diff > 1e-4:
-        raise SystemExit(f"rebuilt weights differ from the ONNX by {diff:.2e}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(args.output),
-              metadata={"source": args.onnx.name})
+    diff = write_checkpoint(args.onnx, args.output)
     print(json.dumps({"checkpoint": str(args.output), "max_abs_diff_vs_onnx": diff}))
 
 

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "models"))
 
-from checkpoint_from_onnx import rebuild  # noqa: E402
+from checkpoint_from_onnx import write_checkpoint  # noqa: E402
 
 from edgeswin.demo_assets import make_image_folder  # noqa: E402
 from edgeswin.engine import open_engine  # noqa: E402
@@ -37,12 +37,9 @@ quiet = {"progress": lambda message: None}
 
 
 def checkpoint(model: str, work: Path) -> Path:
-    from safetensors.torch import save_file
-
     path = work / f"{model}.safetensors"
     if not path.is_file():
-        net, _ = rebuild(REPO / "models" / f"{model}.onnx")
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+        write_checkpoint(REPO / "models" / f"{model}.onnx", path)
     return path
 
 

@@ -128,9 +128,9 @@ def build_engine(onnx: Path, out: Path, precision: str = "fp16", *, workspace_mb
             raise ModelError(f"{onnx}: TensorRT could not build an engine: "
                              f"{'; '.join(messages[-3:]) or 'no detail logged'}")
         out.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out, bytes(plan))
+        write_atomic(out, bytes(plan))
         if timing_cache:
-            _write_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
+            write_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
     finally:
         cuda.Context.pop()
         ctx.detach()
@@ -141,7 +141,7 @@ def build_engine(onnx: Path, out: Path, precision: str = "fp16", *, workspace_mb
                         "layernorm_layers_kept_fp32": pinned,
                         "timing_cache_reused": bool(cache_bytes),
                         "build_s": round(time.monotonic() - t0, 1)}
-    _write_atomic(sidecar_path(out), json.dumps(meta, indent=2).encode())
+    write_atomic(sidecar_path(out), json.dumps(meta, indent=2).encode())
     progress(f"built {out} in {meta['tensorrt']['build_s']} s")
     return meta
 
@@ -166,7 +166,7 @@ def _keep_layernorm_fp32(trt, network, config) -> int:
     return pinned
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Write next to the target and rename: a crash or a full disk never leaves half a file."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:

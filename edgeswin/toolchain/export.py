@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import tempfile
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..engine import read_model_info, sidecar_path
-from ..engine.build import sha256
+from ..engine.build import sha256, write_atomic
 from ..errors import EdgeswinError
 from ..preprocess import Preprocessor
 from ..records import InputSpec
@@ -45,10 +44,7 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"onnx": str(self.onnx), "resolution": self.resolution, "opset": self.opset,
-                "fitting": self.fitting, "random_max_abs_diff": self.random_max_abs_diff,
-                "real_max_abs_diff": self.real_max_abs_diff,
-                "real_top1_agreement": self.real_top1_agreement, "notes": self.notes}
+        return {**asdict(self), "onnx": str(self.onnx)}
 
 
 def _torch():
@@ -284,16 +280,16 @@ def input_spec(resolution: int, fused: bool) -> InputSpec:
 def scene_inputs(spec: InputSpec, count: int, folder: Path | None) -> list[np.ndarray]:
     """Real inputs for the parity check: images from `folder`, or rendered scenes, through the
     daemon's own preprocessing."""
-    import cv2
     prep = Preprocessor(spec)
     if folder is not None:
+        from .evaluate import read_image
         from .quantize import image_files
-        images = [cv2.imread(str(p)) for p in image_files(folder)[:count]]
+        images = [read_image(p) for p in image_files(folder)[:count]]
     else:
         from ..scenes import random_scene
         rng = np.random.default_rng(7)
         images = [random_scene(rng, 640, 360)[0] for _ in range(count)]
-    return [prep(image) for image in images if image is not None]
+    return [prep(image) for image in images]
 
 
 def random_inputs(spec: InputSpec, count: int) -> list[np.ndarray]:
@@ -404,10 +400,8 @@ def export(arch_name: str, out: Path, checkpoint: Path | None = None,
                            "real_top1_agreement": agreement}},
         }
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp_out = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        tmp_out.write_bytes(candidate.read_bytes())
-        os.replace(tmp_out, out)
-        sidecar_path(out).write_text(json.dumps(meta, indent=2) + "\n")
+        write_atomic(out, candidate.read_bytes())
+        write_atomic(sidecar_path(out), (json.dumps(meta, indent=2) + "\n").encode())
     read_model_info(out)  # the daemon must be able to read what was written
     progress(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {sidecar_path(out).name}")
     return ExportResult(out, resolution, opset, fitting, random_diff, real_diff, agreement, notes)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engine import read_model_info, sidecar_path
+from ..engine.build import write_atomic
 from ..errors import EdgeswinError
 from ..preprocess import Preprocessor
 from .evaluate import Evaluation, evaluate, labelled_images, read_image
@@ -146,10 +146,8 @@ def quantize(model: Path, calibration: Path, out: Path, eval_data: Path,
             "calibration_images": len(files), "agreement_with_fp32": int8.agreement,
             "top1": int8.top1, "fp32_top1": fp32.top1}})
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp_out = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        shutil.copy(candidate, tmp_out)
-        os.replace(tmp_out, out)
-        sidecar_path(out).write_text(json.dumps(meta, indent=2))
+        write_atomic(out, candidate.read_bytes())
+        write_atomic(sidecar_path(out), json.dumps(meta, indent=2).encode())
     progress(f"wrote {out}: INT8 top-1 {int8.top1:.2%} (FP32 {fp32.top1:.2%}), agreement "
              f"{int8.agreement:.2%}, {out.stat().st_size / 1e6:.1f} MB")
     return fp32, int8
