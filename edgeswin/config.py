@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,10 +30,45 @@ from .errors import ConfigError, ConfigIssue
 
 DEVICE_FILE = "edgeswin.yaml"
 CAMERA_DIR = "cameras"
+CAMERA_SUFFIXES = (".yaml", ".yml")
+
+# Hostile-input bounds. Real configs are a few kilobytes, a few levels deep, with at most a
+# handful of anchors: these are orders of magnitude above that and far below harm.
+MAX_FILE_BYTES = 1_000_000
+MAX_NESTING = 64
+MAX_NODES = 100_000  # YAML nodes after alias expansion ("billion laughs" stops here)
+
+# MQTT's own limits (MQTT 3.1.1 sections 1.5.3, 4.7): strings are at most 65,535 UTF-8 bytes,
+# publish topics hold no wildcard and no NUL.
+MQTT_MAX_BYTES = 65_535
+DAY = 86_400.0  # upper bound of every duration setting, in seconds
+NAME_MAX = 64  # device_id and camera names: part of every topic, metric label and file name
+LONGEST_SUFFIX = "/classification"  # the longest per-camera topic level
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # allow_inf_nan=False: .inf and .nan are valid YAML floats that no setting can mean.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+def mqtt_string_problem(value: str, what: str) -> str | None:
+    """Why `value` cannot be an MQTT string (client id, user name), or None."""
+    if "\x00" in value:
+        return f"{what} holds a NUL character"
+    if len(value.encode()) > MQTT_MAX_BYTES:
+        return f"{what} is {len(value.encode())} bytes in UTF-8; MQTT allows {MQTT_MAX_BYTES}"
+    return None
+
+
+def topic_problem(value: str, what: str) -> str | None:
+    """Why `value` cannot start a publish topic, or None."""
+    if not value:
+        return f"{what} is empty"
+    if "+" in value or "#" in value:
+        return f"{what} holds an MQTT wildcard (+ or #): publish topics cannot"
+    if value.startswith("/") or value.endswith("/"):
+        return f"{what} must not start or end with /"
+    return mqtt_string_problem(value, what)
 
 
 class TlsConfig(_Strict):
@@ -61,7 +97,8 @@ class TlsConfig(_Strict):
 
 
 class MqttConfig(_Strict):
-    host: str = Field("127.0.0.1", description="Broker host name or address.")
+    host: str = Field("127.0.0.1", min_length=1, max_length=253, pattern=r"^[^\s\x00/]+$",
+                      description="Broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="Broker TCP port.")
     topic_root: str | None = Field(None, description="Topic prefix; default edgeswin/<device_id>.")
     client_id: str | None = Field(None, description="MQTT client id; default edgeswin-<device_id>.")
@@ -71,9 +108,28 @@ class MqttConfig(_Strict):
     password_file: str | None = Field(None, description="File holding the broker password.")
     password_env: str | None = Field(None, description="Environment variable with the password.")
     tls: TlsConfig | None = Field(None, description="TLS to the broker (port 8883 usually).")
-    outbox_max_mb: float = Field(64.0, ge=0, description="Durable outbox (SQLite in state_dir) "
-                                 "for QoS >= 1 messages while the broker is away; the oldest "
-                                 "are dropped beyond this size. 0 = memory only.")
+    outbox_max_mb: float = Field(64.0, ge=0, le=1_000_000, description="Durable outbox "
+                                 "(SQLite in state_dir) for QoS >= 1 messages while the broker "
+                                 "is away; the oldest are dropped beyond this size. 0 = memory "
+                                 "only.")
+    reconnect_max_s: float = Field(4.0, ge=1, le=300, description="Longest wait between two "
+                                   "connection attempts (1 s doubling up to this, with jitter).")
+
+    @field_validator("topic_root")
+    @classmethod
+    def _topic_root(cls, value: str | None) -> str | None:
+        if value is not None and (problem := topic_problem(value, "topic_root")):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("client_id", "username")
+    @classmethod
+    def _mqtt_string(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and (problem := mqtt_string_problem(value, info.field_name)):
+            raise ValueError(problem)
+        if info.field_name == "client_id" and value == "":
+            raise ValueError("client_id is empty (leave it out for edgeswin-<device_id>)")
+        return value
 
 
 class EngineRung(_Strict):
@@ -116,17 +172,17 @@ class FallbackConfig(_Strict):
                              description="Zone type prefixes to watch (case-insensitive).")
     nvml: bool = Field(True, description="Also watch discrete NVIDIA GPUs (zones GPU<i>-nvml) "
                                          "through NVML when nvidia-ml-py is installed.")
-    degrade_above_c: float = Field(85.0, description="Step down above this temperature.")
-    recover_below_c: float = Field(75.0, description="Step up only below this temperature.")
+    degrade_above_c: float = Field(85.0, ge=-40, le=150, description="Step down above this temperature.")
+    recover_below_c: float = Field(75.0, ge=-40, le=150, description="Step up only below this temperature.")
     latency_budget_ms: float | None = Field(None, gt=0,
                                             description="p95 inference budget; none = no limit.")
     latency_window: int = Field(30, ge=5, le=1000, description="Inferences in the p95 window.")
-    hold_s: float = Field(5.0, ge=0, description="A bad condition must last this long.")
-    cooldown_s: float = Field(30.0, ge=0, description="Healthy this long before stepping up.")
-    min_dwell_s: float = Field(10.0, ge=0, description="Minimum time on a rung.")
-    latency_retry_s: float = Field(300.0, ge=0,
+    hold_s: float = Field(5.0, ge=0, le=DAY, description="A bad condition must last this long.")
+    cooldown_s: float = Field(30.0, ge=0, le=DAY, description="Healthy this long before stepping up.")
+    min_dwell_s: float = Field(10.0, ge=0, le=DAY, description="Minimum time on a rung.")
+    latency_retry_s: float = Field(300.0, ge=0, le=DAY,
                                    description="Wait before retrying a rung left for being slow.")
-    poll_s: float = Field(1.0, gt=0, description="How often sensors are read.")
+    poll_s: float = Field(1.0, gt=0, le=3600, description="How often sensors are read.")
     pinned_rung: int | None = Field(None, ge=0, description="Stay on this rung; no switching.")
 
     @model_validator(mode="after")
@@ -141,28 +197,44 @@ class MetricsConfig(_Strict):
     address: str = Field("127.0.0.1", description="Listen address; keep it local unless a "
                                                   "firewall or proxy guards it.")
     port: int = Field(9108, ge=0, le=65535, description="Listen port (0 = any free port).")
-    stale_after_s: float = Field(10.0, gt=0, description="/healthz turns 503 when the "
+    stale_after_s: float = Field(10.0, gt=0, le=DAY, description="/healthz turns 503 when the "
                                                          "inference loop made no progress "
                                                          "for this long.")
 
 
 class HomeAssistantConfig(_Strict):
     enabled: bool = Field(False, description="Publish Home Assistant MQTT discovery configs.")
-    prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix.")
+    prefix: str = Field("homeassistant", max_length=1024,
+                        description="Home Assistant's discovery prefix.")
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if problem := topic_problem(value, "prefix"):
+            raise ValueError(problem)
+        return value
 
 
 class DeviceConfig(_Strict):
-    device_id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Unique name of this device.")
+    device_id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=NAME_MAX,
+                           description="Unique name of this device.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection.")
     engines: list[EngineRung] = Field(min_length=1, description="Engine ladder, primary first.")
     state_dir: str = Field("/var/lib/edgeswin", description="Engine cache, timing cache, outbox.")
-    stats_interval_s: float = Field(30.0, gt=0, description="How often <root>/stats is published.")
+    stats_interval_s: float = Field(30.0, gt=0, le=DAY, description="How often <root>/stats is published.")
     fallback: FallbackConfig = Field(default_factory=FallbackConfig,
                                      description="When to step down/up the engine ladder.")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig,
                                    description="Prometheus endpoint (off by default).")
     homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig,
                                                description="Home Assistant MQTT discovery.")
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir(cls, value: str) -> str:
+        if not value or "\x00" in value:
+            raise ValueError("state_dir must be a directory path (not empty, no NUL)")
+        return value
 
     @model_validator(mode="after")
     def _pinned_rung_exists(self) -> DeviceConfig:
@@ -225,24 +297,25 @@ class Smoothing(_Strict):
 class PublishPolicy(_Strict):
     mode: Literal["every", "change", "interval"] = Field(
         "every", description="every inference, on label change, or at most every interval_s.")
-    interval_s: float = Field(1.0, gt=0, description="Minimum gap for mode 'interval'.")
+    interval_s: float = Field(1.0, gt=0, le=DAY, description="Minimum gap for mode 'interval'.")
 
 
 class Reconnect(_Strict):
-    initial_s: float = Field(1.0, gt=0, description="First wait after a failure.")
-    max_s: float = Field(30.0, gt=0, description="Cap of the doubling wait.")
+    initial_s: float = Field(1.0, gt=0, le=DAY, description="First wait after a failure.")
+    max_s: float = Field(30.0, gt=0, le=DAY, description="Cap of the doubling wait.")
 
 
 class CameraConfig(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="Camera name; default: file name.")
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=NAME_MAX,
+                      description="Camera name; default: file name.")
     source: str = Field(description="file path, rtsp://, http://, v4l2:///dev/videoN, gst: ...")
     enabled: bool = Field(True, description="Set false to keep the file but not run the camera.")
-    fps: float = Field(5.0, ge=0, description="Inferences per second; 0 = every new frame.")
+    fps: float = Field(5.0, ge=0, le=1000, description="Inferences per second; 0 = every new frame.")
     loop: bool = Field(False, description="Files only: start again at the end.")
     realtime: bool = Field(True, description="Files only: deliver frames at the file's own rate.")
-    stall_s: float = Field(10.0, gt=0, description="No frame for this long counts as a stall.")
-    open_timeout_s: float = Field(5.0, gt=0, description="Stream open timeout (FFmpeg/GStreamer).")
-    read_timeout_s: float = Field(5.0, gt=0, description="Stream read timeout (FFmpeg/GStreamer).")
+    stall_s: float = Field(10.0, gt=0, le=DAY, description="No frame for this long counts as a stall.")
+    open_timeout_s: float = Field(5.0, gt=0, le=3600, description="Stream open timeout (FFmpeg/GStreamer).")
+    read_timeout_s: float = Field(5.0, gt=0, le=3600, description="Stream read timeout (FFmpeg/GStreamer).")
     reconnect: Reconnect = Field(default_factory=Reconnect, description="Backoff after failures.")
     topk: int = Field(3, ge=1, le=20, description="How many classes each message lists.")
     threshold: float = Field(0.0, ge=0, le=1, description="Below this score the label is 'unknown'.")
@@ -255,6 +328,8 @@ class CameraConfig(_Strict):
     @field_validator("source")
     @classmethod
     def _source_parses(cls, value: str, info: ValidationInfo) -> str:
+        if "\x00" in value:
+            raise ValueError("source holds a NUL character")
         parse_source(value, Path(info.context["base"]) if info.context else Path.cwd())
         return value
 
@@ -315,13 +390,92 @@ def _duplicate_keys(node: yaml.Node, path: tuple = ()) -> list[tuple[tuple, int]
     return found
 
 
+def _read_text(path: Path) -> str:
+    """A config file's text; ValueError(line, message) for what is not a small UTF-8 file."""
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _Unreadable(1, "not a regular file")
+        raw = os.read(fd, MAX_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_FILE_BYTES:
+        raise _Unreadable(1, f"larger than {MAX_FILE_BYTES:,} bytes: not a config file")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise _Unreadable(line, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                                f"{exc.start})") from None
+
+
+class _Unreadable(Exception):
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line, self.message = line, message
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _bounded(root: yaml.Node) -> None:
+    """Refuse trees too deep to walk or, with aliases expanded, too large to build. An alias
+    is a shared node: each is measured once, so a "billion laughs" costs a few thousand steps."""
+    measured: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded size, expanded height)
+    open_nodes: set[int] = set()  # on the current path: meeting one again is a cycle
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        line = node.start_mark.line + 1
+        if children_done:
+            open_nodes.discard(id(node))
+            kids = [measured[id(c)] for c in _children(node)]
+            size = 1 + sum(k[0] for k in kids)
+            height = 1 + max((k[1] for k in kids), default=0)
+            if size > MAX_NODES:
+                raise _Unreadable(line, f"expands to more than {MAX_NODES:,} values "
+                                        "(aliases of aliases?): refused")
+            if height > MAX_NESTING:
+                raise _Unreadable(line, f"nested more than {MAX_NESTING} levels deep: refused")
+            measured[id(node)] = (size, height)
+            continue
+        if id(node) in measured:
+            continue
+        if id(node) in open_nodes:
+            raise _Unreadable(line, "an alias refers to a node that contains it: refused")
+        if len(open_nodes) > MAX_NESTING:
+            raise _Unreadable(line, f"nested more than {MAX_NESTING} levels deep: refused")
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in measured)
+
+
 def _read_yaml(path: Path, issues: list[ConfigIssue]) -> tuple[Any, dict[tuple, int]] | None:
     try:
-        text = path.read_text()
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        text = _read_text(path)
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                _bounded(node)  # before anything walks it or builds Python objects from it
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except OSError as exc:
         issues.append(ConfigIssue(str(path), 1, "", f"cannot read: {exc.strerror}"))
+        return None
+    except _Unreadable as exc:
+        issues.append(ConfigIssue(str(path), exc.line, "", exc.message))
+        return None
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        issues.append(ConfigIssue(str(path), 1, "", f"nested more than {MAX_NESTING} levels "
+                                                    "deep: refused"))
         return None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -365,16 +519,19 @@ def load_config(directory: str | Path) -> Config:
     issues: list[ConfigIssue] = []
     device_path = directory / DEVICE_FILE
     device = None
+    device_lines: dict[tuple, int] = {}
     parsed = _read_yaml(device_path, issues)
     if parsed is not None:
-        device = _validate(DeviceConfig, parsed[0], device_path, *parsed[1:], issues)
+        device_lines = parsed[1]
+        device = _validate(DeviceConfig, parsed[0], device_path, device_lines, issues)
 
     cameras: list[CameraEntry] = []
     names: dict[str, Path] = {}
-    camera_files = sorted((directory / CAMERA_DIR).glob("*.yaml"))
+    camera_files = sorted(p for p in (directory / CAMERA_DIR).glob("*")
+                          if p.suffix in CAMERA_SUFFIXES and not p.name.startswith("."))
     if not camera_files:
         issues.append(ConfigIssue(str(directory / CAMERA_DIR), 1, "",
-                                  "no camera files (*.yaml) found"))
+                                  "no camera files (*.yaml or *.yml) found"))
     for path in camera_files:
         parsed = _read_yaml(path, issues)
         if parsed is None:
@@ -392,6 +549,14 @@ def load_config(directory: str | Path) -> Config:
             continue
         names[camera.name] = path
         cameras.append(CameraEntry(camera, path, camera.source_spec(path.parent)))
+        if isinstance(device, DeviceConfig):
+            topic = f"{device.topic_root}/{camera.name}{LONGEST_SUFFIX}"
+            if len(topic.encode()) > MQTT_MAX_BYTES:
+                issues.append(ConfigIssue(str(device_path),
+                                          device_lines.get(("mqtt", "topic_root"), 1),
+                                          "mqtt.topic_root", f"topics of camera {camera.name} "
+                                          f"would be {len(topic.encode())} bytes; MQTT allows "
+                                          f"{MQTT_MAX_BYTES}"))
     if issues or device is None:
         raise ConfigError(issues)
     host = os.environ.get("EDGESWIN_MQTT_HOST")

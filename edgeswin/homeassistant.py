@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 from . import __version__
@@ -26,8 +27,15 @@ def _device(device_id: str) -> dict:
             "sw_version": __version__}
 
 
+def discovery_id(text: str) -> str:
+    """Home Assistant takes node and object ids of [a-zA-Z0-9_-] only and drops any other
+    discovery message without a word; a device_id may hold dots."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", text)
+
+
 def _topic(prefix: str, component: str, device_id: str, object_id: str) -> str:
-    return f"{prefix}/{component}/edgeswin_{device_id}/{object_id}/config"
+    return (f"{prefix}/{component}/{discovery_id(f'edgeswin_{device_id}')}/"
+            f"{discovery_id(object_id)}/config")
 
 
 def camera_config(prefix: str, device_id: str, root: str, camera: str) -> Message:
