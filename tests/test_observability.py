@@ -101,11 +101,19 @@ def test_healthz_turns_503_while_inference_hangs(tmp_path, broker, videos, daemo
         time.sleep(0.2)
     assert get(url)[0] == 200
     hang.touch()
-    time.sleep(2.5)
+    assert _within(lambda: get_or_none(url) == 503, 15)
     assert get(url) == (503, "stalled\n")
     hang.unlink()
-    time.sleep(1.0)
-    assert get(url)[0] == 200
+    assert _within(lambda: get_or_none(url) == 200, 15)
+
+
+def _within(predicate, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def get_or_none(url):
