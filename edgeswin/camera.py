@@ -16,18 +16,13 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from .config import CameraConfig, SourceSpec
+from .config import CameraConfig, SourceSpec, opencv_has_gstreamer
 from .records import Frame
 
 log = logging.getLogger(__name__)
 
 # (camera, "online" | "offline" | "ended", reason)
 AvailabilityCallback = Callable[[str, str, str], None]
-
-
-def has_gstreamer() -> bool:
-    info = cv2.getBuildInformation()
-    return any("GStreamer" in line and "YES" in line for line in info.splitlines())
 
 
 def open_capture(source: SourceSpec, cfg: CameraConfig) -> cv2.VideoCapture:
@@ -122,7 +117,7 @@ class Capture:
         self._stop.wait(delay)
 
     def _run(self) -> None:
-        if self.source.kind == "gstreamer" and not has_gstreamer():
+        if self.source.kind == "gstreamer" and not opencv_has_gstreamer():
             log.error("camera %s: this OpenCV build has no GStreamer support; use the system "
                       "OpenCV (python3-opencv / JetPack) rather than the opencv-python wheel",
                       self.name, extra=self._journal)

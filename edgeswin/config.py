@@ -7,6 +7,7 @@ in every file is collected and raised at once as a `ConfigError` whose lines rea
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
@@ -260,6 +261,20 @@ class SourceSpec:
         return f"{self.kind}:{self.target}"
 
 
+NO_GST = ("this OpenCV has no GStreamer support, so a gst: source cannot open: install the "
+          "system OpenCV (apt install python3-opencv; JetPack ships one) and make the venv "
+          "with --system-site-packages, without the opencv-python wheel")
+
+
+@functools.cache
+def opencv_has_gstreamer() -> bool:
+    """Whether the OpenCV this process imports was built with GStreamer (pip's wheels are
+    not; the system's python3-opencv and JetPack's are)."""
+    import cv2
+    info = cv2.getBuildInformation()
+    return any("GStreamer" in line and "YES" in line for line in info.splitlines())
+
+
 def parse_source(text: str, base: Path) -> SourceSpec:
     """Turn a `source:` value into a SourceSpec, or raise ValueError saying what is accepted."""
     text = text.strip()
@@ -267,6 +282,7 @@ def parse_source(text: str, base: Path) -> SourceSpec:
         pipeline = text[4:].strip()
         if "appsink" not in pipeline:
             raise ValueError("a gst: pipeline must end in an appsink")
+
         return SourceSpec("gstreamer", pipeline)
     if re.fullmatch(r"\d+", text):
         return SourceSpec("v4l2", int(text))
@@ -548,7 +564,10 @@ def load_config(directory: str | Path) -> Config:
                                       f"{names[camera.name]}"))
             continue
         names[camera.name] = path
-        cameras.append(CameraEntry(camera, path, camera.source_spec(path.parent)))
+        entry = CameraEntry(camera, path, camera.source_spec(path.parent))
+        cameras.append(entry)
+        if camera.enabled and entry.source.kind == "gstreamer" and not opencv_has_gstreamer():
+            issues.append(ConfigIssue(str(path), lines.get(("source",), 1), "source", NO_GST))
         if isinstance(device, DeviceConfig):
             topic = f"{device.topic_root}/{camera.name}{LONGEST_SUFFIX}"
             if len(topic.encode()) > MQTT_MAX_BYTES:

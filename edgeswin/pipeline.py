@@ -84,6 +84,7 @@ class Daemon:
         self._stop = threading.Event()
         self._wake = threading.Condition()
         self.stop_reason = ""
+        self.failure = ""  # set when a worker thread died: run() then returns 1
         self.started_mono = time.monotonic()
         self.active: ActiveEngine | None = None
         fb = config.device.fallback
@@ -165,7 +166,29 @@ class Daemon:
         self._notify()
 
     # --- the loop ----------------------------------------------------------------------
+    def _thread_died(self, args: threading.ExceptHookArgs) -> None:
+        """A worker thread ended on an exception: say so and stop with a failure, so the
+        service manager restarts the daemon instead of it running on, deaf or blind."""
+        if issubclass(args.exc_type, SystemExit):
+            return
+        name = args.thread.name if args.thread else "a thread"
+        log.critical("thread %s died: %s: %s; stopping (exit 1) so the service restarts",
+                     name, args.exc_type.__name__, args.exc_value,
+                     exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+        self.failure = f"thread {name} died: {args.exc_type.__name__}: {args.exc_value}"
+        self.request_stop(self.failure)
+
     def run(self) -> int:
+        """Run until stopped; 0 after a clean stop, 1 when a worker thread died or a camera
+        never delivered a frame before every source ended."""
+        previous_hook = threading.excepthook
+        threading.excepthook = self._thread_died
+        try:
+            return self._run()
+        finally:
+            threading.excepthook = previous_hook
+
+    def _run(self) -> int:
         self._install_signals()
         self.engines.load(self._stop)
         fb = self.config.device.fallback
@@ -252,6 +275,12 @@ class Daemon:
                 next_stats = now + self.config.device.stats_interval_s
         self.notifier.stopping(f"stopping: {self.stop_reason}")
         self._shutdown()
+        if self.failure:
+            return 1
+        never = [c.name for c in self.cameras if c.capture.frames_read == 0]
+        if never and self.stop_reason == "every source has ended":
+            log.error("camera(s) %s ended without delivering a frame", ", ".join(never))
+            return 1
         return 0
 
     def _switch(self, switch: Switch, policy: FallbackPolicy) -> None:

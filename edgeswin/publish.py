@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import queue
+import random
 import socket
 import ssl
 import threading
@@ -97,18 +98,47 @@ def tls_diagnosis(cfg: MqttConfig, timeout: float = 3.0) -> str | None:
                     "connect by a name on the certificate")
         return (f"the broker's certificate is not trusted by mqtt.tls.ca_file "
                 f"({exc.verify_message})")
+    except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
+        return (f"the broker hung up during the TLS handshake ({exc.reason or exc}): port "
+                f"{cfg.port} may be a plain (non-TLS) listener")
     except ssl.SSLError as exc:
         return f"TLS handshake failed ({exc.reason or exc}); is {cfg.port} a TLS port?"
+    except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
+        return (f"the broker hung up during the TLS handshake ({exc.strerror or exc}): port "
+                f"{cfg.port} may be a plain (non-TLS) listener")
     except (OSError, EdgeswinError) as exc:
         return str(exc)
 
 
+def plain_diagnosis(cfg: MqttConfig, timeout: float = 3.0) -> str | None:
+    """Why a plain connection was dropped before the broker answered: a TLS listener, most
+    often (the broker hangs up on bytes that are no TLS handshake)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((cfg.host, cfg.port), timeout) as raw, \
+                context.wrap_socket(raw, server_hostname=cfg.host):
+            return (f"port {cfg.port} is a TLS listener: set mqtt.tls (ca_file) or use the "
+                    "broker's plain port")
+    except (OSError, ssl.SSLError):
+        return None
+
+
+_PUMP = object()  # a queue item that only asks the sender to hand stored rows on
+
+
 class Publisher:
-    """A paho client with a last will, background reconnect and retained-state replay."""
+    """A paho client with a last will, background reconnect and retained-state replay.
+
+    One sender thread stores and hands every message to paho, in order. A single hand-off
+    point is what keeps a row from being handed twice: stored rows left from an outage and
+    new ones never race between two threads."""
 
     def __init__(self, cfg: MqttConfig, root: str, client_id: str, outbox: Outbox | None = None):
         self.cfg = cfg
         self.root = root
+        self.client_id = client_id
         self.status_topic = f"{root}/status"
         self.outbox = outbox
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
@@ -118,27 +148,37 @@ class Publisher:
             self._client.username_pw_set(cfg.username, read_password(cfg))
         if cfg.tls:
             self._client.tls_set_context(tls_context(cfg))
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._jitter_reconnect()
         # Bounded: while the broker is away QoS>0 messages wait in memory, never without limit.
         self._client.max_queued_messages_set(10_000)
+        # No in-flight window: with one, paho holds QoS 1 messages past it in its own queue
+        # and a later publish can slip out ahead of them when an ack frees a slot, so a
+        # subscriber sees seq 73 before 11 after an outage.
+        self._client.max_inflight_messages_set(0)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_publish = self._on_publish
         self._retained: dict[str, Message] = {}
         self._rows: dict[int, int] = {}  # paho mid -> outbox row, until the broker acks it
-        self._direct = False  # connected and the outbox drained: hand new rows to paho at once
         self._handed = 0  # highest outbox row handed to paho (paho resends unacked ones)
-        self._drain_wakeup = threading.Event()
-        self._stopping = threading.Event()
-        self._queue: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
+        self._backlog = True  # stored rows may wait beyond _handed (left-overs, an outage)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._sender_thread = threading.Thread(target=self._sender, name="mqtt-sender",
                                                daemon=True)
         self._lock = threading.Lock()
         self._outage_logged = False
+        self._drops: list[float] = []  # monotonic times of recent failed disconnects
         self.connected = threading.Event()
         self.sent = 0
         self.dropped = 0
+
+    def _jitter_reconnect(self) -> None:
+        """paho doubles its wait from 1 s up to the cap; a cap drawn anew after each failure
+        spreads a fleet's reconnects after a broker restart instead of syncing them."""
+        top = self.cfg.reconnect_max_s
+        self._client.reconnect_delay_set(min_delay=1, max_delay=max(1, round(
+            random.uniform(top / 2, top))))
 
     # --- paho callbacks (run in paho's network thread) ------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -147,6 +187,8 @@ class Publisher:
             if "authori" in str(reason_code).lower() or "password" in str(reason_code).lower():
                 hint = (" (check mqtt.username and the password: mqtt.password_file, "
                         "mqtt.password_env or the mqtt_password credential)")
+            if "identifier" in str(reason_code).lower():
+                hint = f" (the broker does not accept client id {self.client_id!r}: mqtt.client_id)"
             self._log_outage(f"broker refused the connection: {reason_code}{hint}")
             return
         log.info("connected to MQTT broker %s:%d", self.cfg.host, self.cfg.port)
@@ -157,7 +199,8 @@ class Publisher:
             retained = list(self._retained.values())
         for msg in retained:  # acknowledged before, so no longer in the outbox
             client.publish(msg.topic, msg.payload, msg.qos, msg.retain)
-        self._drain_wakeup.set()
+        self._backlog = True  # whatever waited on disk goes out now, in order
+        self._queue.put(_PUMP)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._lock:
@@ -166,13 +209,32 @@ class Publisher:
             self.outbox.remove(row)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was_connected = self.connected.is_set()
         self.connected.clear()
-        with self._lock:
-            self._direct = False  # from now on new rows wait in the outbox
-        if reason_code.is_failure:
-            self._log_outage(f"lost the MQTT broker ({reason_code}); reconnecting in the background")
+        self._backlog = True  # from now on new rows wait in the outbox
+        self._jitter_reconnect()
+        if not reason_code.is_failure:
+            return
+        if (not was_connected and not self.cfg.tls and not self._outage_logged
+                and (why := plain_diagnosis(self.cfg))):
+            self._log_outage(f"cannot connect to the MQTT broker at {self.cfg.host}:"
+                             f"{self.cfg.port}: {why}")
+            return
+        now = time.monotonic()
+        self._drops = [t for t in self._drops if now - t < 60] + [now]
+        if was_connected and len(self._drops) >= 3:
+            # Mosquitto drops the older of two sessions with one client id, and each daemon
+            # reconnects and takes it back: a loop that says only "Unspecified error".
+            log.warning("the broker dropped this connection %d times in a minute right after "
+                        "it was up (%s): another client is probably using client id %r; give "
+                        "each daemon its own device_id or mqtt.client_id", len(self._drops),
+                        reason_code, self.client_id)
+            self._drops.clear()
+            return
+        self._log_outage(f"lost the MQTT broker ({reason_code}); reconnecting in the background")
 
     def _on_connect_fail(self, client, userdata) -> None:
+        self._jitter_reconnect()
         if self._outage_logged:
             return
         why = tls_diagnosis(self.cfg) if self.cfg.tls else None
@@ -186,34 +248,62 @@ class Publisher:
 
     # --- the pipeline's side -----------------------------------------------------------
     def start(self) -> None:
-        self._sender_thread.start()
         if self.outbox is not None:
             left = self.outbox.depth()
             if left:
                 log.info("outbox: %d message(s) left from before; sending them first", left)
-            threading.Thread(target=self._drain, name="outbox-drain", daemon=True).start()
+        self._sender_thread.start()
         self._client.connect_async(self.cfg.host, self.cfg.port, self.cfg.keepalive_s)
         self._client.loop_start()
 
-    def _drain(self) -> None:
-        """After each connect: hand stored rows to paho in order, then go direct."""
-        while not self._stopping.is_set():
-            self._drain_wakeup.wait(1.0)
-            self._drain_wakeup.clear()
-            while self.connected.is_set() and not self._stopping.is_set():
-                rows = self.outbox.rows(after=self._handed, limit=200)
-                if not rows:
-                    with self._lock:  # nothing left: new rows go straight out from now on
-                        if not self.outbox.rows(after=self._handed, limit=1):
-                            self._direct = self.connected.is_set()
-                            break
-                    continue
-                for row in rows:
-                    if not self._hand(row.id, row.topic, row.payload, row.qos, row.retain):
-                        break  # paho's queue is full or the link dropped: try again shortly
-                else:
-                    continue
-                self._stopping.wait(0.05)
+    def publish(self, msg: Message) -> None:
+        """Queue a message: the sender thread stores and sends it, in this order, so the
+        inference loop never waits on the disk or the socket."""
+        self._queue.put(msg)
+
+    @property
+    def alive(self) -> bool:
+        return self._sender_thread.is_alive()
+
+    def _sender(self) -> None:
+        while True:
+            pumping = self._backlog and self.connected.is_set() and self.outbox is not None
+            try:
+                # With a backlog to send, look at the queue without waiting; else sleep on it
+                # (waking now and then: paho's own queue may have had no room).
+                item = self._queue.get(timeout=0.0 if pumping else 1.0)
+            except queue.Empty:
+                item = _PUMP
+            if item is None:
+                return
+            try:
+                if item is not _PUMP:
+                    self._send(item)
+                if self._backlog and self.connected.is_set() and self.outbox is not None:
+                    self._pump()
+            except Exception:  # never lose the sender: the next message must still go out
+                self.dropped += 1
+                log.exception("mqtt: could not send %s; carrying on",
+                              getattr(item, "topic", "stored messages"))
+
+    def _pump(self, limit: int = 200) -> None:
+        """Hand up to `limit` stored rows after the last handed one; clear the backlog once
+        none is left."""
+        rows = self.outbox.rows(after=self._handed, limit=limit)
+        for row in rows:
+            if not self.connected.is_set():
+                return
+            try:
+                if not self._hand(row.id, row.topic, row.payload, row.qos, row.retain):
+                    time.sleep(0.05)  # paho's queue is full: let the socket catch up
+                    return
+            except ValueError as exc:  # a row paho can never send: drop it, keep the rest
+                log.error("outbox: dropping stored message to %r: %s", row.topic, exc)
+                self.outbox.remove(row.id)
+                self.dropped += 1
+                self._handed = max(self._handed, row.id)
+        if not rows:
+            self._backlog = False
 
     def _hand(self, row: int, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
         info = self._client.publish(topic, payload, qos, retain)
@@ -221,21 +311,9 @@ class Publisher:
             return False
         with self._lock:
             self._rows[info.mid] = row
-            self._handed = max(self._handed, row)
+        self._handed = max(self._handed, row)
         self.sent += 1
         return True
-
-    def publish(self, msg: Message) -> None:
-        """Queue a message: the sender thread stores and sends it, in this order, so the
-        inference loop never waits on the disk or the socket."""
-        self._queue.put(msg)
-
-    def _sender(self) -> None:
-        while True:
-            msg = self._queue.get()
-            if msg is None:
-                return
-            self._send(msg)
 
     def _send(self, msg: Message) -> None:
         if msg.retain:
@@ -244,11 +322,15 @@ class Publisher:
         if msg.qos and self.outbox is not None:
             row = self.outbox.add(msg.topic, msg.payload, msg.qos, msg.retain)
             if row is not None:
-                with self._lock:
-                    direct = self._direct
-                if direct and self._hand(row, msg.topic, msg.payload, msg.qos, msg.retain):
-                    return
-                self._drain_wakeup.set()  # stored: the drain sends it in its turn
+                if not self._backlog and self.connected.is_set():
+                    try:
+                        if self._hand(row, msg.topic, msg.payload, msg.qos, msg.retain):
+                            return
+                    except ValueError:  # paho refuses it: it must not wait on disk forever
+                        self.outbox.remove(row)
+                        self._handed = max(self._handed, row)
+                        raise
+                self._backlog = True  # stored: handed in its turn
                 return
         info = self._client.publish(msg.topic, msg.payload, msg.qos, msg.retain)
         if info.rc == mqtt.MQTT_ERR_SUCCESS or (info.rc == mqtt.MQTT_ERR_NO_CONN and msg.qos):
@@ -259,25 +341,29 @@ class Publisher:
     def stop(self, final: list[Message], timeout: float = 2.0) -> None:
         """Publish the final retained messages and `offline`, then disconnect cleanly. What the
         broker has not acknowledged by then stays in the outbox for the next start."""
-        infos = []
         for msg in final:
             self.publish(msg)
+        deadline = time.monotonic() + timeout
+        if self.outbox is not None:
+            # Let the sender hand what is stored while the broker is there to take it.
+            while (self._sender_thread.is_alive() and self.connected.is_set()
+                   and time.monotonic() < deadline
+                   and (not self._queue.empty() or self._backlog or self._unacked())):
+                time.sleep(0.02)
         self._queue.put(None)  # the sender stops after everything queued before it
         if self._sender_thread.is_alive():
-            self._sender_thread.join(timeout)
-        if self.outbox is not None and self.connected.is_set():
-            deadline = time.monotonic() + timeout
-            while self.outbox.depth() and time.monotonic() < deadline:
-                time.sleep(0.02)  # let the drain and the acks catch up
-        self._stopping.set()
+            self._sender_thread.join(max(deadline - time.monotonic(), 0.2))
         if self.connected.is_set():
-            infos.append(self._client.publish(self.status_topic, b"offline", qos=1, retain=True))
-            for info in infos:
-                try:
-                    info.wait_for_publish(timeout)
-                except (RuntimeError, ValueError):
-                    pass
+            info = self._client.publish(self.status_topic, b"offline", qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):
+                pass
         self._client.disconnect()
         self._client.loop_stop()
         if self.outbox is not None:
             self.outbox.close()
+
+    def _unacked(self) -> bool:
+        with self._lock:
+            return bool(self._rows)

@@ -43,7 +43,7 @@ def probe(config_dir: Path | None) -> list[str]:
     """What this device has: thermal zones, OpenCV video back-ends, inference back-ends."""
     import cv2
 
-    from .camera import has_gstreamer
+    from .config import opencv_has_gstreamer as has_gstreamer
 
     fb = FallbackConfig()
     if config_dir is not None:

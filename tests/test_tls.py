@@ -96,3 +96,22 @@ def test_wrong_settings_are_named_and_retried_without_crashing(tmp_path, tls_bro
     assert daemon.proc.poll() is None
     assert daemon.log().count(expected) == 1, "said once per outage, not per retry"
     assert daemon.terminate(timeout=10)[0] == 0
+
+
+def test_tls_to_a_plain_port_and_plain_to_a_tls_port_say_so(tmp_path, tls_broker, videos,
+                                                           daemon_factory):
+    d, plain, secure = tls_broker
+    (tmp_path / "a").mkdir()
+    tls_to_plain = daemon_factory(config(tmp_path / "a", d, plain, videos))
+    cfg = write_config(tmp_path / "b" / "cfg", secure, {
+        "north": {"source": str(videos["north"]), "loop": True, "fps": 5}})
+    plain_to_tls = daemon_factory(cfg)
+    said = {tls_to_plain: f"port {plain} may be a plain (non-TLS) listener",
+            plain_to_tls: f"port {secure} is a TLS listener: set mqtt.tls"}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(t in p.log() for p, t in said.items()):
+        time.sleep(0.2)
+    for daemon, text in said.items():
+        assert text in daemon.log(), daemon.log()
+        assert daemon.proc.poll() is None
+        assert daemon.terminate(timeout=10)[0] == 0

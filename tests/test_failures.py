@@ -1,0 +1,65 @@
+"""Failures that must never pass silently: a worker thread that dies stops the daemon with
+exit 1 (so systemd restarts it), and a gst: camera that this OpenCV cannot open is refused by
+`check` instead of ending at once and exiting 0."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import cv2
+import pytest
+
+from edgeswin import config as config_module
+from edgeswin.config import load_config
+from edgeswin.errors import ConfigError
+
+from .conftest import REPO, write_config
+
+
+def test_a_worker_thread_that_dies_stops_the_daemon_with_exit_1(tmp_path, broker, videos):
+    cfg = write_config(tmp_path / "cfg", broker.port, {
+        "north": {"source": str(videos["north"]), "loop": True, "fps": 5}})
+    # A fault no code path expects, injected into the capture thread once it is running.
+    script = textwrap.dedent(f"""
+        import sys, threading, time
+        from edgeswin.config import load_config
+        from edgeswin.pipeline import Daemon
+        from edgeswin.service import setup_logging
+        setup_logging("info")
+        daemon = Daemon(load_config({str(cfg)!r}))
+        def inject():
+            while not daemon.cameras or not daemon.cameras[0].stats.classified:
+                time.sleep(0.05)
+            def fault():
+                raise RuntimeError("injected fault")
+            daemon.cameras[0].capture._on_frame = fault
+        threading.Thread(target=inject, daemon=True).start()
+        sys.exit(daemon.run())
+    """)
+    run = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert "thread capture-north died: RuntimeError: injected fault" in run.stderr
+
+
+def test_a_gst_camera_without_gstreamer_in_opencv_is_refused(tmp_path, monkeypatch):
+    info = "\n".join(line for line in cv2.getBuildInformation().splitlines()
+                     if "GStreamer" not in line) + "\n    GStreamer:                   NO\n"
+    monkeypatch.setattr(cv2, "getBuildInformation", lambda: info)  # as pip's wheels report
+    config_module.opencv_has_gstreamer.cache_clear()
+    try:
+        gst = "gst: videotestsrc ! videoconvert ! appsink"
+        cfg = write_config(tmp_path / "a", 1883, {"csi": {"fps": 5, "source": gst}})
+        with pytest.raises(ConfigError) as exc:
+            load_config(cfg)
+        (issue,) = exc.value.issues
+        assert str(issue).startswith(f"{cfg}/cameras/csi.yaml:2: source: this OpenCV has no "
+                                     "GStreamer support")
+        assert "apt install python3-opencv" in str(issue)
+        cfg = write_config(tmp_path / "b", 1883, {"csi": {"source": gst, "enabled": False},
+                                                  "other": {"source": "rtsp://h/x"}})
+        assert load_config(cfg)  # a disabled one is no problem
+    finally:
+        config_module.opencv_has_gstreamer.cache_clear()

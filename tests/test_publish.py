@@ -1,0 +1,140 @@
+"""The MQTT sender against a real broker: a message paho refuses never stops the ones after it,
+nothing is delivered twice while connected, a dropped broker is back within the reconnect cap,
+and a second client with the same id is named as the cause of the disconnects."""
+
+from __future__ import annotations
+
+import collections
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from edgeswin.config import MqttConfig
+from edgeswin.outbox import Outbox
+from edgeswin.publish import Message, Publisher
+
+from .conftest import REPO, Subscriber, write_config
+
+pytestmark = pytest.mark.mqtt
+
+
+def publisher(broker, tmp_path, outbox: bool = True, **mqtt) -> Publisher:
+    cfg = MqttConfig(host="127.0.0.1", port=broker.port, **mqtt)
+    box = Outbox(tmp_path / "outbox.sqlite3", 16_000_000) if outbox else None
+    return Publisher(cfg, "t", f"pub-{broker.port}", box)
+
+
+@pytest.mark.parametrize("outbox", [True, False], ids=["outbox", "memory"])
+def test_a_message_paho_refuses_does_not_stop_the_sender(tmp_path, broker, subscriber, outbox):
+    sub = Subscriber(broker.port, "t/#")
+    pub = publisher(broker, tmp_path, outbox)
+    pub.start()
+    assert sub.wait_for(pub.connected.is_set, 5)
+    pub.publish(Message("t/cam/+/classification", b"bad", 1))  # a wildcard: ValueError in paho
+    pub.publish(Message("t/cam/classification", b"good", 1))
+    assert sub.wait_for(lambda: sub.on("t/cam/classification") == [b"good"], 5)
+    assert pub.alive and pub.dropped == 1
+    if outbox:
+        assert sub.wait_for(lambda: pub.outbox.depth() == 0, 5), "the bad row is not kept"
+    pub.stop([])
+    sub.close()
+
+
+def test_a_stored_row_paho_refuses_is_dropped_and_the_rest_delivered(tmp_path, broker):
+    box = Outbox(tmp_path / "outbox.sqlite3", 16_000_000)  # left by an earlier run
+    box.add("t/a", b"1", 1, False)
+    box.add("t/#/bad", b"2", 1, False)
+    box.add("t/a", b"3", 1, False)
+    box.close()
+    sub = Subscriber(broker.port, "t/#")
+    assert sub.wait_for(lambda: sub.client.is_connected(), 5)
+    pub = publisher(broker, tmp_path)
+    pub.start()
+    assert sub.wait_for(lambda: sub.on("t/a") == [b"1", b"3"], 5), sub.on("t/a")
+    assert pub.alive and pub.dropped == 1 and pub.outbox.depth() == 0
+    pub.stop([])
+    sub.close()
+
+
+def test_no_message_is_delivered_twice_while_connected(tmp_path, broker):
+    """Faster than paho's 10,000-message queue drains: stored rows and new ones take turns,
+    which is where a row used to be handed twice."""
+    sub = Subscriber(broker.port, "t/#")
+    assert sub.wait_for(lambda: sub.client.is_connected(), 5)
+    pub = publisher(broker, tmp_path)
+    pub.start()
+    assert sub.wait_for(pub.connected.is_set, 5)
+    n = 30_000
+
+    def produce(cam: int) -> None:
+        for i in range(n // 3):
+            pub.publish(Message(f"t/c{cam}", str(i).encode(), 1))
+    threads = [threading.Thread(target=produce, args=(c,)) for c in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sub.wait_for(lambda: len(sub.messages) >= n, 60), len(sub.messages)
+    time.sleep(0.5)
+    counts = collections.Counter((t, p) for t, p, _ in sub.messages)
+    assert [k for k, c in counts.items() if c > 1] == []
+    for cam in range(3):
+        assert [int(p) for p in sub.on(f"t/c{cam}")] == list(range(n // 3)), "in order"
+    pub.stop([])
+    sub.close()
+
+
+def test_back_within_the_reconnect_cap_after_a_broker_outage(tmp_path, broker, videos,
+                                                             daemon_factory):
+    cfg = write_config(tmp_path / "cfg", broker.port, {
+        "north": {"source": str(videos["north"]), "loop": True, "fps": 5}},
+        {"mqtt": {"host": "127.0.0.1", "port": broker.port, "reconnect_max_s": 3}})
+    daemon = daemon_factory(cfg)
+    sub = Subscriber(broker.port)
+    assert sub.wait_for(lambda: sub.on("edgeswin/testdev/status") == [b"online"], 30), daemon.log()
+    sub.close()
+    broker.stop()
+    time.sleep(12)  # paho's old doubling wait would be at 8 s here, then 16 s
+    broker.start()
+    restarted = time.monotonic()
+    sub = Subscriber(broker.port)  # a retained "online" only comes from a reconnected daemon
+    assert sub.wait_for(lambda: b"online" in sub.on("edgeswin/testdev/status"), 30), daemon.log()
+    took = time.monotonic() - restarted
+    assert took < 3 + 2, f"back {took:.1f} s after the broker"
+    assert daemon.terminate(timeout=10)[0] == 0
+    sub.close()
+
+
+def test_two_clients_with_one_id_are_named_as_the_cause(tmp_path, broker):
+    pub = publisher(broker, tmp_path, outbox=False, reconnect_max_s=1)
+    pub.start()
+    assert Subscriber(broker.port).wait_for(pub.connected.is_set, 5)
+    script = textwrap.dedent(f"""
+        import time, paho.mqtt.client as mqtt
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pub-{broker.port}",
+                        clean_session=False)
+        c.reconnect_delay_set(1, 1)
+        c.connect("127.0.0.1", {broker.port})
+        c.loop_start()
+        time.sleep(20)
+    """)
+    twin = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
+    try:
+        import logging
+        records: list[str] = []
+        handler = logging.Handler()
+        handler.emit = lambda record: records.append(record.getMessage())
+        logging.getLogger("edgeswin.publish").addHandler(handler)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any("client id" in r for r in records):
+            time.sleep(0.2)
+        assert any(f"another client is probably using client id 'pub-{broker.port}'" in r
+                   for r in records), records
+    finally:
+        twin.kill()
+        twin.wait()
+        pub.stop([])
