@@ -53,6 +53,8 @@ class Capture:
         self._latest: Frame | None = None
         self._seq = 0
         self._stop = threading.Event()
+        self._state_lock = threading.Lock()
+        self._retired = False
         self._reconnect = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"capture-{self.name}",
                                         daemon=True)
@@ -79,6 +81,18 @@ class Capture:
     def stop(self) -> None:
         self._stop.set()
 
+    def retire(self) -> None:
+        """Stop for good and fall silent: a reload has replaced or removed this camera, so
+        this capture no longer speaks for it (its late "offline" would follow the new
+        capture's "online" and leave the camera unavailable)."""
+        with self._state_lock:
+            self._retired = True
+        self.stop()
+
+    @property
+    def finished(self) -> bool:
+        return not self._thread.is_alive()
+
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
 
@@ -103,10 +117,11 @@ class Capture:
 
     # --- the thread ---------------------------------------------------------------------
     def _set_state(self, state: str, reason: str) -> None:
-        if state == self.state:
-            return
-        self.state = state
-        self._on_availability(self.name, state, reason)
+        with self._state_lock:  # a retire() either waits for this or silences it
+            if state == self.state or self._retired:
+                return
+            self.state = state
+            self._on_availability(self.name, state, reason)
 
     def _backoff(self) -> None:
         self.failures += 1
@@ -142,6 +157,8 @@ class Capture:
             self._backoff()
         if self.state != "ended":
             self._set_state("offline", "stopped")
+        with self._lock:
+            self._latest = None  # a full-resolution frame: not kept past the thread's end
 
     def _prepare(self, image: np.ndarray) -> tuple | None:
         prepare = self.prepare  # one read: the pipeline may swap it at a rung switch

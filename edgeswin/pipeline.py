@@ -92,7 +92,7 @@ class Daemon:
         self.latency = LatencyWindows(fb.latency_window)
         self.temps: dict[str, float] = {}
         self.cameras: list[CameraRuntime] = []
-        self._retired: list[CameraRuntime] = []  # stopped by a reload, joined at shutdown
+        self._retired: list[Capture] = []  # stopped by a reload, until their threads end
         self.notifier = Notifier()
         self.engines = EngineLadder(dev.engines, Path(dev.state_dir), self._check_frames,
                                     self._wake)
@@ -245,6 +245,8 @@ class Daemon:
             if self._reload.is_set():
                 self._reload.clear()
                 self._apply_reload()
+            if self._retired:  # let go of retired captures once their threads are done
+                self._retired = [c for c in self._retired if not c.finished]
             if self.engines.arrived:
                 self._adopt_builds(policy)
             job, wait = self._next_job(now)
@@ -432,8 +434,8 @@ class Daemon:
             if wanted.get(cam.name) == cam.entry:
                 kept.append(cam)
                 continue
-            cam.capture.stop()  # joined at shutdown: a slow stream must not stall the loop
-            self._retired.append(cam)
+            cam.capture.retire()  # joined later: a slow stream must not stall the loop
+            self._retired.append(cam.capture)
             if cam.name not in wanted:
                 log.info("reload: camera %s removed", cam.name)
                 self.publisher.publish(Message(f"{self.root}/{cam.name}/availability",
@@ -513,5 +515,5 @@ class Daemon:
         self.publisher.stop(final)
         if self.metrics:
             self.metrics.close()
-        for cam in self.cameras + self._retired:
-            cam.capture.join(timeout=1.0)
+        for capture in [c.capture for c in self.cameras] + self._retired:
+            capture.join(timeout=1.0)
