@@ -5,24 +5,30 @@ broker acknowledges it, so a broker outage, a daemon crash or a power cut loses 
 was stored: the next start replays what is left, in order, before anything new. Hands on rows
 (`Row`) in insertion order.
 
-The size bound is SQLite's own `max_page_count`: an insert that finds the file full (our bound,
-or a really full disk: both are SQLITE_FULL) drops the oldest rows, counts them, and retries.
-If the database cannot be written at all (read-only or missing state dir, a disk with no room
-and nothing left to drop), the outbox turns *degraded*: the daemon keeps classifying and
-publishing from memory, the stats say so, and rows already stored stay for a later start.
+The size bound covers everything on disk: the database (SQLite's own `max_page_count`), its
+write-ahead log (checkpointed and truncated at a fixed size) and its shared-memory index. An
+insert that finds the file full (our bound, or a really full disk: both are SQLITE_FULL) drops
+the oldest rows, counts them, and retries. If the database cannot be written at all (read-only
+or missing state dir, a disk with no room and nothing left to drop), the outbox turns
+*degraded*: the daemon keeps classifying and publishing from memory, the stats say so, rows
+already stored stay for a later start, and the next successful write turns it back to ok.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 4096
+SHM_BYTES = 32 * 1024  # the WAL index (-shm) SQLite keeps beside the database
+REOPEN_S = 10.0  # a database that could not be opened is tried again this often
 
 
 @dataclass(frozen=True)
@@ -37,10 +43,22 @@ class Row:
 class Outbox:
     def __init__(self, path: Path, max_bytes: int):
         self.path = Path(path)
+        self.max_bytes = max_bytes
         self.dropped = 0
         self.degraded: str | None = None  # why, when the outbox cannot be written
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._retry_open_at = 0.0
+        self._open()
+
+    def _open(self) -> None:
+        """Open (or create) the database inside the byte budget: the write-ahead log is
+        checkpointed every `wal_pages` and truncated back to that size, and the database gets
+        what is left after the log (twice over, for the transaction that crosses the mark) and
+        SQLite's shared-memory index."""
+        # A short log: 256 KiB at most, so a budget or a disk of one MiB still has room.
+        wal_pages = max(16, min(64, self.max_bytes // PAGE_SIZE // 16))
+        db_pages = max((self.max_bytes - 2 * wal_pages * PAGE_SIZE - SHM_BYTES) // PAGE_SIZE, 16)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -48,13 +66,16 @@ class Outbox:
             db.execute("PRAGMA journal_mode=WAL")  # appends are cheap, readers never block
             db.execute("PRAGMA synchronous=NORMAL")  # survives a crash; a power cut may lose
             # the last transactions, never corrupt the file
+            db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
+            db.execute(f"PRAGMA journal_size_limit={wal_pages * PAGE_SIZE}")
             db.execute("CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT,"
                        " topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL,"
                        " retain INTEGER NOT NULL)")
-            db.execute(f"PRAGMA max_page_count={max(max_bytes // PAGE_SIZE, 16)}")
+            db.execute(f"PRAGMA max_page_count={db_pages}")
             self._db = db
         except (OSError, sqlite3.Error) as exc:
             self._degrade(f"cannot open {self.path}: {exc}")
+            self._retry_open_at = time.monotonic() + REOPEN_S
 
     def _degrade(self, why: str) -> None:
         if self.degraded is None:
@@ -62,17 +83,26 @@ class Outbox:
                       "stored is lost", why)
         self.degraded = why
 
+    def _recovered(self) -> None:
+        if self.degraded is not None:
+            log.warning("outbox recovered: storing messages again (was: %s)", self.degraded)
+            self.degraded = None
+
     def add(self, topic: str, payload: bytes, qos: int, retain: bool) -> int | None:
-        """Store a message; its row id, or None when degraded."""
+        """Store a message; its row id, or None when degraded. Every call tries again, so
+        the outbox recovers by itself once the disk has room or the directory is writable."""
         if self._db is None:
-            return None
+            if time.monotonic() < self._retry_open_at:
+                return None
+            self._open()
+            if self._db is None:
+                return None
         with self._lock:
             for _ in range(64):
                 try:
                     cur = self._db.execute("INSERT INTO outbox (topic, payload, qos, retain) "
                                            "VALUES (?, ?, ?, ?)", (topic, payload, qos, retain))
-                    if self.degraded and "full" in self.degraded:
-                        self.degraded = None  # room again
+                    self._recovered()
                     return cur.lastrowid
                 except sqlite3.OperationalError as exc:
                     if "full" not in str(exc) or not self._drop_oldest(64):
@@ -83,6 +113,16 @@ class Outbox:
                     return None
             self._degrade("full: cannot make room")
             return None
+
+    def footprint(self) -> int:
+        """Bytes on disk: the database, its write-ahead log and its shared-memory index."""
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                total += os.stat(f"{self.path}{suffix}").st_size
+            except OSError:
+                pass
+        return total
 
     def _drop_oldest(self, n: int) -> bool:
         try:
@@ -121,7 +161,8 @@ class Outbox:
 
     def state(self) -> dict:
         return {"state": "degraded" if self.degraded else "ok", "why": self.degraded,
-                "depth": self.depth(), "dropped": self.dropped, "path": str(self.path)}
+                "depth": self.depth(), "dropped": self.dropped, "path": str(self.path),
+                "bytes": self.footprint()}
 
     def close(self) -> None:
         if self._db is not None:
