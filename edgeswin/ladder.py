@@ -93,6 +93,11 @@ class EngineLadder:
                           extra={"ENGINE": spec.name})
                 problems.append(f"rung {rung} ({spec.name}): {exc}")
                 self.rungs.append(None)
+            except Exception as exc:  # a file no check foresaw: skip the rung, keep the rest
+                log.exception("engine rung %d (%s) unusable: %s: %s", rung, spec.name,
+                              type(exc).__name__, exc, extra={"ENGINE": spec.name})
+                problems.append(f"rung {rung} ({spec.name}): {type(exc).__name__}: {exc}")
+                self.rungs.append(None)
         if not any(self.rungs) and self.builds:
             log.warning("no engine is usable until the TensorRT build finishes")
             while not self._arrived and not stop.is_set():

@@ -133,3 +133,27 @@ def test_run_exits_1_naming_every_unusable_model(tmp_path, videos):
     assert run.returncode == 1
     assert "no engine rung is usable" in run.stderr
     assert str(a) in run.stderr and str(b) in run.stderr
+
+
+@pytest.mark.parametrize("sidecar,message", [
+    (json.dumps({"name": "caf\xe9"}).encode("latin-1").replace(b"\\u00e9", b"\xe9"),
+     "model metadata is not UTF-8 text"),
+    (json.dumps({"labels": "x"}).encode("utf-16"), "model metadata is not UTF-8 text"),
+    (b"[" * 100_000, "nested too deeply"),
+    (b"[1, 2]", "expected a JSON object"),
+])
+def test_a_broken_sidecar_skips_its_rung_and_the_healthy_one_serves(tmp_path, videos, broker,
+                                                                   subscriber, sidecar,
+                                                                   message):
+    bad = _copy_model(tmp_path, PRIMARY)
+    bad.with_suffix(".json").write_bytes(sidecar)
+    with pytest.raises(ModelError, match=message):
+        read_model_info(bad)
+    cfg = write_config(tmp_path / "cfg", broker.port, {"north": {"source": str(videos["north"])}},
+                       {"engines": [{"name": "primary", "model": str(bad)},
+                                    {"name": "small", "model": str(SMALL)}]})
+    run = subprocess.run([sys.executable, "-m", "edgeswin", "run", "-c", str(cfg)],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "engine rung 0 (primary) unusable" in run.stderr and message in run.stderr
+    assert subscriber.wait_for(lambda: subscriber.on("edgeswin/testdev/north/classification"), 5)

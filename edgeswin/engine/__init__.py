@@ -26,6 +26,9 @@ class Engine(Protocol):
         ...
 
 
+MAX_SIDECAR_BYTES = 4_000_000  # labels for tens of thousands of classes fit many times over
+
+
 def sidecar_path(model: Path) -> Path:
     return model.with_suffix(".json")
 
@@ -34,12 +37,23 @@ def read_model_info(model: Path) -> ModelInfo:
     """Read `<model>.json` next to the model file; ModelError says what is wrong and where."""
     path = sidecar_path(model)
     try:
-        meta = json.loads(path.read_text())
+        with path.open("rb") as f:
+            raw = f.read(MAX_SIDECAR_BYTES + 1)
+        if len(raw) > MAX_SIDECAR_BYTES:
+            raise ModelError(f"{path}: model metadata larger than {MAX_SIDECAR_BYTES:,} bytes")
+        meta = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ModelError(f"{model}: metadata file {path.name} is missing (labels and input spec "
                          "travel with the model)") from None
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{path}: model metadata is not UTF-8 text (byte 0x{raw[exc.start]:02x} "
+                         f"at offset {exc.start})") from None
+    except RecursionError:
+        raise ModelError(f"{path}: model metadata nested too deeply") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelError(f"{path}: cannot read model metadata: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{path}: invalid model metadata: expected a JSON object")
     try:
         inp = meta["input"]
         shape = inp["shape"]
