@@ -201,6 +201,8 @@ class MetricsConfig(_Strict):
     stale_after_s: float = Field(10.0, gt=0, le=DAY, description="/healthz turns 503 when the "
                                                          "inference loop made no progress "
                                                          "for this long.")
+    no_frames_after_s: float = Field(60.0, gt=0, le=DAY, description="/healthz turns 503 when "
+                                     "no camera has delivered a frame for this long.")
 
 
 class HomeAssistantConfig(_Strict):

@@ -23,7 +23,8 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0
 
 
 class Metrics:
-    def __init__(self, daemon, address: str, port: int, stale_after_s: float):
+    def __init__(self, daemon, address: str, port: int, stale_after_s: float,
+                 no_frames_after_s: float = 60.0):
         try:
             from prometheus_client import CollectorRegistry, Histogram, generate_latest
             from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -33,6 +34,7 @@ class Metrics:
                                 "'edgeswin[metrics]'") from None
         self._daemon = daemon
         self._stale_after = stale_after_s
+        self._no_frames_after = no_frames_after_s
         self.heartbeat = time.monotonic()
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)  # RSS, fds, CPU: what a soak watches
@@ -53,7 +55,22 @@ class Metrics:
         self.heartbeat = now
 
     def healthy(self) -> bool:
-        return time.monotonic() - self.heartbeat < self._stale_after
+        return not self.problems()
+
+    def problems(self) -> list[str]:
+        """Why the daemon is unhealthy, one reason a line; empty when healthy."""
+        now = time.monotonic()
+        if now - self.heartbeat >= self._stale_after:
+            return ["stalled"]  # the inference loop itself makes no progress
+        cameras = list(self._daemon.cameras)
+        if not cameras:
+            return []
+        newest = max(c.capture.last_frame_mono for c in cameras)
+        if now - newest < self._no_frames_after:
+            return []
+        return [f"no camera delivered a frame for {now - newest:.0f} s "
+                f"(metrics.no_frames_after_s {self._no_frames_after:g})"] + [
+            f"camera {c.name}: {c.capture.state}" for c in cameras]
 
     def close(self) -> None:
         self._server.shutdown()
@@ -130,8 +147,10 @@ def _server(metrics: Metrics, address: str, port: int) -> ThreadingHTTPServer:
             if self.path == "/metrics":
                 self._reply(200, metrics.scrape(), "text/plain; version=0.0.4; charset=utf-8")
             elif self.path == "/healthz":
-                ok = metrics.healthy()
-                self._reply(200 if ok else 503, b"ok\n" if ok else b"stalled\n", "text/plain")
+                problems = metrics.problems()
+                self._reply(503 if problems else 200,
+                            ("".join(f"{p}\n" for p in problems) or "ok\n").encode(),
+                            "text/plain")
             else:
                 self._reply(404, b"try /metrics or /healthz\n", "text/plain")
 

@@ -218,7 +218,8 @@ class Daemon:
         if self.config.device.metrics.enabled:
             from .metrics import Metrics
             m = self.config.device.metrics
-            self.metrics = Metrics(self, m.address, m.port, m.stale_after_s)
+            self.metrics = Metrics(self, m.address, m.port, m.stale_after_s,
+                                   m.no_frames_after_s)
         self.publisher.start()
         self._announce()
         reason = "start" if start == 0 else f"start on rung {start} (rungs above unusable or pinned)"

@@ -185,3 +185,19 @@ def test_home_assistant_discovery_announces_and_clears(tmp_path, broker, subscri
     late.close()
     assert third.terminate(timeout=10)[0] == 0
     ha.close()
+
+
+def test_healthz_turns_503_naming_cameras_when_none_delivers(tmp_path, broker, videos,
+                                                             daemon_factory):
+    port, dead = free_port(), free_port()  # nothing listens on `dead`
+    cfg = write_config(tmp_path / "cfg", broker.port, {
+        "gone": {"source": f"rtsp://127.0.0.1:{dead}/stream", "open_timeout_s": 1}},
+        {"metrics": {"enabled": True, "port": port, "no_frames_after_s": 2}})
+    daemon = daemon_factory(cfg)
+    url = f"http://127.0.0.1:{port}/healthz"
+    assert _within(lambda: get_or_none(url) == 503, 30), daemon.log()
+    code, body = get(url)
+    assert code == 503 and "no camera delivered a frame for" in body
+    assert "camera gone: offline" in body
+    assert daemon.proc.poll() is None
+    assert daemon.terminate(timeout=10)[0] == 0
