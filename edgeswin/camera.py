@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 
 from .config import CameraConfig, SourceSpec, opencv_has_gstreamer
+from .credentials import read_secret, with_credentials
+from .errors import EdgeswinError
 from .records import Frame
 
 log = logging.getLogger(__name__)
@@ -30,8 +32,13 @@ def open_capture(source: SourceSpec, cfg: CameraConfig) -> cv2.VideoCapture:
     timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(cfg.open_timeout_s * 1000),
                 cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(cfg.read_timeout_s * 1000)]
     if source.kind == "stream":
+        url = str(source.target)
+        if cfg.credentials is not None:  # built here only, never logged
+            c = cfg.credentials
+            url = with_credentials(url, c.username, read_secret(
+                f"camera {cfg.name} credentials", c.password_file, c.password_env, c.credential))
         # Timeouts only take effect when passed at open (cap.set afterwards is ignored).
-        return cv2.VideoCapture(str(source.target), cv2.CAP_FFMPEG, timeouts)
+        return cv2.VideoCapture(url, cv2.CAP_FFMPEG, timeouts)
     if source.kind == "gstreamer":
         return cv2.VideoCapture(str(source.target), cv2.CAP_GSTREAMER)
     if source.kind == "v4l2":
@@ -139,7 +146,13 @@ class Capture:
             self._set_state("ended", "no GStreamer in OpenCV")
             return
         while not self._stop.is_set():
-            cap = open_capture(self.source, self.cfg)
+            try:
+                cap = open_capture(self.source, self.cfg)
+            except EdgeswinError as exc:  # a password file or variable gone: retry later
+                log.error("camera %s: %s", self.name, exc, extra=self._journal)
+                self._set_state("offline", "credentials unavailable")
+                self._backoff()
+                continue
             if not cap.isOpened():
                 cap.release()
                 log.warning("camera %s: cannot open %s", self.name, self.source.describe(),

@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from .credentials import redact
 from .errors import ConfigError, ConfigIssue
 
 DEVICE_FILE = "edgeswin.yaml"
@@ -260,7 +261,8 @@ class SourceSpec:
     target: str | int  # path, URL, device index or path, or a GStreamer pipeline
 
     def describe(self) -> str:
-        return f"{self.kind}:{self.target}"
+        """For logs and messages: credentials in the URL or pipeline are masked."""
+        return redact(f"{self.kind}:{self.target}")
 
 
 NO_GST = ("this OpenCV has no GStreamer support, so a gst: source cannot open: install the "
@@ -291,7 +293,7 @@ def parse_source(text: str, base: Path) -> SourceSpec:
     parts = urlsplit(text)
     if parts.scheme in ("rtsp", "rtsps", "http", "https", "rtmp", "udp", "tcp"):
         if not parts.hostname:
-            raise ValueError(f"stream URL has no host: {text!r}")
+            raise ValueError(f"stream URL has no host: {redact(text)!r}")
         return SourceSpec("stream", text)
     if parts.scheme == "v4l2" or text.startswith("/dev/video"):
         device = parts.path if parts.scheme else text
@@ -304,7 +306,7 @@ def parse_source(text: str, base: Path) -> SourceSpec:
         if not path.is_file():
             raise ValueError(f"video file does not exist: {path}")
         return SourceSpec("file", str(path))
-    raise ValueError(f"cannot parse source {text!r}: use a file path, file://, rtsp://, "
+    raise ValueError(f"cannot parse source {redact(text)!r}: use a file path, file://, rtsp://, "
                      "http(s)://, v4l2:///dev/videoN, a device index, or gst: <pipeline>")
 
 
@@ -321,6 +323,32 @@ class PublishPolicy(_Strict):
 class Reconnect(_Strict):
     initial_s: float = Field(1.0, gt=0, le=DAY, description="First wait after a failure.")
     max_s: float = Field(30.0, gt=0, le=DAY, description="Cap of the doubling wait.")
+
+
+class CameraCredentials(_Strict):
+    username: str = Field(min_length=1, max_length=256, description="User name for the stream.")
+    password_file: str | None = Field(None, description="File holding the password.")
+    password_env: str | None = Field(None, description="Environment variable with the password.")
+    credential: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", max_length=255,
+                                   description="systemd credential with the password "
+                                               "(LoadCredential=NAME:FILE in the unit).")
+
+    @field_validator("password_file")
+    @classmethod
+    def _file_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        path = _resolve(value, info)
+        if not path.is_file():
+            raise ValueError(f"file does not exist: {path}")
+        return str(path)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CameraCredentials:
+        given = [k for k in ("password_file", "password_env", "credential") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError(f"give the password one way, not {' and '.join(given)}")
+        return self
 
 
 class CameraConfig(_Strict):
@@ -340,6 +368,9 @@ class CameraConfig(_Strict):
     latency_budget_ms: float | None = Field(
         None, gt=0, description="p95 capture-to-publish budget of this camera; over it for "
                                 "fallback.hold_s steps the ladder down. None = no limit.")
+    credentials: CameraCredentials | None = Field(
+        None, description="User and password for an rtsp:// or http(s):// source, kept out of "
+                          "the URL (and so out of logs and messages).")
     smoothing: Smoothing = Field(default_factory=Smoothing, description="Temporal smoothing.")
     publish: PublishPolicy = Field(default_factory=PublishPolicy, description="When to publish.")
 
@@ -350,6 +381,19 @@ class CameraConfig(_Strict):
             raise ValueError("source holds a NUL character")
         parse_source(value, Path(info.context["base"]) if info.context else Path.cwd())
         return value
+
+    @model_validator(mode="after")
+    def _credentials_fit_the_source(self) -> CameraConfig:
+        if self.credentials is None:
+            return self
+        parts = urlsplit(self.source.strip())
+        if parts.scheme not in ("rtsp", "rtsps", "http", "https", "rtmp"):
+            raise ValueError("credentials: only for rtsp://, http(s):// and rtmp:// sources "
+                             "(a gst: pipeline sets them on its source element)")
+        if "@" in parts.netloc:
+            raise ValueError("credentials: the source URL already holds a user; keep it in "
+                             "one place")
+        return self
 
     def source_spec(self, base: Path) -> SourceSpec:
         return parse_source(self.source, base)

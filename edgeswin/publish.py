@@ -30,6 +30,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from .config import MqttConfig
+from .credentials import read_secret
 from .errors import EdgeswinError
 from .outbox import Outbox
 
@@ -50,21 +51,13 @@ def json_message(topic: str, obj: Any, qos: int = 0, retain: bool = False) -> Me
 
 def read_password(cfg: MqttConfig) -> str | None:
     """Password from a file, an environment variable or systemd credentials (never inline)."""
-    if cfg.password_file:
-        try:
-            return Path(cfg.password_file).read_text().strip()
-        except OSError as exc:
-            raise EdgeswinError(f"mqtt.password_file {cfg.password_file}: {exc.strerror}") from None
-    if cfg.password_env:
-        value = os.environ.get(cfg.password_env)
-        if value is None:
-            raise EdgeswinError(f"mqtt.password_env: variable {cfg.password_env} is not set")
-        return value
+    if cfg.password_file or cfg.password_env:
+        return read_secret("mqtt", cfg.password_file, cfg.password_env)
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
     if creds and (Path(creds) / "mqtt_password").is_file():
         # install.sh always creates the credential (LoadCredential fails on a missing file),
         # so an empty one means "no password".
-        return (Path(creds) / "mqtt_password").read_text().strip() or None
+        return read_secret("mqtt", credential="mqtt_password") or None
     return None
 
 

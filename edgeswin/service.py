@@ -15,6 +15,8 @@ import socket
 import sys
 import time
 
+from .credentials import redact
+
 log = logging.getLogger(__name__)
 
 
@@ -77,6 +79,16 @@ class Notifier:
             self.notify("WATCHDOG=1")
 
 
+def _redact_record(record: logging.LogRecord) -> bool:
+    """Every log line passes here: a URL with a password, from any module or library that
+    logs through `logging`, is masked before it is written."""
+    message = record.getMessage()
+    masked = redact(message)
+    if masked != message:
+        record.msg, record.args = masked, None
+    return True
+
+
 def setup_logging(level: str) -> None:
     """Journal with structured fields (CAMERA=, ENGINE= from `extra`) when stderr is the journal
     and systemd-python is installed; plain stderr lines otherwise."""
@@ -93,6 +105,7 @@ def setup_logging(level: str) -> None:
         fmt = "%(levelname)s %(name)s: %(message)s" if _stderr_is_journal() else \
             "%(asctime)s %(levelname)-7s %(name)s: %(message)s"  # journald adds its own time
         handler.setFormatter(logging.Formatter(fmt))
+    handler.addFilter(_redact_record)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level.upper()))

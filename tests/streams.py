@@ -7,6 +7,7 @@ see reconnects happen.
 
 from __future__ import annotations
 
+import base64
 import socket
 import threading
 import time
@@ -18,12 +19,17 @@ import numpy as np
 
 class MjpegCamera:
     def __init__(self, frames: list[np.ndarray], fps: float = 15.0,
-                 frames_per_connection: int | None = None, stall: bool = True):
+                 frames_per_connection: int | None = None, stall: bool = True,
+                 basic_auth: tuple[str, str] | None = None):
+        """basic_auth: (user, password) the camera demands, as IP cameras do (401 otherwise)."""
         self.jpegs = [cv2.imencode(".jpg", f)[1].tobytes() for f in frames]
         self.fps = fps
         self.per_connection = frames_per_connection
         self.stall = stall
         self.connections = 0
+        self.refused = 0
+        self.auth = None if basic_auth is None else \
+            "Basic " + base64.b64encode(":".join(basic_auth).encode()).decode()
         self._closing = threading.Event()
         camera = self
 
@@ -32,6 +38,13 @@ class MjpegCamera:
                 pass
 
             def do_GET(self):
+                if camera.auth and self.headers.get("Authorization") != camera.auth:
+                    camera.refused += 1
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="camera"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 camera.connections += 1
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
