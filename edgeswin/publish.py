@@ -33,6 +33,7 @@ from .config import MqttConfig
 from .credentials import read_secret
 from .errors import EdgeswinError
 from .outbox import Outbox
+from .packet_limit import PacketSizeGuard, packet_bytes
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,8 @@ class Publisher:
         self._outage_logged = False
         self._drops: list[float] = []  # monotonic times of recent failed disconnects
         self.connected = threading.Event()
+        self._sizes = PacketSizeGuard()
+        self._told_too_big: set[str] = set()
         self.sent = 0
         self.dropped = 0
 
@@ -191,7 +194,8 @@ class Publisher:
         with self._lock:
             retained = list(self._retained.values())
         for msg in retained:  # acknowledged before, so no longer in the outbox
-            client.publish(msg.topic, msg.payload, msg.qos, msg.retain)
+            if self._fits(msg.topic, msg.payload):
+                client.publish(msg.topic, msg.payload, msg.qos, msg.retain)
         self._backlog = True  # whatever waited on disk goes out now, in order
         self._queue.put(_PUMP)
 
@@ -214,6 +218,12 @@ class Publisher:
                              f"{self.cfg.port}: {why}")
             return
         now = time.monotonic()
+        with self._lock:
+            why = self._sizes.dropped(now) if was_connected else None
+        if why:
+            log.warning("mqtt: %s", why)
+            self._outage_logged = True  # this line says what the outage line would
+            return
         self._drops = [t for t in self._drops if now - t < 60] + [now]
         if was_connected and len(self._drops) >= 3:
             # Mosquitto drops the older of two sessions with one client id, and each daemon
@@ -298,7 +308,25 @@ class Publisher:
         if not rows:
             self._backlog = False
 
+    def _fits(self, topic: str, payload: bytes) -> bool:
+        """Note the message's size, or say once per topic that the broker would not take it."""
+        size = packet_bytes(topic, payload)
+        with self._lock:  # the sender and paho's thread (retained replay) both send
+            if self._sizes.allows(size):
+                self._sizes.sent(topic, size, time.monotonic())
+                return True
+        if topic not in self._told_too_big:
+            self._told_too_big.add(topic)
+            log.error("mqtt: not sending %s (%d bytes): the broker's limit is below %d bytes",
+                      topic, size, self._sizes.limit)
+        return False
+
     def _hand(self, row: int, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
+        if not self._fits(topic, payload):  # it would only close the connection again
+            self.outbox.remove(row)
+            self.dropped += 1
+            self._handed = max(self._handed, row)
+            return True
         info = self._client.publish(topic, payload, qos, retain)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             return False
@@ -325,6 +353,9 @@ class Publisher:
                         raise
                 self._backlog = True  # stored: handed in its turn
                 return
+        if not self._fits(msg.topic, msg.payload):
+            self.dropped += 1
+            return
         info = self._client.publish(msg.topic, msg.payload, msg.qos, msg.retain)
         if info.rc == mqtt.MQTT_ERR_SUCCESS or (info.rc == mqtt.MQTT_ERR_NO_CONN and msg.qos):
             self.sent += 1  # QoS>0 without a connection is queued by paho and sent on reconnect

@@ -138,3 +138,75 @@ def test_two_clients_with_one_id_are_named_as_the_cause(tmp_path, broker):
         twin.kill()
         twin.wait()
         pub.stop([])
+
+
+def test_the_packet_size_guard_needs_two_drops_after_the_same_large_message():
+    from edgeswin.packet_limit import PacketSizeGuard
+    guard = PacketSizeGuard()
+    guard.sent("t/state", 200, 0.0)
+    guard.sent("t/stats", 5000, 10.0)  # went through: the link stayed up past the window
+    guard.sent("t/stats", 9000, 20.0)
+    assert guard.dropped(20.5).startswith("the broker closed the connection right after "
+                                          "t/stats (9000 bytes), larger than any message it "
+                                          "took so far (5000 bytes)")
+    assert guard.limit is None  # one drop may be a broker restart
+    guard.sent("t/state", 200, 30.0)
+    assert guard.dropped(30.1) is None, "no large message in flight: not the size"
+    guard.sent("t/stats", 9100, 40.0)
+    assert "max_packet_size" in guard.dropped(40.2)
+    assert guard.limit == 9000 and not guard.allows(9000) and guard.allows(8999)
+    # A coincidence is forgotten once a message of that size goes through.
+    other = PacketSizeGuard()
+    other.sent("t/stats", 9000, 0.0)
+    other.dropped(0.5)
+    other.sent("t/stats", 9000, 10.0)
+    other.sent("t/x", 10, 20.0)
+    other.sent("t/stats", 9500, 30.0)
+    other.dropped(30.5)
+    assert other.limit is None
+
+
+def test_a_message_over_the_brokers_packet_limit_is_named_and_no_reconnect_loop(tmp_path):
+    import logging
+
+    from .conftest import Broker
+    broker = Broker(tmp_path)
+    broker.conf.write_text(broker.conf.read_text() + "max_packet_size 4000\n")
+    broker.start()
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    logging.getLogger("edgeswin.publish").addHandler(handler)
+    sub = Subscriber(broker.port, "t/#")
+    pub = publisher(broker, tmp_path, reconnect_max_s=1)
+    connects = []
+    inner = pub._on_connect
+    pub._client.on_connect = lambda *a: (connects.append(time.monotonic()), inner(*a))
+    pub.start()
+    try:
+        assert sub.wait_for(pub.connected.is_set, 5)
+        stop = time.monotonic() + 20
+        i = 0
+        while time.monotonic() < stop and not any("max_packet_size)" in r for r in records):
+            pub.publish(Message("t/small", str(i).encode(), 1))
+            if i % 10 == 0:  # a large stats message now and then, as the daemon sends
+                pub.publish(Message("t/stats", b"s" * 6000))
+            i += 1
+            time.sleep(0.05)
+        assert any("it does not take messages that large (its max_packet_size)" in r
+                   for r in records), records
+        assert sub.wait_for(pub.connected.is_set, 10)  # back after the drop that taught it
+        settled = len(connects)
+        for j in range(60):  # 3 s more of the same traffic: the connection now stays up
+            pub.publish(Message("t/small", f"after-{j}".encode(), 1))
+            if j % 10 == 0:
+                pub.publish(Message("t/stats", b"s" * 6000))
+            time.sleep(0.05)
+        assert sub.wait_for(lambda: b"after-59" in sub.on("t/small"), 10)
+        assert len(connects) == settled, "no reconnect loop once the limit is known"
+        assert any("not sending t/stats (6014 bytes)" in r for r in records), records
+    finally:
+        logging.getLogger("edgeswin.publish").removeHandler(handler)
+        pub.stop([])
+        sub.close()
+        broker.stop()
