@@ -111,7 +111,8 @@ that the capture thread does ahead. `decode` comes before capture and is not par
 
 One 1920x1080 frame to the {report['preprocess_1080p']['input']} input:
 p50 **{report['preprocess_1080p']['ms_p50']:.2f} ms**, p95 {report['preprocess_1080p']['ms_p95']:.2f} ms.
-The fused-preprocess model (the toolchain issue) does not exist yet, so it is not measured.
+`edgeswin bench` runs the plain model; the fused-preprocess graph (`export --fused-preprocess`)
+took CPU preprocessing from 1.38 to 1.01 ms p50 (`models/README.md`, `fused_study.py`).
 On a GPU the CUDA kernel took 0.75 ms, copy included (`results/gpu_check-h100.json`).
 Publishing {report['mqtt']['messages']} messages of {report['mqtt']['payload_bytes']} bytes to
 a local Mosquitto: QoS 0 **{report['mqtt']['per_second']['qos0']:.0f}/s**, QoS 1

@@ -49,6 +49,7 @@ class Outbox:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._retry_open_at = 0.0
+        self._quiet_until = 0.0
         self._open()
 
     def _open(self) -> None:
@@ -132,8 +133,11 @@ class Outbox:
             return False
         if cur.rowcount:
             self.dropped += cur.rowcount
-            log.warning("outbox full: dropped the %d oldest message(s) (%d in all)",
-                        cur.rowcount, self.dropped)
+            now = time.monotonic()
+            if now >= self._quiet_until:  # a long outage drops all the time: a line a minute
+                log.warning("outbox full: dropping the oldest messages (%d so far)",
+                            self.dropped)
+                self._quiet_until = now + 60
         return cur.rowcount > 0
 
     def remove(self, row_id: int) -> None:
