@@ -4,15 +4,19 @@ A broker with `max_packet_size` below a message simply closes the connection whe
 arrives; the client only hears "Unspecified error", reconnects, and the next such message (a
 large stats message every interval, or a stored one replayed after each reconnect) closes it
 again. This guard watches which messages were the largest in flight when a working connection
-dropped. Twice after messages of the same size or larger, and it names the message and its
-size and from then on refuses messages that large, so the connection stays up for the rest.
+dropped and the broker took the client back at once (a broker that was really down fails the
+next attempt and acquits the message). Twice after messages of the same size or larger, well
+above any the broker took, and it names the message and its size and from then on refuses
+messages that large, so the connection stays up for the rest.
 Pure bookkeeping with the caller's clock, so it is tested without a broker."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-WINDOW_S = 2.0  # a message this recent when the broker hangs up is a suspect
+WINDOW_S = 1.0  # a message this recent when the broker hangs up is a suspect
+MARGIN = 1.25  # ... if it is this much larger than any the broker took: ordinary messages
+# differ by a few bytes, and must never be mistaken for too large
 HEADER_BYTES = 7  # fixed header, topic length and packet id of a PUBLISH, at most
 
 
@@ -33,9 +37,14 @@ class PacketSizeGuard:
         self.limit: int | None = None  # refuse messages of this many bytes or more
         self._recent: list[_Sent] = []  # larger than largest_ok, not yet judged
         self._strike: _Sent | None = None  # the suspect of the last unexplained drop
+        self._pending: _Sent | None = None  # the suspect of a drop, until the next connect
 
     def allows(self, size: int) -> bool:
         return self.limit is None or size < self.limit
+
+    def took(self, size: int) -> None:
+        """The broker acknowledged a message of this size."""
+        self.largest_ok = max(self.largest_ok, size)
 
     def sent(self, topic: str, size: int, now: float) -> None:
         self._judge(now)
@@ -54,20 +63,29 @@ class PacketSizeGuard:
                 keep.append(s)
         self._recent = keep
 
-    def dropped(self, now: float) -> str | None:
-        """A working connection was closed by the broker; what to tell the user, if a large
-        message is to blame."""
-        suspects = [s for s in self._recent if now - s.t <= WINDOW_S]
+    def dropped(self, now: float) -> None:
+        """A working connection was closed by the broker: note the suspect, if any. It is
+        judged at the next connect: a broker that was really down (the next attempt fails)
+        acquits it."""
+        suspects = [s for s in self._recent if now - s.t <= WINDOW_S
+                    and self.largest_ok and s.size >= self.largest_ok * MARGIN]
         self._recent = []
-        if not suspects:
+        self._pending = max(suspects, key=lambda s: s.size) if suspects else None
+
+    def connect_failed(self) -> None:
+        self._pending = None
+
+    def connected(self) -> str | None:
+        """The broker took us back at once: what to tell the user about the suspect."""
+        biggest, self._pending = self._pending, None
+        if biggest is None:
             return None
-        biggest = max(suspects, key=lambda s: s.size)
         if self._strike is None:
             self._strike = biggest
             return (f"the broker closed the connection right after {biggest.topic} "
                     f"({biggest.size} bytes), larger than any message it took so far "
-                    f"({self.largest_ok} bytes): if this repeats, its max_packet_size is "
-                    "smaller than that")
+                    f"({self.largest_ok} bytes), and took the client back at once: if this "
+                    "repeats, its max_packet_size is smaller than that")
         size = min(biggest.size, self._strike.size)
         self.limit = size if self.limit is None else min(self.limit, size)
         self._strike = None

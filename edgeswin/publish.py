@@ -154,7 +154,8 @@ class Publisher:
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_publish = self._on_publish
         self._retained: dict[str, Message] = {}
-        self._rows: dict[int, int] = {}  # paho mid -> outbox row, until the broker acks it
+        # paho mid -> (outbox row, packet bytes), until the broker acks it
+        self._rows: dict[int, tuple[int, int]] = {}
         self._handed = 0  # highest outbox row handed to paho (paho resends unacked ones)
         self._backlog = True  # stored rows may wait beyond _handed (left-overs, an outage)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -179,6 +180,8 @@ class Publisher:
     # --- paho callbacks (run in paho's network thread) ------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
+            with self._lock:
+                self._sizes.connect_failed()
             hint = ""
             if "authori" in str(reason_code).lower() or "password" in str(reason_code).lower():
                 hint = (" (check mqtt.username and the password: mqtt.password_file, "
@@ -188,6 +191,10 @@ class Publisher:
             self._log_outage(f"broker refused the connection: {reason_code}{hint}")
             return
         log.info("connected to MQTT broker %s:%d", self.cfg.host, self.cfg.port)
+        with self._lock:
+            why = self._sizes.connected()
+        if why:
+            log.warning("mqtt: %s", why)
         self._outage_logged = False
         self.connected.set()
         client.publish(self.status_topic, b"online", qos=1, retain=True)
@@ -201,7 +208,8 @@ class Publisher:
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._lock:
-            row = self._rows.pop(mid, None)
+            row, size = self._rows.pop(mid, (None, 0))
+            self._sizes.took(size)  # acknowledged: the broker takes messages this large
         if row is not None:
             self.outbox.remove(row)
 
@@ -218,12 +226,9 @@ class Publisher:
                              f"{self.cfg.port}: {why}")
             return
         now = time.monotonic()
-        with self._lock:
-            why = self._sizes.dropped(now) if was_connected else None
-        if why:
-            log.warning("mqtt: %s", why)
-            self._outage_logged = True  # this line says what the outage line would
-            return
+        if was_connected:
+            with self._lock:
+                self._sizes.dropped(now)  # judged at the next connect
         self._drops = [t for t in self._drops if now - t < 60] + [now]
         if was_connected and len(self._drops) >= 3:
             # Mosquitto drops the older of two sessions with one client id, and each daemon
@@ -238,6 +243,8 @@ class Publisher:
 
     def _on_connect_fail(self, client, userdata) -> None:
         self._jitter_reconnect()
+        with self._lock:
+            self._sizes.connect_failed()  # the broker was away: no message is to blame
         if self._outage_logged:
             return
         why = tls_diagnosis(self.cfg) if self.cfg.tls else None
@@ -331,7 +338,7 @@ class Publisher:
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             return False
         with self._lock:
-            self._rows[info.mid] = row
+            self._rows[info.mid] = (row, packet_bytes(topic, payload))
         self._handed = max(self._handed, row)
         self.sent += 1
         return True

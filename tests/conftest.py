@@ -52,7 +52,10 @@ class Broker:
         # persistent: sessions and queued QoS 1 messages survive a restart (saved on SIGTERM)
         persistence = (f"persistence true\npersistence_location {workdir}/\n"
                        "autosave_interval 1\n" if persistent else "persistence false\n")
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+        # As root, mosquitto drops to user "mosquitto", who cannot write pytest's private tmp
+        # dir: its persistence would fail without a word and sessions would not survive.
+        user = "user root\n" if os.geteuid() == 0 else ""
+        self.conf.write_text(f"{user}listener {self.port} 127.0.0.1\nallow_anonymous true\n"
                              f"{persistence}max_queued_messages 100000\n")
         self.proc: subprocess.Popen | None = None
 

@@ -49,7 +49,8 @@ def test_two_cameras_classify_real_video_and_publish(tmp_path, broker, subscribe
     for name, path in videos.items():
         truth = read_ground_truth(path)
         msgs = subscriber.json_on(f"{ROOT}/{name}/classification")
-        assert len(msgs) > 40, f"{name}: only {len(msgs)} classifications"
+        # Not a rate (that is a benchmark): enough classifications to judge their answers.
+        assert len(msgs) >= 10, f"{name}: only {len(msgs)} classifications"
         for m in msgs:
             jsonschema.validate(m, schema("classification"))  # the documented contract
             assert FIELDS <= m.keys(), FIELDS - m.keys()

@@ -146,24 +146,73 @@ def test_the_packet_size_guard_needs_two_drops_after_the_same_large_message():
     guard.sent("t/state", 200, 0.0)
     guard.sent("t/stats", 5000, 10.0)  # went through: the link stayed up past the window
     guard.sent("t/stats", 9000, 20.0)
-    assert guard.dropped(20.5).startswith("the broker closed the connection right after "
-                                          "t/stats (9000 bytes), larger than any message it "
-                                          "took so far (5000 bytes)")
+    guard.dropped(20.5)
+    assert guard.connected().startswith("the broker closed the connection right after "
+                                        "t/stats (9000 bytes), larger than any message it "
+                                        "took so far (5000 bytes)")
     assert guard.limit is None  # one drop may be a broker restart
     guard.sent("t/state", 200, 30.0)
-    assert guard.dropped(30.1) is None, "no large message in flight: not the size"
+    guard.dropped(30.1)
+    assert guard.connected() is None, "no large message in flight: not the size"
     guard.sent("t/stats", 9100, 40.0)
-    assert "max_packet_size" in guard.dropped(40.2)
+    guard.dropped(40.2)
+    assert "max_packet_size" in guard.connected()
     assert guard.limit == 9000 and not guard.allows(9000) and guard.allows(8999)
-    # A coincidence is forgotten once a message of that size goes through.
-    other = PacketSizeGuard()
-    other.sent("t/stats", 9000, 0.0)
-    other.dropped(0.5)
-    other.sent("t/stats", 9000, 10.0)
-    other.sent("t/x", 10, 20.0)
-    other.sent("t/stats", 9500, 30.0)
-    other.dropped(30.5)
-    assert other.limit is None
+
+
+def test_the_packet_size_guard_acquits_restarts_and_ordinary_sizes():
+    from edgeswin.packet_limit import PacketSizeGuard
+    restarts = PacketSizeGuard()
+    for t in (0.0, 10.0, 20.0):
+        restarts.sent("t/stats", 5000, t)
+    for t in (30.0, 60.0, 90.0):  # a big message just before each of three real outages
+        restarts.sent("t/stats", 9000, t)
+        restarts.dropped(t + 0.1)
+        restarts.connect_failed()  # the broker was away: the next attempt failed
+        assert restarts.connected() is None
+    assert restarts.limit is None
+    ordinary = PacketSizeGuard()  # classifications: a few bytes apart, never "too large"
+    ordinary.sent("t/c", 500, 0.0)
+    for t in (10.0, 20.0, 30.0):
+        ordinary.sent("t/c", 510, t)
+        ordinary.dropped(t + 0.1)
+        assert ordinary.connected() is None
+    assert ordinary.limit is None
+    coincidence = PacketSizeGuard()  # forgotten once a message of that size goes through
+    coincidence.sent("t/x", 10, 0.0)
+    coincidence.sent("t/stats", 9000, 10.0)
+    coincidence.dropped(10.5)
+    assert coincidence.connected()
+    coincidence.sent("t/stats", 9000, 20.0)
+    coincidence.sent("t/x", 10, 30.0)
+    coincidence.sent("t/stats", 9500, 40.0)
+    coincidence.dropped(40.5)
+    coincidence.connected()
+    assert coincidence.limit is None
+
+
+def test_a_live_subscriber_gets_the_outage_backlog_in_order(tmp_path, broker):
+    pub = publisher(broker, tmp_path)
+    pub.start()
+    assert Subscriber(broker.port).wait_for(pub.connected.is_set, 5)
+    for i in range(20):
+        pub.publish(Message("t/seq", str(i).encode(), 1))
+    time.sleep(0.5)
+    broker.stop()
+    for i in range(20, 120):  # stored while the broker is away
+        pub.publish(Message("t/seq", str(i).encode(), 1))
+        time.sleep(0.01)
+    broker.start()
+    sub = Subscriber(broker.port, "t/#")  # before the publisher is back (it waits >= 1 s)
+    assert sub.wait_for(lambda: sub.client.is_connected(), 5)
+    for i in range(120, 160):
+        pub.publish(Message("t/seq", str(i).encode(), 1))
+        time.sleep(0.02)
+    assert sub.wait_for(lambda: b"159" in sub.on("t/seq"), 20), sub.on("t/seq")[-5:]
+    got = [int(p) for p in sub.on("t/seq")]
+    assert got == sorted(got) and got[-1] == 159 and set(range(20, 160)) <= set(got)
+    pub.stop([])
+    sub.close()
 
 
 def test_a_message_over_the_brokers_packet_limit_is_named_and_no_reconnect_loop(tmp_path):
