@@ -115,7 +115,8 @@ class MqttConfig(_Strict):
                                  "is away; the oldest are dropped beyond this size. 0 = memory "
                                  "only.")
     reconnect_max_s: float = Field(4.0, ge=1, le=300, description="Longest wait between two "
-                                   "connection attempts (1 s doubling up to this, with jitter).")
+                                   "connection attempts (about 1 s, doubling up to this; each "
+                                   "daemon draws its own first wait and cap once).")
 
     @field_validator("topic_root")
     @classmethod

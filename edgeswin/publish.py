@@ -171,11 +171,12 @@ class Publisher:
         self.dropped = 0
 
     def _jitter_reconnect(self) -> None:
-        """paho doubles its wait from 1 s up to the cap; a cap drawn anew after each failure
-        spreads a fleet's reconnects after a broker restart instead of syncing them."""
+        """paho waits 1 s after a failure, doubling up to the cap. Each daemon draws its own
+        first wait and cap once (paho restarts its doubling whenever they are set), so the
+        devices of a fleet do not reconnect in step after a broker restart."""
         top = self.cfg.reconnect_max_s
-        self._client.reconnect_delay_set(min_delay=1, max_delay=max(1, round(
-            random.uniform(top / 2, top))))
+        self._client.reconnect_delay_set(min_delay=random.uniform(0.5, 1.0),
+                                         max_delay=random.uniform(max(top / 2, 1.0), top))
 
     # --- paho callbacks (run in paho's network thread) ------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -217,7 +218,6 @@ class Publisher:
         was_connected = self.connected.is_set()
         self.connected.clear()
         self._backlog = True  # from now on new rows wait in the outbox
-        self._jitter_reconnect()
         if not reason_code.is_failure:
             return
         if (not was_connected and not self.cfg.tls and not self._outage_logged
@@ -242,7 +242,6 @@ class Publisher:
         self._log_outage(f"lost the MQTT broker ({reason_code}); reconnecting in the background")
 
     def _on_connect_fail(self, client, userdata) -> None:
-        self._jitter_reconnect()
         with self._lock:
             self._sizes.connect_failed()  # the broker was away: no message is to blame
         if self._outage_logged:
