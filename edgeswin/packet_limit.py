@@ -63,14 +63,15 @@ class PacketSizeGuard:
                 keep.append(s)
         self._recent = keep
 
-    def dropped(self, now: float) -> None:
-        """A working connection was closed by the broker: note the suspect, if any. It is
-        judged at the next connect: a broker that was really down (the next attempt fails)
-        acquits it."""
+    def dropped(self, now: float) -> bool:
+        """A working connection was closed by the broker: note the suspect and say whether
+        there is one. It is judged at the next connect: a broker that was really down (the
+        next attempt fails) acquits it."""
         suspects = [s for s in self._recent if now - s.t <= WINDOW_S
                     and self.largest_ok and s.size >= self.largest_ok * MARGIN]
         self._recent = []
         self._pending = max(suspects, key=lambda s: s.size) if suspects else None
+        return self._pending is not None
 
     def connect_failed(self) -> None:
         self._pending = None

@@ -226,11 +226,12 @@ class Publisher:
                              f"{self.cfg.port}: {why}")
             return
         now = time.monotonic()
+        suspect = False
         if was_connected:
             with self._lock:
-                self._sizes.dropped(now)  # judged at the next connect
+                suspect = self._sizes.dropped(now)  # judged at the next connect
         self._drops = [t for t in self._drops if now - t < 60] + [now]
-        if was_connected and len(self._drops) >= 3:
+        if was_connected and not suspect and len(self._drops) >= 3:
             # Mosquitto drops the older of two sessions with one client id, and each daemon
             # reconnects and takes it back: a loop that says only "Unspecified error".
             log.warning("the broker dropped this connection %d times in a minute right after "

@@ -255,6 +255,7 @@ def test_a_message_over_the_brokers_packet_limit_is_named_and_no_reconnect_loop(
         assert sub.wait_for(lambda: b"after-59" in sub.on("t/small"), 10)
         assert len(connects) == settled, "no reconnect loop once the limit is known"
         assert any("not sending t/stats (6014 bytes)" in r for r in records), records
+        assert not any("another client" in r for r in records), "not a client-id clash"
     finally:
         logging.getLogger("edgeswin.publish").removeHandler(handler)
         pub.stop([])
