@@ -68,8 +68,8 @@ def topic_problem(value: str, what: str) -> str | None:
         return f"{what} is empty"
     if "+" in value or "#" in value:
         return f"{what} holds an MQTT wildcard (+ or #): publish topics cannot"
-    if value.startswith("/") or value.endswith("/"):
-        return f"{what} must not start or end with /"
+    if value.startswith("$"):
+        return f"{what} starts with $: such topics belong to the broker (like $SYS)"
     return mqtt_string_problem(value, what)
 
 

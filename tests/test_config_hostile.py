@@ -114,6 +114,7 @@ MQTT = DEVICE.split("engines:")[0].replace("  port: 1883\n", "  port: 1883\n  {k
     ("topic_root", "'site/#'", "wildcard"),
     ("topic_root", '"site/\\0x"', "NUL"),
     ("topic_root", "''", "empty"),
+    ("topic_root", "'$SYS/edgeswin'", "belong to the broker"),
     ("topic_root", "'x" + "y" * 70_000 + "'", "bytes in UTF-8; MQTT allows 65535"),
     ("client_id", "'" + "c" * 70_000 + "'", "bytes in UTF-8; MQTT allows 65535"),
     ("client_id", '"a\\0b"', "NUL"),
