@@ -39,6 +39,8 @@ CAMERA_SUFFIXES = (".yaml", ".yml")
 MAX_FILE_BYTES = 1_000_000
 MAX_NESTING = 64
 MAX_NODES = 100_000  # YAML nodes after alias expansion ("billion laughs" stops here)
+MAX_INT_DIGITS = 100  # Python refuses to parse integers past 4,300 digits (ValueError)
+INT_TAG = "tag:yaml.org,2002:int"
 
 # MQTT's own limits (MQTT 3.1.1 sections 1.5.3, 4.7): strings are at most 65,535 UTF-8 bytes,
 # publish topics hold no wildcard and no NUL.
@@ -510,6 +512,14 @@ def _bounded(root: yaml.Node) -> None:
             continue
         if id(node) in measured:
             continue
+        if isinstance(node, yaml.MappingNode):
+            for key, _ in node.value:
+                if not isinstance(key, yaml.ScalarNode):
+                    raise _Unreadable(key.start_mark.line + 1,
+                                      "a key must be a plain name, not a list or mapping")
+        elif (isinstance(node, yaml.ScalarNode) and node.tag == INT_TAG
+              and len(node.value) > MAX_INT_DIGITS):
+            raise _Unreadable(line, f"a number of {len(node.value)} digits: refused")
         if id(node) in open_nodes:
             raise _Unreadable(line, "an alias refers to a node that contains it: refused")
         if len(open_nodes) > MAX_NESTING:
@@ -535,6 +545,9 @@ def _read_yaml(path: Path, issues: list[ConfigIssue]) -> tuple[Any, dict[tuple, 
         return None
     except _Unreadable as exc:
         issues.append(ConfigIssue(str(path), exc.line, "", exc.message))
+        return None
+    except (ValueError, TypeError) as exc:  # a value PyYAML cannot build, past our checks
+        issues.append(ConfigIssue(str(path), 1, "", f"cannot read a value: {exc}"))
         return None
     except RecursionError:  # PyYAML's composer recurses once per nesting level
         issues.append(ConfigIssue(str(path), 1, "", f"nested more than {MAX_NESTING} levels "

@@ -177,3 +177,12 @@ def test_check_accepts_only_what_run_can_start(tmp_path):
                               config.device.mqtt.client_id or f"edgeswin-{config.device.device_id}")
         publisher._client.publish(f"{config.device.topic_root}/front/classification", b"x", 1)
     assert ("host", "' '", ) not in [(k, v) for k, v, _ in accepted]
+
+
+def test_a_huge_integer_and_a_non_scalar_key_are_refused_not_tracebacks(tmp_path):
+    d = make(tmp_path, DEVICE + "? [a, b]\n: 1\n",
+             {"front": "source: ../clip.mp4\nfps: " + "9" * 5000 + "\n"})
+    run = check(d)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert f"{d}/cameras/front.yaml:2: a number of 5000 digits: refused" in run.stderr
+    assert f"{d}/edgeswin.yaml:8: a key must be a plain name" in run.stderr
