@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -141,12 +142,17 @@ def test_run_exits_1_naming_every_unusable_model(tmp_path, videos):
     (json.dumps({"labels": "x"}).encode("utf-16"), "model metadata is not UTF-8 text"),
     (b"[" * 100_000, "nested too deeply"),
     (b"[1, 2]", "expected a JSON object"),
+    (None, "not a regular file"),  # a FIFO: opening it would wait for a writer forever
 ])
 def test_a_broken_sidecar_skips_its_rung_and_the_healthy_one_serves(tmp_path, videos, broker,
                                                                    subscriber, sidecar,
                                                                    message):
     bad = _copy_model(tmp_path, PRIMARY)
-    bad.with_suffix(".json").write_bytes(sidecar)
+    if sidecar is None:
+        bad.with_suffix(".json").unlink()
+        os.mkfifo(bad.with_suffix(".json"))
+    else:
+        bad.with_suffix(".json").write_bytes(sidecar)
     with pytest.raises(ModelError, match=message):
         read_model_info(bad)
     cfg = write_config(tmp_path / "cfg", broker.port, {"north": {"source": str(videos["north"])}},

@@ -36,6 +36,8 @@ def sidecar_path(model: Path) -> Path:
 def read_model_info(model: Path) -> ModelInfo:
     """Read `<model>.json` next to the model file; ModelError says what is wrong and where."""
     path = sidecar_path(model)
+    if path.exists() and not path.is_file():  # a FIFO would block the start forever
+        raise ModelError(f"{path}: model metadata is not a regular file")
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_SIDECAR_BYTES + 1)
