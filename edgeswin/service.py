@@ -86,7 +86,12 @@ def _redact_record(record: logging.LogRecord) -> bool:
     masked = redact(message)
     if masked != message:
         record.msg, record.args = masked, None
+    if record.exc_info and not record.exc_text:  # a traceback quotes exception messages too
+        record.exc_text = redact(_TRACEBACKS.formatException(record.exc_info))
     return True
+
+
+_TRACEBACKS = logging.Formatter()
 
 
 def setup_logging(level: str) -> None:

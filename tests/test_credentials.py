@@ -74,3 +74,23 @@ def test_a_camera_password_from_a_file_opens_the_stream_and_is_never_said(
     for secret in ("s3cr", "pa/ss", "pa%2Fss"):
         assert secret not in said, secret
     assert "rtsp://***@127.0.0.1" in daemon.log()
+
+
+def test_log_lines_and_tracebacks_are_masked(capsys):
+    import logging
+
+    from edgeswin.service import setup_logging
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    setup_logging("info")  # what the daemon installs
+    try:
+        log = logging.getLogger("edgeswin.test")
+        log.warning("opening %s", "rtsp://admin:hunter2@cam/s")
+        try:
+            raise RuntimeError("cannot open http://cam/x?password=hunter2")
+        except RuntimeError:
+            log.exception("failed")
+    finally:
+        root.handlers[:], root.level = handlers, level
+    err = capsys.readouterr().err
+    assert "hunter2" not in err and "rtsp://***@cam/s" in err and "password=***" in err
