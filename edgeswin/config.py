@@ -86,12 +86,7 @@ class TlsConfig(_Strict):
     @field_validator("ca_file", "cert_file", "key_file")
     @classmethod
     def _exists(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        path = _resolve(value, info)
-        if not path.is_file():
-            raise ValueError(f"file does not exist: {path}")
-        return str(path)
+        return _existing_file(value, info)
 
     @model_validator(mode="after")
     def _pair(self) -> TlsConfig:
@@ -339,12 +334,7 @@ class CameraCredentials(_Strict):
     @field_validator("password_file")
     @classmethod
     def _file_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        path = _resolve(value, info)
-        if not path.is_file():
-            raise ValueError(f"file does not exist: {path}")
-        return str(path)
+        return _existing_file(value, info)
 
     @model_validator(mode="after")
     def _one_source(self) -> CameraCredentials:
@@ -414,6 +404,16 @@ class Config:
     device: DeviceConfig
     cameras: list[CameraEntry]
     directory: Path
+
+
+def _existing_file(value: str | None, info: ValidationInfo) -> str | None:
+    """A path setting resolved against its file; ValueError when it is not a file."""
+    if value is None:
+        return None
+    path = _resolve(value, info)
+    if not path.is_file():
+        raise ValueError(f"file does not exist: {path}")
+    return str(path)
 
 
 def _resolve(value: str, info: ValidationInfo) -> Path:
