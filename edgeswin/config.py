@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +28,7 @@ from pydantic import (
 
 from .credentials import redact
 from .errors import ConfigError, ConfigIssue
+from .files import NotASmallFile, read_small
 
 DEVICE_FILE = "edgeswin.yaml"
 CAMERA_DIR = "cameras"
@@ -284,7 +284,6 @@ def parse_source(text: str, base: Path) -> SourceSpec:
         pipeline = text[4:].strip()
         if "appsink" not in pipeline:
             raise ValueError("a gst: pipeline must end in an appsink")
-
         return SourceSpec("gstreamer", pipeline)
     if re.fullmatch(r"\d+", text):
         return SourceSpec("v4l2", int(text))
@@ -456,17 +455,11 @@ def _duplicate_keys(node: yaml.Node, path: tuple = ()) -> list[tuple[tuple, int]
 
 
 def _read_text(path: Path) -> str:
-    """A config file's text; ValueError(line, message) for what is not a small UTF-8 file."""
-    # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    """A config file's text; _Unreadable(line, message) for what is not a small UTF-8 file."""
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _Unreadable(1, "not a regular file")
-        raw = os.read(fd, MAX_FILE_BYTES + 1)
-    finally:
-        os.close(fd)
-    if len(raw) > MAX_FILE_BYTES:
-        raise _Unreadable(1, f"larger than {MAX_FILE_BYTES:,} bytes: not a config file")
+        raw = read_small(path, MAX_FILE_BYTES)
+    except NotASmallFile as exc:
+        raise _Unreadable(1, str(exc)) from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

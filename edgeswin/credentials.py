@@ -13,6 +13,9 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from .errors import EdgeswinError
+from .files import read_small
+
+SECRET_MAX_BYTES = 65_536  # a password, a token: never more
 
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s'\"]+@")
 # Camera URLs and GStreamer elements that carry secrets as parameters (Hikvision and Dahua
@@ -31,8 +34,8 @@ def read_secret(what: str, file: str | None = None, env: str | None = None,
     """The secret from the one place configured; EdgeswinError names `what` and the place."""
     if file:
         try:
-            return Path(file).read_text().strip()
-        except (OSError, UnicodeDecodeError) as exc:
+            return read_small(file, SECRET_MAX_BYTES).decode().strip()
+        except (OSError, ValueError) as exc:  # missing, a FIFO, huge, not UTF-8
             raise EdgeswinError(f"{what}: password_file {file}: "
                                 f"{getattr(exc, 'strerror', None) or exc}") from None
     if env:
@@ -46,9 +49,10 @@ def read_secret(what: str, file: str | None = None, env: str | None = None,
             raise EdgeswinError(f"{what}: credential {credential}: no systemd credentials "
                                 "(add LoadCredential=" + credential + ":<file> to the unit)")
         try:
-            return (Path(directory) / credential).read_text().strip()
-        except OSError as exc:
-            raise EdgeswinError(f"{what}: credential {credential}: {exc.strerror}") from None
+            return read_small(Path(directory) / credential, SECRET_MAX_BYTES).decode().strip()
+        except (OSError, ValueError) as exc:
+            raise EdgeswinError(f"{what}: credential {credential}: "
+                                f"{getattr(exc, 'strerror', None) or exc}") from None
     return None
 
 

@@ -54,9 +54,6 @@ class Metrics:
     def beat(self, now: float) -> None:
         self.heartbeat = now
 
-    def healthy(self) -> bool:
-        return not self.problems()
-
     def problems(self) -> list[str]:
         """Why the daemon is unhealthy, one reason a line; empty when healthy."""
         now = time.monotonic()

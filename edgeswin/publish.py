@@ -92,14 +92,13 @@ def tls_diagnosis(cfg: MqttConfig, timeout: float = 3.0) -> str | None:
                     "connect by a name on the certificate")
         return (f"the broker's certificate is not trusted by mqtt.tls.ca_file "
                 f"({exc.verify_message})")
-    except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
-        return (f"the broker hung up during the TLS handshake ({exc.reason or exc}): port "
-                f"{cfg.port} may be a plain (non-TLS) listener")
+    except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError,
+            ConnectionAbortedError, BrokenPipeError) as exc:
+        why = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+        return (f"the broker hung up during the TLS handshake ({why}): port {cfg.port} may be "
+                "a plain (non-TLS) listener")
     except ssl.SSLError as exc:
         return f"TLS handshake failed ({exc.reason or exc}); is {cfg.port} a TLS port?"
-    except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
-        return (f"the broker hung up during the TLS handshake ({exc.strerror or exc}): port "
-                f"{cfg.port} may be a plain (non-TLS) listener")
     except (OSError, EdgeswinError) as exc:
         return str(exc)
 
@@ -142,12 +141,11 @@ class Publisher:
             self._client.username_pw_set(cfg.username, read_password(cfg))
         if cfg.tls:
             self._client.tls_set_context(tls_context(cfg))
-        self._jitter_reconnect()
+        self._draw_reconnect_delays()
         # Bounded: while the broker is away QoS>0 messages wait in memory, never without limit.
         self._client.max_queued_messages_set(10_000)
-        # No in-flight window: with one, paho holds QoS 1 messages past it in its own queue
-        # and a later publish can slip out ahead of them when an ack frees a slot, so a
-        # subscriber sees seq 73 before 11 after an outage.
+        # No in-flight window: with one, paho holds QoS 1 messages past it in its own queue,
+        # and a new publish goes out at once whenever an ack frees a slot, ahead of them.
         self._client.max_inflight_messages_set(0)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -170,7 +168,7 @@ class Publisher:
         self.sent = 0
         self.dropped = 0
 
-    def _jitter_reconnect(self) -> None:
+    def _draw_reconnect_delays(self) -> None:
         """paho waits 1 s after a failure, doubling up to the cap. Each daemon draws its own
         first wait and cap once (paho restarts its doubling whenever they are set), so the
         devices of a fleet do not reconnect in step after a broker restart."""
@@ -275,9 +273,13 @@ class Publisher:
     def alive(self) -> bool:
         return self._sender_thread.is_alive()
 
+    @property
+    def _pump_due(self) -> bool:
+        return self._backlog and self.connected.is_set() and self.outbox is not None
+
     def _sender(self) -> None:
         while True:
-            pumping = self._backlog and self.connected.is_set() and self.outbox is not None
+            pumping = self._pump_due
             try:
                 # With a backlog to send, look at the queue without waiting; else sleep on it
                 # (waking now and then: paho's own queue may have had no room).
@@ -289,7 +291,7 @@ class Publisher:
             try:
                 if item is not _PUMP:
                     self._send(item)
-                if self._backlog and self.connected.is_set() and self.outbox is not None:
+                if self._pump_due:
                     self._pump()
             except Exception:  # never lose the sender: the next message must still go out
                 self.dropped += 1
@@ -303,15 +305,9 @@ class Publisher:
         for row in rows:
             if not self.connected.is_set():
                 return
-            try:
-                if not self._hand(row.id, row.topic, row.payload, row.qos, row.retain):
-                    time.sleep(0.05)  # paho's queue is full: let the socket catch up
-                    return
-            except ValueError as exc:  # a row paho can never send: drop it, keep the rest
-                log.error("outbox: dropping stored message to %r: %s", row.topic, exc)
-                self.outbox.remove(row.id)
-                self.dropped += 1
-                self._handed = max(self._handed, row.id)
+            if not self._hand(row.id, row.topic, row.payload, row.qos, row.retain):
+                time.sleep(0.05)  # paho's queue is full: let the socket catch up
+                return
         if not rows:
             self._backlog = False
 
@@ -328,13 +324,23 @@ class Publisher:
                       topic, size, self._sizes.limit)
         return False
 
+    def _discard(self, row: int) -> None:
+        """A stored row that can never be sent: off the disk, counted, and passed over."""
+        self.outbox.remove(row)
+        self.dropped += 1
+        self._handed = max(self._handed, row)
+
     def _hand(self, row: int, topic: str, payload: bytes, qos: int, retain: bool) -> bool:
+        """Give a stored row to paho; False when paho's queue has no room for it now."""
         if not self._fits(topic, payload):  # it would only close the connection again
-            self.outbox.remove(row)
-            self.dropped += 1
-            self._handed = max(self._handed, row)
+            self._discard(row)
             return True
-        info = self._client.publish(topic, payload, qos, retain)
+        try:
+            info = self._client.publish(topic, payload, qos, retain)
+        except ValueError as exc:  # paho refuses it (a wildcard, a size): it never will take it
+            log.error("mqtt: dropping the message to %r: %s", topic, exc)
+            self._discard(row)
+            return True
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             return False
         with self._lock:
@@ -350,14 +356,9 @@ class Publisher:
         if msg.qos and self.outbox is not None:
             row = self.outbox.add(msg.topic, msg.payload, msg.qos, msg.retain)
             if row is not None:
-                if not self._backlog and self.connected.is_set():
-                    try:
-                        if self._hand(row, msg.topic, msg.payload, msg.qos, msg.retain):
-                            return
-                    except ValueError:  # paho refuses it: it must not wait on disk forever
-                        self.outbox.remove(row)
-                        self._handed = max(self._handed, row)
-                        raise
+                if (not self._backlog and self.connected.is_set()
+                        and self._hand(row, msg.topic, msg.payload, msg.qos, msg.retain)):
+                    return
                 self._backlog = True  # stored: handed in its turn
                 return
         if not self._fits(msg.topic, msg.payload):

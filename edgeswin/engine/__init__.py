@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import ModelError
+from ..files import NotASmallFile, read_small
 from ..records import InputSpec, ModelInfo
 
 
@@ -36,14 +37,11 @@ def sidecar_path(model: Path) -> Path:
 def read_model_info(model: Path) -> ModelInfo:
     """Read `<model>.json` next to the model file; ModelError says what is wrong and where."""
     path = sidecar_path(model)
-    if path.exists() and not path.is_file():  # a FIFO would block the start forever
-        raise ModelError(f"{path}: model metadata is not a regular file")
     try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_SIDECAR_BYTES + 1)
-        if len(raw) > MAX_SIDECAR_BYTES:
-            raise ModelError(f"{path}: model metadata larger than {MAX_SIDECAR_BYTES:,} bytes")
+        raw = read_small(path, MAX_SIDECAR_BYTES)
         meta = json.loads(raw.decode("utf-8"))
+    except NotASmallFile as exc:  # a FIFO would block the start forever
+        raise ModelError(f"{path}: model metadata is {exc}") from None
     except FileNotFoundError:
         raise ModelError(f"{model}: metadata file {path.name} is missing (labels and input spec "
                          "travel with the model)") from None
