@@ -7,12 +7,13 @@ SYSTEM_PYTHON ?= /usr/bin/python3
 
 # --system-site-packages: the system OpenCV (with GStreamer) and, on a Jetson, TensorRT's
 # Python bindings are system packages; the venv must see them, not replace them.
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: setup.cfg pyproject.toml constraints/select.sh
 	$(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -c "import cv2" 2>/dev/null || $(PY) -m pip install -q -e ".[opencv]"
-	# A system OpenCV is built against the system NumPy: keep pip from replacing that NumPy.
-	$(PY) -c "import cv2, numpy; print('numpy==' + numpy.__version__)" > $(VENV)/constraints.txt
+	# A system OpenCV is built against one NumPy major version (JetPack's against 1.x): keep pip
+	# from putting the other one in the venv. constraints/ has one file per Jetson target.
+	sh constraints/select.sh $(SYSTEM_PYTHON) > $(VENV)/constraints.txt
+	$(PY) -c "import cv2" 2>/dev/null || $(PY) -m pip install -q -e ".[opencv]" -c $(VENV)/constraints.txt
 	$(PY) -m pip install -q -e ".[test]" -c $(VENV)/constraints.txt
 	touch $@
 

@@ -128,13 +128,14 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from .tools import default_demo_model, probe, selftest
+    from .tools import default_demo_model, demo_model_places, probe, selftest
     if not args.selftest:
         print("\n".join(probe(args.config)))
         return 0
     model = args.model or default_demo_model()
     if model is None:
-        raise EdgeswinError("no bundled demo model found: pass --model PATH.onnx")
+        raise EdgeswinError("no bundled demo model in " + ", ".join(map(str, demo_model_places()))
+                            + ": pass --model PATH.onnx")
     lines, ok = selftest(model)
     print("\n".join(lines))
     return 0 if ok else 1

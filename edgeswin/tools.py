@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 
 from .config import FallbackConfig, load_config
@@ -80,13 +81,16 @@ def probe(config_dir: Path | None) -> list[str]:
     return lines
 
 
+def demo_model_places() -> list[Path]:
+    """Where the bundled demo model may be: beside the package in a checkout, beside the venv
+    that runs this (install.sh and the images put models/ next to venv/), /opt/edgeswin."""
+    bases = (Path(__file__).resolve().parent.parent, Path(sys.prefix).resolve().parent,
+             Path("/opt/edgeswin"))
+    return [base / "models" / "swin-demo-112.onnx" for base in bases]
+
+
 def default_demo_model() -> Path | None:
-    """The bundled demo model, next to the package in a checkout or /opt/edgeswin."""
-    for base in (Path(__file__).resolve().parent.parent, Path("/opt/edgeswin")):
-        candidate = base / "models" / "swin-demo-112.onnx"
-        if candidate.is_file():
-            return candidate
-    return None
+    return next((p for p in demo_model_places() if p.is_file()), None)
 
 
 def _platform() -> list[str]:
