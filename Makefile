@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SYSTEM_PYTHON ?= /usr/bin/python3
 
-.PHONY: demo test lint check deps toolchain clean
+.PHONY: demo test lint check deps toolchain clean rehearse-arm64
 
 # --system-site-packages: the system OpenCV (with GStreamer) and, on a Jetson, TensorRT's
 # Python bindings are system packages; the venv must see them, not replace them.
@@ -39,6 +39,11 @@ lint: deps
 test: deps toolchain
 	$(VENV)/bin/ruff check edgeswin tests models benchmarks
 	$(PY) -m pytest -q
+
+# The README's Jetson install on an emulated arm64 Debian root (root, qemu-user-static,
+# debootstrap; a few minutes, most of it the first debootstrap). .ci/run runs it.
+rehearse-arm64: deps
+	bash tests/arm64_rehearsal.sh
 
 clean:
 	rm -rf build $(VENV) *.egg-info

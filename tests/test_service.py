@@ -5,6 +5,7 @@ compose files checked by systemd-analyze and docker-compose."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -214,7 +215,8 @@ def test_unit_file_verifies_without_warnings(tmp_path):
                       "ExecReload=/bin/kill -HUP $MAINPID", "StateDirectory=edgeswin",
                       "ConfigurationDirectory=edgeswin", "LoadCredential=mqtt_password:",
                       "ProtectSystem=strict", "DevicePolicy=closed",
-                      "DeviceAllow=char-video4linux rw", "SupplementaryGroups=video"):
+                      "DeviceAllow=char-video4linux rw", "SupplementaryGroups=video",
+                      "BindPaths=-/tmp/argus_socket", "PrivateTmp=yes"):
         assert directive in text, directive
 
 
@@ -227,5 +229,20 @@ def test_compose_file_is_valid():
     assert {"mosquitto", "edgeswin", "edgeswin-cpu"} <= config["services"].keys()
     jetson = config["services"]["edgeswin"]
     assert jetson["runtime"] == "nvidia"
-    assert any(str(v).endswith(":ro") or (isinstance(v, dict) and v.get("read_only"))
-               for v in jetson["volumes"])
+    # The config and the state are named volumes, filled from the image (owned by its user),
+    # never a host directory that may not exist; no device is required for RTSP-only setups.
+    mounts = {str(v).split(":")[1] if isinstance(v, str) else v["target"]: v
+              for v in jetson["volumes"]}
+    for target, volume in (("/etc/edgeswin", "edgeswin-config"),
+                           ("/var/lib/edgeswin", "edgeswin-state")):
+        spec = mounts[target]
+        assert (spec.startswith(volume) if isinstance(spec, str) else spec["source"] == volume)
+    assert "devices" not in jetson and "/tmp/argus_socket" not in mounts
+
+
+def test_jetson_image_builds_on_an_l4t_release_tag_and_installs_with_install_sh():
+    text = (REPO / "docker" / "Dockerfile.jetson").read_text()
+    assert re.search(r"^ARG L4T=r36\.\d+\.\d+$", text, re.M)
+    assert "FROM nvcr.io/nvidia/l4t-jetpack:${L4T}" in text
+    assert "systemd/install.sh --target jetpack6" in text
+    assert "USER edgeswin" in text

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# The README's Jetson install, rehearsed on arm64 (`make rehearse-arm64`, run by .ci/run).
+#
+# A Debian bookworm arm64 root (debootstrap, cached) runs under qemu-user-static. Inside it, as
+# a user would on a Jetson: systemd/install.sh, `edgeswin check`, `edgeswin probe --selftest`,
+# then the daemon as the `edgeswin` user on the installed config (the bundled clip camera),
+# publishing to a broker that this script starts on the host. The host checks that the
+# classifications arrived and agree with the clip's ground truth. Under emulation an inference
+# takes about a second: this checks correctness, never speed.
+#
+# Needs root and: qemu-user-static binfmt-support debootstrap (apt). Debian's Python is 3.11,
+# not JetPack's 3.10/3.12: the resolver tests (tests/test_install.py) cover those versions.
+# EDGESWIN_ARM64_ROOT (default /var/cache/edgeswin/arm64-bookworm) keeps the root between runs;
+# DEBIAN_MIRROR picks the mirror.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+root=${EDGESWIN_ARM64_ROOT:-/var/cache/edgeswin/arm64-bookworm}
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+python=${PYTHON:-$repo/.venv/bin/python}
+step() { echo "== arm64 rehearsal [$(date +%T)]: $*"; }
+
+[ "$(id -u)" = 0 ] || { echo "the arm64 rehearsal needs root (chroot, mounts)" >&2; exit 1; }
+for tool in debootstrap qemu-aarch64-static update-binfmts mosquitto; do
+  command -v "$tool" >/dev/null || {
+    echo "missing $tool: apt-get install qemu-user-static binfmt-support debootstrap mosquitto" >&2
+    exit 1; }
+done
+if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+  if ! mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null; then
+    # A kernel or container that refuses binfmt_misc cannot run foreign binaries at all.
+    echo "SKIPPED: this machine cannot mount binfmt_misc, so it cannot emulate arm64" >&2
+    exit 0
+  fi
+fi
+update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
+grep -q enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 || {
+  echo "qemu-aarch64 is not registered with binfmt_misc (update-binfmts --enable qemu-aarch64)" >&2
+  exit 1; }
+
+started=$(date +%s)
+if [ ! -f "$root/.complete" ]; then
+  step "debootstrap bookworm arm64 into $root"
+  rm -rf "$root"
+  mkdir -p "$(dirname "$root")"
+  debootstrap --arch=arm64 --variant=minbase --include=python3,python3-venv,python3-pip \
+    bookworm "$root" "$mirror" > "$root.debootstrap.log" 2>&1 || {
+    tail -n 20 "$root.debootstrap.log" >&2; exit 1; }
+  touch "$root/.complete"
+fi
+[ "$(chroot "$root" uname -m)" = aarch64 ] || { echo "the root does not run as aarch64" >&2; exit 1; }
+
+# The package index through the host's settings (the Jetson reaches PyPI the same way).
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+install -d "$root/etc/ssl/certs"
+cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+[ -f /etc/pip.conf ] && cp /etc/pip.conf "$root/etc/pip.conf"
+
+# A fresh copy of the checkout (tracked and new files), as a user's clone would be.
+rm -rf "$root/src/edgeswin"
+install -d "$root/src/edgeswin"
+git -C "$repo" ls-files -z --cached --others --exclude-standard |
+  (cd "$repo" && tar --null -T - -cf -) | tar -xf - -C "$root/src/edgeswin"
+
+# /proc only: onnxruntime's CPU probing crashes under qemu when /sys is there.
+mounted=()
+cleanup() {
+  [ -n "${daemon:-}" ] && kill "$daemon" 2>/dev/null
+  [ -n "${broker:-}" ] && kill "$broker" 2>/dev/null
+  for m in "${mounted[@]}"; do umount -l "$m" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+for m in proc dev; do
+  install -d "$root/$m"
+  if [ "$m" = proc ]; then mount -t proc proc "$root/proc"; else mount --bind /dev "$root/dev"; fi
+  mounted+=("$root/$m")
+done
+in_root() {
+  chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    HOME=/root LANG=C.UTF-8 PIP_DEFAULT_TIMEOUT=180 "$@"
+}
+
+step "systemd/install.sh (as root in the arm64 root)"
+in_root bash /src/edgeswin/systemd/install.sh
+in_root /opt/edgeswin/venv/bin/python -c \
+  "import platform, numpy, cv2, onnxruntime; print(platform.machine(), 'numpy', numpy.__version__,
+  'opencv', cv2.__version__, 'onnxruntime', onnxruntime.__version__)"
+
+step "a second install.sh keeps the config"
+echo "# the user's own line" >> "$root/etc/edgeswin/edgeswin.yaml"
+in_root bash /src/edgeswin/systemd/install.sh | tail -n 3
+grep -q "the user's own line" "$root/etc/edgeswin/edgeswin.yaml"
+
+step "edgeswin check and probe --selftest (from /, not a checkout)"
+in_root sh -c 'cd / && /opt/edgeswin/venv/bin/edgeswin check -c /etc/edgeswin'
+in_root sh -c 'cd / && /opt/edgeswin/venv/bin/edgeswin probe --selftest' | tee /tmp/arm64-selftest.log
+grep -q "verdict: PASS" /tmp/arm64-selftest.log
+
+# The user points the daemon at their broker: here one on the host (same network namespace).
+port=$("$python" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+conf=$(mktemp -d)
+printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$port" > "$conf/mosquitto.conf"
+mosquitto -c "$conf/mosquitto.conf" > "$conf/broker.log" 2>&1 &
+broker=$!
+sed -i "s/^  port: 1883/  port: $port/" "$root/etc/edgeswin/edgeswin.yaml"
+
+step "edgeswin run as the edgeswin user, publishing to 127.0.0.1:$port"
+# chroot, env and setpriv each exec the next: $! is the daemon itself, and gets the SIGTERM.
+chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin LANG=C.UTF-8 \
+  setpriv --reuid=edgeswin --regid=edgeswin --init-groups \
+  /opt/edgeswin/venv/bin/edgeswin run -c /etc/edgeswin > /tmp/arm64-daemon.log 2>&1 &
+daemon=$!
+"$python" - "$port" "$root/opt/edgeswin/clips/demo.mp4" <<'PY'
+import json, sys, time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+from edgeswin.demo import Scoreboard
+from edgeswin.demo_assets import read_ground_truth
+
+port, clip = int(sys.argv[1]), Path(sys.argv[2])
+board, got = Scoreboard({"demo-clip": read_ground_truth(clip)}), []
+client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+client.on_connect = lambda c, *a: c.subscribe("edgeswin/+/demo-clip/classification")
+client.on_message = lambda c, u, m: got.append(json.loads(m.payload))
+client.connect("127.0.0.1", port)
+client.loop_start()
+deadline = time.monotonic() + 600
+while len(got) < 12 and time.monotonic() < deadline:
+    time.sleep(0.5)
+client.loop_stop()
+for payload in got:
+    board(payload)
+agreement = board.agreement("demo-clip")
+print(f"{len(got)} classifications on arm64; agreement with the clip's ground truth "
+      f"{agreement if agreement is None else f'{agreement:.0%}'} over {board.scored['demo-clip']} scored")
+sys.exit(0 if len(got) >= 12 and agreement is not None and agreement >= 0.9 else 1)
+PY
+kill -TERM "$daemon"
+wait "$daemon" || { tail -n 30 /tmp/arm64-daemon.log >&2; echo "the daemon did not stop cleanly" >&2; exit 1; }
+daemon=""
+step "passed in $(( $(date +%s) - started )) s"
