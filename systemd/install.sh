@@ -139,15 +139,27 @@ find "$prefix/edgeswin" -name __pycache__ -prune -exec rm -rf {} +
 
 # 3. the venv. The project itself is reinstalled every time: its version number may not change.
 echo "$constraints" > "$prefix/constraints.txt"
+# A venv is tied to one Python and one target (a JetPack upgrade changes both): start afresh
+# when either changed, rather than leave packages built for the other one.
+stamp="$target $actual"
+if [ -x "$prefix/venv/bin/python" ] && [ "$(cat "$prefix/venv/.edgeswin-target" 2>/dev/null)" != "$stamp" ]; then
+  say "the venv was made for $(cat "$prefix/venv/.edgeswin-target" 2>/dev/null || echo "an unknown target"): making it again"
+  rm -rf "$prefix/venv"
+fi
 if [ ! -x "$prefix/venv/bin/python" ]; then
   "$python" -m venv --system-site-packages "$prefix/venv"
+  echo "$stamp" > "$prefix/venv/.edgeswin-target"
 fi
 pip=("$prefix/venv/bin/python" -m pip --disable-pip-version-check)
 "${pip[@]}" install -q --upgrade pip
 extras=""
-"$prefix/venv/bin/python" -c "import cv2" 2>/dev/null || {
+# The pip OpenCV where there is no system one; once installed, it is kept under the constraints.
+if "${pip[@]}" show -q opencv-python-headless 2>/dev/null; then
+  extras="[opencv]"
+elif ! "$prefix/venv/bin/python" -c "import cv2" 2>/dev/null; then
   say "no system OpenCV: installing opencv-python-headless (no GStreamer: gst: cameras refused)"
-  extras="[opencv]"; }
+  extras="[opencv]"
+fi
 say "installing the Python packages (pip, constraints $prefix/constraints.txt)"
 "${pip[@]}" install -q -c "$prefix/constraints.txt" "$prefix$extras"
 "${pip[@]}" install -q --no-deps --force-reinstall "$prefix"

@@ -55,6 +55,11 @@ install -d "$root/etc/ssl/certs"
 cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
 [ -f /etc/pip.conf ] && cp /etc/pip.conf "$root/etc/pip.conf"
 
+# The release file a JetPack 6.2 device has, so install.sh picks the jetpack6 target
+# (constraints/jetpack6.txt: NumPy < 2) as it would there; the GCID says what this root is.
+echo "# R36 (release), REVISION: 4.3, GCID: arm64-rehearsal, BOARD: generic, EABI: aarch64" \
+  > "$root/etc/nv_tegra_release"
+
 # A fresh copy of the checkout (tracked and new files), as a user's clone would be.
 rm -rf "$root/src/edgeswin"
 install -d "$root/src/edgeswin"
@@ -79,8 +84,13 @@ in_root() {
     HOME=/root LANG=C.UTF-8 PIP_DEFAULT_TIMEOUT=180 "$@"
 }
 
+# The cached root is the bare Debian: every run installs afresh, as on a new device.
+rm -rf "$root/opt/edgeswin" "$root/etc/edgeswin" "$root/var/lib/edgeswin" \
+  "$root/etc/systemd/system/edgeswin.service"
+
 step "systemd/install.sh (as root in the arm64 root)"
-in_root bash /src/edgeswin/systemd/install.sh
+in_root bash /src/edgeswin/systemd/install.sh | tee /tmp/arm64-install.log
+grep -q "target jetpack6" /tmp/arm64-install.log
 in_root /opt/edgeswin/venv/bin/python -c \
   "import platform, numpy, cv2, onnxruntime; print(platform.machine(), 'numpy', numpy.__version__,
   'opencv', cv2.__version__, 'onnxruntime', onnxruntime.__version__)"
@@ -101,7 +111,8 @@ conf=$(mktemp -d)
 printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$port" > "$conf/mosquitto.conf"
 mosquitto -c "$conf/mosquitto.conf" > "$conf/broker.log" 2>&1 &
 broker=$!
-sed -i "s/^  port: 1883/  port: $port/" "$root/etc/edgeswin/edgeswin.yaml"
+sed -i "s/^  port: [0-9]*/  port: $port/" "$root/etc/edgeswin/edgeswin.yaml"
+grep -q "^  port: $port" "$root/etc/edgeswin/edgeswin.yaml"
 
 step "edgeswin run as the edgeswin user, publishing to 127.0.0.1:$port"
 # chroot, env and setpriv each exec the next: $! is the daemon itself, and gets the SIGTERM.
@@ -126,7 +137,7 @@ client.on_message = lambda c, u, m: got.append(json.loads(m.payload))
 client.connect("127.0.0.1", port)
 client.loop_start()
 deadline = time.monotonic() + 600
-while len(got) < 12 and time.monotonic() < deadline:
+while len(got) < 20 and time.monotonic() < deadline:
     time.sleep(0.5)
 client.loop_stop()
 for payload in got:
@@ -134,7 +145,8 @@ for payload in got:
 agreement = board.agreement("demo-clip")
 print(f"{len(got)} classifications on arm64; agreement with the clip's ground truth "
       f"{agreement if agreement is None else f'{agreement:.0%}'} over {board.scored['demo-clip']} scored")
-sys.exit(0 if len(got) >= 12 and agreement is not None and agreement >= 0.9 else 1)
+# Emulated inference is slow enough that the ladder steps down to the small rung: a lower bar.
+sys.exit(0 if len(got) >= 20 and agreement is not None and agreement >= 0.8 else 1)
 PY
 kill -TERM "$daemon"
 wait "$daemon" || { tail -n 30 /tmp/arm64-daemon.log >&2; echo "the daemon did not stop cleanly" >&2; exit 1; }

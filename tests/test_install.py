@@ -117,9 +117,11 @@ def test_install_into_a_staging_root_runs_keeps_the_config_and_uninstalls(tmp_pa
     # The user points it at their broker; a second run upgrades the code and keeps that.
     (etc / "edgeswin.yaml").write_text(device.replace("port: 1883", f"port: {broker.port}"))
     (prefix / "edgeswin" / "stale_module.py").write_text("# removed upstream\n")
-    second = _install(root)
+    # ... and for another target (a JetPack upgrade), it makes the venv again.
+    second = _install(root, "--target", "jetpack6")
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "kept the config" in second.stdout
+    assert "kept the config" in second.stdout and "making it again" in second.stdout
+    assert "# target: jetpack6" in (prefix / "constraints.txt").read_text()
     assert f"port: {broker.port}" in (etc / "edgeswin.yaml").read_text()
     assert not (prefix / "edgeswin" / "stale_module.py").exists()
 
@@ -138,7 +140,7 @@ def test_install_into_a_staging_root_runs_keeps_the_config_and_uninstalls(tmp_pa
                               env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     topic = "edgeswin/jetson-01/demo-clip/classification"
     try:
-        assert sub.wait_for(lambda: len(sub.on(topic)) >= 12, 60), sub.messages[-5:]
+        assert sub.wait_for(lambda: len(sub.on(topic)) >= 20, 60), sub.messages[-5:]
     finally:
         daemon.terminate()
         output = daemon.communicate(timeout=30)[0]
@@ -146,8 +148,8 @@ def test_install_into_a_staging_root_runs_keeps_the_config_and_uninstalls(tmp_pa
     assert daemon.returncode == 0, output[-3000:]
     for payload in sub.json_on(topic):
         board(payload)
-    assert board.scored["demo-clip"] >= 5
-    assert board.agreement("demo-clip") >= 0.9, (board.hits, board.scored)
+    assert board.scored["demo-clip"] >= 10
+    assert board.agreement("demo-clip") >= 0.85, (board.hits, board.scored)
 
     # --uninstall keeps the config and the state; --purge removes them too.
     gone = _install(root, "--uninstall")
