@@ -55,6 +55,18 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# The root goes into sed expressions, YAML values and the unit: plain path characters only.
+case "$root" in
+  *[!A-Za-z0-9/._+-]*) echo "--root $root: use a path of letters, digits and / . _ + - only" >&2
+                       exit 2 ;;
+esac
+if [ "$action" = install ]; then
+  [ -f "$config_from/edgeswin.yaml" ] || {
+    echo "--config-from $config_from: no edgeswin.yaml there" >&2; exit 2; }
+  [ -z "$password_file" ] || [ -r "$password_file" ] || {
+    echo "--mqtt-password-file $password_file: not a readable file" >&2; exit 2; }
+fi
+
 prefix=$root/opt/edgeswin
 etc=$root/etc/edgeswin
 state=$root/var/lib/edgeswin

@@ -161,8 +161,18 @@ def test_install_into_a_staging_root_runs_keeps_the_config_and_uninstalls(tmp_pa
     assert not (root / "var" / "lib" / "edgeswin").exists()
 
 
-def test_install_refuses_an_unknown_argument_with_its_usage():
-    bad = subprocess.run(["bash", str(REPO / "systemd" / "install.sh"), "--frobnicate"],
+@pytest.mark.parametrize("args, message", [
+    (["--frobnicate"], "unknown argument: --frobnicate"),
+    (["--root", "/tmp/a b#c"], "use a path of letters, digits and / . _ + - only"),
+    (["--root", "ROOT", "--config-from", "/nonexistent"], "no edgeswin.yaml there"),
+    (["--root", "ROOT", "--mqtt-password-file", "/nonexistent"], "not a readable file"),
+])
+def test_install_refuses_bad_arguments_before_touching_anything(args, message, tmp_path):
+    root = tmp_path / "root"
+    args = [str(root) if a == "ROOT" else a for a in args]
+    bad = subprocess.run(["bash", str(REPO / "systemd" / "install.sh"), *args],
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and "unknown argument: --frobnicate" in bad.stderr
-    assert "--uninstall [--purge]" in bad.stderr
+    assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+    assert not root.exists()
+    if args == ["--frobnicate"]:
+        assert "--uninstall [--purge]" in bad.stderr
