@@ -208,16 +208,30 @@ def daemon_factory():
         d.close()
 
 
-@pytest.fixture
-def trt(monkeypatch):
-    """Import the double as `tensorrt` / `pycuda.driver`; yield (tensorrt, pycuda.driver)."""
+# The TensorRT releases the double can be (tests/fakes/trt/tensorrt/api_surface.json).
+TRT_VERSIONS = ("8.6.1", "10.3.0", "10.16.0", "11.0.0", "11.1.0")
+
+
+def _import_double(monkeypatch, version: str):
     for name in ("tensorrt", "pycuda", "pycuda.driver"):
         monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setenv("EDGESWIN_FAKE_TRT_VERSION", version)
     monkeypatch.syspath_prepend(str(FAKE_CUDA))
     monkeypatch.syspath_prepend(str(FAKE_TRT))
     import pycuda.driver as cuda
     import tensorrt
 
     tensorrt.faults.clear()
-    yield tensorrt, cuda
-    tensorrt.faults.clear()
+    return tensorrt, cuda
+
+
+@pytest.fixture
+def trt(monkeypatch):
+    """Import the double (TensorRT 10.3) as `tensorrt` / `pycuda.driver`; yield both."""
+    yield _import_double(monkeypatch, "10.3.0")
+
+
+@pytest.fixture(params=TRT_VERSIONS, ids=[f"trt{v}" for v in TRT_VERSIONS])
+def trt_each(request, monkeypatch):
+    """The double as each TensorRT release in turn: what a release lacks raises AttributeError."""
+    yield _import_double(monkeypatch, request.param)

@@ -21,6 +21,7 @@ from edgeswin.preprocess import Preprocessor
 from edgeswin.scenes import random_scene
 
 from .conftest import FAKE_CUDA, FAKE_TRT, PRIMARY, REPO
+from .test_trt import plan
 
 
 def copy_primary(tmp_path):
@@ -69,7 +70,8 @@ def test_fp16_build_loads_and_answers_like_onnxruntime(tmp_path, trt):
     out, cache = tmp_path / "primary-fp16.engine", tmp_path / "timing.cache"
     messages = []
     meta = build_engine(onnx_path, out, "fp16", timing_cache=cache, progress=messages.append)
-    assert messages[0].startswith("parsing swin-demo-112.onnx (TensorRT 10.3.0, Orin (fake))")
+    assert messages[0].startswith(f"parsing swin-demo-112.onnx (TensorRT {tensorrt.__version__}, "
+                                  "Orin (fake))")
     header = tensorrt.plan_header(out)
     assert header["flags"] == ["FP16"] and not header["strongly_typed"]
     assert header["pinned_fp32"] == [], "opset 17 has LayerNormalization: nothing to pin"
@@ -104,20 +106,174 @@ def test_before_opset_17_layernorm_parts_stay_fp32(tmp_path, trt):
     assert tensorrt.plan_header(tmp_path / "u.engine")["pinned_fp32"] == []
 
 
-def test_int8_needs_qdq_and_uses_strong_typing_on_10x_flags_on_86(tmp_path, trt, monkeypatch):
+def test_int8_needs_a_qdq_model(tmp_path, trt):
     from edgeswin.engine.build import build_engine
 
-    tensorrt, _ = trt
     with pytest.raises(ModelError, match="INT8 needs an explicitly quantized.*edgeswin quantize"):
         build_engine(tiny_model(tmp_path, "plain"), tmp_path / "p.engine", "int8")
-    qdq = tiny_model(tmp_path, "qdq", opset=17, qdq=True)
-    build_engine(qdq, tmp_path / "q10.engine", "int8", progress=lambda m: None)
-    header = tensorrt.plan_header(tmp_path / "q10.engine")
-    assert header["strongly_typed"] and header["flags"] == []
-    monkeypatch.setattr(tensorrt, "__version__", "8.6.2")
-    build_engine(qdq, tmp_path / "q86.engine", "int8", progress=lambda m: None)
-    header = tensorrt.plan_header(tmp_path / "q86.engine")
-    assert not header["strongly_typed"] and header["flags"] == ["FP16", "INT8"]
+
+
+# What each release's builder is told, per precision: (network flags, builder flags).
+EXPECTED = {
+    8: {"fp32": (False, []), "fp16": (False, ["FP16"]), "int8": (False, ["FP16", "INT8"])},
+    10: {"fp32": (False, []), "fp16": (False, ["FP16"]), "int8": (True, [])},
+    11: {"fp32": (True, []), "fp16": (True, []), "int8": (True, [])},
+}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_every_release_builds_every_precision_its_own_way(tmp_path, trt_each, precision):
+    """8.6: explicit batch and precision flags; 10.x: precision flags, strongly typed for Q/DQ;
+    11.x: always strongly typed, FP16 from an FP16 copy of the ONNX. The double refuses any
+    member its release lacks, so a 10.x-only call on 11.x fails here as it would there."""
+    from edgeswin.engine.build import build_engine
+
+    tensorrt, _ = trt_each
+    major = int(tensorrt.__version__.split(".")[0])
+    source = tiny_model(tmp_path, "q", opset=17, qdq=True) if precision == "int8" \
+        else copy_primary(tmp_path)
+    out = tmp_path / f"m-{precision}.engine"
+    meta = build_engine(source, out, precision, progress=lambda m: None)
+    header = tensorrt.plan_header(out)
+    strongly, flags = EXPECTED[major][precision]
+    assert (header["strongly_typed"], header["flags"]) == (strongly, flags)
+    assert meta["tensorrt"]["tensorrt"] == tensorrt.__version__  # build number included
+    fp16_copy = major >= 11 and precision == "fp16"
+    assert header["onnx_float16"] is fp16_copy
+    if fp16_copy:
+        built_from = tmp_path / meta["tensorrt"]["built_from"]
+        assert built_from.is_file() and built_from.with_suffix(".json").is_file()
+        assert json.loads(built_from.with_suffix(".json").read_text())["float16_of"][
+            "top1_agreement"] == 1.0
+    if precision == "int8":
+        return
+    engine, reference = open_engine(out), open_engine(PRIMARY)
+    rng = np.random.default_rng(9)
+    for _ in range(8):
+        x = Preprocessor(reference.info.input)(random_scene(rng, 640, 360)[0])
+        ours, theirs = engine.infer(x), reference.infer(x)
+        assert ours.argmax() == theirs.argmax()
+        np.testing.assert_allclose(ours, theirs, atol=5e-3 if fp16_copy else 1e-4)
+
+
+def test_before_opset_17_layernorm_parts_stay_fp32_on_every_release(tmp_path, trt_each):
+    from edgeswin.engine.build import build_engine
+
+    tensorrt, _ = trt_each
+    build_engine(tiny_model(tmp_path, "tiny16"), tmp_path / "t.engine", "fp16",
+                 progress=lambda m: None)
+    header = tensorrt.plan_header(tmp_path / "t.engine")
+    if tensorrt.MAJOR >= 11:  # no precision per layer: the FP16 copy keeps them FP32 itself
+        assert header["pinned_fp32"] == [] and header["onnx_float16"]
+        copy = next(tmp_path.glob("tiny16-fp16-*.onnx"))
+        kept = {n.name for n in onnx.load(str(copy)).graph.node if n.op_type in ("ReduceMean", "Pow")}
+        assert kept == {"mean", "pow"}
+    else:
+        assert sorted(header["pinned_fp32"]) == ["mean", "pow"]
+        assert "OBEY_PRECISION_CONSTRAINTS" in header["flags"]
+
+
+def test_a_release_without_a_member_raises_attribute_error_like_the_real_module(trt_each):
+    tensorrt, _ = trt_each
+    layer = tensorrt.ILayer("x", "Pow")
+    if tensorrt.MAJOR >= 11:
+        assert not hasattr(tensorrt.BuilderFlag, "FP16")
+        assert not hasattr(tensorrt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH")
+        with pytest.raises(AttributeError, match="precision"):
+            layer.precision = tensorrt.float32
+    else:
+        assert tensorrt.BuilderFlag.FP16 is not None
+        layer.precision = tensorrt.float32
+    # Strongly typed networks came with 10.0.
+    assert hasattr(tensorrt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED") == (tensorrt.MAJOR >= 10)
+
+
+def test_the_timing_cache_is_per_release_and_gpu_and_a_bad_one_is_replaced(tmp_path, trt, caplog):
+    from edgeswin.engine.build import build_engine, timing_cache_path
+
+    tensorrt, _ = trt
+    ident = {"tensorrt": "10.3.0.30", "gpu": "Orin (fake)", "compute_capability": "8.7"}
+    path = timing_cache_path(tmp_path, ident)
+    assert path.name == "timing-10.3.0.30-orin-fake-sm87.cache"
+    assert timing_cache_path(tmp_path, {**ident, "tensorrt": "10.3.0.31"}) != path
+    assert timing_cache_path(tmp_path, {**ident, "compute_capability": "7.2"}) != path
+    source = tiny_model(tmp_path, "tiny", opset=17)
+    for bad in (b"\x00garbage", json.dumps({"fake_timing_cache": 9, "version": "8.6.1.6",
+                                             "compute_capability": [8, 7]}).encode()):
+        path.write_bytes(bad)
+        meta = build_engine(source, tmp_path / "t.engine", "fp16", timing_cache=path,
+                            progress=lambda m: None)
+        assert meta["tensorrt"]["timing_cache_reused"] is False
+        assert "corrupt or from another TensorRT or GPU" in caplog.text
+        caplog.clear()
+        saved = json.loads(path.read_bytes())  # replaced by one of this release and GPU
+        assert saved["version"] == tensorrt.__version__
+
+
+def test_a_plan_is_never_left_without_its_sidecar(tmp_path, trt, monkeypatch):
+    from edgeswin.engine import build
+
+    real = build.write_atomic
+
+    def disk_full_for_sidecars(path, data):
+        if path.suffix == ".json":
+            raise ModelError(f"cannot write {path}: No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(build, "write_atomic", disk_full_for_sidecars)
+    out = tmp_path / "t.engine"
+    with pytest.raises(ModelError, match="No space left"):
+        build.build_engine(tiny_model(tmp_path, "tiny", opset=17), out, "fp16",
+                           progress=lambda m: None)
+    assert not out.exists()
+
+
+def test_builds_run_one_at_a_time(tmp_path, trt, monkeypatch):
+    import threading
+    import time
+
+    from edgeswin.engine import build
+
+    running, most, said = [0], [0], []
+    real = build._build
+
+    def slow_build(*args, **kw):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        time.sleep(0.3)
+        try:
+            return real(*args, **kw)
+        finally:
+            running[0] -= 1
+
+    monkeypatch.setattr(build, "_build", slow_build)
+    source = tiny_model(tmp_path, "tiny", opset=17)
+    threads = [threading.Thread(target=build.build_engine, args=(source, tmp_path / f"{i}.engine",
+                                                                  "fp16"),
+                                kwargs={"progress": said.append}) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert most[0] == 1 and all((tmp_path / f"{i}.engine").is_file() for i in range(3))
+    assert "waiting for another engine build to finish" in said
+
+
+def test_one_tensorrt_logger_serves_every_builder_and_runtime(tmp_path, trt, caplog):
+    from edgeswin.engine.build import build_engine
+    from edgeswin.engine.trt import process_logger
+
+    tensorrt, _ = trt
+    build_engine(tiny_model(tmp_path, "tiny", opset=17), tmp_path / "t.engine", "fp16",
+                 progress=lambda m: None)
+    logger = process_logger(tensorrt)
+    assert logger is process_logger(tensorrt)
+    assert tensorrt._LOGGER_OF_CONFIG is logger  # the builder got the process's logger
+    stale = plan(tmp_path, tensorrt, version="8.6.2")
+    with pytest.raises(ModelError):
+        open_engine(stale)
+    # The message reached the daemon's log naming what it concerns.
+    assert "TensorRT [engine " in caplog.text and "expecting library version" in caplog.text
 
 
 def test_parser_errors_are_listed_and_nothing_is_written(tmp_path, trt):
@@ -218,7 +374,7 @@ def test_selftest_prints_a_verdict_with_or_without_tensorrt(with_tensorrt):
     onnx_line = next(line for line in lines if line.startswith("ONNX Runtime: swin-demo-112"))
     assert "24/24 scenes right (ok)" in onnx_line or "23/24" in onnx_line
     if with_tensorrt:
-        trt_line = next(line for line in lines if line.startswith("TensorRT 10.3.0: fp16"))
+        trt_line = next(line for line in lines if line.startswith("TensorRT 10.3.0.30: fp16"))
         assert "top-1 agreement with ONNX Runtime 100% (ok)" in trt_line
         assert any(line.startswith("CUDA driver ") for line in lines)
     else:

@@ -115,7 +115,7 @@ def test_several_outputs_need_the_score_output_named(tmp_path, trt):
     ("missing", r"cannot read engine file"),
     ("corrupt", r"cannot deserialize this engine on Orin \(fake\) \(sm_87\) .*Version tag "
                 r"does not match.*rebuild it on this device"),
-    ("version", r"expecting library version 10.3.0 got 8.6.2"),
+    ("version", r"expecting library version 10.3.0.30 got 8.6.2"),
     ("gpu", r"Unsupported SM: 0x72"),
     ("host_code", r"contains host code"),
     ("shape", r"engine input shape \[1, 3, 96, 96\] differs from the metadata's \[1, 3, 112, 112\]"),

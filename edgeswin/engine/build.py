@@ -1,11 +1,13 @@
-"""Building TensorRT engines from ONNX on the device (TensorRT 8.6 and 10.x), and the engine
-cache key. Hands on an `.engine` file with a sidecar JSON beside it: the ONNX sidecar's labels
+"""Building TensorRT engines from ONNX on the device (TensorRT 8.6, 10.x and 11.x), and the
+engine cache key. Hands on an `.engine` file with a sidecar JSON beside it: the ONNX sidecar's labels
 and input spec plus how the plan was built (source ONNX sha256, TensorRT version, GPU name and
 compute capability, precision), which is also what decides whether a cached plan is reusable.
 
-The flow is the documented one: Builder -> network (explicit batch flag on 8.x, none on 10.x,
-STRONGLY_TYPED for a Q/DQ INT8 model on 10.x) -> OnnxParser -> builder config (workspace pool,
-FP16/INT8 flags on 8.x, optimisation level, timing cache) -> build_serialized_network.
+The flow is the documented one: Builder -> network (explicit batch flag on 8.x, none on 10.x
+and 11.x; STRONGLY_TYPED for a Q/DQ INT8 model on 10.x and for every network on 11.x, where an
+FP16 engine comes from an FP16 copy of the ONNX) -> OnnxParser -> builder config (workspace
+pool, FP16/INT8 flags where not strongly typed, optimisation level, timing cache) ->
+build_serialized_network. Builds run one at a time.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import hashlib
 import json
 import logging
 import os
+import re
+import threading
 import time
 from pathlib import Path
 
 from ..errors import BackendUnavailable, ModelError
 from . import read_model_info, sidecar_path
-from .trt import collecting_logger
+from .trt import forget_messages, labelled, process_logger, recent_messages
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +76,33 @@ def _opset(onnx: Path) -> int:
     return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
 
 
+# TensorRT builds are one at a time: two would compete for the GPU memory and the workspace
+# that each sizes from what is free, and the daemon must keep serving beside them.
+_one_build = threading.Lock()
+
+
+def timing_cache_path(directory: Path, identity: dict) -> Path:
+    """One timing cache per TensorRT version and GPU: another's entries are not reusable."""
+    gpu = re.sub(r"[^A-Za-z0-9]+", "-", identity["gpu"]).strip("-").lower()
+    cc = identity["compute_capability"].replace(".", "")
+    return directory / f"timing-{identity['tensorrt']}-{gpu}-sm{cc}.cache"
+
+
+def _flags(trt, major: int, strongly_typed: bool) -> int:
+    """8.x needs the explicit-batch flag for ONNX; 10.x ignores it (deprecated) and 11.x has
+    none. Strongly typed: 10.x for Q/DQ models, 11.x always."""
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if major < 10 else 0
+    if strongly_typed:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    return flags
+
+
 def build_engine(onnx: Path, out: Path, precision: str = "fp16", *, workspace_mb: int = 1024,
                  timing_cache: Path | None = None, optimization_level: int | None = None,
                  progress=lambda message: log.info("%s", message)) -> dict:
-    """Build `onnx` into `out` (written atomically) and its sidecar; return the sidecar dict."""
+    """Build `onnx` into `out` and its sidecar; return the sidecar dict. TensorRT 8.6, 10.x and
+    11.x: on 11.x an FP16 engine is built from an FP16 copy of the ONNX (engine/float16.py),
+    made beside `out`."""
     if precision not in PRECISIONS:
         raise ModelError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     try:
@@ -90,60 +117,112 @@ def build_engine(onnx: Path, out: Path, precision: str = "fp16", *, workspace_mb
     if precision == "int8" and not qdq:
         raise ModelError(f"{onnx}: INT8 needs an explicitly quantized (Q/DQ) model; make one "
                          "with `edgeswin quantize` (implicit calibration is deprecated in "
-                         "TensorRT 10)")
-    v10 = int(trt.__version__.split(".")[0]) >= 10
-    messages: list[str] = []
-    logger = collecting_logger(trt, messages)
+                         "TensorRT 10 and gone in 11)")
+    major = int(trt.__version__.split(".")[0])
+    strongly_typed = major >= 11 or (qdq and major >= 10)
+    source = onnx
+    if major >= 11 and precision == "fp16":
+        progress(f"TensorRT {trt.__version__} builds strongly typed: making an FP16 copy of "
+                 f"{onnx.name}")
+        from .float16 import float16_onnx
+        source = float16_onnx(onnx, out.parent)
+    if not _one_build.acquire(blocking=False):
+        progress("waiting for another engine build to finish")
+        _one_build.acquire()
     ctx = cuda.Device(0).retain_primary_context()
     ctx.push()
     t0 = time.monotonic()
     try:
-        builder = trt.Builder(logger)
-        flags = 0 if v10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-        strongly_typed = qdq and v10  # 10.x: Q/DQ models take their types from the graph
-        if strongly_typed:
-            flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-        network = builder.create_network(flags)
-        parser = trt.OnnxParser(network, logger)
-        progress(f"parsing {onnx.name} (TensorRT {trt.__version__}, {identity['gpu']})")
-        if not parser.parse(onnx.read_bytes()):
-            errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-            raise ModelError(f"{onnx}: TensorRT's ONNX parser refused it:\n  " + "\n  ".join(errors))
-        config = builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
-        if optimization_level is not None:
-            config.builder_optimization_level = optimization_level
-        if not strongly_typed and precision in ("fp16", "int8"):
-            config.set_flag(trt.BuilderFlag.FP16)  # layers left unquantized run in FP16
-        if not strongly_typed and precision == "int8":
-            config.set_flag(trt.BuilderFlag.INT8)  # 8.x: needed for Q/DQ too
-        pinned = _keep_layernorm_fp32(trt, network, config) \
-            if precision != "fp32" and not strongly_typed and _opset(onnx) < 17 else 0
-        cache_bytes = timing_cache.read_bytes() if timing_cache and timing_cache.is_file() else b""
-        cache = config.create_timing_cache(cache_bytes)
-        config.set_timing_cache(cache, ignore_mismatch=False)
-        progress(f"building {precision} engine (this can take minutes on a Jetson)")
-        plan = builder.build_serialized_network(network, config)
-        if plan is None:
-            raise ModelError(f"{onnx}: TensorRT could not build an engine: "
-                             f"{'; '.join(messages[-3:]) or 'no detail logged'}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(out, bytes(plan))
-        if timing_cache:
-            write_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
+        with labelled(f"build {out.name}"):
+            forget_messages()
+            plan, cache_bytes, pinned, workspace = _build(
+                trt, cuda, source, precision, major, strongly_typed, workspace_mb,
+                timing_cache, optimization_level, identity, progress)
     finally:
         cuda.Context.pop()
         ctx.detach()
+        _one_build.release()
     meta = json.loads(sidecar_path(onnx).read_text())
     meta.update({"precision": precision, "name": f"{info.name}-{precision}"})
     meta["tensorrt"] = {**identity, "onnx": onnx.name, "onnx_sha256": sha256(onnx),
-                        "precision": precision, "strongly_typed": strongly_typed,
-                        "layernorm_layers_kept_fp32": pinned,
-                        "timing_cache_reused": bool(cache_bytes),
+                        "built_from": source.name, "precision": precision,
+                        "strongly_typed": strongly_typed, "layernorm_layers_kept_fp32": pinned,
+                        "timing_cache_reused": bool(cache_bytes), "workspace_mb": workspace >> 20,
                         "build_s": round(time.monotonic() - t0, 1)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The sidecar first, then the plan: a plan is never there without its sidecar (which would
+    # look like a foreign plan, and be rebuilt, for minutes, at every start).
     write_atomic(sidecar_path(out), json.dumps(meta, indent=2).encode())
+    write_atomic(out, plan)
     progress(f"built {out} in {meta['tensorrt']['build_s']} s")
     return meta
+
+
+def _build(trt, cuda, source: Path, precision: str, major: int, strongly_typed: bool,
+           workspace_mb: int, timing_cache: Path | None, optimization_level: int | None,
+           identity: dict, progress) -> tuple[bytes, bytes, int, int]:
+    """Parse and build with the primary context current; return (plan, the timing cache it
+    started from, layers pinned to FP32, workspace bytes). Writes the updated timing cache."""
+    logger = process_logger(trt)
+    builder = trt.Builder(logger)
+    network = builder.create_network(_flags(trt, major, strongly_typed))
+    parser = trt.OnnxParser(network, logger)
+    progress(f"parsing {source.name} (TensorRT {trt.__version__}, {identity['gpu']})")
+    if not parser.parse(source.read_bytes()):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise ModelError(f"{source}: TensorRT's ONNX parser refused it:\n  " + "\n  ".join(errors))
+    config = builder.create_builder_config()
+    workspace = _workspace_bytes(cuda, workspace_mb)
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
+    if optimization_level is not None:
+        config.builder_optimization_level = optimization_level
+    if not strongly_typed and precision in ("fp16", "int8"):
+        config.set_flag(trt.BuilderFlag.FP16)  # layers left unquantized run in FP16
+    if not strongly_typed and precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)  # 8.x: needed for Q/DQ too
+    pinned = _keep_layernorm_fp32(trt, network, config) \
+        if precision != "fp32" and not strongly_typed and _opset(source) < 17 else 0
+    cache_bytes = _load_timing_cache(trt, config, timing_cache)
+    progress(f"building {precision} engine, workspace {workspace >> 20} MB (this can take "
+             "minutes on a Jetson)")
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise ModelError(f"{source}: TensorRT could not build an engine: "
+                         f"{'; '.join(recent_messages()) or 'no detail logged'}")
+    if timing_cache:
+        try:
+            write_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
+        except ModelError as exc:  # the engine is fine; the next build is just slower
+            log.warning("timing cache not saved: %s", exc)
+    return bytes(plan), cache_bytes, pinned, workspace
+
+
+def _workspace_bytes(cuda, workspace_mb: int) -> int:
+    """The requested workspace, but at most half of the GPU memory free now: on an 8 GB Orin
+    Nano the daemon, its other rungs and a build share the same memory."""
+    wanted = workspace_mb << 20
+    try:
+        free, _total = cuda.mem_get_info()
+    except (AttributeError, cuda.Error):
+        return wanted
+    return max(min(wanted, free // 2), 64 << 20)
+
+
+def _load_timing_cache(trt, config, path: Path | None) -> bytes:
+    """Reuse the timing cache at `path` when TensorRT accepts it; start an empty one when it
+    is corrupt or from another TensorRT or GPU. Returns the bytes that were reused."""
+    data = path.read_bytes() if path and path.is_file() else b""
+    cache = config.create_timing_cache(data) if data else None
+    if data and (cache is None or not config.set_timing_cache(cache, ignore_mismatch=False)):
+        log.warning("timing cache %s is corrupt or from another TensorRT or GPU: starting an "
+                    "empty one", path)
+        data = b""
+    if not data:
+        cache = config.create_timing_cache(b"")
+        if not config.set_timing_cache(cache, ignore_mismatch=False):
+            raise ModelError(f"TensorRT refused an empty timing cache: "
+                             f"{'; '.join(recent_messages())}")
+    return data
 
 
 def _keep_layernorm_fp32(trt, network, config) -> int:

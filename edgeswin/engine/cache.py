@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeswinError
-from .build import build_engine, cached_engine_path, device_identity
+from .build import build_engine, cached_engine_path, device_identity, timing_cache_path
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,8 @@ class EngineCache:
         t0 = time.monotonic()
         engine = None
         try:
-            build_engine(onnx, path, precision, timing_cache=self.dir / "timing.cache",
+            build_engine(onnx, path, precision,
+                         timing_cache=timing_cache_path(self.dir, self._identity),
                          progress=lambda message: log.info("engine build: %s", message))
             engine = load(path)
             agree, worst = agreement(engine, reference(), frames())

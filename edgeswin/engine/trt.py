@@ -11,6 +11,8 @@ and popped after. Hands on the same 1-D float32 scores as the ONNX Runtime backe
 from __future__ import annotations
 
 import logging
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +60,6 @@ class TrtEngine:
         self._trt, self._cuda = trt, cuda
         self.info = info
         self.model = model
-        self.messages: list[str] = []  # what TensorRT logged at warning and above
         try:
             data = model.read_bytes()
         except OSError as exc:
@@ -69,7 +70,8 @@ class TrtEngine:
         self._ctx = gpu.retain_primary_context()  # shared with any other CUDA user in process
         self._ctx.push()
         try:
-            self._load(data, host_code_allowed)
+            with labelled(f"engine {info.name}"):
+                self._load(data, host_code_allowed)
         finally:
             cuda.Context.pop()
         for _ in range(warmup):  # first runs pick tactics' kernels and page memory in
@@ -79,15 +81,15 @@ class TrtEngine:
     # --- loading ---------------------------------------------------------------------------
     def _load(self, data: bytes, host_code_allowed: bool) -> None:
         trt, cuda = self._trt, self._cuda
-        self._logger = collecting_logger(trt, self.messages)
-        self._runtime = trt.Runtime(self._logger)
+        forget_messages()
+        self._runtime = trt.Runtime(process_logger(trt))
         # An engine with embedded host code (version-compatible lean runtime) runs code from
         # the file: refused unless the config says this file is trusted.
         if hasattr(self._runtime, "engine_host_code_allowed"):  # 8.6+; off by default
             self._runtime.engine_host_code_allowed = host_code_allowed
         self._engine = self._runtime.deserialize_cuda_engine(data)
         if self._engine is None:
-            said = "; ".join(self.messages[-3:]) or "no detail logged"
+            said = "; ".join(recent_messages()) or "no detail logged"
             raise ModelError(
                 f"{self.model}: TensorRT {trt.__version__} cannot deserialize this engine on "
                 f"{self.gpu} ({said}). Engines only run on the TensorRT version and GPU they "
@@ -96,7 +98,7 @@ class TrtEngine:
         self._context = self._engine.create_execution_context()
         if self._context is None:
             raise ModelError(f"{self.model}: cannot create an execution context "
-                             f"(out of GPU memory?): {'; '.join(self.messages[-3:])}")
+                             f"(out of GPU memory?): {'; '.join(recent_messages())}")
         self._tensors: list[_Tensor] = []
         try:
             for i in range(self._engine.num_io_tensors):
@@ -108,7 +110,7 @@ class TrtEngine:
         for t in self._tensors:
             if not self._context.set_tensor_address(t.name, int(t.device)):
                 raise ModelError(f"{self.model}: TensorRT refused the address of tensor "
-                                 f"{t.name!r}: {'; '.join(self.messages[-2:])}")
+                                 f"{t.name!r}: {'; '.join(recent_messages(2))}")
         self._stream = cuda.Stream()
         self._gpu_prep = None
 
@@ -198,7 +200,7 @@ class TrtEngine:
             load_input()
             if not self._context.execute_async_v3(stream_handle=self._stream.handle):
                 raise EngineRunError(f"{self.model}: TensorRT refused to enqueue inference: "
-                                     f"{'; '.join(self.messages[-3:]) or 'no detail logged'}")
+                                     f"{'; '.join(recent_messages()) or 'no detail logged'}")
             for t in self._tensors:
                 if not t.is_input:
                     cuda.memcpy_dtoh_async(t.host, t.device, self._stream)
@@ -224,19 +226,62 @@ class TrtEngine:
             self._ctx.detach()
 
 
-def collecting_logger(trt, sink: list[str]):
-    """A trt.ILogger that keeps warnings and errors (for error messages) and logs them."""
+# TensorRT keeps one logger pointer for the process while any builder or runtime lives, so a
+# logger per engine would send later messages to the first one's sink. There is one: it logs
+# every warning and error with the rung it concerns, and keeps the last few per thread for the
+# error messages of the call that failed.
+_logger = None
+_logger_module = None  # the tensorrt module it was made for (tests import several doubles)
+_logger_lock = threading.Lock()
+_local = threading.local()
 
-    class Collecting(trt.ILogger):
-        def __init__(self):
-            trt.ILogger.__init__(self)
 
-        def log(self, severity, msg):
-            if int(severity) <= int(trt.ILogger.Severity.WARNING):
-                sink.append(str(msg))
-                del sink[:-20]
-                level = logging.ERROR if int(severity) <= int(trt.ILogger.Severity.ERROR) \
-                    else logging.WARNING
-                log.log(level, "TensorRT: %s", msg)
+def process_logger(trt):
+    """The one trt.ILogger of this process (made on first use)."""
+    global _logger, _logger_module
+    with _logger_lock:
+        if _logger is None or _logger_module is not trt:
+            class ProcessLogger(trt.ILogger):
+                def __init__(self):
+                    trt.ILogger.__init__(self)
 
-    return Collecting()
+                def log(self, severity, msg):
+                    if int(severity) > int(trt.ILogger.Severity.WARNING):
+                        return
+                    said = _said()
+                    said.append(str(msg))
+                    del said[:-20]
+                    level = logging.ERROR if int(severity) <= int(trt.ILogger.Severity.ERROR) \
+                        else logging.WARNING
+                    log.log(level, "TensorRT [%s]: %s", getattr(_local, "label", None)
+                            or threading.current_thread().name, msg)
+
+            _logger, _logger_module = ProcessLogger(), trt
+        return _logger
+
+
+def _said() -> list[str]:
+    if not hasattr(_local, "said"):
+        _local.said = []
+    return _local.said
+
+
+def forget_messages() -> None:
+    """Start afresh on this thread: an error then quotes only what its own call caused."""
+    _said().clear()
+
+
+def recent_messages(n: int = 3) -> list[str]:
+    """What TensorRT last said on this thread (warnings and errors)."""
+    return _said()[-n:]
+
+
+@contextmanager
+def labelled(label: str):
+    """TensorRT's messages on this thread name `label` (a rung, a build) until the block ends."""
+    previous = getattr(_local, "label", None)
+    _local.label = label
+    try:
+        yield
+    finally:
+        _local.label = previous

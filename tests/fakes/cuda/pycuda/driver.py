@@ -136,6 +136,14 @@ class DeviceAllocation:
         _memory.pop(self.address, None)
 
 
+def mem_get_info() -> tuple[int, int]:
+    """(free, total) bytes of the current context's device, as cuMemGetInfo."""
+    _need_context("cuMemGetInfo")
+    with _lock:
+        used = sum(len(block) for block in _memory.values())
+    return max(TOTAL_MEMORY - used, 0), TOTAL_MEMORY
+
+
 def mem_alloc(nbytes: int) -> DeviceAllocation:
     _need_context("cuMemAlloc")
     if nbytes <= 0:

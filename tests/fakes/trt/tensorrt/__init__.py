@@ -23,15 +23,30 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import struct
+from pathlib import Path
 
 import numpy as np
 from pycuda import driver as _cuda
 
 REAL_CUDA = not hasattr(_cuda, "device_bytes")
-__version__ = "10.3.0"
+# Which TensorRT this double is: EDGESWIN_FAKE_TRT_VERSION picks one of the releases whose
+# Python bindings api_surface.json describes (8.6.1, 10.3.0, 10.16.0, 11.0.0, 11.1.0). Every
+# class, enum member and method that another of those releases has and this one lacks raises
+# AttributeError, as the real module would (see _apply_surface at the end).
+SURFACE_VERSION = os.environ.get("EDGESWIN_FAKE_TRT_VERSION", "10.3.0")
+# The real __version__ carries a fourth, build number (e.g. "10.3.0.30" on JetPack 6.1);
+# these build numbers are examples, present so that code keying on the version sees four parts.
+_BUILD = {"8.6.1": "6", "10.3.0": "30", "10.16.0": "12", "11.0.0": "7", "11.1.0": "3"}
+if SURFACE_VERSION not in _BUILD:
+    raise ImportError(f"EDGESWIN_FAKE_TRT_VERSION={SURFACE_VERSION}: the double knows "
+                      f"{', '.join(_BUILD)}")
+__version__ = f"{SURFACE_VERSION}.{_BUILD[SURFACE_VERSION]}"
+MAJOR = int(SURFACE_VERSION.split(".")[0])
 MAGIC = b"FTRTPLAN"
 faults: dict[str, bool] = {}  # tests may set "enqueue" to make the next enqueues fail
+_LOGGER_OF_CONFIG = None  # set by the Builder: where builder-config errors are logged
 
 
 class DataType(enum.IntEnum):
@@ -301,6 +316,7 @@ class BuilderFlag(enum.IntEnum):
     FP16 = 0
     INT8 = 1
     OBEY_PRECISION_CONSTRAINTS = 11
+    VERSION_COMPATIBLE = 14
 
 
 class MemoryPoolType(enum.IntEnum):
@@ -337,14 +353,22 @@ class ILayer:
         self.type = LayerType.ELEMENTWISE if op_type in _ELEMENTWISE else \
             _LAYER_OF.get(op_type, LayerType.OTHER)
         self._op = _ELEMENTWISE.get(op_type)
-        self.precision = DataType.FLOAT
-        self.precision_is_set = False
+        self._precision = DataType.FLOAT
+        self._precision_is_set = False
         self.output_types: dict[int, DataType] = {}
 
-    def __setattr__(self, key, value):
-        if key == "precision" and hasattr(self, "precision"):
-            object.__setattr__(self, "precision_is_set", True)
-        object.__setattr__(self, key, value)
+    # 8.6 and 10.x only: 11.x networks are strongly typed and these are gone.
+    @property
+    def precision(self) -> DataType:
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: DataType) -> None:
+        self._precision, self._precision_is_set = value, True
+
+    @property
+    def precision_is_set(self) -> bool:
+        return self._precision_is_set
 
     def set_output_type(self, index: int, dtype: DataType) -> None:
         self.output_types[index] = dtype
@@ -358,9 +382,14 @@ class IElementWiseLayer(ILayer):
 
 class INetworkDefinition:
     def __init__(self, flags: int):
-        self.flags = flags
+        self._flags = flags
         self.onnx: bytes | None = None
+        self.implicit_batch = False
         self._layers: list[ILayer] = []
+
+    @property
+    def flags(self) -> int:  # 10.x on
+        return self._flags
 
     @property
     def num_layers(self) -> int:
@@ -383,6 +412,10 @@ class OnnxParser:
 
     def parse(self, model: bytes) -> bool:
         import onnx
+        if self.network.implicit_batch:
+            self._errors.append("ModelImporter: the network must be created with the "
+                                "EXPLICIT_BATCH flag")
+            return False
         try:
             proto = onnx.load_from_string(bytes(model))
             onnx.checker.check_model(proto)
@@ -411,11 +444,14 @@ class OnnxParser:
 
 
 class ITimingCache:
-    def __init__(self, entries: int):
-        self.entries = entries
+    """Records the TensorRT version and GPU that filled it, as the real cache's header does."""
+
+    def __init__(self, entries: int, version: str, compute_capability: list[int]):
+        self.entries, self.version, self.cc = entries, version, list(compute_capability)
 
     def serialize(self) -> bytes:
-        return json.dumps({"fake_timing_cache": self.entries}).encode()
+        return json.dumps({"fake_timing_cache": self.entries, "version": self.version,
+                           "compute_capability": self.cc}).encode()
 
 
 class IBuilderConfig:
@@ -434,12 +470,24 @@ class IBuilderConfig:
     def set_memory_pool_limit(self, pool: MemoryPoolType, size: int) -> None:
         self.pools[pool] = size
 
-    def create_timing_cache(self, serialized: bytes) -> ITimingCache:
+    def create_timing_cache(self, serialized: bytes) -> ITimingCache | None:
         if not serialized:
-            return ITimingCache(0)
-        return ITimingCache(json.loads(bytes(serialized))["fake_timing_cache"])
+            return ITimingCache(0, __version__, list(_compute_capability()))
+        try:
+            data = json.loads(bytes(serialized))
+            return ITimingCache(data["fake_timing_cache"], data["version"],
+                                data["compute_capability"])
+        except (ValueError, KeyError, TypeError):
+            _LOGGER_OF_CONFIG.log(ILogger.Severity.ERROR, "1: [timingCache.cpp] Error Code 1: "
+                                  "corrupt timing cache")
+            return None
 
     def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
+        mismatch = (cache.version, cache.cc) != (__version__, list(_compute_capability()))
+        if mismatch and not ignore_mismatch:
+            _LOGGER_OF_CONFIG.log(ILogger.Severity.ERROR, "1: [timingCache.cpp] the timing "
+                                  "cache was made by another TensorRT version or device")
+            return False
         self._cache = cache
         return True
 
@@ -453,11 +501,19 @@ class Builder:
         self.logger = logger
 
     def create_network(self, flags: int = 0) -> INetworkDefinition:
-        if __version__.startswith("10") and flags & 1 << NetworkDefinitionCreationFlag.EXPLICIT_BATCH:
+        if MAJOR == 8 and not flags & 1 << NetworkDefinitionCreationFlag.EXPLICIT_BATCH:
+            self.logger.log(ILogger.Severity.ERROR, "4: [network.cpp::NetworkDefinition] the "
+                            "ONNX parser only supports networks with an explicit batch dimension")
+            network = INetworkDefinition(flags)
+            network.implicit_batch = True
+            return network
+        if MAJOR == 10 and flags & 1 << 0:
             self.logger.log(ILogger.Severity.WARNING, "EXPLICIT_BATCH is deprecated and ignored")
         return INetworkDefinition(flags)
 
     def create_builder_config(self) -> IBuilderConfig:
+        global _LOGGER_OF_CONFIG
+        _LOGGER_OF_CONFIG = self.logger  # the process-wide logger TensorRT reports through
         return IBuilderConfig()
 
     def build_serialized_network(self, network: INetworkDefinition, config: IBuilderConfig):
@@ -465,10 +521,16 @@ class Builder:
         if network.onnx is None:
             self.logger.log(ILogger.Severity.ERROR, "4: network has no layers")
             return None
-        strongly = bool(network.flags & 1 << NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-        if strongly and config.flags & {BuilderFlag.FP16, BuilderFlag.INT8}:
+        strongly = bool(network._flags & 1 << 5)  # STRONGLY_TYPED (10.x on)
+        precision_flags = {getattr(BuilderFlag, n) for n in ("FP16", "INT8")
+                           if hasattr(BuilderFlag, n)}
+        if strongly and config.flags & precision_flags:
             self.logger.log(ILogger.Severity.ERROR, "4: precision flags are not allowed with a "
                                                     "strongly typed network")
+            return None
+        if MAJOR >= 11 and not strongly:
+            self.logger.log(ILogger.Severity.ERROR, "4: networks are always strongly typed in "
+                                                    "TensorRT 11: create it STRONGLY_TYPED")
             return None
         session = ort.InferenceSession(network.onnx, providers=["CPUExecutionProvider"])
         # The network's I/O keeps the ONNX types (UINT8 I/O since 8.5, FP16 I/O), as the parser
@@ -483,9 +545,17 @@ class Builder:
                              list(_compute_capability()), "host_code": False, "io": io,
                              "flags": sorted(f.name for f in config.flags),
                              "strongly_typed": strongly,
+                             "onnx_float16": _float16_weights(network.onnx),
                              "pinned_fp32": [layer.name for layer in network._layers
-                                             if layer.precision_is_set]}).encode()
+                                             if layer._precision_is_set]}).encode()
         return IHostMemory(MAGIC + struct.pack("<I", len(header)) + header + network.onnx)
+
+
+def _float16_weights(model: bytes) -> bool:
+    """Whether the ONNX keeps its weights in FP16: what a strongly typed network runs in."""
+    import onnx
+    proto = onnx.load_from_string(model)
+    return any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
 
 
 class IHostMemory(bytes):
@@ -497,3 +567,50 @@ def plan_header(path) -> dict:
     data = open(path, "rb").read()
     (size,) = struct.unpack("<I", data[len(MAGIC):len(MAGIC) + 4])
     return json.loads(data[len(MAGIC) + 4:len(MAGIC) + 4 + size])
+
+
+# --- one release's surface ----------------------------------------------------------------------
+
+class _Absent:
+    """A member that some release has and this one lacks: reading or setting it fails as on
+    the real module."""
+
+    def __init__(self, owner: str, name: str):
+        self.owner, self.name = owner, name
+
+    def _fail(self):
+        raise AttributeError(f"'{self.owner}' object has no attribute '{self.name}' "
+                             f"(TensorRT {SURFACE_VERSION})")
+
+    def __get__(self, obj, objtype=None):
+        self._fail()
+
+    def __set__(self, obj, value):
+        self._fail()
+
+
+def _apply_surface() -> None:
+    surfaces = json.loads(Path(__file__).with_name("api_surface.json").read_text())
+    here = surfaces[SURFACE_VERSION]["types"]
+    known: dict[str, set[str]] = {}
+    for surface in surfaces.values():
+        for name, spec in surface["types"].items():
+            known.setdefault(name, set()).update(spec["members"])
+    space = globals()
+    for name, obj in list(space.items()):
+        if not isinstance(obj, type) or name.startswith("_") or name not in known:
+            continue  # the double's own helpers
+        if name not in here:
+            del space[name]
+            continue
+        gone = known[name] - set(here[name]["members"])
+        if issubclass(obj, enum.Enum):
+            if gone & set(obj.__members__):
+                space[name] = enum.IntEnum(name, {m: v.value for m, v in obj.__members__.items()
+                                                  if m not in gone})
+        else:
+            for member in gone:
+                setattr(obj, member, _Absent(name, member))
+
+
+_apply_surface()
