@@ -20,6 +20,7 @@ from .engine import Engine, open_engine
 from .engine.cache import BuildReport, EngineCache
 from .errors import EdgeswinError
 from .preprocess import Preprocessor, to_bgr
+from .preprocess_cuda import KernelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,16 @@ class ActiveEngine:
     rung: int
 
 
-def activate(rung: int, spec: EngineRung, engine) -> ActiveEngine:
-    """An opened engine with the preprocessing its rung asks for (CPU, or the GPU kernel)."""
+def activate(rung: int, spec: EngineRung, engine, kernel_dir: Path | None = None) -> ActiveEngine:
+    """An opened engine with the preprocessing its rung asks for (CPU, or the GPU kernel;
+    the CPU when the kernel can be neither loaded from `kernel_dir` nor compiled)."""
     if spec.preprocess == "gpu":
-        engine.enable_gpu_preprocess()
-        return ActiveEngine(FrameEngine(engine), to_bgr, spec.name, rung)
+        try:
+            engine.enable_gpu_preprocess(kernel_dir)
+            return ActiveEngine(FrameEngine(engine), to_bgr, spec.name, rung)
+        except KernelUnavailable as exc:
+            log.warning("engine rung %d (%s): %s: preprocessing on the CPU instead", rung,
+                        spec.name, exc, extra={"ENGINE": spec.name})
     return ActiveEngine(engine, Preprocessor(engine.info.input), spec.name, rung)
 
 
@@ -65,6 +71,7 @@ class EngineLadder:
                  check_frames: Callable[[], list], wake: threading.Condition):
         self.specs = specs
         self.cache = EngineCache(state_dir)
+        self.kernel_dir = Path(state_dir) / "kernels"  # compiled CUDA kernels, per GPU
         self.rungs: list[ActiveEngine | None] = []
         self.builds: dict[str, BuildReport] = {}  # rung name -> latest report
         self._check_frames = check_frames  # frames to compare a new engine with ORT on
@@ -125,7 +132,7 @@ class EngineLadder:
             log.info("engine rung %d (%s): cached TensorRT engine %s", rung, spec.name, cached)
         else:
             engine = open_engine(model, spec.backend, spec.threads, spec.host_code_allowed)
-        return activate(rung, spec, engine)
+        return activate(rung, spec, engine, self.kernel_dir)
 
     def _start_build(self, rung: int, spec: EngineRung) -> None:
         model = Path(spec.model)
@@ -155,8 +162,10 @@ class EngineLadder:
                     report.detail, extra={"ENGINE": spec.name})
             if engine is not None:
                 try:
-                    self.rungs[rung] = activate(rung, spec, engine)
-                except EdgeswinError as exc:
-                    report.state, report.detail = "failed", str(exc)
+                    self.rungs[rung] = activate(rung, spec, engine, self.kernel_dir)
+                except Exception as exc:  # a GPU failing now must not stop the loop
+                    report.state = "failed"
+                    report.detail = str(exc) if isinstance(exc, EdgeswinError) \
+                        else f"{type(exc).__name__}: {exc}"
             ended.append((rung, spec, report))
         return ended

@@ -10,9 +10,17 @@ camera (frames larger than the model input); an upscale falls back to the CPU pa
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+from pathlib import Path
+
 import numpy as np
 
+from .errors import EdgeswinError
 from .records import InputSpec
+
+log = logging.getLogger(__name__)
 
 # Area resize as OpenCV's INTER_AREA defines it for shrinking: each output pixel is the mean of
 # the source box [x*sx, (x+1)*sx) x [y*sy, (y+1)*sy), partial source pixels weighted by overlap.
@@ -71,19 +79,52 @@ extern "C" __global__ void preprocess_f16(const unsigned char* src, __half* dst,
 BLOCK = (16, 16, 1)
 
 
+class KernelUnavailable(EdgeswinError):
+    """No cached kernel for this GPU and no compiler to make one: preprocess on the CPU."""
+
+
+def kernel_module(cache_dir: Path | None):
+    """The kernel's module for the current context's GPU. The cubin is compiled once (nvcc,
+    for this compute capability) and kept in `cache_dir`; later starts load it with
+    `module_from_buffer` and need no compiler (the unit's PATH, a device without the CUDA
+    toolkit). Call with the CUDA context current."""
+    import pycuda.driver as cuda
+
+    major, minor = cuda.Context.get_device().compute_capability()
+    digest = hashlib.sha256(KERNEL.encode()).hexdigest()[:12]
+    cached = cache_dir / f"preprocess-{digest}-sm{major}{minor}.cubin" if cache_dir else None
+    if cached is not None and cached.is_file():
+        return cuda.module_from_buffer(cached.read_bytes())
+    try:
+        from pycuda.compiler import compile as nvcc
+        cubin = nvcc(KERNEL, no_extern_c=True, arch=f"sm_{major}{minor}")
+    except (ImportError, OSError, cuda.Error) as exc:  # no nvcc on PATH is an OSError
+        raise KernelUnavailable(
+            f"cannot compile the preprocessing kernel for sm_{major}{minor} and none is cached"
+            f"{f' in {cache_dir}' if cache_dir else ''} ({type(exc).__name__}: {exc})") from None
+    if cached is not None:
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_name(f".{cached.name}.tmp-{os.getpid()}")
+            tmp.write_bytes(cubin)
+            os.replace(tmp, cached)
+        except OSError as exc:  # compiled fine; the next start compiles again
+            log.warning("preprocessing kernel not cached in %s: %s", cache_dir, exc)
+    return cuda.module_from_buffer(cubin)
+
+
 class CudaPreprocessor:
     """Frame (BGR uint8, any size >= the input) -> the engine's input buffer, on a stream.
     Call with the CUDA context current (the TensorRT engine pushes it)."""
 
-    def __init__(self, spec: InputSpec):
+    def __init__(self, spec: InputSpec, cache_dir: Path | None = None):
         import pycuda.driver as cuda
-        from pycuda.compiler import SourceModule
 
         if spec.dtype not in ("float32", "float16"):
             raise ValueError(f"GPU preprocessing writes float32/float16, not {spec.dtype}")
         self.spec = spec
         self._cuda = cuda
-        module = SourceModule(KERNEL, no_extern_c=True)
+        module = kernel_module(cache_dir)
         self._kernel = module.get_function("preprocess_f16" if spec.dtype == "float16"
                                            else "preprocess_f32")
         std = np.asarray(spec.std, np.float32)

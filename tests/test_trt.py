@@ -212,3 +212,47 @@ def test_daemon_serves_a_tensorrt_rung_like_any_other(tmp_path, trt, broker, sub
     truth = read_ground_truth(videos["north"])
     agree = sum(m["label"] == truth[m["frame_index"]] for m in msgs) / len(msgs)
     assert len(msgs) > 40 and agree >= 0.9, (len(msgs), agree)
+
+
+@pytest.mark.parametrize("call", ["init", "Device", "Stream"])
+def test_cuda_failing_is_a_clear_reason_not_a_crash(tmp_path, trt, monkeypatch, call):
+    """No device, a node the unit does not allow, no permission: pycuda raises its own errors;
+    the rung is then skipped with a reason that says where to look."""
+    from edgeswin.engine.build import build_engine
+    from edgeswin.errors import BackendUnavailable
+
+    tensorrt, cuda = trt
+    path = plan(tmp_path, tensorrt)
+
+    def refuse(*args, **kw):
+        raise cuda.RuntimeError(f"cu{call} failed: operation not permitted")
+
+    monkeypatch.setattr(cuda, call, refuse)
+    with pytest.raises(BackendUnavailable, match=rf"CUDA is unusable here: cu{call} failed.*"
+                                                 r"DeviceAllow"):
+        open_engine(path)
+    assert cuda.context_depth() == 0
+    if call != "Stream":
+        with pytest.raises(BackendUnavailable, match="CUDA is unusable here"):
+            build_engine(PRIMARY, tmp_path / "b.engine", "fp32", progress=lambda m: None)
+        from edgeswin.engine import build
+        assert not build._one_build.locked(), "a failed build lets the next one run"
+
+
+def test_gpu_preprocessing_without_a_compiler_or_cached_kernel_falls_back_to_the_cpu(
+        tmp_path, trt, caplog):
+    """No nvcc (the unit's PATH, a device without the CUDA toolkit) and no cached cubin: the
+    rung serves with CPU preprocessing and says why, instead of being lost."""
+    from edgeswin.config import EngineRung
+    from edgeswin.ladder import activate
+    from edgeswin.preprocess import Preprocessor
+
+    tensorrt, _ = trt  # the pycuda double has no compiler, like a machine without nvcc
+    path = plan(tmp_path, tensorrt)
+    spec = EngineRung(name="fast", model=str(path), preprocess="gpu")
+    active = activate(0, spec, open_engine(path), tmp_path / "kernels")
+    assert isinstance(active.preprocess, Preprocessor)
+    assert "cannot compile the preprocessing kernel for sm_87 and none is cached in" in caplog.text
+    assert "preprocessing on the CPU instead" in caplog.text
+    frame = frames(1)[0]
+    assert active.engine.infer(active.preprocess(frame)).shape == (6,)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import BackendUnavailable, ModelError
 from . import read_model_info, sidecar_path
-from .trt import forget_messages, labelled, process_logger, recent_messages
+from .trt import cuda_errors, forget_messages, labelled, process_logger, recent_messages
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,11 @@ def device_identity() -> dict:
         import tensorrt as trt
     except ImportError as exc:
         raise BackendUnavailable(f"building engines needs TensorRT and pycuda: {exc}") from None
-    cuda.init()
-    gpu = cuda.Device(0)
-    return {"tensorrt": trt.__version__, "gpu": gpu.name(),
-            "compute_capability": ".".join(map(str, gpu.compute_capability()))}
+    with cuda_errors("engine builds"):
+        cuda.init()
+        gpu = cuda.Device(0)
+        return {"tensorrt": trt.__version__, "gpu": gpu.name(),
+                "compute_capability": ".".join(map(str, gpu.compute_capability()))}
 
 
 def cache_key(onnx: Path, precision: str, identity: dict) -> str:
@@ -129,11 +130,16 @@ def build_engine(onnx: Path, out: Path, precision: str = "fp16", *, workspace_mb
     if not _one_build.acquire(blocking=False):
         progress("waiting for another engine build to finish")
         _one_build.acquire()
-    ctx = cuda.Device(0).retain_primary_context()
-    ctx.push()
+    try:
+        with cuda_errors(f"build {out.name}"):
+            ctx = cuda.Device(0).retain_primary_context()
+            ctx.push()
+    except BackendUnavailable:
+        _one_build.release()
+        raise
     t0 = time.monotonic()
     try:
-        with labelled(f"build {out.name}"):
+        with labelled(f"build {out.name}"), cuda_errors(f"build {out.name}"):
             forget_messages()
             plan, cache_bytes, pinned, workspace = _build(
                 trt, cuda, source, precision, major, strongly_typed, workspace_mb,

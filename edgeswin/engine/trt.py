@@ -40,6 +40,20 @@ class _Tensor:
     device: object  # pycuda DeviceAllocation
 
 
+@contextmanager
+def cuda_errors(what: str):
+    """CUDA failing (no device, a device node the unit or the user's groups do not allow, out
+    of memory) becomes an EdgeswinError naming it: the rung is skipped with that reason."""
+    import pycuda.driver as cuda
+    try:
+        yield
+    except cuda.Error as exc:
+        raise BackendUnavailable(
+            f"{what}: CUDA is unusable here: {exc}. Check that the GPU nodes (/dev/nvhost-*, "
+            "/dev/nvgpu/*, /dev/nvidia*, /dev/nvmap) exist and that this user may open them "
+            "(groups video and render; the unit's DeviceAllow=)") from None
+
+
 def _import():
     try:
         import pycuda.driver as cuda
@@ -64,13 +78,14 @@ class TrtEngine:
             data = model.read_bytes()
         except OSError as exc:
             raise ModelError(f"{model}: cannot read engine file: {exc.strerror}") from None
-        cuda.init()
-        gpu = cuda.Device(device)
-        self.gpu = f"{gpu.name()} (sm_{''.join(map(str, gpu.compute_capability()))})"
-        self._ctx = gpu.retain_primary_context()  # shared with any other CUDA user in process
-        self._ctx.push()
+        with cuda_errors(f"engine {info.name}"):
+            cuda.init()
+            gpu = cuda.Device(device)
+            self.gpu = f"{gpu.name()} (sm_{''.join(map(str, gpu.compute_capability()))})"
+            self._ctx = gpu.retain_primary_context()  # shared with any CUDA user in process
+            self._ctx.push()
         try:
-            with labelled(f"engine {info.name}"):
+            with labelled(f"engine {info.name}"), cuda_errors(f"engine {info.name}"):
                 self._load(data, host_code_allowed)
         finally:
             cuda.Context.pop()
@@ -171,14 +186,16 @@ class TrtEngine:
 
         return self._run(load)
 
-    def enable_gpu_preprocess(self) -> None:
-        """Compile the preprocessing kernel, after which `infer_image` takes raw frames."""
+    def enable_gpu_preprocess(self, kernel_dir: Path | None = None) -> None:
+        """Load the preprocessing kernel (compiled once, cached in `kernel_dir`), after which
+        `infer_image` takes raw frames. KernelUnavailable when there is neither a cached
+        kernel nor a compiler."""
         from ..preprocess import Preprocessor
         from ..preprocess_cuda import CudaPreprocessor
 
         self._ctx.push()
         try:
-            self._gpu_prep = CudaPreprocessor(self.info.input)
+            self._gpu_prep = CudaPreprocessor(self.info.input, kernel_dir)
         except self._cuda.Error as exc:
             raise ModelError(f"{self.model}: cannot build the GPU preprocessing kernel: "
                              f"{exc}") from None

@@ -106,6 +106,12 @@ class Context:
     def get_current():
         return _stack()[-1] if _stack() else None
 
+    @staticmethod
+    def get_device() -> Device:
+        """The device of the current context (cuCtxGetDevice)."""
+        _need_context("cuCtxGetDevice")
+        return _stack()[-1].device
+
     def detach(self) -> None:
         self.detached = True
         Context.live -= 1
