@@ -1,0 +1,62 @@
+"""On a GPU machine with pycuda: the preprocessing kernel is compiled once and cached, then
+loaded from the cache with no nvcc on PATH. Prints one JSON line per run:
+
+  python3 benchmarks/kernel_cache_check.py CACHE_DIR      # nvcc on PATH: compiles and caches
+  PATH=<no cuda> python3 benchmarks/kernel_cache_check.py CACHE_DIR   # loads the cached cubin
+  PATH=<no cuda> python3 benchmarks/kernel_cache_check.py EMPTY_DIR   # KernelUnavailable
+
+max_abs_diff_vs_cpu compares the kernel's output with the CPU path on one random 1080p frame
+(noise is the worst case for two different resize filters).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from edgeswin.engine import read_model_info  # noqa: E402
+from edgeswin.preprocess import Preprocessor  # noqa: E402
+from edgeswin.preprocess_cuda import CudaPreprocessor, KernelUnavailable  # noqa: E402
+
+MODEL = Path(__file__).resolve().parent.parent / "models" / "swin-demo-112.onnx"
+
+
+def main(cache: Path) -> dict:
+    import pycuda.driver as cuda
+
+    cuda.init()
+    ctx = cuda.Device(0).retain_primary_context()
+    ctx.push()
+    report = {"nvcc_on_path": any((Path(p) / "nvcc").exists()
+                                  for p in os.environ.get("PATH", "").split(":"))}
+    try:
+        spec = read_model_info(MODEL).input
+        t0 = time.perf_counter()
+        prep = CudaPreprocessor(spec, cache)
+        report["load_s"] = round(time.perf_counter() - t0, 3)
+        report["cached"] = sorted(p.name for p in cache.glob("*.cubin"))
+        frame = (np.random.default_rng(1).random((1080, 1920, 3)) * 255).astype(np.uint8)
+        stream, dest = cuda.Stream(), cuda.mem_alloc(int(np.prod(spec.shape)) * 4)
+        prep(frame, int(dest), stream)
+        stream.synchronize()
+        gpu = np.empty(spec.shape, np.float32)
+        cuda.memcpy_dtoh(gpu, dest)
+        cpu = Preprocessor(spec)(frame).reshape(spec.shape)
+        report["max_abs_diff_vs_cpu"] = float(np.abs(gpu - cpu).max())
+    except KernelUnavailable as exc:
+        report["kernel_unavailable"] = str(exc)
+    finally:
+        cuda.Context.pop()
+        ctx.detach()
+    return report
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(Path(sys.argv[1]))))
