@@ -41,6 +41,9 @@ class FrameEngine:
     def infer(self, frame):
         return self._engine.infer_image(frame)
 
+    def close(self) -> None:
+        self._engine.close()
+
 
 @dataclass
 class ActiveEngine:
@@ -149,6 +152,16 @@ class EngineLadder:
             model, spec.precision, load, lambda: open_engine(model, "onnxruntime"),
             self._check_frames, done)
 
+    def close(self) -> None:
+        """Free every rung's GPU objects (at exit), on this thread, whichever thread made them."""
+        for active in self.rungs:
+            close = getattr(active.engine, "close", None) if active else None
+            if close is not None:
+                try:
+                    close()
+                except Exception as exc:  # exiting anyway: say it, free the rest
+                    log.warning("closing engine %s: %s: %s", active.name, type(exc).__name__, exc)
+
     def adopt(self) -> list[tuple[int, EngineRung, BuildReport]]:
         """Between frames: put finished builds on the ladder. Returns every build that ended
         since the last call; its rung is still None where the build or activation failed."""
@@ -164,6 +177,9 @@ class EngineLadder:
                 try:
                     self.rungs[rung] = activate(rung, spec, engine, self.kernel_dir)
                 except Exception as exc:  # a GPU failing now must not stop the loop
+                    close = getattr(engine, "close", None)
+                    if close is not None:
+                        close()
                     report.state = "failed"
                     report.detail = str(exc) if isinstance(exc, EdgeswinError) \
                         else f"{type(exc).__name__}: {exc}"

@@ -518,3 +518,4 @@ class Daemon:
             self.metrics.close()
         for capture in [c.capture for c in self.cameras] + self._retired:
             capture.join(timeout=1.0)
+        self.engines.close()  # GPU memory back before the interpreter tears objects down

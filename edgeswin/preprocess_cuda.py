@@ -134,6 +134,16 @@ class CudaPreprocessor:
         self._pinned: np.ndarray | None = None
         self._device = None
 
+    def close(self) -> None:
+        """Free the staging buffers and drop the kernel's module; the context must be current."""
+        if self._device is not None:
+            self._device.free()
+            self._device = None
+        free = getattr(getattr(self._pinned, "base", None), "free", None)
+        if free is not None:
+            free()
+        self._pinned = self._kernel = None
+
     def fits(self, frame: np.ndarray) -> bool:
         """Whether the kernel handles this frame (3-channel, not smaller than the input)."""
         return (frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8

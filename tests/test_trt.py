@@ -256,3 +256,24 @@ def test_gpu_preprocessing_without_a_compiler_or_cached_kernel_falls_back_to_the
     assert "preprocessing on the CPU instead" in caplog.text
     frame = frames(1)[0]
     assert active.engine.infer(active.preprocess(frame)).shape == (6,)
+
+
+def test_an_engine_made_on_one_thread_is_freed_on_another_by_close(tmp_path, trt):
+    """Background builds load engines on their own thread; the daemon frees them on its own
+    at exit or when a build is rejected: every device buffer goes back, the context is
+    released, and a second close does nothing."""
+    import threading
+
+    tensorrt, cuda = trt
+    path = plan(tmp_path, tensorrt)
+    before_memory, before_live = dict(cuda._memory), cuda.Context.live
+    made = []
+    builder = threading.Thread(target=lambda: made.append(open_engine(path)))
+    builder.start()
+    builder.join(30)
+    engine = made[0]
+    assert len(cuda._memory) > len(before_memory) and cuda.Context.live == before_live + 1
+    engine.close()
+    assert cuda._memory.keys() == before_memory.keys(), "device buffers left behind"
+    assert cuda.Context.live == before_live and cuda.context_depth() == 0
+    engine.close()

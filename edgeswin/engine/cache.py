@@ -76,6 +76,7 @@ class EngineCache:
             if agree < 1.0:
                 path.unlink(missing_ok=True)
                 path.with_suffix(".json").unlink(missing_ok=True)
+                engine.close()  # its GPU memory, now and on this thread
                 report.state, engine = "rejected", None
                 report.detail = (f"top-1 agreed with ONNX Runtime on {agree:.0%} of the check "
                                  f"frames (max |diff| {worst:.3g}); not used, not cached")

@@ -89,6 +89,7 @@ class TrtEngine:
                 self._load(data, host_code_allowed)
         finally:
             cuda.Context.pop()
+        self._closed = False
         for _ in range(warmup):  # first runs pick tactics' kernels and page memory in
             self.infer(np.zeros(info.input.shape, _FLOAT_INPUTS[info.input.dtype]))
         log.info("engine %s loaded: TensorRT %s on %s", info.name, trt.__version__, self.gpu)
@@ -232,15 +233,36 @@ class TrtEngine:
         return out
 
     def close(self) -> None:
-        """Free the device buffers and release the primary context."""
+        """Free every GPU object of this engine now, with its context current on this thread
+        (pycuda cannot clean up an object whose context is not current when it is collected:
+        a leak and a warning at exit). Called when the engine is dropped and at exit; the
+        engine is unusable after."""
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
         self._ctx.push()
         try:
+            if self._gpu_prep is not None:
+                self._gpu_prep.close()
+                self._gpu_prep = None
             for t in self._tensors:
                 t.device.free()
-            self._context = self._engine = None
+                _free_pinned(t.host)
+            self._tensors = []
+            self._input = self._output = None
+            # The last references: TensorRT's objects and the stream go while the context
+            # is still current.
+            self._stream = self._context = self._engine = self._runtime = None
         finally:
             self._cuda.Context.pop()
             self._ctx.detach()
+
+
+def _free_pinned(array) -> None:
+    """Page-locked host memory goes back at once (pycuda: the array's base allocation)."""
+    free = getattr(getattr(array, "base", None), "free", None)
+    if free is not None:
+        free()
 
 
 # TensorRT keeps one logger pointer for the process while any builder or runtime lives, so a
