@@ -216,8 +216,9 @@ def _import_double(monkeypatch, version: str):
     for name in ("tensorrt", "pycuda", "pycuda.driver"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.setenv("EDGESWIN_FAKE_TRT_VERSION", version)
-    monkeypatch.syspath_prepend(str(FAKE_CUDA))
-    monkeypatch.syspath_prepend(str(FAKE_TRT))
+    # Not monkeypatch.syspath_prepend: it restores all of sys.path afterwards, and so takes
+    # back what a library added meanwhile (onnxruntime.transformers appends its own folder).
+    sys.path[:0] = [str(FAKE_TRT), str(FAKE_CUDA)]
     import pycuda.driver as cuda
     import tensorrt
 
@@ -225,13 +226,21 @@ def _import_double(monkeypatch, version: str):
     return tensorrt, cuda
 
 
+def _forget_double() -> None:
+    for path in (str(FAKE_TRT), str(FAKE_CUDA)):
+        if path in sys.path:
+            sys.path.remove(path)
+
+
 @pytest.fixture
 def trt(monkeypatch):
     """Import the double (TensorRT 10.3) as `tensorrt` / `pycuda.driver`; yield both."""
     yield _import_double(monkeypatch, "10.3.0")
+    _forget_double()
 
 
 @pytest.fixture(params=TRT_VERSIONS, ids=[f"trt{v}" for v in TRT_VERSIONS])
 def trt_each(request, monkeypatch):
     """The double as each TensorRT release in turn: what a release lacks raises AttributeError."""
     yield _import_double(monkeypatch, request.param)
+    _forget_double()
