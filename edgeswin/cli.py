@@ -54,8 +54,10 @@ def cmd_fallback_sim(args: argparse.Namespace) -> int:
 def cmd_build_engine(args: argparse.Namespace) -> int:
     from .engine.build import build_engine
 
-    out = args.output or args.model.with_name(f"{args.model.stem}-{args.precision}.engine")
+    target = args.precision if args.dla_core is None else f"{args.precision}-dla{args.dla_core}"
+    out = args.output or args.model.with_name(f"{args.model.stem}-{target}.engine")
     build_engine(args.model, out, args.precision, workspace_mb=args.workspace_mb,
+                 dla_core=args.dla_core,
                  timing_cache=args.timing_cache, optimization_level=args.opt_level,
                  progress=lambda message: print(message, flush=True))
     return 0
@@ -216,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("-o", "--output", type=Path, help="default: <model>-<precision>.engine")
     build.add_argument("--timing-cache", type=Path, help="read and update this timing cache")
     build.add_argument("--workspace-mb", type=int, default=1024)
+    build.add_argument("--dla-core", type=int, choices=[0, 1], help="build for this DLA core "
+                       "(unsupported layers on the GPU); without one, for the GPU with a warning")
     build.add_argument("--opt-level", type=int, choices=range(0, 6), default=None,
                        help="builder optimisation level (TensorRT default 3)")
     build.set_defaults(func=cmd_build_engine)

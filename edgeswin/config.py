@@ -147,6 +147,10 @@ class EngineRung(_Strict):
                             "(int8 needs a Q/DQ model). Ignored otherwise.")
     preprocess: Literal["cpu", "gpu"] = Field(
         "cpu", description="gpu: resize and normalise in one CUDA kernel (tensorrt rungs only).")
+    dla_core: Literal[0, 1] | None = Field(
+        None, description="An .onnx rung with backend tensorrt: build for this DLA core, with "
+                          "unsupported layers on the GPU. A device without it builds for the "
+                          "GPU and says so. fp16 or int8 only.")
 
     @model_validator(mode="after")
     def _gpu_preprocess_needs_tensorrt(self) -> EngineRung:
@@ -154,6 +158,12 @@ class EngineRung(_Strict):
         if self.preprocess == "gpu" and not (self.backend == "tensorrt" or
                                              (self.backend == "auto" and engine_file)):
             raise ValueError("preprocess: gpu needs a TensorRT engine (.engine/.plan)")
+        if self.dla_core is not None:
+            if not (self.backend == "tensorrt" and Path(self.model).suffix == ".onnx"):
+                raise ValueError("dla_core needs an .onnx model with backend: tensorrt (the "
+                                 "engine is built for the DLA on the device)")
+            if self.precision == "fp32":
+                raise ValueError("dla_core needs precision fp16 or int8: the DLA has no FP32")
         return self
 
     @field_validator("model")

@@ -120,7 +120,7 @@ class EngineLadder:
     def _open(self, rung: int, spec: EngineRung) -> ActiveEngine:
         model = Path(spec.model)
         if spec.backend == "tensorrt" and model.suffix == ".onnx":
-            cached = self.cache.find(model, spec.precision)
+            cached = self.cache.find(model, spec.precision, spec.dla_core)
             if cached is None:
                 self._start_build(rung, spec)
                 raise RungPending(f"no {spec.precision} engine for {model.name} on this device "
@@ -150,7 +150,7 @@ class EngineLadder:
 
         self.builds[spec.name] = self.cache.build_later(
             model, spec.precision, load, lambda: open_engine(model, "onnxruntime"),
-            self._check_frames, done)
+            self._check_frames, done, spec.dla_core)
 
     def close(self) -> None:
         """Free every rung's GPU objects (at exit), on this thread, whichever thread made them."""

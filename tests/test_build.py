@@ -379,3 +379,61 @@ def test_selftest_prints_a_verdict_with_or_without_tensorrt(with_tensorrt):
         assert any(line.startswith("CUDA driver ") for line in lines)
     else:
         assert "TensorRT: not installed here: engine build and comparison skipped" in lines
+
+
+def test_a_dla_rung_builds_for_its_core_with_gpu_fallback_where_the_release_has_dla(
+        tmp_path, trt_each):
+    from edgeswin.engine.build import build_engine
+
+    tensorrt, _ = trt_each
+    said = []
+    meta = build_engine(copy_primary(tmp_path), tmp_path / "d.engine", "fp16", dla_core=1,
+                        progress=said.append)
+    header = tensorrt.plan_header(tmp_path / "d.engine")
+    if tensorrt.MAJOR >= 11:  # no DLA in 11.0-11.3: the GPU, and a warning that says so
+        assert header["dla_core"] is None and meta["tensorrt"]["dla"] is None
+        assert any("offer 0 DLA core(s): building for the GPU" in m for m in said)
+        return
+    assert header["dla_core"] == 1 and "GPU_FALLBACK" in header["flags"]
+    dla = meta["tensorrt"]["dla"]
+    assert dla["core"] == 1 and dla["layers_on_dla"] > 0
+    assert {"MATRIX_MULTIPLY", "NORMALIZATION"} <= dla["gpu_fallback"].keys()  # Swin's
+    assert any(m.startswith("DLA core 1: ") and "on the GPU: " in m for m in said)
+
+
+def test_a_device_without_dla_builds_for_the_gpu_and_says_so(tmp_path, trt, monkeypatch,
+                                                              caplog):
+    from edgeswin.engine.build import build_engine, cached_engine_path
+
+    tensorrt, _ = trt
+    monkeypatch.setattr(tensorrt, "DLA_CORES", 0)  # an Orin Nano
+    meta = build_engine(copy_primary(tmp_path), tmp_path / "n.engine", "fp16", dla_core=0,
+                        progress=lambda m: None)
+    assert meta["tensorrt"]["dla"] is None and tensorrt.plan_header(tmp_path / "n.engine")[
+        "dla_core"] is None
+    assert "DLA core 0 asked for" in caplog.text
+    with pytest.raises(ModelError, match="DLA has no FP32"):
+        build_engine(copy_primary(tmp_path), tmp_path / "f.engine", "fp32", dla_core=0)
+    ident = {"tensorrt": "10.3.0.30", "gpu": "Orin", "compute_capability": "8.7"}
+    gpu = cached_engine_path(tmp_path, PRIMARY, "fp16", ident)
+    dla = cached_engine_path(tmp_path, PRIMARY, "fp16", ident, 0)
+    assert gpu != dla and "-fp16-dla0-" in dla.name
+
+
+@pytest.mark.parametrize("rung, message", [
+    ({"precision": "fp32", "dla_core": 0}, "dla_core needs precision fp16 or int8"),
+    ({"backend": "onnxruntime", "dla_core": 1}, "dla_core needs an .onnx model with backend: "
+                                                "tensorrt"),
+    ({"dla_core": 2}, "dla_core"),
+])
+def test_dla_settings_are_checked_with_file_and_line(tmp_path, rung, message):
+    from edgeswin.config import load_config
+    from edgeswin.errors import ConfigError
+
+    from .conftest import write_config
+
+    spec = {"name": "dla", "model": str(PRIMARY), "backend": "tensorrt", **rung}
+    d = write_config(tmp_path, 1883, {"cam": {"source": "x.mp4"}}, {"engines": [spec]})
+    (tmp_path / "x.mp4").write_bytes(b"")
+    with pytest.raises(ConfigError, match=rf"edgeswin.yaml:\d+: engines.0.*{message}"):
+        load_config(d)

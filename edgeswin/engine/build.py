@@ -52,17 +52,22 @@ def device_identity() -> dict:
                 "compute_capability": ".".join(map(str, gpu.compute_capability()))}
 
 
-def cache_key(onnx: Path, precision: str, identity: dict) -> str:
-    """Changes whenever the ONNX, the TensorRT version, the GPU, the precision or the input spec
-    does: any of them makes an old plan invalid or different."""
+def cache_key(onnx: Path, precision: str, identity: dict, dla_core: int | None = None) -> str:
+    """Changes whenever the ONNX, the TensorRT version, the GPU, the precision, the DLA core or
+    the input spec does: any of them makes an old plan invalid or different."""
     spec = read_model_info(onnx).input
-    text = json.dumps({"onnx": sha256(onnx), "precision": precision, **identity,
-                       "input": [spec.name, list(spec.shape), spec.dtype]}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    fields = {"onnx": sha256(onnx), "precision": precision, **identity,
+              "input": [spec.name, list(spec.shape), spec.dtype]}
+    if dla_core is not None:
+        fields["dla_core"] = dla_core
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def cached_engine_path(state_dir: Path, onnx: Path, precision: str, identity: dict) -> Path:
-    return state_dir / "engines" / f"{onnx.stem}-{precision}-{cache_key(onnx, precision, identity)}.engine"
+def cached_engine_path(state_dir: Path, onnx: Path, precision: str, identity: dict,
+                       dla_core: int | None = None) -> Path:
+    target = precision if dla_core is None else f"{precision}-dla{dla_core}"
+    key = cache_key(onnx, precision, identity, dla_core)
+    return state_dir / "engines" / f"{onnx.stem}-{target}-{key}.engine"
 
 
 def _has_qdq(onnx: Path) -> bool:
@@ -100,12 +105,15 @@ def _flags(trt, major: int, strongly_typed: bool) -> int:
 
 def build_engine(onnx: Path, out: Path, precision: str = "fp16", *, workspace_mb: int = 1024,
                  timing_cache: Path | None = None, optimization_level: int | None = None,
+                 dla_core: int | None = None,
                  progress=lambda message: log.info("%s", message)) -> dict:
     """Build `onnx` into `out` and its sidecar; return the sidecar dict. TensorRT 8.6, 10.x and
     11.x: on 11.x an FP16 engine is built from an FP16 copy of the ONNX (engine/float16.py),
     made beside `out`."""
     if precision not in PRECISIONS:
         raise ModelError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if dla_core is not None and precision == "fp32":
+        raise ModelError("a DLA engine needs precision fp16 or int8: the DLA has no FP32")
     try:
         import pycuda.driver as cuda
         import tensorrt as trt
@@ -141,9 +149,9 @@ def build_engine(onnx: Path, out: Path, precision: str = "fp16", *, workspace_mb
     try:
         with labelled(f"build {out.name}"), cuda_errors(f"build {out.name}"):
             forget_messages()
-            plan, cache_bytes, pinned, workspace = _build(
+            plan, cache_bytes, pinned, workspace, dla = _build(
                 trt, cuda, source, precision, major, strongly_typed, workspace_mb,
-                timing_cache, optimization_level, identity, progress)
+                timing_cache, optimization_level, identity, dla_core, progress)
     finally:
         cuda.Context.pop()
         ctx.detach()
@@ -154,6 +162,7 @@ def build_engine(onnx: Path, out: Path, precision: str = "fp16", *, workspace_mb
                         "built_from": source.name, "precision": precision,
                         "strongly_typed": strongly_typed, "layernorm_layers_kept_fp32": pinned,
                         "timing_cache_reused": bool(cache_bytes), "workspace_mb": workspace >> 20,
+                        "dla": dla,
                         "build_s": round(time.monotonic() - t0, 1)}
     out.parent.mkdir(parents=True, exist_ok=True)
     # The sidecar first, then the plan: a plan is never there without its sidecar (which would
@@ -166,9 +175,10 @@ def build_engine(onnx: Path, out: Path, precision: str = "fp16", *, workspace_mb
 
 def _build(trt, cuda, source: Path, precision: str, major: int, strongly_typed: bool,
            workspace_mb: int, timing_cache: Path | None, optimization_level: int | None,
-           identity: dict, progress) -> tuple[bytes, bytes, int, int]:
+           identity: dict, dla_core: int | None, progress) -> tuple[bytes, bytes, int, int, dict | None]:
     """Parse and build with the primary context current; return (plan, the timing cache it
-    started from, layers pinned to FP32, workspace bytes). Writes the updated timing cache."""
+    started from, layers pinned to FP32, workspace bytes, what went to the DLA). Writes the
+    updated timing cache."""
     logger = process_logger(trt)
     builder = trt.Builder(logger)
     network = builder.create_network(_flags(trt, major, strongly_typed))
@@ -188,6 +198,8 @@ def _build(trt, cuda, source: Path, precision: str, major: int, strongly_typed: 
         config.set_flag(trt.BuilderFlag.INT8)  # 8.x: needed for Q/DQ too
     pinned = _keep_layernorm_fp32(trt, network, config) \
         if precision != "fp32" and not strongly_typed and _opset(source) < 17 else 0
+    dla = _use_dla(trt, builder, network, config, dla_core, progress) if dla_core is not None \
+        else None
     cache_bytes = _load_timing_cache(trt, config, timing_cache)
     progress(f"building {precision} engine, workspace {workspace >> 20} MB (this can take "
              "minutes on a Jetson)")
@@ -200,7 +212,35 @@ def _build(trt, cuda, source: Path, precision: str, major: int, strongly_typed: 
             write_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
         except ModelError as exc:  # the engine is fine; the next build is just slower
             log.warning("timing cache not saved: %s", exc)
-    return bytes(plan), cache_bytes, pinned, workspace
+    return bytes(plan), cache_bytes, pinned, workspace, dla
+
+
+def _use_dla(trt, builder, network, config, core: int, progress) -> dict | None:
+    """Build for DLA `core`, layers it cannot run on the GPU (GPU_FALLBACK). A device without
+    that core (Orin Nano and Thor have no DLA; TensorRT 11.0-11.3 supports none) builds for
+    the GPU with a warning. Returns the core and the op types that fall back, or None."""
+    cores = builder.num_DLA_cores
+    if core >= cores:
+        message = (f"DLA core {core} asked for, but this device and TensorRT {trt.__version__} "
+                   f"offer {cores} DLA core(s): building for the GPU")
+        log.warning("%s", message)
+        progress(message)
+        return None
+    config.default_device_type = trt.DeviceType.DLA
+    config.DLA_core = core
+    config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+    fallback: dict[str, int] = {}
+    on_dla = 0
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if config.can_run_on_DLA(layer):
+            on_dla += 1
+        else:
+            kind = layer.type.name if hasattr(layer.type, "name") else str(layer.type)
+            fallback[kind] = fallback.get(kind, 0) + 1
+    progress(f"DLA core {core}: {on_dla} of {network.num_layers} layers on the DLA; on the GPU: "
+             + (", ".join(f"{k} x{n}" for k, n in sorted(fallback.items())) or "none"))
+    return {"core": core, "layers_on_dla": on_dla, "gpu_fallback": fallback}
 
 
 def _workspace_bytes(cuda, workspace_mb: int) -> int:

@@ -44,31 +44,34 @@ class EngineCache:
         self.dir = Path(state_dir) / "engines"
         self._identity: dict | None = None
 
-    def plan_path(self, onnx: Path, precision: str) -> Path:
+    def plan_path(self, onnx: Path, precision: str, dla_core: int | None = None) -> Path:
         if self._identity is None:
             self._identity = device_identity()  # BackendUnavailable without TensorRT
-        return cached_engine_path(self.dir.parent, onnx, precision, self._identity)
+        return cached_engine_path(self.dir.parent, onnx, precision, self._identity, dla_core)
 
-    def find(self, onnx: Path, precision: str) -> Path | None:
-        path = self.plan_path(onnx, precision)
+    def find(self, onnx: Path, precision: str, dla_core: int | None = None) -> Path | None:
+        path = self.plan_path(onnx, precision, dla_core)
         return path if path.is_file() else None
 
     def build_later(self, onnx: Path, precision: str, load: Callable[[Path], object],
                     reference: Callable[[], object], frames: Callable[[], list[np.ndarray]],
-                    done: Callable[[BuildReport, object | None], None]) -> BuildReport:
+                    done: Callable[[BuildReport, object | None], None],
+                    dla_core: int | None = None) -> BuildReport:
         """Start the build thread; `done(report, engine-or-None)` is called from it."""
-        path = self.plan_path(onnx, precision)
-        report = BuildReport("building", str(path), f"{onnx.name} -> {precision}")
+        path = self.plan_path(onnx, precision, dla_core)
+        target = precision if dla_core is None else f"{precision} on DLA core {dla_core}"
+        report = BuildReport("building", str(path), f"{onnx.name} -> {target}")
         threading.Thread(target=self._build, name=f"build-{onnx.stem}", daemon=True,
-                         args=(onnx, precision, path, load, reference, frames, done,
+                         args=(onnx, precision, dla_core, path, load, reference, frames, done,
                                report)).start()
         return report
 
-    def _build(self, onnx, precision, path, load, reference, frames, done, report) -> None:
+    def _build(self, onnx, precision, dla_core, path, load, reference, frames, done,
+               report) -> None:
         t0 = time.monotonic()
         engine = None
         try:
-            build_engine(onnx, path, precision,
+            build_engine(onnx, path, precision, dla_core=dla_core,
                          timing_cache=timing_cache_path(self.dir, self._identity),
                          progress=lambda message: log.info("engine build: %s", message))
             engine = load(path)

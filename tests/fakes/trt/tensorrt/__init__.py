@@ -315,8 +315,22 @@ class NetworkDefinitionCreationFlag(enum.IntEnum):
 class BuilderFlag(enum.IntEnum):
     FP16 = 0
     INT8 = 1
+    GPU_FALLBACK = 3
     OBEY_PRECISION_CONSTRAINTS = 11
     VERSION_COMPATIBLE = 14
+
+
+class DeviceType(enum.IntEnum):
+    GPU = 0
+    DLA = 1
+
+
+# DLA cores the device offers: an AGX Orin has two; TensorRT 11.0 to 11.3 supports none (11.4.1
+# restores it on AGX Orin). Tests set 0 for an Orin Nano.
+DLA_CORES = 0 if MAJOR >= 11 else 2
+# A simplification of NVIDIA's DLA layer support table: convolutions and elementwise layers
+# run there; matrix multiplies, normalisation, reductions and the rest fall back to the GPU.
+_ON_DLA = {"CONVOLUTION", "ELEMENTWISE"}
 
 
 class MemoryPoolType(enum.IntEnum):
@@ -459,7 +473,12 @@ class IBuilderConfig:
         self.flags: set[BuilderFlag] = set()
         self.pools: dict[MemoryPoolType, int] = {}
         self.builder_optimization_level = 3
+        self.default_device_type = DeviceType.GPU
+        self.DLA_core = -1
         self._cache: ITimingCache | None = None
+
+    def can_run_on_DLA(self, layer: ILayer) -> bool:
+        return layer.type.name in _ON_DLA
 
     def set_flag(self, flag: BuilderFlag) -> None:
         self.flags.add(flag)
@@ -500,6 +519,10 @@ class Builder:
         _need_context("Builder")
         self.logger = logger
 
+    @property
+    def num_DLA_cores(self) -> int:
+        return DLA_CORES
+
     def create_network(self, flags: int = 0) -> INetworkDefinition:
         if MAJOR == 8 and not flags & 1 << NetworkDefinitionCreationFlag.EXPLICIT_BATCH:
             self.logger.log(ILogger.Severity.ERROR, "4: [network.cpp::NetworkDefinition] the "
@@ -524,6 +547,16 @@ class Builder:
         strongly = bool(network._flags & 1 << 5)  # STRONGLY_TYPED (10.x on)
         precision_flags = {getattr(BuilderFlag, n) for n in ("FP16", "INT8")
                            if hasattr(BuilderFlag, n)}
+        if config.default_device_type == DeviceType.DLA:
+            if not 0 <= config.DLA_core < DLA_CORES:
+                self.logger.log(ILogger.Severity.ERROR, f"4: DLA core {config.DLA_core} "
+                                f"requested, but the device has {DLA_CORES}")
+                return None
+            if BuilderFlag.GPU_FALLBACK not in config.flags and any(
+                    layer.type.name not in _ON_DLA for layer in network._layers):
+                self.logger.log(ILogger.Severity.ERROR, "4: a layer cannot run on the DLA and "
+                                                        "GPU_FALLBACK is not set")
+                return None
         if strongly and config.flags & precision_flags:
             self.logger.log(ILogger.Severity.ERROR, "4: precision flags are not allowed with a "
                                                     "strongly typed network")
@@ -545,6 +578,8 @@ class Builder:
                              list(_compute_capability()), "host_code": False, "io": io,
                              "flags": sorted(f.name for f in config.flags),
                              "strongly_typed": strongly,
+                             "dla_core": config.DLA_core
+                             if config.default_device_type == DeviceType.DLA else None,
                              "onnx_float16": _float16_weights(network.onnx),
                              "pinned_fp32": [layer.name for layer in network._layers
                                              if layer._precision_is_set]}).encode()
