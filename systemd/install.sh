@@ -13,7 +13,8 @@
 #   2. the code, the bundled models and the bundled clip in /opt/edgeswin;
 #   3. a venv in /opt/edgeswin/venv that sees the system OpenCV and TensorRT
 #      (--system-site-packages), with the constraints of this JetPack (constraints/select.sh);
-#   4. pycuda, built against this machine's CUDA, when a CUDA toolkit (nvcc) is present;
+#   4. pycuda, built against this machine's CUDA, when a CUDA toolkit (nvcc) is present, and
+#      the GPU preprocessing kernel compiled for this GPU into /var/lib/edgeswin/kernels;
 #   5. a starting config in /etc/edgeswin (only if none is there): absolute model paths into
 #      /opt/edgeswin/models and a camera that plays the bundled clip, so a fresh install
 #      classifies something at once;
@@ -177,6 +178,8 @@ say "installing the Python packages (pip, constraints $prefix/constraints.txt)"
 "${pip[@]}" install -q --no-deps --force-reinstall "$prefix"
 rm -rf "$prefix/build" "$prefix"/*.egg-info   # what building the wheel left in the tree
 
+install -d -m 0750 "$state"
+
 # 4. pycuda: JetPack has no package for it; it is built here against the device's CUDA.
 cuda=""
 for candidate in "${CUDA_HOME:-}" /usr/local/cuda; do
@@ -203,10 +206,37 @@ else
   fi
 fi
 
+# 4b. the GPU preprocessing kernel, compiled now for this GPU into the state dir, so that the
+# service never needs nvcc (it loads the cached cubin; without one it preprocesses on the CPU).
+if [ "$pycuda" != no ] && [ -n "$cuda" ] && "$prefix/venv/bin/python" -c "import pycuda" 2>/dev/null; then
+  if PATH="$cuda/bin:$PATH" "$prefix/venv/bin/python" - "$state/kernels" <<'PY'
+import sys
+from pathlib import Path
+
+import pycuda.driver as cuda
+
+from edgeswin.preprocess_cuda import kernel_module
+
+cuda.init()
+context = cuda.Device(0).retain_primary_context()
+context.push()
+try:
+    kernel_module(Path(sys.argv[1]))
+finally:
+    cuda.Context.pop()
+    context.detach()
+PY
+  then
+    say "GPU preprocessing kernel compiled into $state/kernels"
+  else
+    say "warning: the GPU preprocessing kernel was not compiled (no GPU here?): the service" \
+        "compiles it at its first start if nvcc is there, else preprocesses on the CPU"
+  fi
+fi
+
 # 5. the config: only when there is none, so an upgrade never touches the user's.
 # Paths in the shipped configs are relative to the checkout; installed, they are absolute.
 install -d -m 0750 "$etc" "$etc/cameras"
-install -d -m 0750 "$state"
 localize() {
   sed -e "s#\.\./\.\./\.\./clips/#$prefix/clips/#g" -e "s#\.\./\.\./models/#$prefix/models/#g" \
       -e "s#^state_dir: /var/lib/edgeswin#state_dir: $state#" "$1"
@@ -228,7 +258,7 @@ elif [ ! -f "$etc/mqtt_password" ]; then
 fi
 if [ "$system" = yes ]; then
   chgrp -R edgeswin "$etc"
-  chown edgeswin:edgeswin "$state"
+  chown -R edgeswin:edgeswin "$state"
 fi
 
 # 6. the unit
