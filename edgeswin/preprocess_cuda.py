@@ -79,6 +79,13 @@ extern "C" __global__ void preprocess_f16(const unsigned char* src, __half* dst,
 BLOCK = (16, 16, 1)
 
 
+def free_pinned(array) -> None:
+    """Page-locked host memory goes back at once (pycuda: the array's base allocation)."""
+    free = getattr(getattr(array, "base", None), "free", None)
+    if free is not None:
+        free()
+
+
 class KernelUnavailable(EdgeswinError):
     """No cached kernel for this GPU and no compiler to make one: preprocess on the CPU."""
 
@@ -139,9 +146,7 @@ class CudaPreprocessor:
         if self._device is not None:
             self._device.free()
             self._device = None
-        free = getattr(getattr(self._pinned, "base", None), "free", None)
-        if free is not None:
-            free()
+        free_pinned(self._pinned)
         self._pinned = self._kernel = None
 
     def fits(self, frame: np.ndarray) -> bool:

@@ -277,3 +277,15 @@ def test_an_engine_made_on_one_thread_is_freed_on_another_by_close(tmp_path, trt
     assert cuda._memory.keys() == before_memory.keys(), "device buffers left behind"
     assert cuda.Context.live == before_live and cuda.context_depth() == 0
     engine.close()
+
+
+def test_an_engine_that_fails_at_its_first_inference_gives_its_gpu_memory_back(tmp_path, trt):
+    from edgeswin.errors import EdgeswinError
+
+    tensorrt, cuda = trt
+    path = plan(tmp_path, tensorrt)
+    before, live = dict(cuda._memory), cuda.Context.live
+    tensorrt.faults["enqueue"] = True
+    with pytest.raises(EdgeswinError, match="refused to enqueue"):
+        open_engine(path)
+    assert cuda._memory.keys() == before.keys() and cuda.Context.live == live

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BackendUnavailable, EdgeswinError, ModelError
+from ..preprocess_cuda import free_pinned
 from ..records import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,12 @@ class TrtEngine:
         finally:
             cuda.Context.pop()
         self._closed = False
-        for _ in range(warmup):  # first runs pick tactics' kernels and page memory in
-            self.infer(np.zeros(info.input.shape, _FLOAT_INPUTS[info.input.dtype]))
+        try:
+            for _ in range(warmup):  # first runs pick tactics' kernels and page memory in
+                self.infer(np.zeros(info.input.shape, _FLOAT_INPUTS[info.input.dtype]))
+        except Exception:  # an engine that fails at once gives its GPU memory back
+            self.close()
+            raise
         log.info("engine %s loaded: TensorRT %s on %s", info.name, trt.__version__, self.gpu)
 
     # --- loading ---------------------------------------------------------------------------
@@ -247,7 +252,7 @@ class TrtEngine:
                 self._gpu_prep = None
             for t in self._tensors:
                 t.device.free()
-                _free_pinned(t.host)
+                free_pinned(t.host)
             self._tensors = []
             self._input = self._output = None
             # The last references: TensorRT's objects and the stream go while the context
@@ -256,13 +261,6 @@ class TrtEngine:
         finally:
             self._cuda.Context.pop()
             self._ctx.detach()
-
-
-def _free_pinned(array) -> None:
-    """Page-locked host memory goes back at once (pycuda: the array's base allocation)."""
-    free = getattr(getattr(array, "base", None), "free", None)
-    if free is not None:
-        free()
 
 
 # TensorRT keeps one logger pointer for the process while any builder or runtime lives, so a
