@@ -53,6 +53,17 @@ class ActiveEngine:
     rung: int
 
 
+def _close(engine) -> None:
+    """Free an engine's GPU objects now (TensorRT engines have close(); ONNX Runtime's need
+    nothing). A failure is said, never raised: the caller is dropping the engine anyway."""
+    close = getattr(engine, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception as exc:
+            log.warning("closing engine %s: %s: %s", engine.info.name, type(exc).__name__, exc)
+
+
 def activate(rung: int, spec: EngineRung, engine, kernel_dir: Path | None = None) -> ActiveEngine:
     """An opened engine with the preprocessing its rung asks for (CPU, or the GPU kernel;
     the CPU when the kernel can be neither loaded from `kernel_dir` nor compiled)."""
@@ -155,12 +166,8 @@ class EngineLadder:
     def close(self) -> None:
         """Free every rung's GPU objects (at exit), on this thread, whichever thread made them."""
         for active in self.rungs:
-            close = getattr(active.engine, "close", None) if active else None
-            if close is not None:
-                try:
-                    close()
-                except Exception as exc:  # exiting anyway: say it, free the rest
-                    log.warning("closing engine %s: %s: %s", active.name, type(exc).__name__, exc)
+            if active:
+                _close(active.engine)
 
     def adopt(self) -> list[tuple[int, EngineRung, BuildReport]]:
         """Between frames: put finished builds on the ladder. Returns every build that ended
@@ -177,9 +184,7 @@ class EngineLadder:
                 try:
                     self.rungs[rung] = activate(rung, spec, engine, self.kernel_dir)
                 except Exception as exc:  # a GPU failing now must not stop the loop
-                    close = getattr(engine, "close", None)
-                    if close is not None:
-                        close()
+                    _close(engine)
                     report.state = "failed"
                     report.detail = str(exc) if isinstance(exc, EdgeswinError) \
                         else f"{type(exc).__name__}: {exc}"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -110,12 +109,12 @@ def kernel_module(cache_dir: Path | None):
             f"cannot compile the preprocessing kernel for sm_{major}{minor} and none is cached"
             f"{f' in {cache_dir}' if cache_dir else ''} ({type(exc).__name__}: {exc})") from None
     if cached is not None:
+        from .engine.build import write_atomic  # engine.trt imports this module
+        from .errors import ModelError
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(f".{cached.name}.tmp-{os.getpid()}")
-            tmp.write_bytes(cubin)
-            os.replace(tmp, cached)
-        except OSError as exc:  # compiled fine; the next start compiles again
+            write_atomic(cached, cubin)
+        except (OSError, ModelError) as exc:  # compiled fine; the next start compiles again
             log.warning("preprocessing kernel not cached in %s: %s", cache_dir, exc)
     return cuda.module_from_buffer(cubin)
 

@@ -138,23 +138,20 @@ def build_engine(onnx: Path, out: Path, precision: str = "fp16", *, workspace_mb
     if not _one_build.acquire(blocking=False):
         progress("waiting for another engine build to finish")
         _one_build.acquire()
-    try:
-        with cuda_errors(f"build {out.name}"):
-            ctx = cuda.Device(0).retain_primary_context()
-            ctx.push()
-    except BackendUnavailable:
-        _one_build.release()
-        raise
     t0 = time.monotonic()
     try:
         with labelled(f"build {out.name}"), cuda_errors(f"build {out.name}"):
-            forget_messages()
-            plan, cache_bytes, pinned, workspace, dla = _build(
-                trt, cuda, source, precision, major, strongly_typed, workspace_mb,
-                timing_cache, optimization_level, identity, dla_core, progress)
+            ctx = cuda.Device(0).retain_primary_context()
+            ctx.push()
+            try:
+                forget_messages()
+                plan, cache_bytes, pinned, workspace, dla = _build(
+                    trt, cuda, source, precision, major, strongly_typed, workspace_mb,
+                    timing_cache, optimization_level, identity, dla_core, progress)
+            finally:
+                cuda.Context.pop()
+                ctx.detach()
     finally:
-        cuda.Context.pop()
-        ctx.detach()
         _one_build.release()
     meta = json.loads(sidecar_path(onnx).read_text())
     meta.update({"precision": precision, "name": f"{info.name}-{precision}"})
@@ -236,8 +233,7 @@ def _use_dla(trt, builder, network, config, core: int, progress) -> dict | None:
         if config.can_run_on_DLA(layer):
             on_dla += 1
         else:
-            kind = layer.type.name if hasattr(layer.type, "name") else str(layer.type)
-            fallback[kind] = fallback.get(kind, 0) + 1
+            fallback[layer.type.name] = fallback.get(layer.type.name, 0) + 1
     progress(f"DLA core {core}: {on_dla} of {network.num_layers} layers on the DLA; on the GPU: "
              + (", ".join(f"{k} x{n}" for k, n in sorted(fallback.items())) or "none"))
     return {"core": core, "layers_on_dla": on_dla, "gpu_fallback": fallback}
@@ -249,7 +245,7 @@ def _workspace_bytes(cuda, workspace_mb: int) -> int:
     wanted = workspace_mb << 20
     try:
         free, _total = cuda.mem_get_info()
-    except (AttributeError, cuda.Error):
+    except cuda.Error:
         return wanted
     return max(min(wanted, free // 2), 64 << 20)
 
