@@ -19,8 +19,8 @@ from .config import EngineRung
 from .engine import Engine, open_engine
 from .engine.cache import BuildReport, EngineCache
 from .errors import EdgeswinError
-from .preprocess import Preprocessor, to_bgr
-from .preprocess_cuda import KernelUnavailable
+from .preprocess import Preprocessor
+from .preprocess_cuda import ChoosePerSize, DeviceInput, KernelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +29,20 @@ class RungPending(EdgeswinError):
     """The rung's engine is being built; it joins the ladder when ready."""
 
 
-class FrameEngine:
-    """A TensorRT engine with GPU preprocessing, seen as an engine that takes BGR frames: its
-    inference time includes the kernel's resize and normalisation."""
+class GpuFedEngine:
+    """A TensorRT engine whose inputs come from the GPU preprocessor (a DeviceInput) or, for
+    frame sizes the CPU does faster, from the CPU (an array). Its inference time includes
+    waiting for a kernel still running, which is rare when cameras are prepared ahead."""
 
     def __init__(self, engine):
         self._engine = engine
         self.backend = engine.backend
         self.info = engine.info
 
-    def infer(self, frame):
-        return self._engine.infer_image(frame)
+    def infer(self, x):
+        if isinstance(x, DeviceInput):
+            return self._engine.infer_device(x)
+        return self._engine.infer(x)
 
     def close(self) -> None:
         self._engine.close()
@@ -69,8 +72,10 @@ def activate(rung: int, spec: EngineRung, engine, kernel_dir: Path | None = None
     the CPU when the kernel can be neither loaded from `kernel_dir` nor compiled)."""
     if spec.preprocess == "gpu":
         try:
-            engine.enable_gpu_preprocess(kernel_dir)
-            return ActiveEngine(FrameEngine(engine), to_bgr, spec.name, rung)
+            gpu = engine.gpu_preprocessor(kernel_dir)
+            choose = ChoosePerSize(gpu, Preprocessor(engine.info.input),
+                                   f"engine rung {rung} ({spec.name})")
+            return ActiveEngine(GpuFedEngine(engine), choose, spec.name, rung)
         except KernelUnavailable as exc:
             log.warning("engine rung %d (%s): %s: preprocessing on the CPU instead", rung,
                         spec.name, exc, extra={"ENGINE": spec.name})

@@ -1,22 +1,35 @@
-"""Preprocessing on the GPU (optional, TensorRT rungs): one CUDA kernel does what `preprocess`
-does on the CPU — area resize, colour order, scale/mean/std, NCHW or NHWC, float32 or float16 —
-reading a BGR frame copied from a page-locked buffer and writing straight into the engine's
-input device buffer, so the CPU only copies the frame once.
+"""Stage 2 on the GPU (optional, TensorRT rungs): one CUDA kernel does what `preprocess` does
+on the CPU — area resize, colour order, scale/mean/std, NCHW or NHWC, float32 or float16 —
+reading a BGR frame from page-locked memory and writing the engine's input in device memory.
 
-Hands on nothing to the CPU: the result lives in device memory, where TensorRT reads it.
+Hands on a `DeviceInput`: the input tensor in device memory and an event that fires when it
+is complete. The work runs on the calling thread's own stream — a capture thread, for cameras
+prepared ahead — so the copy and the kernel overlap the engine's inference of the previous
+frame instead of adding to it. Frames live in a pool of slots (page-locked staging, device
+buffers, a stream and an event each); a slot goes back to the pool when its DeviceInput is
+dropped. On a Jetson the GPU shares the memory: the kernel reads the staging buffer mapped
+into the device's address space, so there is no host-to-device copy at all.
+
+`ChoosePerSize` decides per frame size whether the kernel or the CPU is faster here (a 4K
+frame's copy can cost more than the CPU's pre-shrinking resize) and says what it chose.
 Matches `Preprocessor` within 1e-3 (float32 output) for downscaling, which is the case on a
-camera (frames larger than the model input); an upscale falls back to the CPU path.
+camera (frames larger than the model input); an upscale goes the CPU way.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import statistics
+import threading
+import time
+import weakref
 from pathlib import Path
 
 import numpy as np
 
 from .errors import EdgeswinError
+from .preprocess import to_bgr
 from .records import InputSpec
 
 log = logging.getLogger(__name__)
@@ -97,8 +110,7 @@ def kernel_module(cache_dir: Path | None):
     import pycuda.driver as cuda
 
     major, minor = cuda.Context.get_device().compute_capability()
-    digest = hashlib.sha256(KERNEL.encode()).hexdigest()[:12]
-    cached = cache_dir / f"preprocess-{digest}-sm{major}{minor}.cubin" if cache_dir else None
+    cached = cached_kernel_path(cache_dir, (major, minor)) if cache_dir else None
     if cached is not None and cached.is_file():
         return cuda.module_from_buffer(cached.read_bytes())
     try:
@@ -119,55 +131,220 @@ def kernel_module(cache_dir: Path | None):
     return cuda.module_from_buffer(cubin)
 
 
-class CudaPreprocessor:
-    """Frame (BGR uint8, any size >= the input) -> the engine's input buffer, on a stream.
-    Call with the CUDA context current (the TensorRT engine pushes it)."""
+def cached_kernel_path(cache_dir: Path, compute_capability: tuple[int, int]) -> Path:
+    """Where the kernel compiled for one compute capability is kept (the source's digest in
+    the name: a changed kernel is compiled afresh)."""
+    digest = hashlib.sha256(KERNEL.encode()).hexdigest()[:12]
+    major, minor = compute_capability
+    return Path(cache_dir) / f"preprocess-{digest}-sm{major}{minor}.cubin"
 
-    def __init__(self, spec: InputSpec, cache_dir: Path | None = None):
+
+class DeviceInput:
+    """An engine input made on the GPU: `nbytes` at device `address`, complete once `ready`
+    (an event on the preprocessing stream) has fired. Its slot is reused only after this
+    object is gone, so whoever holds it may read the buffer."""
+
+    __slots__ = ("address", "nbytes", "ready", "__weakref__")
+
+    def __init__(self, address: int, nbytes: int, ready):
+        self.address, self.nbytes, self.ready = address, nbytes, ready
+
+
+class _Slot:
+    """One frame in flight: staging (page-locked, mapped on a shared-memory GPU), the frame on
+    the device (None when mapped), the engine input it becomes, a stream and an event."""
+
+    def __init__(self, cuda, capacity: int, input_bytes: int, mapped: bool):
+        flags = cuda.host_alloc_flags.DEVICEMAP if mapped else 0
+        self.staging = cuda.pagelocked_empty(capacity, np.uint8, mem_flags=flags)
+        self.raw = None if mapped else cuda.mem_alloc(capacity)
+        self.source = self.staging.base.get_device_pointer() if mapped else int(self.raw)
+        self.input = cuda.mem_alloc(input_bytes)
+        self.stream = cuda.Stream()
+        self.done = cuda.Event()
+        self.capacity = capacity
+
+    def free(self) -> None:
+        self.done.synchronize()  # the kernel may still read the staging buffer
+        if self.raw is not None:
+            self.raw.free()
+        self.input.free()
+        free_pinned(self.staging)
+        self.stream = self.done = None
+
+
+class CudaPreprocessor:
+    """Frame (BGR uint8, any size >= the input) -> DeviceInput, from any thread: it makes the
+    engine's CUDA context current itself."""
+
+    MAX_SLOTS = 32  # frames in flight at once: about two per camera prepared ahead
+
+    def __init__(self, spec: InputSpec, context, cache_dir: Path | None = None,
+                 mapped: bool | None = None):
         import pycuda.driver as cuda
 
         if spec.dtype not in ("float32", "float16"):
             raise ValueError(f"GPU preprocessing writes float32/float16, not {spec.dtype}")
         self.spec = spec
-        self._cuda = cuda
-        module = kernel_module(cache_dir)
+        self._cuda, self._ctx = cuda, context
+        self._input_bytes = int(np.prod(spec.shape)) * np.dtype(spec.dtype).itemsize
+        module = kernel_module(cache_dir)  # the context is current (the engine pushed it)
         self._kernel = module.get_function("preprocess_f16" if spec.dtype == "float16"
                                            else "preprocess_f32")
+        gpu = cuda.Context.get_device()
+        attr = cuda.device_attribute
+        # A GPU that shares the host's memory (Jetson) reads mapped page-locked memory at
+        # full speed; a discrete one would read it across PCIe on every kernel access.
+        self.mapped = mapped if mapped is not None else bool(
+            gpu.get_attribute(attr.INTEGRATED) and gpu.get_attribute(attr.CAN_MAP_HOST_MEMORY))
         std = np.asarray(spec.std, np.float32)
         # value = (pixel * scale - mean) / std = pixel * (scale / std) + (-mean / std)
         self._mul = (np.float32(spec.scale) / std).astype(np.float32)
         self._add = (-np.asarray(spec.mean, np.float32) / std).astype(np.float32)
-        self._pinned: np.ndarray | None = None
-        self._device = None
+        self._lock = threading.Lock()
+        self._free: list[_Slot] = []
+        self._slots = 0
+        self._closed = False
 
     def close(self) -> None:
-        """Free the staging buffers and drop the kernel's module; the context must be current."""
-        if self._device is not None:
-            self._device.free()
-            self._device = None
-        free_pinned(self._pinned)
-        self._pinned = self._kernel = None
+        """Free every slot and drop the kernel's module; the context must be current."""
+        with self._lock:
+            self._closed = True
+            free, self._free = self._free, []
+        for slot in free:
+            slot.free()
+        self._kernel = None
 
     def fits(self, frame: np.ndarray) -> bool:
         """Whether the kernel handles this frame (3-channel, not smaller than the input)."""
         return (frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8
                 and frame.shape[0] >= self.spec.height and frame.shape[1] >= self.spec.width)
 
-    def __call__(self, frame: np.ndarray, dest: int, stream) -> None:
-        cuda = self._cuda
+    def __call__(self, frame: np.ndarray) -> DeviceInput | None:
+        """Start preprocessing `frame` on a stream of its own; None when every slot is in use
+        (the caller preprocesses on the CPU), or after close."""
+        if self._closed:
+            return None
+        self._ctx.push()
+        try:
+            slot = self._acquire(frame.nbytes)
+            if slot is None:
+                return None
+            self._launch(slot, frame)
+        finally:
+            self._cuda.Context.pop()
+        result = DeviceInput(int(slot.input), self._input_bytes, slot.done)
+        weakref.finalize(result, self._release, slot).atexit = False  # exit frees it all
+        return result
+
+    def wait(self, prepared: DeviceInput) -> None:
+        """Block until `prepared` is complete (for timing it)."""
+        self._ctx.push()
+        try:
+            prepared.ready.synchronize()
+        finally:
+            self._cuda.Context.pop()
+
+    def _launch(self, slot: _Slot, frame: np.ndarray) -> None:
+        cuda, spec = self._cuda, self.spec
         h, w = frame.shape[:2]
-        if self._pinned is None or self._pinned.size < frame.size:
-            self._pinned = cuda.pagelocked_empty(frame.size, np.uint8)
-            if self._device is not None:
-                self._device.free()
-            self._device = cuda.mem_alloc(frame.size)
-        staging = self._pinned[:frame.size].reshape(frame.shape)
+        slot.done.synchronize()  # its previous frame is no longer read
+        staging = slot.staging[:frame.nbytes].reshape(frame.shape)
         np.copyto(staging, frame)  # the one CPU copy of the frame
-        cuda.memcpy_htod_async(self._device, staging, stream)
-        spec = self.spec
+        if slot.raw is not None:
+            cuda.memcpy_htod_async(slot.raw, staging, slot.stream)
         grid = ((spec.width + BLOCK[0] - 1) // BLOCK[0], (spec.height + BLOCK[1] - 1) // BLOCK[1])
-        self._kernel(self._device, np.uintp(dest), np.int32(h), np.int32(w), np.int32(w * 3),
-                     np.int32(spec.height), np.int32(spec.width),
+        self._kernel(np.uintp(slot.source), np.uintp(int(slot.input)), np.int32(h), np.int32(w),
+                     np.int32(w * 3), np.int32(spec.height), np.int32(spec.width),
                      np.float32(w / spec.width), np.float32(h / spec.height),
                      *self._mul, *self._add, np.int32(spec.color == "RGB"),
-                     np.int32(spec.layout == "NHWC"), block=BLOCK, grid=grid, stream=stream)
+                     np.int32(spec.layout == "NHWC"), block=BLOCK, grid=grid, stream=slot.stream)
+        slot.done.record(slot.stream)
+
+    def _acquire(self, nbytes: int) -> _Slot | None:
+        with self._lock:
+            if self._closed:
+                return None
+            fitting = [s for s in self._free if s.capacity >= nbytes]
+            if fitting:
+                self._free.remove(fitting[0])
+                return fitting[0]
+            too_small = self._free.pop() if self._free else None
+            if too_small is None and self._slots >= self.MAX_SLOTS:
+                return None
+            if too_small is None:
+                self._slots += 1
+        if too_small is not None:  # the frame size changed: its buffers are of no use now
+            too_small.free()
+        try:
+            return _Slot(self._cuda, nbytes, self._input_bytes, self.mapped)
+        except self._cuda.Error:
+            with self._lock:
+                self._slots -= 1
+            raise
+
+    def _release(self, slot: _Slot) -> None:
+        """The slot's DeviceInput is gone (any thread, any time): the slot may be reused."""
+        with self._lock:
+            if not self._closed:
+                self._free.append(slot)
+                return
+        # Closed meanwhile: its memory goes now, if its context can be made current here.
+        try:
+            self._ctx.push()
+        except self._cuda.Error:
+            return
+        try:
+            slot.free()
+        finally:
+            self._cuda.Context.pop()
+
+
+class ChoosePerSize:
+    """A GPU rung's preprocessing: the kernel for frame sizes where it is ready sooner than
+    the CPU's result, the CPU for the others (a 4K frame's copy may cost more than the CPU's
+    pre-shrinking resize). The first frames of each size go both ways, timed to completion;
+    after `TRIALS` (the first one not counted: it pays for allocation) the faster way stays.
+    Hands on a DeviceInput or, from the CPU, the input array."""
+
+    TRIALS = 3
+
+    def __init__(self, gpu: CudaPreprocessor, cpu, label: str):
+        self.gpu, self.cpu, self.label = gpu, cpu, label
+        self.chosen: dict[tuple[int, int], str] = {}  # (height, width) -> "gpu" | "cpu"
+        self._trials: dict[tuple[int, int], list[tuple[float, float]]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, image: np.ndarray):
+        image = to_bgr(image)
+        if not self.gpu.fits(image):
+            return self.cpu(image)
+        size = image.shape[:2]
+        way = self.chosen.get(size)
+        if way == "cpu":
+            return self.cpu(image)
+        if way == "gpu":
+            prepared = self.gpu(image)
+            return prepared if prepared is not None else self.cpu(image)
+        return self._trial(size, image)
+
+    def _trial(self, size: tuple[int, int], image: np.ndarray):
+        t0 = time.perf_counter()
+        prepared = self.gpu(image)
+        if prepared is None:
+            return self.cpu(image)
+        self.gpu.wait(prepared)
+        t1 = time.perf_counter()
+        x = self.cpu(image)
+        t2 = time.perf_counter()
+        with self._lock:
+            trials = self._trials.setdefault(size, [])
+            trials.append(((t1 - t0) * 1000, (t2 - t1) * 1000))
+            if len(trials) > self.TRIALS and size not in self.chosen:
+                gpu_ms = statistics.median(t[0] for t in trials[1:])
+                cpu_ms = statistics.median(t[1] for t in trials[1:])
+                self.chosen[size] = "gpu" if gpu_ms <= cpu_ms else "cpu"
+                log.info("%s: %dx%d frames preprocessed on the %s (GPU %.2f ms, CPU %.2f ms%s)",
+                         self.label, size[1], size[0], self.chosen[size].upper(), gpu_ms, cpu_ms,
+                         ", mapped memory" if self.gpu.mapped else "")
+        return prepared

@@ -195,23 +195,36 @@ def test_without_tensorrt_the_error_says_what_to_install(tmp_path, monkeypatch):
 
 
 @pytest.mark.mqtt
+@pytest.mark.parametrize("preprocess", ["cpu", "gpu"])
 def test_daemon_serves_a_tensorrt_rung_like_any_other(tmp_path, trt, broker, subscriber, videos,
-                                                      daemon_factory):
+                                                      daemon_factory, preprocess):
+    """One camera prepared ahead by its capture thread (fps 0), one on the inference thread
+    (fps 5); with GPU preprocessing both go through the kernel and answer like the CPU."""
     from edgeswin.demo_assets import read_ground_truth
+    from edgeswin.preprocess_cuda import cached_kernel_path
 
     tensorrt, _ = trt
     engine_path = plan(tmp_path, tensorrt, input_dtype="HALF", output_dtype="HALF")
     cfg = write_config(tmp_path / "cfg", broker.port,
-                       {"north": {"source": str(videos["north"]), "fps": 0}},
-                       {"engines": [{"name": "primary", "model": str(engine_path)}]})
+                       {"north": {"source": str(videos["north"]), "fps": 0},
+                        "south": {"source": str(videos["south"]), "fps": 5, "realtime": True}},
+                       {"engines": [{"name": "primary", "model": str(engine_path),
+                                     "preprocess": preprocess}]})
+    kernel = cached_kernel_path(tmp_path / "cfg" / "state" / "kernels", (8, 7))
+    kernel.parent.mkdir(parents=True)
+    kernel.write_bytes(b"\x7fELF cubin for sm_87")
     daemon = daemon_factory(cfg, env={"PYTHONPATH": f"{FAKE_TRT}:{FAKE_CUDA}:{REPO}"})
     assert daemon.proc.wait(60) == 0, daemon.log()
     engine = subscriber.json_on("edgeswin/testdev/engine")[-1]
     assert engine["backend"] == "tensorrt" and engine["precision"] == "fp16"
-    msgs = subscriber.json_on("edgeswin/testdev/north/classification")
-    truth = read_ground_truth(videos["north"])
-    agree = sum(m["label"] == truth[m["frame_index"]] for m in msgs) / len(msgs)
-    assert len(msgs) > 40 and agree >= 0.9, (len(msgs), agree)
+    for camera, least in (("north", 40), ("south", 20)):
+        msgs = subscriber.json_on(f"edgeswin/testdev/{camera}/classification")
+        truth = read_ground_truth(videos[camera])
+        agree = sum(m["label"] == truth[m["frame_index"]] for m in msgs) / len(msgs)
+        assert len(msgs) > least and agree >= 0.9, (camera, len(msgs), agree)
+    chose = "640x360 frames preprocessed on the" in daemon.log()
+    assert chose == (preprocess == "gpu"), daemon.log()
+    assert "Traceback" not in daemon.log()
 
 
 @pytest.mark.parametrize("call", ["init", "Device", "Stream"])
@@ -256,6 +269,115 @@ def test_gpu_preprocessing_without_a_compiler_or_cached_kernel_falls_back_to_the
     assert "preprocessing on the CPU instead" in caplog.text
     frame = frames(1)[0]
     assert active.engine.infer(active.preprocess(frame)).shape == (6,)
+
+
+def gpu_rung(tmp_path, tensorrt, **plan_kw):
+    """An engine rung with GPU preprocessing, its kernel already compiled for the fake Orin
+    (what the install or a first start with nvcc leaves in the state dir)."""
+    from edgeswin.config import EngineRung
+    from edgeswin.ladder import activate
+    from edgeswin.preprocess_cuda import cached_kernel_path
+
+    kernels = tmp_path / "kernels"
+    kernels.mkdir(exist_ok=True)
+    cached_kernel_path(kernels, (8, 7)).write_bytes(b"\x7fELF cubin for sm_87")
+    path = plan(tmp_path, tensorrt, **plan_kw)
+    return activate(0, EngineRung(name="fast", model=str(path), preprocess="gpu"),
+                    open_engine(path), kernels)
+
+
+@pytest.mark.parametrize("integrated", [True, False], ids=["jetson-mapped", "discrete-copy"])
+def test_gpu_preprocessing_runs_on_the_preparing_threads_stream_and_inference_waits_for_it(
+        tmp_path, trt, monkeypatch, integrated):
+    """A capture thread starts the copy and kernel on a stream of its own and hands on a
+    DeviceInput at once; the engine's stream waits for it on the GPU. The double runs queued
+    work only when a stream is synchronised, so an engine that did not wait would read
+    garbage. On a shared-memory GPU the kernel reads the mapped staging buffer (no copy)."""
+    from edgeswin.preprocess_cuda import DeviceInput
+
+    tensorrt, cuda = trt
+    monkeypatch.setattr(cuda, "INTEGRATED", integrated)
+    reference = open_engine(PRIMARY)
+    prep_ref = Preprocessor(reference.info.input)
+    active = gpu_rung(tmp_path, tensorrt)
+    gpu = active.preprocess.gpu
+    assert gpu.mapped is integrated
+    for image in frames(6):
+        prepared = []
+        worker = threading.Thread(target=lambda: prepared.append(gpu(image)))
+        worker.start()
+        worker.join(10)
+        x = prepared[0]
+        assert isinstance(x, DeviceInput) and not x.ready.query(), "the work is still queued"
+        got, expected = active.engine.infer(x), reference.infer(prep_ref(image))
+        assert got.argmax() == expected.argmax()
+        np.testing.assert_allclose(got, expected, atol=0.05)  # exact area vs pre-shrunk
+    assert cuda.context_depth() == 0
+    slot = gpu._free[0]
+    assert (slot.raw is None) is integrated, "mapped: no device copy of the frame"
+    active.engine.close()
+
+
+def test_gpu_preprocessing_slots_are_reused_and_freed_with_the_engine(tmp_path, trt):
+    """Frames dropped unused (a newer one replaced them) give their slot back; a frame size
+    change replaces a slot's buffers; closing the engine frees every one."""
+    tensorrt, cuda = trt
+    device_before, mapped_before = set(cuda._memory), set(cuda._mapped)
+    active = gpu_rung(tmp_path, tensorrt)
+    gpu = active.preprocess.gpu
+    big, small = frames(1)[0], frames(1)[0][:360, :640].copy()
+    for _ in range(20):
+        gpu(big)  # dropped at once, as a superseded frame is
+    assert gpu._slots == 1, "each dropped frame gave its slot back"
+    held = [gpu(big), gpu(big)]
+    assert gpu._slots == 2 and not gpu._free
+    del held
+    assert gpu._slots == 2 and len(gpu._free) == 2
+    assert active.engine.infer(gpu(small)).shape == (6,)
+    assert gpu._slots == 2, "a smaller frame fits a slot made for a larger one"
+    active.engine.close()
+    assert set(cuda._memory) == device_before and set(cuda._mapped) == mapped_before
+    assert gpu(big) is None, "a closed preprocessor takes no more frames"
+
+
+def test_each_frame_size_goes_the_way_that_is_faster_here(tmp_path, trt, caplog):
+    """The first frames of a size are timed both ways; the faster way stays and is logged.
+    Frames smaller than the input always go the CPU way (the kernel only shrinks)."""
+    import logging
+    import time
+
+    from edgeswin.preprocess_cuda import ChoosePerSize, DeviceInput
+
+    caplog.set_level(logging.INFO, logger="edgeswin")
+    tensorrt, _ = trt
+    active = gpu_rung(tmp_path, tensorrt)
+    chooser = active.preprocess
+    fast_cpu = Preprocessor(active.engine.info.input)
+
+    def slow_cpu(image):
+        time.sleep(0.02)
+        return fast_cpu(image)
+
+    image = frames(1)[0]
+    slow = ChoosePerSize(chooser.gpu, slow_cpu, "rung 0 (fast)")
+    for _ in range(ChoosePerSize.TRIALS + 2):
+        x = slow(image)
+    assert slow.chosen == {(720, 1280): "gpu"} and isinstance(x, DeviceInput)
+    assert "rung 0 (fast): 1280x720 frames preprocessed on the GPU" in caplog.text
+    tiny = np.zeros((64, 64, 3), np.uint8)
+    assert isinstance(slow(tiny), np.ndarray) and (64, 64) not in slow.chosen
+
+    def slow_gpu(image):
+        time.sleep(0.02)
+        return chooser.gpu(image)
+
+    slow_gpu.fits, slow_gpu.wait, slow_gpu.mapped = chooser.gpu.fits, chooser.gpu.wait, True
+    cpu_wins = ChoosePerSize(slow_gpu, fast_cpu, "rung 0 (fast)")
+    for _ in range(ChoosePerSize.TRIALS + 2):
+        x = cpu_wins(image)
+    assert cpu_wins.chosen == {(720, 1280): "cpu"} and isinstance(x, np.ndarray)
+    assert "1280x720 frames preprocessed on the CPU" in caplog.text
+    active.engine.close()
 
 
 def test_an_engine_made_on_one_thread_is_freed_on_another_by_close(tmp_path, trt):

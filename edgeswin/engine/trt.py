@@ -192,29 +192,36 @@ class TrtEngine:
 
         return self._run(load)
 
-    def enable_gpu_preprocess(self, kernel_dir: Path | None = None) -> None:
-        """Load the preprocessing kernel (compiled once, cached in `kernel_dir`), after which
-        `infer_image` takes raw frames. KernelUnavailable when there is neither a cached
+    def gpu_preprocessor(self, kernel_dir: Path | None = None, mapped: bool | None = None):
+        """A CudaPreprocessor in this engine's context (its kernel compiled once, cached in
+        `kernel_dir`), freed with the engine. KernelUnavailable when there is neither a cached
         kernel nor a compiler."""
-        from ..preprocess import Preprocessor
         from ..preprocess_cuda import CudaPreprocessor
 
         self._ctx.push()
         try:
-            self._gpu_prep = CudaPreprocessor(self.info.input, kernel_dir)
+            self._gpu_prep = CudaPreprocessor(self.info.input, self._ctx, kernel_dir, mapped)
         except self._cuda.Error as exc:
-            raise ModelError(f"{self.model}: cannot build the GPU preprocessing kernel: "
+            raise ModelError(f"{self.model}: cannot load the GPU preprocessing kernel: "
                              f"{exc}") from None
         finally:
             self._cuda.Context.pop()
-        self._cpu_prep = Preprocessor(self.info.input)
+        return self._gpu_prep
 
-    def infer_image(self, frame: np.ndarray) -> np.ndarray:
-        """A BGR frame straight to scores: resize and normalise on the GPU, into the input
-        buffer. Frames the kernel does not take (smaller than the input) go the CPU way."""
-        if not self._gpu_prep.fits(frame):
-            return self.infer(self._cpu_prep(frame))
-        return self._run(lambda: self._gpu_prep(frame, int(self._input.device), self._stream))
+    def infer_device(self, prepared) -> np.ndarray:
+        """Scores for an input already on the device (a DeviceInput from the GPU
+        preprocessor): this stream waits for it on the GPU, copies it into the engine's input
+        buffer there and runs; the host thread never waits for the preprocessing itself."""
+        if prepared.nbytes != self._input.host.nbytes:
+            raise ValueError(f"device input of {prepared.nbytes} bytes but the engine takes "
+                             f"{self._input.host.nbytes}")
+
+        def load() -> None:
+            self._stream.wait_for_event(prepared.ready)
+            self._cuda.memcpy_dtod_async(self._input.device, prepared.address, prepared.nbytes,
+                                         self._stream)
+
+        return self._run(load)
 
     def _run(self, load_input) -> np.ndarray:
         cuda = self._cuda

@@ -10,7 +10,13 @@
 - A hung GPU: while the file named by $FAKE_CUDA_HANG_FILE exists, `synchronize()` blocks, as
   a stream does when a kernel never finishes (for watchdog tests).
 - `pagelocked_empty` arrays are marked; an async copy from pageable memory is counted in
-  `Stream.pageable_copies` (CUDA silently makes it synchronous).
+  `Stream.pageable_copies` (CUDA silently makes it synchronous). Allocated with
+  `host_alloc_flags.DEVICEMAP`, their `.base.get_device_pointer()` is an address kernels read.
+- Events order streams: `Stream.wait_for_event` makes the waiting stream run the recorded
+  stream's work first, as the GPU would.
+- `module_from_buffer` loads a cubin (ELF bytes) whose functions are edgeswin's preprocessing
+  kernel, computed with OpenCV's INTER_AREA (what the real kernel matches within 1e-3), queued
+  on the stream like any kernel.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ initialised = [False]
 DEVICE_NAME = "Orin (fake)"
 COMPUTE_CAPABILITY = (8, 7)
 TOTAL_MEMORY = 1 << 30
+INTEGRATED = True  # Jetson: the GPU shares the host's memory
+_mapped: dict[int, np.ndarray] = {}  # device address -> mapped page-locked host memory
 
 
 def _stack() -> list:
@@ -81,6 +89,22 @@ class Device:
 
     def retain_primary_context(self) -> Context:
         return Context(self)
+
+    def get_attribute(self, attribute: int) -> int:
+        if attribute in (device_attribute.INTEGRATED, device_attribute.CAN_MAP_HOST_MEMORY):
+            return int(INTEGRATED) if attribute == device_attribute.INTEGRATED else 1
+        raise LogicError("cuDeviceGetAttribute failed: invalid value")
+
+
+class device_attribute:  # noqa: N801 (pycuda's name)
+    INTEGRATED = 18
+    CAN_MAP_HOST_MEMORY = 19
+
+
+class host_alloc_flags:  # noqa: N801
+    PORTABLE = 1
+    DEVICEMAP = 2
+    WRITECOMBINED = 4
 
 
 class Context:
@@ -163,10 +187,33 @@ class _Pinned(np.ndarray):
     pass
 
 
+class HostAllocation(bytearray):
+    """The `.base` of a page-locked array, as in pycuda."""
+
+    mapped_address: int | None = None
+
+    def free(self) -> None:
+        _need_context("cuMemFreeHost")
+        if self.mapped_address is not None:
+            _mapped.pop(self.mapped_address, None)
+
+    def get_device_pointer(self) -> int:
+        if self.mapped_address is None:
+            raise LogicError("cuMemHostGetDevicePointer failed: invalid value (not allocated "
+                             "with DEVICEMAP)")
+        return self.mapped_address
+
+
 def pagelocked_empty(shape, dtype, order: str = "C", mem_flags: int = 0) -> np.ndarray:
     _need_context("cuMemHostAlloc")
-    array = np.empty(shape, dtype, order=order).view(_Pinned)
-    array.fill(0)
+    count = int(np.prod(shape))
+    owner = HostAllocation(count * np.dtype(dtype).itemsize)
+    array = np.ndarray.__new__(_Pinned, shape, dtype, buffer=owner, order=order)
+    if mem_flags & host_alloc_flags.DEVICEMAP:
+        with _lock:
+            owner.mapped_address = _next_address[0]
+            _next_address[0] += (len(owner) + 511) // 256 * 256
+        _mapped[owner.mapped_address] = np.frombuffer(owner, np.uint8)
     return array
 
 
@@ -175,8 +222,9 @@ def is_pagelocked(array: np.ndarray) -> bool:
 
 
 def device_bytes(address: int, nbytes: int) -> memoryview:
-    """Test-double helper: the device bytes at an address (which must lie in one allocation)."""
-    for start, buf in _memory.items():
+    """Test-double helper: the device bytes at an address (which must lie in one allocation,
+    device memory or mapped host memory)."""
+    for start, buf in list(_memory.items()) + list(_mapped.items()):
         if start <= address and address + nbytes <= start + len(buf):
             return memoryview(buf)[address - start:address - start + nbytes]
     raise LogicError("an illegal memory access was encountered")
@@ -204,6 +252,93 @@ class Stream:
 
     def is_done(self) -> bool:
         return not self._queue
+
+    def wait_for_event(self, event: Event) -> None:
+        """Work queued here after this call runs after the event's stream work (cuStreamWaitEvent)."""
+        _need_context("cuStreamWaitEvent")
+        self.enqueue(event._complete)
+
+
+class Event:
+    def __init__(self, flags: int = 0):
+        _need_context("cuEventCreate")
+        self._stream: Stream | None = None
+
+    def record(self, stream: Stream | None = None) -> Event:
+        _need_context("cuEventRecord")
+        self._stream = stream
+        return self
+
+    def _complete(self) -> None:
+        if self._stream is not None:
+            self._stream.synchronize()
+
+    def synchronize(self) -> Event:
+        _need_context("cuEventSynchronize")
+        self._complete()
+        return self
+
+    def query(self) -> bool:
+        return self._stream is None or self._stream.is_done()
+
+
+def memcpy_dtod_async(dest, src, size: int, stream: Stream | None = None) -> None:
+    _need_context("cuMemcpyDtoDAsync")
+    _check_fits(int(dest), size, "cuMemcpyDtoDAsync")
+    _check_fits(int(src), size, "cuMemcpyDtoDAsync")
+
+    def copy() -> None:
+        device_bytes(int(dest), size)[:] = bytes(device_bytes(int(src), size))
+
+    if stream is None:
+        copy()
+    else:
+        stream.enqueue(copy)
+
+
+class _Function:
+    """edgeswin's preprocessing kernel: area resize, channel order, affine map, layout."""
+
+    def __init__(self, name: str):
+        self.out_dtype = np.float16 if name.endswith("f16") else np.float32
+
+    def __call__(self, src, dst, src_h, src_w, pitch, dst_h, dst_w, sx, sy, m0, m1, m2,
+                 a0, a1, a2, swap_rb, nhwc, block=None, grid=None, stream=None) -> None:
+        import cv2
+        _need_context("cuLaunchKernel")
+        src, dst = int(src), int(dst)
+        h, w, dh, dw = int(src_h), int(src_w), int(dst_h), int(dst_w)
+        out_bytes = dh * dw * 3 * np.dtype(self.out_dtype).itemsize
+
+        def run() -> None:
+            frame = np.frombuffer(bytes(device_bytes(src, h * int(pitch))), np.uint8)
+            frame = frame.reshape(h, int(pitch))[:, :w * 3].reshape(h, w, 3)
+            small = cv2.resize(frame, (dw, dh), interpolation=cv2.INTER_AREA).astype(np.float32)
+            if swap_rb:
+                small = small[:, :, ::-1]
+            x = small * np.float32([m0, m1, m2]) + np.float32([a0, a1, a2])
+            if not nhwc:
+                x = x.transpose(2, 0, 1)
+            device_bytes(dst, out_bytes)[:] = np.ascontiguousarray(x, self.out_dtype).tobytes()
+
+        if stream is None:
+            run()
+        else:
+            stream.enqueue(run)
+
+
+class _Module:
+    def get_function(self, name: str) -> _Function:
+        if name not in ("preprocess_f32", "preprocess_f16"):
+            raise LogicError(f"cuModuleGetFunction failed: named symbol not found ({name})")
+        return _Function(name)
+
+
+def module_from_buffer(data: bytes) -> _Module:
+    _need_context("cuModuleLoadData")
+    if not bytes(data).startswith(b"\x7fELF"):
+        raise LogicError("cuModuleLoadData failed: device kernel image is invalid")
+    return _Module()
 
 
 streams: dict[int, Stream] = {}
