@@ -304,7 +304,7 @@ def test_gpu_preprocessing_runs_on_the_preparing_threads_stream_and_inference_wa
     assert gpu.mapped is integrated
     for image in frames(6):
         prepared = []
-        worker = threading.Thread(target=lambda: prepared.append(gpu(image)))
+        worker = threading.Thread(target=lambda out=prepared, im=image: out.append(gpu(im)))
         worker.start()
         worker.join(10)
         x = prepared[0]
