@@ -24,6 +24,8 @@ from .preprocess_cuda import ChoosePerSize, DeviceInput, KernelUnavailable
 
 log = logging.getLogger(__name__)
 
+BUILD_STOP_S = 10.0  # at exit, how long a cancelled build may take to reach its next step
+
 
 class RungPending(EdgeswinError):
     """The rung's engine is being built; it joins the ladder when ready."""
@@ -96,10 +98,18 @@ class EngineLadder:
         self._check_frames = check_frames  # frames to compare a new engine with ORT on
         self._wake = wake  # notified when a build ends, so the loop adopts it promptly
         self._arrived: list[tuple] = []  # finished builds, handed over by their threads
+        self._progressed = threading.Event()  # a build said something new since last asked
 
     @property
     def arrived(self) -> bool:
         return bool(self._arrived)
+
+    def progressed(self) -> bool:
+        """Whether a running build reported a new step since the last call."""
+        if self._progressed.is_set():
+            self._progressed.clear()
+            return True
+        return False
 
     def load(self, stop: threading.Event) -> None:
         """Open every rung. An unusable rung is logged and skipped; a TensorRT rung whose
@@ -166,10 +176,18 @@ class EngineLadder:
 
         self.builds[spec.name] = self.cache.build_later(
             model, spec.precision, load, lambda: open_engine(model, "onnxruntime"),
-            self._check_frames, done, spec.dla_core)
+            self._check_frames, done, spec.dla_core, self._progressed.set)
 
     def close(self) -> None:
-        """Free every rung's GPU objects (at exit), on this thread, whichever thread made them."""
+        """Stop running builds at their next step and free every rung's GPU objects (at exit),
+        on this thread, whichever thread made them."""
+        if not self.cache.stop(timeout=BUILD_STOP_S):
+            log.warning("an engine build is still running; exiting without waiting for it")
+        with self._wake:
+            arrived, self._arrived = self._arrived, []
+        for _rung, _spec, _report, engine in arrived:  # built, never adopted
+            if engine is not None:
+                _close(engine)
         for active in self.rungs:
             if active:
                 _close(active.engine)

@@ -35,6 +35,8 @@ from .stats import CameraStats
 
 log = logging.getLogger(__name__)
 
+BUILD_PROGRESS_EVERY_S = 5.0  # a running build's step republished on <root>/engine at most this often
+
 
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
@@ -229,7 +231,7 @@ class Daemon:
         log.info("running %d camera(s) on engine %s (rung %d, %s)", len(self.cameras),
                  active.name, active.rung, active.engine.backend)
         next_stats = time.monotonic() + self.config.device.stats_interval_s
-        next_poll = time.monotonic()
+        next_poll = next_progress = time.monotonic()
         ready = False
         self.notifier.status(f"loaded {len(self.ladder)} engine rung(s); waiting for cameras")
         while not self._stop.is_set():
@@ -250,6 +252,10 @@ class Daemon:
                 self._retired = [c for c in self._retired if not c.finished]
             if self.engines.arrived:
                 self._adopt_builds(policy)
+            elif now >= next_progress and self.engines.progressed():
+                # A build's step on the retained engine topic, at most every few seconds.
+                self._publish_engine(None, self._last_reason, Readings(now, self.temps))
+                next_progress = now + BUILD_PROGRESS_EVERY_S
             job, wait = self._next_job(now)
             if job is not None:
                 self._classify(self.active, *job)

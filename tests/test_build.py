@@ -361,6 +361,77 @@ def test_daemon_builds_the_engine_in_the_background_then_reuses_it(tmp_path, bro
     assert again.terminate(timeout=10)[0] == 0
 
 
+def test_a_build_reports_the_builders_phases_and_stops_when_cancelled(tmp_path, trt_each,
+                                                                       monkeypatch):
+    """TensorRT 10 and later report their phases through an IProgressMonitor: the outer ones
+    reach `progress`, and a cancel stops the build at its next step with nothing written.
+    8.6 has no monitor: its progress is edgeswin's own stages, and a cancel stops it before
+    the build starts."""
+    import threading
+
+    from edgeswin.engine.build import BuildCancelled, build_engine
+
+    tensorrt, _ = trt_each
+    onnx_path = copy_primary(tmp_path)
+    said: list[str] = []
+    build_engine(onnx_path, tmp_path / "a.engine", "fp16", progress=said.append)
+    phases = [m for m in said if m.startswith("TensorRT: Building engine")]
+    if tensorrt.MAJOR >= 10:
+        assert phases[0] == "TensorRT: Building engine (0/4)", said
+    else:
+        assert phases == [] and not hasattr(tensorrt, "IProgressMonitor")
+
+    cancel = threading.Event()
+    out = tmp_path / "b.engine"
+    if tensorrt.MAJOR >= 10:
+        def cancel_at_the_first_phase(message: str) -> None:
+            if message.startswith("TensorRT: Building engine"):
+                cancel.set()
+
+        with pytest.raises(BuildCancelled, match="build cancelled"):
+            build_engine(onnx_path, out, "fp16", progress=cancel_at_the_first_phase,
+                         cancel=cancel)
+    cancel.set()
+    with pytest.raises(BuildCancelled, match="cancelled before it started"):
+        build_engine(onnx_path, out, "fp16", progress=lambda m: None, cancel=cancel)
+    assert not out.exists() and not out.with_suffix(".json").exists()
+    from edgeswin.engine import build
+    assert not build._one_build.locked()
+
+
+@pytest.mark.mqtt
+def test_a_long_build_shows_its_progress_and_a_stop_cancels_it(tmp_path, broker, subscriber,
+                                                                videos, daemon_factory):
+    """A build that takes minutes on a Jetson: its phase and elapsed time appear on the
+    retained engine topic while the small rung serves, and SIGTERM stops it promptly, leaving
+    no plan behind."""
+    from .conftest import SMALL, write_config
+
+    onnx_path = copy_primary(tmp_path)
+    cfg = write_config(tmp_path / "cfg", broker.port,
+                       {"north": {"source": str(videos["north"]), "loop": True, "fps": 5}},
+                       {"engines": [{"name": "primary", "model": str(onnx_path),
+                                     "backend": "tensorrt", "precision": "fp16"},
+                                    {"name": "small", "model": str(SMALL)}]})
+    env = {"PYTHONPATH": f"{FAKE_TRT}:{FAKE_CUDA}:{REPO}", "FAKE_TRT_BUILD_STEP_S": "4"}
+    daemon = daemon_factory(cfg, env=env)
+    topic = "edgeswin/testdev/engine"
+
+    def stepping():
+        return [m["builds"]["primary"] for m in subscriber.json_on(topic)
+                if m["builds"]["primary"]["step"].startswith("TensorRT: Building engine (")]
+
+    assert subscriber.wait_for(lambda: len(stepping()) >= 2, 30), daemon.log()
+    report = stepping()[-1]
+    assert report["state"] == "building" and report["elapsed_s"] > 0
+    assert subscriber.json_on("edgeswin/testdev/north/classification"), "the small rung serves"
+    code, _ = daemon.terminate(timeout=15)
+    assert code == 0, daemon.log()
+    assert "engine build: " in daemon.log() and "build cancelled" in daemon.log()
+    assert "Traceback" not in daemon.log()
+    assert not list((tmp_path / "cfg" / "state" / "engines").glob("*.engine"))
+
+
 @pytest.mark.parametrize("with_tensorrt", [False, True])
 def test_selftest_prints_a_verdict_with_or_without_tensorrt(with_tensorrt):
     path = f"{FAKE_TRT}:{FAKE_CUDA}:{REPO}" if with_tensorrt else str(REPO)

@@ -106,10 +106,13 @@ def _flags(trt, major: int, strongly_typed: bool) -> int:
 def build_engine(onnx: Path, out: Path, precision: str = "fp16", *, workspace_mb: int = 1024,
                  timing_cache: Path | None = None, optimization_level: int | None = None,
                  dla_core: int | None = None,
-                 progress=lambda message: log.info("%s", message)) -> dict:
+                 progress=lambda message: log.info("%s", message),
+                 cancel: threading.Event | None = None) -> dict:
     """Build `onnx` into `out` and its sidecar; return the sidecar dict. TensorRT 8.6, 10.x and
     11.x: on 11.x an FP16 engine is built from an FP16 copy of the ONNX (engine/float16.py),
-    made beside `out`."""
+    made beside `out`. `progress` hears each stage and, on TensorRT 10 and later, the
+    builder's own phases; setting `cancel` stops a build at its next step (10 and later) or
+    before it starts (8.6), with BuildCancelled."""
     if precision not in PRECISIONS:
         raise ModelError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if dla_core is not None and precision == "fp32":
@@ -137,7 +140,12 @@ def build_engine(onnx: Path, out: Path, precision: str = "fp16", *, workspace_mb
         source = float16_onnx(onnx, out.parent)
     if not _one_build.acquire(blocking=False):
         progress("waiting for another engine build to finish")
-        _one_build.acquire()
+        while not _one_build.acquire(timeout=0.5):
+            if cancel is not None and cancel.is_set():
+                raise BuildCancelled(f"{out.name}: cancelled while waiting for another build")
+    if cancel is not None and cancel.is_set():
+        _one_build.release()
+        raise BuildCancelled(f"{out.name}: cancelled before it started")
     t0 = time.monotonic()
     try:
         with labelled(f"build {out.name}"), cuda_errors(f"build {out.name}"):
@@ -147,7 +155,7 @@ def build_engine(onnx: Path, out: Path, precision: str = "fp16", *, workspace_mb
                 forget_messages()
                 plan, cache_bytes, pinned, workspace, dla = _build(
                     trt, cuda, source, precision, major, strongly_typed, workspace_mb,
-                    timing_cache, optimization_level, identity, dla_core, progress)
+                    timing_cache, optimization_level, identity, dla_core, progress, cancel)
             finally:
                 cuda.Context.pop()
                 ctx.detach()
@@ -172,7 +180,8 @@ def build_engine(onnx: Path, out: Path, precision: str = "fp16", *, workspace_mb
 
 def _build(trt, cuda, source: Path, precision: str, major: int, strongly_typed: bool,
            workspace_mb: int, timing_cache: Path | None, optimization_level: int | None,
-           identity: dict, dla_core: int | None, progress) -> tuple[bytes, bytes, int, int, dict | None]:
+           identity: dict, dla_core: int | None, progress,
+           cancel: threading.Event | None) -> tuple[bytes, bytes, int, int, dict | None]:
     """Parse and build with the primary context current; return (plan, the timing cache it
     started from, layers pinned to FP32, workspace bytes, what went to the DLA). Writes the
     updated timing cache."""
@@ -198,9 +207,14 @@ def _build(trt, cuda, source: Path, precision: str, major: int, strongly_typed: 
     dla = _use_dla(trt, builder, network, config, dla_core, progress) if dla_core is not None \
         else None
     cache_bytes = _load_timing_cache(trt, config, timing_cache)
+    monitor = None
+    if hasattr(trt, "IProgressMonitor"):  # 10.0 on; it must outlive the build
+        monitor = config.progress_monitor = _progress_monitor(trt, progress, cancel)
     progress(f"building {precision} engine, workspace {workspace >> 20} MB (this can take "
              "minutes on a Jetson)")
     plan = builder.build_serialized_network(network, config)
+    if plan is None and monitor is not None and monitor.cancelled:
+        raise BuildCancelled(f"{source.name}: build cancelled")
     if plan is None:
         raise ModelError(f"{source}: TensorRT could not build an engine: "
                          f"{'; '.join(recent_messages()) or 'no detail logged'}")
@@ -210,6 +224,44 @@ def _build(trt, cuda, source: Path, precision: str, major: int, strongly_typed: 
         except ModelError as exc:  # the engine is fine; the next build is just slower
             log.warning("timing cache not saved: %s", exc)
     return bytes(plan), cache_bytes, pinned, workspace, dla
+
+
+class BuildCancelled(ModelError):
+    """The build was asked to stop (the daemon is stopping or reloading)."""
+
+
+def _progress_monitor(trt, progress, cancel: threading.Event | None):
+    """A trt.IProgressMonitor that hands the builder's outermost phases and their steps to
+    `progress` (each phase start and at most one step a second: a build has thousands of
+    inner steps), and asks TensorRT to stop once `cancel` is set. TensorRT calls it from its
+    own threads."""
+
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self):
+            trt.IProgressMonitor.__init__(self)
+            self.cancelled = False
+            self._steps: dict[str, int] = {}  # outermost phases only
+            self._said = 0.0
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            if parent_phase is None:
+                self._steps[phase_name] = num_steps
+                self._said = time.monotonic()
+                progress(f"TensorRT: {phase_name} (0/{num_steps})")
+
+        def step_complete(self, phase_name, step):
+            if phase_name in self._steps and time.monotonic() - self._said >= 1.0:
+                self._said = time.monotonic()
+                progress(f"TensorRT: {phase_name} ({step + 1}/{self._steps[phase_name]})")
+            if cancel is not None and cancel.is_set():
+                self.cancelled = True
+                return False
+            return True
+
+        def phase_finish(self, phase_name):
+            self._steps.pop(phase_name, None)
+
+    return Monitor()
 
 
 def _use_dla(trt, builder, network, config, core: int, progress) -> dict | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeswinError
-from .build import build_engine, cached_engine_path, device_identity, timing_cache_path
+from .build import BuildCancelled, build_engine, cached_engine_path, device_identity, timing_cache_path
 
 log = logging.getLogger(__name__)
 
@@ -28,21 +28,27 @@ log = logging.getLogger(__name__)
 class BuildReport:
     """What `<root>/engine` says about a build (retained, so late subscribers see it too)."""
 
-    state: str  # building | ready | failed | rejected
+    state: str  # building | ready | failed | rejected | cancelled
     engine: str  # the path of the plan
     detail: str = ""
-    started: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.monotonic)
     seconds: float | None = None
+    step: str = ""  # the latest progress message
 
     def as_dict(self) -> dict:
-        return {"state": self.state, "engine": self.engine, "detail": self.detail,
-                "seconds": self.seconds}
+        said = {"state": self.state, "engine": self.engine, "detail": self.detail,
+                "seconds": self.seconds, "step": self.step}
+        if self.state == "building":
+            said["elapsed_s"] = round(time.monotonic() - self.started, 1)
+        return said
 
 
 class EngineCache:
     def __init__(self, state_dir: Path):
         self.dir = Path(state_dir) / "engines"
         self._identity: dict | None = None
+        self.cancel = threading.Event()  # set at shutdown: builds stop at their next step
+        self.threads: list[threading.Thread] = []
 
     def plan_path(self, onnx: Path, precision: str, dla_core: int | None = None) -> Path:
         if self._identity is None:
@@ -56,24 +62,44 @@ class EngineCache:
     def build_later(self, onnx: Path, precision: str, load: Callable[[Path], object],
                     reference: Callable[[], object], frames: Callable[[], list[np.ndarray]],
                     done: Callable[[BuildReport, object | None], None],
-                    dla_core: int | None = None) -> BuildReport:
-        """Start the build thread; `done(report, engine-or-None)` is called from it."""
+                    dla_core: int | None = None,
+                    progressed: Callable[[], None] = lambda: None) -> BuildReport:
+        """Start the build thread; `done(report, engine-or-None)` is called from it, and
+        `progressed()` each time `report.step` changes."""
         path = self.plan_path(onnx, precision, dla_core)
         target = precision if dla_core is None else f"{precision} on DLA core {dla_core}"
         report = BuildReport("building", str(path), f"{onnx.name} -> {target}")
-        threading.Thread(target=self._build, name=f"build-{onnx.stem}", daemon=True,
-                         args=(onnx, precision, dla_core, path, load, reference, frames, done,
-                               report)).start()
+        thread = threading.Thread(target=self._build, name=f"build-{onnx.stem}", daemon=True,
+                                  args=(onnx, precision, dla_core, path, load, reference, frames,
+                                        done, report, progressed))
+        self.threads = [t for t in self.threads if t.is_alive()] + [thread]
+        thread.start()
         return report
 
+    def stop(self, timeout: float) -> bool:
+        """Cancel running builds and wait up to `timeout` s for their threads; False if one is
+        still running (TensorRT 8.6 cannot be interrupted mid-build)."""
+        self.cancel.set()
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(deadline - time.monotonic(), 0))
+        return not any(t.is_alive() for t in self.threads)
+
     def _build(self, onnx, precision, dla_core, path, load, reference, frames, done,
-               report) -> None:
+               report, progressed) -> None:
         t0 = time.monotonic()
         engine = None
+
+        def progress(message: str) -> None:
+            log.info("engine build: %s", message)
+            report.step = message
+            progressed()
+
         try:
             build_engine(onnx, path, precision, dla_core=dla_core,
                          timing_cache=timing_cache_path(self.dir, self._identity),
-                         progress=lambda message: log.info("engine build: %s", message))
+                         progress=progress, cancel=self.cancel)
+            progress("loading the engine and checking it against ONNX Runtime")
             engine = load(path)
             agree, worst = agreement(engine, reference(), frames())
             if agree < 1.0:
@@ -87,6 +113,9 @@ class EngineCache:
                 report.state = "ready"
                 report.detail = (f"agrees with ONNX Runtime on every check frame (max |diff| "
                                  f"{worst:.3g})")
+        except BuildCancelled as exc:
+            log.info("engine build: %s", exc)
+            report.state, report.detail, engine = "cancelled", str(exc), None
         except EdgeswinError as exc:
             report.state, report.detail, engine = "failed", str(exc), None
         except Exception as exc:  # a build must never take the daemon down

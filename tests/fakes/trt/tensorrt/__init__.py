@@ -25,6 +25,7 @@ import enum
 import json
 import os
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -468,8 +469,16 @@ class ITimingCache:
                            "compute_capability": self.cc}).encode()
 
 
+class IProgressMonitor:
+    """10.0 on: the builder reports its phases here; `step_complete` returning False cancels."""
+
+    def __init__(self):
+        pass
+
+
 class IBuilderConfig:
     def __init__(self):
+        self.__dict__["progress_monitor"] = None  # a member from 10.0 on (absent in 8.6)
         self.flags: set[BuilderFlag] = set()
         self.pools: dict[MemoryPoolType, int] = {}
         self.builder_optimization_level = 3
@@ -565,6 +574,11 @@ class Builder:
             self.logger.log(ILogger.Severity.ERROR, "4: networks are always strongly typed in "
                                                     "TensorRT 11: create it STRONGLY_TYPED")
             return None
+        monitor = getattr(config, "progress_monitor", None) if MAJOR >= 10 else None
+        if monitor is not None and not _report_phases(monitor, len(network._layers)):
+            self.logger.log(ILogger.Severity.ERROR, "1: [builder.cpp] build was cancelled by "
+                                                    "the progress monitor")
+            return None
         session = ort.InferenceSession(network.onnx, providers=["CPUExecutionProvider"])
         # The network's I/O keeps the ONNX types (UINT8 I/O since 8.5, FP16 I/O), as the parser
         # marks them.
@@ -584,6 +598,30 @@ class Builder:
                              "pinned_fp32": [layer.name for layer in network._layers
                                              if layer._precision_is_set]}).encode()
         return IHostMemory(MAGIC + struct.pack("<I", len(header)) + header + network.onnx)
+
+
+# Seconds per outer build step: tests slow the fake build down to watch its progress.
+BUILD_STEP_S = float(os.environ.get("FAKE_TRT_BUILD_STEP_S", "0"))
+
+
+def _report_phases(monitor: IProgressMonitor, layers: int) -> bool:
+    """The phases a real build reports (outer phase, nested tactic selection); False when the
+    monitor asked to stop."""
+    steps = 4
+    monitor.phase_start("Building engine", None, steps)
+    try:
+        for step in range(steps):
+            monitor.phase_start("Tactic selection", "Building engine", layers)
+            for layer in range(layers):
+                if not monitor.step_complete("Tactic selection", layer):
+                    return False
+            monitor.phase_finish("Tactic selection")
+            time.sleep(BUILD_STEP_S)
+            if not monitor.step_complete("Building engine", step):
+                return False
+        return True
+    finally:
+        monitor.phase_finish("Building engine")
 
 
 def _float16_weights(model: bytes) -> bool:
