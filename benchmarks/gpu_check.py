@@ -5,8 +5,12 @@
    buffers, async copies on its own stream) under the TensorRT test double of tests/fakes, whose
    network runs the demo ONNX on the bytes in real device memory: same answers as ONNX Runtime?
 3. The GPU preprocessing kernel against the CPU `Preprocessor` on 1920x1080 frames (max abs
-   difference for each input layout/dtype) and its time against the CPU's.
-4. Frames straight to scores (`infer_image`: kernel -> engine input buffer) vs CPU preprocessing.
+   difference for each input layout/dtype), staged through a device copy and through mapped
+   page-locked memory (what a Jetson uses), and its time to a ready input against the CPU's,
+   at 1080p and 4K.
+4. A GPU-fed engine (`gpu_preprocessor` -> DeviceInput -> `infer_device`) vs CPU
+   preprocessing: same answers, and the inference thread's time per frame when another
+   thread prepared the frame (as the capture threads do).
 
 Run on a GPU machine with pycuda installed: python3 benchmarks/gpu_check.py --out report.json
 """
@@ -23,6 +27,7 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,62 +118,87 @@ def check_preprocess(frames: list[np.ndarray]) -> dict:
         "160x96_nchw_rgb_f32": InputSpec("input", 96, 160, "NCHW", "float32", "RGB",
                                          base["scale"], tuple(base["mean"]), tuple(base["std"])),
     }
+    uhd = cv2.resize(frames[0], (3840, 2160), interpolation=cv2.INTER_LINEAR)
     ctx = cuda.Device(0).retain_primary_context()
     ctx.push()
     results = {}
     try:
-        stream = cuda.Stream()
         for name, spec in specs.items():
-            cpu, gpu = Preprocessor(spec), CudaPreprocessor(spec)
+            cpu = Preprocessor(spec)
             dtype = np.dtype(spec.dtype)
             host = cuda.pagelocked_empty(spec.shape, dtype)
-            dest = cuda.mem_alloc(host.nbytes)
-            worst = 0.0
-            for frame in frames:
-                gpu(frame, int(dest), stream)
-                cuda.memcpy_dtoh_async(host, dest, stream)
-                stream.synchronize()
-                worst = max(worst, float(np.abs(host.astype(np.float32)
-                                                - cpu(frame).astype(np.float32)).max()))
-            frame = frames[0]
-
-            def run_gpu(frame=frame, gpu=gpu, dest=dest):
-                gpu(frame, int(dest), stream)
-                stream.synchronize()
-
-            start, end = cuda.Event(), cuda.Event()
-            kernel_ms = []
-            for _ in range(50):
-                start.record(stream)
-                gpu(frame, int(dest), stream)
-                end.record(stream)
-                end.synchronize()
-                kernel_ms.append(end.time_since(start))
-            results[name] = {"max_abs_diff_vs_cpu": worst,
-                             "cpu": timed(lambda frame=frame, cpu=cpu: cpu(frame), 200),
-                             "gpu_frame_copy_plus_kernel": timed(run_gpu, 200),
-                             "gpu_event_timed_median_ms": round(statistics.median(kernel_ms), 3)}
-            dest.free()
+            entry = {}
+            for staging in ("copy", "mapped"):
+                gpu = CudaPreprocessor(spec, ctx, mapped=staging == "mapped")
+                worst = 0.0
+                for frame in frames:
+                    prepared = gpu(frame)
+                    gpu.wait(prepared)
+                    cuda.memcpy_dtoh(host, prepared.address)
+                    worst = max(worst, float(np.abs(host.astype(np.float32)
+                                                    - cpu(frame).astype(np.float32)).max()))
+                entry[staging] = {
+                    "max_abs_diff_vs_cpu": worst,
+                    "1080p_gpu_ready": timed(lambda gpu=gpu: gpu.wait(gpu(frames[0])), 200),
+                    "4k_gpu_ready": timed(lambda gpu=gpu: gpu.wait(gpu(uhd)), 100)}
+                gpu.close()
+            entry["1080p_cpu"] = timed(lambda cpu=cpu: cpu(frames[0]), 200)
+            entry["4k_cpu"] = timed(lambda cpu=cpu: cpu(uhd), 100)
+            results[name] = entry
+            host.base.free()
     finally:
         cuda.Context.pop()
         ctx.detach()
     return results
 
 
-def check_infer_image(frames: list[np.ndarray], tmp: Path) -> dict:
+def check_gpu_fed(frames: list[np.ndarray], tmp: Path) -> dict:
+    """Frames prepared on another thread (the capture threads' job), then inferred: what the
+    inference thread spends per frame, for the GPU-fed and the CPU-fed engine."""
     from edgeswin.engine import open_engine
     from edgeswin.preprocess import Preprocessor
+    from edgeswin.preprocess_cuda import ChoosePerSize
 
     engine = open_engine(make_plan(tmp, "FLOAT"))
-    engine.enable_gpu_preprocess()
-    prep = Preprocessor(engine.info.input)
-    via_cpu = [engine.infer(prep(f)) for f in frames]
-    via_gpu = [engine.infer_image(f) for f in frames]
+    cpu = Preprocessor(engine.info.input)
+    gpu = engine.gpu_preprocessor()
+    choose = ChoosePerSize(gpu, cpu, "gpu_check")
+    uhd = cv2.resize(frames[0], (3840, 2160), interpolation=cv2.INTER_LINEAR)
+    for _ in range(ChoosePerSize.TRIALS + 1):
+        choose(frames[0])
+        choose(uhd)
+    via_cpu = [engine.infer(cpu(f)) for f in frames]
+    via_gpu = [engine.infer_device(gpu(f)) for f in frames]
+
+    def ahead(prepare) -> list:
+        out: list = []
+        worker = threading.Thread(target=lambda: out.extend(prepare(f) for f in frames))
+        worker.start()
+        worker.join()
+        return out
+
+    def infer_all(inputs, infer) -> dict:
+        samples = []
+        for x in inputs:
+            t0 = time.perf_counter()
+            infer(x)
+            samples.append((time.perf_counter() - t0) * 1000)
+        samples.sort()
+        return {"median_ms": round(statistics.median(samples), 3), "n": len(samples)}
+
+    for _ in range(3):  # warm
+        engine.infer_device(gpu(frames[0]))
+    cpu_ready = ahead(cpu)
+    gpu_ready = ahead(gpu)  # at most MAX_SLOTS frames in flight
     out = {"top1_agreement": float(np.mean([a.argmax() == b.argmax()
                                             for a, b in zip(via_cpu, via_gpu)])),
            "max_abs_logit_diff": float(max(np.abs(a - b).max() for a, b in zip(via_cpu, via_gpu))),
-           "cpu_preprocess_then_infer": timed(lambda: engine.infer(prep(frames[0])), 100),
-           "infer_image": timed(lambda: engine.infer_image(frames[0]), 100)}
+           "chosen_per_size": {f"{w}x{h}": way for (h, w), way in choose.chosen.items()},
+           "inference_thread_cpu_prepared_ahead": infer_all(cpu_ready, engine.infer),
+           "inference_thread_gpu_prepared_ahead": infer_all(
+               [x for x in gpu_ready if x is not None], engine.infer_device),
+           "gpu_slots_used": gpu.slots}
+    del gpu_ready
     engine.close()
     return out
 
@@ -192,7 +222,7 @@ def main() -> int:
         for name, check in (("nvml", check_nvml),
                             ("tensorrt_backend_real_pycuda", lambda: check_backend(frames, tmp)),
                             ("gpu_preprocess", lambda: check_preprocess(frames)),
-                            ("infer_image", lambda: check_infer_image(frames, tmp))):
+                            ("gpu_fed_engine", lambda: check_gpu_fed(frames, tmp))):
             try:
                 report[name] = check()
             except Exception as exc:  # report every check, even after one fails

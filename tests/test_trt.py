@@ -253,14 +253,15 @@ def test_cuda_failing_is_a_clear_reason_not_a_crash(tmp_path, trt, monkeypatch, 
 
 
 def test_gpu_preprocessing_without_a_compiler_or_cached_kernel_falls_back_to_the_cpu(
-        tmp_path, trt, caplog):
+        tmp_path, trt, caplog, monkeypatch):
     """No nvcc (the unit's PATH, a device without the CUDA toolkit) and no cached cubin: the
     rung serves with CPU preprocessing and says why, instead of being lost."""
     from edgeswin.config import EngineRung
     from edgeswin.ladder import activate
     from edgeswin.preprocess import Preprocessor
 
-    tensorrt, _ = trt  # the pycuda double has no compiler, like a machine without nvcc
+    tensorrt, _ = trt
+    monkeypatch.setenv("PATH", str(tmp_path / "no-cuda-here"))  # the unit's PATH, no nvcc
     path = plan(tmp_path, tensorrt)
     spec = EngineRung(name="fast", model=str(path), preprocess="gpu")
     active = activate(0, spec, open_engine(path), tmp_path / "kernels")
@@ -328,15 +329,18 @@ def test_gpu_preprocessing_slots_are_reused_and_freed_with_the_engine(tmp_path, 
     big, small = frames(1)[0], frames(1)[0][:360, :640].copy()
     for _ in range(20):
         gpu(big)  # dropped at once, as a superseded frame is
-    assert gpu._slots == 1, "each dropped frame gave its slot back"
+    assert gpu.slots == 1, "each dropped frame gave its slot back"
     held = [gpu(big), gpu(big)]
-    assert gpu._slots == 2 and not gpu._free
+    assert gpu.slots == 2 and not gpu._free
     del held
-    assert gpu._slots == 2 and len(gpu._free) == 2
+    assert gpu.slots == 2 and len(gpu._free) == 2
     assert active.engine.infer(gpu(small)).shape == (6,)
-    assert gpu._slots == 2, "a smaller frame fits a slot made for a larger one"
-    active.engine.close()
+    assert gpu.slots == 2, "a smaller frame fits a slot made for a larger one"
+    still_held = gpu(big)
+    active.engine.close()  # frees slots in use too: the engine they fed is gone
     assert set(cuda._memory) == device_before and set(cuda._mapped) == mapped_before
+    del still_held  # its release after close makes no CUDA call (no context needed)
+    assert cuda.context_depth() == 0
     assert gpu(big) is None, "a closed preprocessor takes no more frames"
 
 
@@ -378,6 +382,31 @@ def test_each_frame_size_goes_the_way_that_is_faster_here(tmp_path, trt, caplog)
     assert cpu_wins.chosen == {(720, 1280): "cpu"} and isinstance(x, np.ndarray)
     assert "1280x720 frames preprocessed on the CPU" in caplog.text
     active.engine.close()
+
+
+def test_the_kernel_is_compiled_once_and_later_starts_need_no_compiler(tmp_path, trt,
+                                                                         monkeypatch):
+    """With nvcc on PATH (install time, or a first start on a machine with the toolkit) the
+    cubin is compiled for this GPU and kept; a start without nvcc then loads it."""
+    from edgeswin.config import EngineRung
+    from edgeswin.ladder import activate
+    from edgeswin.preprocess_cuda import ChoosePerSize, cached_kernel_path
+
+    tensorrt, _ = trt
+    tools = tmp_path / "cuda-bin"
+    tools.mkdir()
+    (tools / "nvcc").write_text("#!/bin/sh\necho 'Cuda compilation tools'\n")
+    (tools / "nvcc").chmod(0o755)
+    path = plan(tmp_path, tensorrt)
+    spec = EngineRung(name="fast", model=str(path), preprocess="gpu")
+    kernels = tmp_path / "kernels"
+    for PATH in (str(tools), str(tmp_path / "no-cuda-here")):
+        monkeypatch.setenv("PATH", PATH)
+        active = activate(0, spec, open_engine(path), kernels)
+        assert isinstance(active.preprocess, ChoosePerSize), PATH
+        assert active.engine.infer(active.preprocess(frames(1)[0])).shape == (6,)
+        active.engine.close()
+    assert [p.name for p in kernels.iterdir()] == [cached_kernel_path(kernels, (8, 7)).name]
 
 
 def test_an_engine_made_on_one_thread_is_freed_on_another_by_close(tmp_path, trt):

@@ -44,6 +44,10 @@ class RuntimeError(Error):
     pass
 
 
+class CompileError(Error):
+    pass
+
+
 _state = threading.local()
 _lock = threading.Lock()
 _memory: dict[int, bytearray] = {}
@@ -385,6 +389,10 @@ def memcpy_dtoh_async(dest: np.ndarray, src, stream: Stream | None = None) -> No
         if not is_pagelocked(dest):
             stream.pageable_copies += 1
         stream.enqueue(copy)
+
+
+def memcpy_dtoh(dest: np.ndarray, src) -> None:
+    memcpy_dtoh_async(dest, src, None)
 
 
 def _check_fits(address: int, nbytes: int, call: str) -> None:
