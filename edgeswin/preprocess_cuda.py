@@ -313,14 +313,18 @@ class ChoosePerSize:
     the CPU's result, the CPU for the others (a 4K frame's copy may cost more than the CPU's
     pre-shrinking resize). The first frames of each size go both ways, timed to completion;
     after `TRIALS` (the first one not counted: it pays for allocation) the faster way stays.
-    Hands on a DeviceInput or, from the CPU, the input array."""
+    The load of the device changes (a build, more cameras), so every `RETRIAL_EVERY` frames of
+    a size the trial runs again. Hands on a DeviceInput or, from the CPU, the input array."""
 
     TRIALS = 3
+    RETRIAL_EVERY = 2000
 
     def __init__(self, gpu: CudaPreprocessor, cpu, label: str):
         self.gpu, self.cpu, self.label = gpu, cpu, label
         self.chosen: dict[tuple[int, int], str] = {}  # (height, width) -> "gpu" | "cpu"
         self._trials: dict[tuple[int, int], list[tuple[float, float]]] = {}
+        self._since: dict[tuple[int, int], int] = {}  # frames of a size since its choice
+        self._was: dict[tuple[int, int], str] = {}  # the choice before a re-trial
         self._lock = threading.Lock()
 
     def __call__(self, image: np.ndarray):
@@ -329,6 +333,13 @@ class ChoosePerSize:
             return self.cpu(image)
         size = image.shape[:2]
         way = self.chosen.get(size)
+        if way is not None:
+            seen = self._since[size] = self._since.get(size, 0) + 1
+            if seen >= self.RETRIAL_EVERY:
+                with self._lock:
+                    self._was[size] = self.chosen.pop(size, way)
+                    self._trials.pop(size, None)
+                    self._since[size] = 0
         if way == "cpu":
             return self.cpu(image)
         if way == "gpu":
@@ -351,8 +362,11 @@ class ChoosePerSize:
             if len(trials) > self.TRIALS and size not in self.chosen:
                 gpu_ms = statistics.median(t[0] for t in trials[1:])
                 cpu_ms = statistics.median(t[1] for t in trials[1:])
-                self.chosen[size] = "gpu" if gpu_ms <= cpu_ms else "cpu"
-                log.info("%s: %dx%d frames preprocessed on the %s (GPU %.2f ms, CPU %.2f ms%s)",
-                         self.label, size[1], size[0], self.chosen[size].upper(), gpu_ms, cpu_ms,
-                         ", mapped memory" if self.gpu.mapped else "")
+                way = "gpu" if gpu_ms <= cpu_ms else "cpu"
+                changed = self._was.get(size) != way
+                self.chosen[size] = way
+                if changed:
+                    log.info("%s: %dx%d frames preprocessed on the %s (GPU %.2f ms, CPU %.2f ms%s)",
+                             self.label, size[1], size[0], way.upper(), gpu_ms, cpu_ms,
+                             ", mapped memory" if self.gpu.mapped else "")
         return prepared

@@ -350,6 +350,9 @@ def test_daemon_builds_the_engine_in_the_background_then_reuses_it(tmp_path, bro
     assert seqs == list(range(1, len(seqs) + 1))
     plans = list((tmp_path / "cfg" / "state" / "engines").glob("swin-demo-112-fp16-*.engine"))
     assert len(plans) == 1
+    assert list((tmp_path / "cfg" / "state" / "engines").glob("timing-10.3.0.30-*.cache")), \
+        "the first build on a fresh state dir keeps its timing cache"
+    assert "timing cache not saved" not in daemon.log()
 
     # A restart reuses the cached engine: rung 0 from the first message, no build.
     subscriber.messages.clear()

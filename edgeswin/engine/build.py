@@ -220,8 +220,9 @@ def _build(trt, cuda, source: Path, precision: str, major: int, strongly_typed: 
                          f"{'; '.join(recent_messages()) or 'no detail logged'}")
     if timing_cache:
         try:
+            timing_cache.parent.mkdir(parents=True, exist_ok=True)  # a first build's state dir
             write_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
-        except ModelError as exc:  # the engine is fine; the next build is just slower
+        except (OSError, ModelError) as exc:  # the engine is fine; the next build is just slower
             log.warning("timing cache not saved: %s", exc)
     return bytes(plan), cache_bytes, pinned, workspace, dla
 
