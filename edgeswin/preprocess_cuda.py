@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import statistics
 import threading
 import time
 import weakref
@@ -312,11 +311,13 @@ class ChoosePerSize:
     """A GPU rung's preprocessing: the kernel for frame sizes where it is ready sooner than
     the CPU's result, the CPU for the others (a 4K frame's copy may cost more than the CPU's
     pre-shrinking resize). The first frames of each size go both ways, timed to completion;
-    after `TRIALS` (the first one not counted: it pays for allocation) the faster way stays.
+    after `TRIALS` (the first one not counted: it pays for allocation) the way with the
+    faster best run stays: the best run is the one least disturbed by other threads holding
+    the GIL or the cores, which would otherwise penalise the GPU's several short calls.
     The load of the device changes (a build, more cameras), so every `RETRIAL_EVERY` frames of
     a size the trial runs again. Hands on a DeviceInput or, from the CPU, the input array."""
 
-    TRIALS = 3
+    TRIALS = 5
     RETRIAL_EVERY = 2000
 
     def __init__(self, gpu: CudaPreprocessor, cpu, label: str):
@@ -360,8 +361,8 @@ class ChoosePerSize:
             trials = self._trials.setdefault(size, [])
             trials.append(((t1 - t0) * 1000, (t2 - t1) * 1000))
             if len(trials) > self.TRIALS and size not in self.chosen:
-                gpu_ms = statistics.median(t[0] for t in trials[1:])
-                cpu_ms = statistics.median(t[1] for t in trials[1:])
+                gpu_ms = min(t[0] for t in trials[1:])
+                cpu_ms = min(t[1] for t in trials[1:])
                 way = "gpu" if gpu_ms <= cpu_ms else "cpu"
                 changed = self._was.get(size) != way
                 self.chosen[size] = way

@@ -212,8 +212,12 @@ class Runtime:
                         "does not allow it: set IRuntime::setEngineHostCodeAllowed(true))")
             return None
         import onnxruntime as ort
+        options = ort.SessionOptions()
+        # A real engine leaves the host's cores free; FAKE_TRT_THREADS bounds what the double's
+        # CPU arithmetic takes (0: ONNX Runtime's default, every core).
+        options.intra_op_num_threads = int(os.environ.get("FAKE_TRT_THREADS", "0"))
         try:
-            session = ort.InferenceSession(data[len(MAGIC) + 4 + size:],
+            session = ort.InferenceSession(data[len(MAGIC) + 4 + size:], options,
                                            providers=["CPUExecutionProvider"])
         except Exception:
             self._error("1: Error Code 1: Serialization (corrupt plan body)")
