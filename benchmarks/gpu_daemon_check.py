@@ -273,18 +273,19 @@ def part2(args, tmp: Path, videos: dict[str, Path], broker: Broker) -> dict:
     cameras = {f"cam{i}": {"source": str(videos["hd1" if i % 2 else "hd2"]), "loop": True,
                            "fps": 0, "realtime": False} for i in range(4)}
     out = {}
-    for way in ("cpu", "gpu", "cpu ", "gpu "):  # twice each, interleaved
+    runs = [(way, i) for i in range(args.repeats) for way in ("cpu", "gpu")]  # interleaved
+    for way, i in runs:
         engines = [{"name": "primary", "model": str(PRIMARY), "backend": "tensorrt",
-                    "precision": "fp16", "preprocess": way.strip()}]
-        cfg = tmp / f"cfg-{way.strip()}"
+                    "precision": "fp16", "preprocess": way}]
+        cfg = tmp / f"cfg-{way}"
         write_config(cfg, broker.port, cameras, engines,
                      {"pinned_rung": 0, "nvml": False, "thermal_root": str(tmp / "none")},
                      tmp / "state")
         sub = Subscriber(broker.port)
         # The double computes the network on the CPU; two threads leave the cores mostly to
         # the daemon, as a real engine on the GPU would.
-        proc = start_daemon(cfg, tmp / f"daemon-{way.strip()}{len(way)}.log",
-                            {"FAKE_TRT_THREADS": "2"})
+        log = tmp / f"daemon-{way}-{i}.log"
+        proc = start_daemon(cfg, log, {"FAKE_TRT_THREADS": "2"})
         topic = f"{ROOT}/cam0/classification"
         deadline = time.monotonic() + 120
         while not sub.on(topic) and time.monotonic() < deadline:
@@ -297,8 +298,7 @@ def part2(args, tmp: Path, videos: dict[str, Path], broker: Broker) -> dict:
         seconds = time.monotonic() - t0
         code, _ = stop_daemon(proc)
         sub.stop()
-        log_text = (tmp / f"daemon-{way.strip()}{len(way)}.log").read_text()
-        run = {"chosen": [line.split(": ", 2)[-1] for line in log_text.splitlines()
+        run = {"chosen": [line.split(": ", 2)[-1] for line in log.read_text().splitlines()
                           if "frames preprocessed on the" in line],
                "classifications_per_s": round(len(got) / seconds, 1),
                "inference_ms_p50": statistics.median(m["latency_ms"]["inference"] for m in got),
@@ -306,7 +306,7 @@ def part2(args, tmp: Path, videos: dict[str, Path], broker: Broker) -> dict:
                "capture_to_publish_ms_p50": statistics.median(
                    m["latency_ms"]["capture_to_publish"] for m in got),
                "exit_code": code}
-        out.setdefault(way.strip(), []).append(run)
+        out.setdefault(way, []).append(run)
     cpu_rate = statistics.mean(r["classifications_per_s"] for r in out["cpu"])
     gpu_rate = statistics.mean(r["classifications_per_s"] for r in out["gpu"])
     out["gpu_over_cpu_rate"] = round(gpu_rate / cpu_rate, 3)
@@ -321,6 +321,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--keep", type=Path, default=None, help="copy the daemon logs here")
     parser.add_argument("--parts", default="12", help="which parts to run (1, 2 or 12)")
+    parser.add_argument("--repeats", type=int, default=2, help="part 2 runs of each way")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="edgeswin-gpu-"))
     broker = Broker(args.mosquitto, tmp)
