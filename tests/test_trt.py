@@ -414,6 +414,32 @@ def test_the_kernel_is_compiled_once_and_later_starts_need_no_compiler(tmp_path,
     assert [p.name for p in kernels.iterdir()] == [cached_kernel_path(kernels, (8, 7)).name]
 
 
+def test_the_kernel_compiles_for_orin_and_thor_with_a_real_nvcc(tmp_path):
+    """The CUDA source itself, through the nvcc of this machine where there is one (a CUDA
+    toolkit needs no GPU): a cubin for Orin (sm_87, JetPack 6 and 7) and, with CUDA 13, for
+    Thor (sm_110), holding both entry points the preprocessor looks up."""
+    import shutil
+    import subprocess
+
+    from edgeswin.preprocess_cuda import KERNEL
+
+    nvcc = shutil.which("nvcc")
+    version = subprocess.run([nvcc, "--version"], capture_output=True, text=True) if nvcc else None
+    if version is None or version.returncode != 0:
+        pytest.skip("no working nvcc on this machine")
+    source = tmp_path / "preprocess.cu"
+    source.write_text(KERNEL)
+    archs = ["sm_87"] + (["sm_110"] if "release 13" in version.stdout else [])
+    for arch in archs:
+        out = tmp_path / f"{arch}.cubin"
+        run = subprocess.run([nvcc, "--cubin", f"-arch={arch}", "-o", str(out), str(source)],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        cubin = out.read_bytes()
+        assert cubin.startswith(b"\x7fELF")
+        assert b"preprocess_f32" in cubin and b"preprocess_f16" in cubin
+
+
 def test_an_engine_made_on_one_thread_is_freed_on_another_by_close(tmp_path, trt):
     """Background builds load engines on their own thread; the daemon frees them on its own
     at exit or when a build is rejected: every device buffer goes back, the context is
