@@ -8,6 +8,7 @@ in every file is collected and raised at once as a `ConfigError` whose lines rea
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -353,6 +354,35 @@ class CameraCredentials(_Strict):
         return self
 
 
+class RegionConfig(_Strict):
+    """A part of the frame classified on its own, with its own topics and seq."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=NAME_MAX,
+                      description="Region name: letters, digits, _ and -; unique in the camera.")
+    box: list[float] = Field(
+        min_length=4, max_length=4,
+        description="x0, y0, x1, y1 as fractions (0..1) of the frame width and height.")
+    fps: float | None = Field(None, ge=0, le=1000,
+                              description="Inferences per second; default: the camera's.")
+    aspect: Literal["squash", "letterbox", "center-crop"] = Field(
+        "squash", description="How the crop meets the model input: squash (stretch), letterbox "
+                              "(pad) or center-crop.")
+    topk: int | None = Field(None, ge=1, le=20, description="Default: the camera's.")
+    threshold: float | None = Field(None, ge=0, le=1, description="Default: the camera's.")
+    smoothing: Smoothing | None = Field(None, description="Default: the camera's.")
+    publish: PublishPolicy | None = Field(None, description="Default: the camera's.")
+
+    @field_validator("box")
+    @classmethod
+    def _box_inside_the_frame(cls, box: list[float]) -> list[float]:
+        if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in box):
+            raise ValueError(f"box {list(box)}: every value is a fraction from 0 to 1")
+        x0, y0, x1, y1 = box
+        if x1 <= x0 or y1 <= y0:
+            raise ValueError(f"box {list(box)}: needs x1 > x0 and y1 > y0 (x0, y0, x1, y1)")
+        return box
+
+
 class CameraConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=NAME_MAX,
                       description="Camera name; default: file name.")
@@ -375,6 +405,26 @@ class CameraConfig(_Strict):
                           "the URL (and so out of logs and messages).")
     smoothing: Smoothing = Field(default_factory=Smoothing, description="Temporal smoothing.")
     publish: PublishPolicy = Field(default_factory=PublishPolicy, description="When to publish.")
+    regions: list[RegionConfig] | None = Field(
+        None, min_length=1, max_length=64,
+        description="Parts of the frame classified on their own; none: the whole frame.")
+
+    @field_validator("regions")
+    @classmethod
+    def _region_names_unique(cls, regions: list[RegionConfig] | None):
+        names = [r.name for r in regions or ()]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"region name(s) {', '.join(twice)} used more than once")
+        return regions
+
+    def for_region(self, region: RegionConfig) -> CameraConfig:
+        """This camera's settings with the region's overrides (what postprocessing reads)."""
+        update = {k: getattr(region, k) for k in ("topk", "threshold", "smoothing", "publish")
+                  if getattr(region, k) is not None}
+        if region.fps is not None:
+            update["fps"] = region.fps
+        return self.model_copy(update=update)
 
     @field_validator("source")
     @classmethod

@@ -38,13 +38,22 @@ def _topic(prefix: str, component: str, device_id: str, object_id: str) -> str:
             f"{discovery_id(object_id)}/config")
 
 
-def camera_config(prefix: str, device_id: str, root: str, camera: str) -> Message:
+def _label_id(camera: str, region: str | None) -> str:
+    """The sensor's object id: `<camera>_label`, or `<camera>__<region>_label`."""
+    return f"{camera}_label" if region is None else f"{camera}__{region}_label"
+
+
+def camera_config(prefix: str, device_id: str, root: str, camera: str,
+                  region: str | None = None) -> Message:
+    """The label sensor of a camera, or of one region of it."""
+    base = f"{root}/{camera}" if region is None else f"{root}/{camera}/{region}"
+    object_id = _label_id(camera, region)
     payload = {
-        "name": f"{camera} label",
-        "unique_id": f"edgeswin_{device_id}_{camera}_label",
-        "state_topic": f"{root}/{camera}/state",
+        "name": f"{camera} label" if region is None else f"{camera} {region} label",
+        "unique_id": f"edgeswin_{device_id}_{object_id}",
+        "state_topic": f"{base}/state",
         "value_template": "{{ value_json.label }}",
-        "json_attributes_topic": f"{root}/{camera}/state",
+        "json_attributes_topic": f"{base}/state",
         "availability": [{"topic": f"{root}/status"},
                          {"topic": f"{root}/{camera}/availability"}],
         "availability_mode": "all",
@@ -53,7 +62,7 @@ def camera_config(prefix: str, device_id: str, root: str, camera: str) -> Messag
         "icon": "mdi:cctv",
         "device": _device(device_id),
     }
-    return Message(_topic(prefix, "sensor", device_id, f"{camera}_label"),
+    return Message(_topic(prefix, "sensor", device_id, object_id),
                    json.dumps(payload).encode(), 1, True)
 
 
@@ -87,13 +96,17 @@ def device_configs(prefix: str, device_id: str, root: str) -> list[Message]:
     return messages
 
 
-def removal(prefix: str, device_id: str, camera: str) -> Message:
-    """An empty retained config removes the entity from Home Assistant."""
-    return Message(_topic(prefix, "sensor", device_id, f"{camera}_label"), b"", 1, True)
+def removal(prefix: str, device_id: str, unit: str) -> Message:
+    """An empty retained config removes the entity from Home Assistant (`unit`: a camera, or
+    `camera/region`)."""
+    camera, _, region = unit.partition("/")
+    return Message(_topic(prefix, "sensor", device_id, _label_id(camera, region or None)), b"",
+                   1, True)
 
 
 class Discovery:
-    """Announces the current cameras and clears the ones announced before and gone now."""
+    """Announces the current cameras and regions and clears the ones announced before and gone
+    now."""
 
     def __init__(self, prefix: str, device_id: str, root: str, state_dir: Path):
         self.prefix, self.device_id, self.root = prefix, device_id, root
@@ -112,12 +125,15 @@ class Discovery:
         except OSError as exc:  # a read-only state dir must not stop discovery
             log.warning("cannot record announced cameras in %s: %s", self._record, exc)
 
-    def messages(self, cameras: list[str]) -> list[Message]:
-        gone = self._announced() - set(cameras)
+    def messages(self, units: list[tuple[str, str | None]]) -> list[Message]:
+        """Configs for (camera, region) label sensors (region None: the whole frame)."""
+        keys = {camera if region is None else f"{camera}/{region}" for camera, region in units}
+        gone = self._announced() - keys
         out = [removal(self.prefix, self.device_id, name) for name in sorted(gone)]
         out += device_configs(self.prefix, self.device_id, self.root)
-        out += [camera_config(self.prefix, self.device_id, self.root, name) for name in cameras]
-        self._remember(set(cameras))
+        out += [camera_config(self.prefix, self.device_id, self.root, camera, region)
+                for camera, region in units]
+        self._remember(keys)
         if gone:
             log.info("home assistant: cleared %s", ", ".join(sorted(gone)))
         return out

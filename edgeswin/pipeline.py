@@ -1,8 +1,9 @@
 """The daemon loop and the only place the stages are wired together.
 
-camera (one capture thread each, newest frame only) -> preprocess -> engine -> postprocess
--> publish. One inference worker (this loop) owns the engine and serves the cameras' newest
-frames earliest-deadline-first, each at its configured rate, so no camera starves another.
+camera (one capture thread each, newest frame only) -> classify (crop, preprocess, engine,
+postprocess) -> publish. One inference worker (this loop) owns the engine and serves every
+(camera, region) earliest-deadline-first (`schedule`), each at its configured rate, so no
+camera or region starves another.
 """
 
 from __future__ import annotations
@@ -12,23 +13,21 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from .camera import Capture
+from .classify import classify, iso
 from .config import CameraEntry, Config, load_config
 from .errors import ConfigError, EdgeswinError
 from .fallback import FallbackPolicy, Readings, Switch
 from .homeassistant import Discovery
 from .ladder import ActiveEngine, EngineLadder
 from .outbox import Outbox
-from .postprocess import CameraPostprocessor, PublishGate
 from .publish import Message, Publisher, json_message
-from .records import Frame
 from .scenes import random_scene
+from .schedule import CameraRuntime, next_job, region_runtimes
 from .sensors import LatencyWindows, ThermalSensor
 from .service import Notifier
 from .stats import CameraStats
@@ -36,40 +35,6 @@ from .stats import CameraStats
 log = logging.getLogger(__name__)
 
 BUILD_PROGRESS_EVERY_S = 5.0  # a running build's step republished on <root>/engine at most this often
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
-
-
-@dataclass
-class CameraRuntime:
-    """Everything the loop keeps per camera."""
-
-    entry: CameraEntry
-    capture: Capture
-    post: CameraPostprocessor
-    gate: PublishGate
-    stats: CameraStats = field(default_factory=CameraStats)
-    next_due: float = 0.0
-    last_seq: int = 0  # capture seq of the last classified frame: never classify one twice
-    seq: int = 0  # published classification counter
-    read_mark: tuple[float, int] = (0.0, 0)  # (time, frames_read) at the last stats message
-    state_label: str | None = None
-
-    @property
-    def name(self) -> str:
-        return self.entry.config.name
-
-    @property
-    def skipped(self) -> int:
-        """Frames read but not classified: a newer one was taken instead."""
-        return max(self.capture.frames_read - self.stats.classified, 0)
-
-    @property
-    def period(self) -> float:
-        fps = self.entry.config.fps
-        return 1.0 / fps if fps > 0 else 0.0
 
 
 class Daemon:
@@ -133,10 +98,10 @@ class Daemon:
 
     def _make_camera(self, entry: CameraEntry, labels: tuple[str, ...]) -> CameraRuntime:
         capture = Capture(entry.config, entry.source, self._notify, self._on_availability)
-        if entry.config.fps == 0 and self.active is not None:
-            capture.prepare = self.active.preprocess
-        return CameraRuntime(entry, capture, CameraPostprocessor(entry.config, labels),
-                             PublishGate(entry.config))
+        if entry.config.fps == 0 and not entry.config.regions and self.active is not None:
+            capture.prepare = self.active.preprocess  # regions are cropped on this thread
+        stats = CameraStats()
+        return CameraRuntime(entry, capture, region_runtimes(entry.config, labels, stats), stats)
 
     def _notify(self) -> None:
         with self._wake:
@@ -256,7 +221,7 @@ class Daemon:
                 # A build's step on the retained engine topic, at most every few seconds.
                 self._publish_engine(None, self._last_reason, Readings(now, self.temps))
                 next_progress = now + BUILD_PROGRESS_EVERY_S
-            job, wait = self._next_job(now)
+            job, wait = next_job(self.cameras, now)
             if job is not None:
                 self._classify(self.active, *job)
             else:
@@ -310,7 +275,8 @@ class Daemon:
                 cam.capture.prepare = self.active.preprocess
         if previous is not None and previous.engine.info.labels != self.active.engine.info.labels:
             for cam in self.cameras:
-                cam.post.reset(self.active.engine.info.labels)
+                for region in cam.regions:
+                    region.post.reset(self.active.engine.info.labels)
         # Judge the new rung on its own fresh samples, and the cameras on the new rung only.
         self.latency.clear(lambda key: key[0] == "camera" or key[1] == target)
         log.warning("engine: rung %d (%s) -> rung %d (%s): %s", switch.from_rung,
@@ -341,81 +307,26 @@ class Daemon:
             payload["builds"] = {name: r.as_dict() for name, r in self.engines.builds.items()}
         self.publisher.publish(json_message(f"{self.root}/engine", payload, 1, True))
 
-    def _next_job(self, now: float) -> tuple[tuple[CameraRuntime, Frame] | None, float]:
-        """Earliest-deadline-first among cameras with a new frame whose turn has come."""
-        best: tuple[CameraRuntime, Frame] | None = None
-        wait = 0.5
-        for cam in self.cameras:
-            frame = cam.capture.latest()
-            if frame is None or frame.seq == cam.last_seq:
-                continue
-            if cam.next_due > now:
-                wait = min(wait, cam.next_due - now)
-                continue
-            if best is None or cam.next_due < best[0].next_due:
-                best = (cam, frame)
-        return best, wait
-
-    def _classify(self, active: ActiveEngine, cam: CameraRuntime, frame: Frame) -> None:
-        started = time.monotonic()  # frame times are monotonic; stages use perf_counter
-        t0 = time.perf_counter()
-        cam.capture.taken(frame.seq)  # a consumer-paced file decodes the next one meanwhile
-        if frame.prepared is not None and frame.prepared[0] is active.preprocess:
-            x, prep_ms = frame.prepared[1], frame.prepared[2]
-        else:
-            x = active.preprocess(frame.image)
-            prep_ms = (time.perf_counter() - t0) * 1000
-        t1 = time.perf_counter()
-        output = active.engine.infer(x)
-        t2 = time.perf_counter()
-        label, score, topk = cam.post.apply(output, active.engine.info.output_kind)
-        t3 = time.perf_counter()
-        cam.last_seq = frame.seq
-        now = time.monotonic()
-        if cam.period:
-            # Keep the cadence, but after a long gap start afresh instead of bursting to catch up.
-            cam.next_due = max(cam.next_due + cam.period, now - cam.period)
-        else:
-            # fps 0: due again at once, but behind every camera served less recently, so
-            # cameras that always have a new frame take turns instead of the first one winning.
-            cam.next_due = now
-        publish = cam.gate.should_publish(label, now)
-        if publish:
-            cam.seq += 1
-        payload = {
-            "camera": cam.name, "seq": cam.seq, "ts": iso(time.time()),
-            "frame_ts": iso(frame.wall_ts), "frame_index": frame.index,
-            "label": label, "score": round(score, 4),
-            "topk": [{"label": lbl, "score": s} for lbl, s in topk],
-            "engine": active.name, "model": active.engine.info.name, "rung": active.rung,
-            "degraded": active.rung > 0,
-            "latency_ms": {"decode": round(frame.decode_ms, 3),
-                           "wait": round(max(started - frame.mono_ts, 0.0) * 1000, 3),
-                           "preprocess": round(prep_ms, 3),
-                           "inference": round((t2 - t1) * 1000, 3),
-                           "postprocess": round((t3 - t2) * 1000, 3),
-                           "capture_to_publish": round((time.monotonic() - frame.mono_ts) * 1000,
-                                                       3)},
-        }
-        if publish:
-            self.publisher.publish(json_message(f"{self.root}/{cam.name}/classification",
-                                                payload, self.config.device.mqtt.qos))
+    def _classify(self, active: ActiveEngine, cam: CameraRuntime, region, frame) -> None:
+        out = classify(active, self.root, cam, region, frame)
+        qos = self.config.device.mqtt.qos
+        if out.publish:
+            self.publisher.publish(json_message(f"{out.topic}/classification", out.payload, qos))
         for listener in self.listeners:
-            listener(payload)
-        if label != cam.state_label:
-            cam.state_label = label
-            self.publisher.publish(json_message(
-                f"{self.root}/{cam.name}/state",
-                {"label": label, "score": round(score, 4), "since": iso(frame.wall_ts)},
-                self.config.device.mqtt.qos, True))
-        total_ms = payload["latency_ms"]["capture_to_publish"]
-        self.latency.add(("inference", active.rung), (t2 - t1) * 1000)
-        self.latency.add(("capture_to_publish", active.rung), total_ms)
-        self.latency.add(("camera", cam.name), total_ms)
-        cam.stats.record(label, score, (t2 - t1) * 1000, total_ms, publish)
+            listener(out.payload)
+        if out.state is not None:
+            self.publisher.publish(json_message(f"{out.topic}/state", out.state, qos, True))
+        label, score = out.payload["label"], out.payload["score"]
+        self.latency.add(("inference", active.rung), out.infer_ms)
+        self.latency.add(("capture_to_publish", active.rung), out.total_ms)
+        self.latency.add(("camera", cam.name), out.total_ms)
+        cam.stats.record(label, score, out.infer_ms, out.total_ms, out.publish)
+        if region.stats is not cam.stats:
+            region.stats.record(label, score, out.infer_ms, out.total_ms, out.publish)
         if self.metrics:
-            self.metrics.inference.labels(str(active.rung), active.name).observe(t2 - t1)
-            self.metrics.capture_to_publish.labels(cam.name).observe(total_ms / 1000)
+            self.metrics.inference.labels(str(active.rung), active.name).observe(
+                out.infer_ms / 1000)
+            self.metrics.capture_to_publish.labels(cam.name).observe(out.total_ms / 1000)
 
     # --- reload ------------------------------------------------------------------------
     def _apply_reload(self) -> None:
@@ -452,8 +363,12 @@ class Daemon:
             if name in old and old[name].entry == entry:
                 continue
             cam = self._make_camera(entry, labels)
-            if name in old:  # changed: carry the message counter on, so seq stays gap-free
-                cam.seq, cam.state_label = old[name].seq, old[name].state_label
+            if name in old:  # changed: carry the message counters on, so seq stays gap-free
+                before = {r.name: r for r in old[name].regions}
+                for region in cam.regions:
+                    if region.name in before:
+                        region.seq = before[region.name].seq
+                        region.state_label = before[region.name].state_label
             log.info("reload: camera %s %s", name, "changed" if name in old else "added")
             cam.capture.start()
             kept.append(cam)
@@ -489,7 +404,9 @@ class Daemon:
                          "state": c.capture.state,
                          "frames_read": c.capture.frames_read,
                          "skipped": c.skipped,
-                         "reconnects": c.capture.reconnects}
+                         "reconnects": c.capture.reconnects,
+                         **({"regions": {r.name: r.stats.snapshot() for r in c.regions}}
+                            if c.entry.config.regions else {})}
                 for c in self.cameras
             },
         }
@@ -501,7 +418,8 @@ class Daemon:
             return
         discovery = Discovery(ha.prefix, self.config.device.device_id, self.root,
                               Path(self.config.device.state_dir))
-        for message in discovery.messages([c.name for c in self.cameras]):
+        for message in discovery.messages([(c.name, r.name) for c in self.cameras
+                                           for r in c.regions]):
             self.publisher.publish(message)
 
     def _status(self) -> str:

@@ -30,6 +30,39 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
     return image
 
 
+def crop(image: np.ndarray, box: list[float], aspect: str, target_wh: tuple[int, int]
+         ) -> np.ndarray:
+    """A region of a full-resolution frame, as the engine's resize should see it.
+
+    `box` is x0, y0, x1, y1 in fractions of the frame. `squash` hands on the box itself (the
+    resize stretches it), `center-crop` the largest centred part with the input's aspect ratio,
+    `letterbox` the box padded with black to that ratio. A view where no padding is needed."""
+    h, w = image.shape[:2]
+    x0, x1 = sorted((int(round(box[0] * w)), int(round(box[2] * w))))
+    y0, y1 = sorted((int(round(box[1] * h)), int(round(box[3] * h))))
+    x0, y0 = min(x0, w - 1), min(y0, h - 1)
+    x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)  # never empty, however small the frame
+    part = image[y0:y1, x0:x1]
+    if aspect == "squash":
+        return part
+    ph, pw = part.shape[:2]
+    want = target_wh[0] / target_wh[1]
+    if aspect == "center-crop":
+        if pw / ph > want:
+            keep = max(int(round(ph * want)), 1)
+            left = (pw - keep) // 2
+            return part[:, left:left + keep]
+        keep = max(int(round(pw / want)), 1)
+        top = (ph - keep) // 2
+        return part[top:top + keep]
+    # letterbox
+    out_w, out_h = (int(round(ph * want)), ph) if pw / ph < want else (pw, int(round(pw / want)))
+    padded = np.zeros((out_h, out_w) + part.shape[2:], part.dtype)
+    top, left = (out_h - ph) // 2, (out_w - pw) // 2
+    padded[top:top + ph, left:left + pw] = part
+    return padded
+
+
 class Preprocessor:
     """Precomputes the per-channel affine map once, so each frame costs one resize and one FMA."""
 

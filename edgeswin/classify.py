@@ -1,0 +1,105 @@
+"""One classification: a frame (or one region of it) -> crop -> preprocess -> engine ->
+postprocess -> the payloads that go out.
+
+Hands the loop an `Outcome`: the classification payload, whether its publish policy lets it
+out, the retained state payload when the label changed, and the timings the loop records. No
+MQTT and no threads here; `pipeline` publishes and records.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from .ladder import ActiveEngine
+from .preprocess import crop
+from .records import Frame
+from .schedule import CameraRuntime, RegionRuntime, served
+
+log = logging.getLogger(__name__)
+
+MIN_REGION_PX = 16  # a region smaller than this on a side holds too little to classify
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class Outcome:
+    topic: str  # <root>/<camera> or <root>/<camera>/<region>: add /classification, /state
+    payload: dict
+    publish: bool
+    state: dict | None  # the new retained state when the label changed
+    infer_ms: float
+    total_ms: float
+
+
+def classify(active: ActiveEngine, root: str, cam: CameraRuntime, region: RegionRuntime,
+             frame: Frame) -> Outcome:
+    started = time.monotonic()  # frame times are monotonic; stages use perf_counter
+    t0 = time.perf_counter()
+    if all(r.last_seq == frame.seq for r in cam.regions if r is not region):
+        # The frame's last region: a consumer-paced file decodes the next one meanwhile.
+        cam.capture.taken(frame.seq)
+    cam.taken(frame)
+    if region.config is None and frame.prepared is not None \
+            and frame.prepared[0] is active.preprocess:
+        x, prep_ms = frame.prepared[1], frame.prepared[2]
+    else:
+        image = frame.image
+        if region.config is not None:
+            spec = active.engine.info.input
+            image = crop(image, region.config.box, region.config.aspect, (spec.width, spec.height))
+            _warn_if_small(cam, region, image, frame)
+        x = active.preprocess(image)
+        prep_ms = (time.perf_counter() - t0) * 1000
+    t1 = time.perf_counter()
+    output = active.engine.infer(x)
+    t2 = time.perf_counter()
+    label, score, topk = region.post.apply(output, active.engine.info.output_kind)
+    t3 = time.perf_counter()
+    region.last_seq = frame.seq
+    now = time.monotonic()
+    served(region, now)
+    publish = region.gate.should_publish(label, now)
+    if publish:
+        region.seq += 1
+    payload = {"camera": cam.name}
+    if region.name is not None:  # a camera without regions sends exactly what it always did
+        payload["region"] = region.name
+    payload.update({
+        "seq": region.seq, "ts": iso(time.time()),
+        "frame_ts": iso(frame.wall_ts), "frame_index": frame.index,
+        "label": label, "score": round(score, 4),
+        "topk": [{"label": lbl, "score": s} for lbl, s in topk],
+        "engine": active.name, "model": active.engine.info.name, "rung": active.rung,
+        "degraded": active.rung > 0,
+        "latency_ms": {"decode": round(frame.decode_ms, 3),
+                       "wait": round(max(started - frame.mono_ts, 0.0) * 1000, 3),
+                       "preprocess": round(prep_ms, 3),
+                       "inference": round((t2 - t1) * 1000, 3),
+                       "postprocess": round((t3 - t2) * 1000, 3),
+                       "capture_to_publish": round((time.monotonic() - frame.mono_ts) * 1000,
+                                                   3)},
+    })
+    state = None
+    if label != region.state_label:
+        region.state_label = label
+        state = {"label": label, "score": round(score, 4), "since": iso(frame.wall_ts)}
+    topic = f"{root}/{cam.name}" + (f"/{region.name}" if region.name is not None else "")
+    return Outcome(topic, payload, publish, state, (t2 - t1) * 1000,
+                   payload["latency_ms"]["capture_to_publish"])
+
+
+def _warn_if_small(cam: CameraRuntime, region: RegionRuntime, part, frame: Frame) -> None:
+    """A box that is fine as fractions can be a few pixels of this camera's actual frame."""
+    if region.warned_small or min(part.shape[:2]) >= MIN_REGION_PX:
+        return
+    region.warned_small = True
+    h, w = frame.image.shape[:2]
+    log.warning("camera %s region %s is only %dx%d pixels of the %dx%d frame: too little to "
+                "classify well; make its box larger", cam.name, region.name, part.shape[1],
+                part.shape[0], w, h, extra={"CAMERA": cam.name})
