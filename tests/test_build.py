@@ -424,10 +424,11 @@ def test_a_long_build_shows_its_progress_and_a_stop_cancels_it(tmp_path, broker,
         return [m["builds"]["primary"] for m in subscriber.json_on(topic)
                 if m["builds"]["primary"]["step"].startswith("TensorRT: Building engine (")]
 
-    assert subscriber.wait_for(lambda: len(stepping()) >= 2, 30), daemon.log()
+    north = "edgeswin/testdev/north/classification"
+    assert subscriber.wait_for(lambda: len(stepping()) >= 2 and subscriber.on(north), 30), \
+        daemon.log()  # the small rung serves meanwhile
     report = stepping()[-1]
     assert report["state"] == "building" and report["elapsed_s"] > 0
-    assert subscriber.json_on("edgeswin/testdev/north/classification"), "the small rung serves"
     code, _ = daemon.terminate(timeout=15)
     assert code == 0, daemon.log()
     assert "engine build: " in daemon.log() and "build cancelled" in daemon.log()
