@@ -1,5 +1,5 @@
-"""Command line: `edgeswin run | check | demo | fallback-sim | probe | bench | eval | export |
-quantize | build-engine` (also `python -m edgeswin`)."""
+"""Command line: `edgeswin run | check | demo | fallback-sim | probe | snapshot | bench | eval |
+export | quantize | build-engine` (also `python -m edgeswin`)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,12 @@ def cmd_fallback_sim(args: argparse.Namespace) -> int:
         print("\n".join(simulate(args.trace, cfg, rungs)))
     except (OSError, ValueError, KeyError) as exc:
         raise EdgeswinError(f"cannot replay {args.trace}: {exc}") from None
+    return 0
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    from .tools import grab_snapshot
+    print("\n".join(grab_snapshot(args.config, args.camera, args.output)))
     return 0
 
 
@@ -237,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "single-stream runs (the median is kept)")
     bench.add_argument("-o", "--output", type=Path, help="also write the JSON report here")
     bench.set_defaults(func=cmd_bench)
+    snap = sub.add_parser("snapshot", help="grab one frame of a camera with its regions and "
+                          "their classification drawn (to place region boxes by looking)")
+    snap.add_argument("-c", "--config", default="/etc/edgeswin", type=Path)
+    snap.add_argument("camera", help="the camera's name")
+    snap.add_argument("-o", "--output", type=Path, default=Path("snapshot.jpg"),
+                      help="where to write the JPEG (default: snapshot.jpg)")
+    snap.set_defaults(func=cmd_snapshot)
     probe = sub.add_parser("probe", help="list thermal zones, camera devices and back-ends")
     probe.add_argument("-c", "--config", type=Path, help="show which zones this config selects")
     probe.add_argument("--selftest", action="store_true",

@@ -228,6 +228,19 @@ class HomeAssistantConfig(_Strict):
         return value
 
 
+class SnapshotConfig(_Strict):
+    enabled: bool = Field(True, description="A JPEG on every state change: retained on "
+                                            "<root>/<camera>/snapshot (and per region) and kept "
+                                            "in <state_dir>/snapshots.")
+    max_width: int = Field(640, ge=32, le=7680, description="Larger frames are scaled down to this.")
+    quality: int = Field(80, ge=10, le=100, description="JPEG quality.")
+    min_interval_s: float = Field(2.0, ge=0, le=DAY, description="At most one snapshot per "
+                                                                  "camera this often.")
+    keep_files: int = Field(200, ge=0, le=100_000, description="Snapshots kept on disk "
+                                                               "(oldest dropped); 0 = none.")
+    keep_mb: float = Field(50.0, ge=0, le=100_000, description="Disk the kept snapshots may use.")
+
+
 class DeviceConfig(_Strict):
     device_id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=NAME_MAX,
                            description="Unique name of this device.")
@@ -235,6 +248,8 @@ class DeviceConfig(_Strict):
     engines: list[EngineRung] = Field(min_length=1, description="Engine ladder, primary first.")
     state_dir: str = Field("/var/lib/edgeswin", description="Engine cache, timing cache, outbox.")
     stats_interval_s: float = Field(30.0, gt=0, le=DAY, description="How often <root>/stats is published.")
+    snapshots: SnapshotConfig = Field(default_factory=SnapshotConfig,
+                                      description="Pictures of state changes.")
     fallback: FallbackConfig = Field(default_factory=FallbackConfig,
                                      description="When to step down/up the engine ladder.")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig,

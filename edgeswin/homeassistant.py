@@ -3,9 +3,11 @@ up in Home Assistant without YAML. Hands on `Message`s for `publish`; the pipeli
 after start and after a reload, and clears (empty retained payload) the entries of cameras that
 are gone — also across restarts, from the list kept in `<state_dir>/homeassistant.json`.
 
-Entities: per camera a `sensor` with the label (attributes: score, since) and availability
-from both the device status and the camera's stream; per device a `sensor` for the engine rung,
-a `sensor` for the hottest temperature, and a connectivity `binary_sensor`.
+Entities: per camera (per region for a camera with regions) a `sensor` with the label
+(attributes: score, since) and availability from both the device status and the camera's
+stream; with snapshots on, a `camera` per camera and per region showing the retained
+snapshot; per device a `sensor` for the engine rung, a `sensor` for the hottest temperature,
+and a connectivity `binary_sensor`.
 """
 
 from __future__ import annotations
@@ -66,6 +68,30 @@ def camera_config(prefix: str, device_id: str, root: str, camera: str,
                    json.dumps(payload).encode(), 1, True)
 
 
+def _snapshot_id(camera: str, region: str | None) -> str:
+    return f"{camera}_snapshot" if region is None else f"{camera}__{region}_snapshot"
+
+
+def snapshot_config(prefix: str, device_id: str, root: str, camera: str,
+                    region: str | None = None) -> Message:
+    """An MQTT camera entity showing the retained snapshot of a camera or region."""
+    base = f"{root}/{camera}" if region is None else f"{root}/{camera}/{region}"
+    object_id = _snapshot_id(camera, region)
+    payload = {
+        "name": f"{camera} snapshot" if region is None else f"{camera} {region} snapshot",
+        "unique_id": f"edgeswin_{device_id}_{object_id}",
+        "topic": f"{base}/snapshot",
+        "availability": [{"topic": f"{root}/status"},
+                         {"topic": f"{root}/{camera}/availability"}],
+        "availability_mode": "all",
+        "payload_available": "online",
+        "payload_not_available": "offline",
+        "device": _device(device_id),
+    }
+    return Message(_topic(prefix, "camera", device_id, object_id),
+                   json.dumps(payload).encode(), 1, True)
+
+
 def device_configs(prefix: str, device_id: str, root: str) -> list[Message]:
     device = _device(device_id)
     status = {"availability_topic": f"{root}/status", "payload_available": "online",
@@ -96,12 +122,14 @@ def device_configs(prefix: str, device_id: str, root: str) -> list[Message]:
     return messages
 
 
-def removal(prefix: str, device_id: str, unit: str) -> Message:
-    """An empty retained config removes the entity from Home Assistant (`unit`: a camera, or
-    `camera/region`)."""
+def removal(prefix: str, device_id: str, unit: str) -> list[Message]:
+    """Empty retained configs remove a unit's entities from Home Assistant (`unit`: a camera,
+    or `camera/region`): its label sensor and its snapshot camera."""
     camera, _, region = unit.partition("/")
-    return Message(_topic(prefix, "sensor", device_id, _label_id(camera, region or None)), b"",
-                   1, True)
+    return [Message(_topic(prefix, "sensor", device_id, _label_id(camera, region or None)), b"",
+                    1, True),
+            Message(_topic(prefix, "camera", device_id, _snapshot_id(camera, region or None)),
+                    b"", 1, True)]
 
 
 class Discovery:
@@ -125,14 +153,25 @@ class Discovery:
         except OSError as exc:  # a read-only state dir must not stop discovery
             log.warning("cannot record announced cameras in %s: %s", self._record, exc)
 
-    def messages(self, units: list[tuple[str, str | None]]) -> list[Message]:
-        """Configs for (camera, region) label sensors (region None: the whole frame)."""
+    def messages(self, units: list[tuple[str, str | None]],
+                 snapshots: bool = False) -> list[Message]:
+        """Configs for (camera, region) label sensors (region None: the whole frame) and, with
+        snapshots on, a camera entity per camera and per region."""
         keys = {camera if region is None else f"{camera}/{region}" for camera, region in units}
         gone = self._announced() - keys
-        out = [removal(self.prefix, self.device_id, name) for name in sorted(gone)]
+        out = [m for name in sorted(gone) for m in removal(self.prefix, self.device_id, name)]
         out += device_configs(self.prefix, self.device_id, self.root)
         out += [camera_config(self.prefix, self.device_id, self.root, camera, region)
                 for camera, region in units]
+        pictures = sorted({(camera, None) for camera, _ in units} |
+                          {(c, r) for c, r in units if r is not None}, key=str)
+        for camera, region in pictures:
+            if snapshots:
+                out.append(snapshot_config(self.prefix, self.device_id, self.root, camera,
+                                           region))
+            else:  # turned off: no entity left showing a stale picture
+                out.append(Message(_topic(self.prefix, "camera", self.device_id,
+                                          _snapshot_id(camera, region)), b"", 1, True))
         self._remember(keys)
         if gone:
             log.info("home assistant: cleared %s", ", ".join(sorted(gone)))

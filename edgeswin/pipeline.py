@@ -30,6 +30,7 @@ from .scenes import random_scene
 from .schedule import CameraRuntime, next_job, region_runtimes
 from .sensors import LatencyWindows, ThermalSensor
 from .service import Notifier
+from .snapshot import Snapshots
 from .stats import CameraStats
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class Daemon:
         self._reload = threading.Event()
         # Called with every classification payload (published or not), e.g. by the demo.
         self.listeners: list[Callable[[dict], None]] = []
+        self.snapshots = Snapshots(dev.snapshots, self.root, Path(dev.state_dir))
 
     # --- wiring ------------------------------------------------------------------------
     @property
@@ -323,6 +325,8 @@ class Daemon:
         cam.stats.record(label, score, out.infer_ms, out.total_ms, out.publish)
         if region.stats is not cam.stats:
             region.stats.record(label, score, out.infer_ms, out.total_ms, out.publish)
+        for message in self.snapshots.after(cam, region, frame, out.state is not None):
+            self.publisher.publish(message)
         if self.metrics:
             self.metrics.inference.labels(str(active.rung), active.name).observe(
                 out.infer_ms / 1000)
@@ -419,7 +423,8 @@ class Daemon:
         discovery = Discovery(ha.prefix, self.config.device.device_id, self.root,
                               Path(self.config.device.state_dir))
         for message in discovery.messages([(c.name, r.name) for c in self.cameras
-                                           for r in c.regions]):
+                                           for r in c.regions],
+                                          self.config.device.snapshots.enabled):
             self.publisher.publish(message)
 
     def _status(self) -> str:

@@ -1,10 +1,13 @@
-"""`edgeswin fallback-sim` and `edgeswin probe`: tuning and inspection aids, no daemon needed."""
+"""`edgeswin fallback-sim`, `edgeswin probe` and `edgeswin snapshot`: tuning and inspection
+aids, no daemon needed."""
 
 from __future__ import annotations
 
 import csv
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from .config import FallbackConfig, load_config
 from .fallback import FallbackPolicy, Readings
@@ -184,3 +187,66 @@ def selftest(model: Path, n_frames: int = 24) -> tuple[list[str], bool]:
                              f"{exc.__class__.__name__}: {exc}")
     lines.append(f"verdict: {'PASS' if ok else 'FAIL'}")
     return lines, ok
+
+
+def grab_snapshot(config_dir: Path, camera: str, out: Path) -> list[str]:
+    """`edgeswin snapshot`: open one camera once, read a frame, classify each region (or the
+    whole frame) with the first rung that loads here, and write the frame at full size with
+    the boxes, labels and scores drawn, so regions can be placed by looking. Returns what to
+    print."""
+    from .camera import open_capture
+    from .credentials import redact
+    from .engine import open_engine
+    from .errors import EdgeswinError
+    from .postprocess import softmax
+    from .preprocess import Preprocessor, crop
+    from .schedule import region_runtimes
+    from .snapshot import annotate, jpeg
+    from .stats import CameraStats
+
+    config = load_config(config_dir)
+    entries = {e.config.name: e for e in config.cameras}
+    if camera not in entries:
+        raise EdgeswinError(f"no camera {camera!r} in {config_dir}: "
+                            f"{', '.join(sorted(entries)) or 'none'}")
+    entry = entries[camera]
+    cap = open_capture(entry.source, entry.config)
+    try:
+        ok, frame = cap.read() if cap.isOpened() else (False, None)
+    finally:
+        cap.release()
+    if not ok or frame is None:
+        raise EdgeswinError(f"camera {camera}: no frame from {redact(entry.config.source)}")
+    engine, lines = None, []
+    for rung in config.device.engines:
+        model = Path(rung.model)
+        backend = "onnxruntime" if model.suffix == ".onnx" else rung.backend
+        try:
+            engine = open_engine(model, backend, rung.threads, rung.host_code_allowed)
+            break
+        except EdgeswinError as exc:
+            lines.append(f"engine rung {rung.name} not usable here: {exc}")
+    regions = region_runtimes(entry.config, engine.info.labels if engine else ("-",),
+                              CameraStats())
+    h, w = frame.shape[:2]
+    lines.append(f"camera {camera}: {w}x{h} frame" + (f", engine {engine.info.name}"
+                                                      if engine else ", no engine"))
+    for region in regions:
+        part = frame if region.config is None else crop(
+            frame, region.config.box, region.config.aspect,
+            (engine.info.input.width, engine.info.input.height) if engine else (1, 1))
+        name = region.name or "whole frame"
+        if engine is not None:
+            out_ = engine.infer(Preprocessor(engine.info.input)(part))
+            probs = softmax(out_) if engine.info.output_kind == "logits" else out_
+            best = int(np.argmax(probs))
+            region.state_label, region.stats.score = engine.info.labels[best], float(probs[best])
+            lines.append(f"  {name}: {region.state_label} {region.stats.score:.2f} "
+                         f"({part.shape[1]}x{part.shape[0]} px)")
+        else:
+            lines.append(f"  {name}: {part.shape[1]}x{part.shape[0]} px")
+    cam = type("Shown", (), {"regions": regions})()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(jpeg(annotate(frame, cam), w, 90))
+    lines.append(f"wrote {out}")
+    return lines

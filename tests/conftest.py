@@ -94,6 +94,7 @@ class Subscriber:
     def __init__(self, port: int, topic: str = "edgeswin/#", client_id: str | None = None):
         """client_id given: a persistent session (clean_session false) the broker keeps."""
         self.messages: list[tuple[str, bytes, bool]] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each message, in step
         self._lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=client_id or f"test-{port}-{next(_ids)}",
@@ -107,6 +108,7 @@ class Subscriber:
     def _on_message(self, client, userdata, msg) -> None:
         with self._lock:
             self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
+            self.arrivals.append(time.monotonic())
 
     def on(self, topic: str) -> list[bytes]:
         with self._lock:

@@ -20,6 +20,8 @@ from .test_trt import plan
 pytestmark = pytest.mark.mqtt
 ROOT = "edgeswin/testdev"
 HA_SCHEMA = json.loads((REPO / "tests" / "schemas" / "homeassistant_mqtt.schema.json").read_text())
+HA_CAMERA_SCHEMA = json.loads(
+    (REPO / "tests" / "schemas" / "homeassistant_mqtt_camera.schema.json").read_text())
 
 
 def get(url: str) -> tuple[int, str]:
@@ -136,15 +138,22 @@ def test_home_assistant_discovery_announces_and_clears(tmp_path, broker, subscri
     prefix = "homeassistant/sensor/edgeswin_testdev"
     # Five distinct entities (retained ones published before the first connect can also come
     # a second time, replayed on connect, so count topics, not messages).
-    assert ha.wait_for(lambda: len({t for t, _, _ in ha.messages}) >= 5, 20), daemon.log()
+    assert ha.wait_for(lambda: len({t for t, _, _ in ha.messages}) >= 7, 20), daemon.log()
     configs = {topic: json.loads(payload) for topic, payload, _ in ha.messages if payload}
+    pictures = "homeassistant/camera/edgeswin_testdev"
     assert set(configs) == {f"{prefix}/north_label/config", f"{prefix}/south_label/config",
                             f"{prefix}/engine_rung/config", f"{prefix}/temperature/config",
-                            "homeassistant/binary_sensor/edgeswin_testdev/online/config"}
-    for payload in configs.values():
-        jsonschema.validate(payload, HA_SCHEMA)
+                            "homeassistant/binary_sensor/edgeswin_testdev/online/config",
+                            f"{pictures}/north_snapshot/config",
+                            f"{pictures}/south_snapshot/config"}
+    for topic, payload in configs.items():
+        jsonschema.validate(payload, HA_CAMERA_SCHEMA if topic.startswith(pictures)
+                            else HA_SCHEMA)
+    snapshot = configs[f"{pictures}/north_snapshot/config"]["topic"]
+    assert subscriber.wait_for(lambda: subscriber.on(snapshot), 20), "the entity's picture"
+    assert subscriber.on(snapshot)[-1][:2] == b"\xff\xd8", "a JPEG, as the entity expects"
     late = Subscriber(broker.port, "homeassistant/#")  # Home Assistant starting later
-    assert late.wait_for(lambda: len({t for t, _, _ in late.messages}) >= 5, 10)
+    assert late.wait_for(lambda: len({t for t, _, _ in late.messages}) >= 7, 10)
     assert {t for t, _, retained in late.messages if retained} == set(configs), "retained"
     late.close()
     north = configs[f"{prefix}/north_label/config"]
@@ -163,6 +172,8 @@ def test_home_assistant_discovery_announces_and_clears(tmp_path, broker, subscri
     daemon.proc.send_signal(signal.SIGHUP)
     assert ha.wait_for(lambda: (f"{prefix}/south_label/config", b"") in
                        [(t, p) for t, p, _ in ha.messages[seen:]], 15), daemon.log()
+    assert ha.wait_for(lambda: (f"{pictures}/south_snapshot/config", b"") in
+                       [(t, p) for t, p, _ in ha.messages[seen:]], 15), "its camera goes too"
     assert daemon.terminate(timeout=10)[0] == 0
 
     # And across a restart: a camera dropped while the daemon was down is cleared at start.

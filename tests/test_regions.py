@@ -199,6 +199,16 @@ def test_home_assistant_gets_a_sensor_per_region_and_loses_a_removed_one(
         region = "left" if "left" in topic else "right"
         assert config["state_topic"] == f"edgeswin/testdev/sbs/{region}/state"
         assert subscriber.wait_for(lambda c=config: subscriber.on(c["state_topic"]), 20)
+    camera_schema = json.loads(
+        (REPO / "tests" / "schemas" / "homeassistant_mqtt_camera.schema.json").read_text())
+    pictures = {f"homeassistant/camera/edgeswin_testdev/{n}_snapshot/config"
+                for n in ("sbs", "sbs__left", "sbs__right")}
+    assert ha.wait_for(lambda: pictures <= {t for t, _, _ in ha.messages}, 20)
+    for topic, payload, _ in ha.messages:
+        if topic in pictures and payload:
+            config = json.loads(payload)
+            jsonschema.validate(config, camera_schema)
+            assert subscriber.wait_for(lambda c=config: subscriber.on(c["topic"]), 20), topic
     camera["regions"] = camera["regions"][:1]
     (cfg / "cameras" / "sbs.yaml").write_text(yaml.safe_dump(camera))
     seen = len(ha.messages)
@@ -207,3 +217,32 @@ def test_home_assistant_gets_a_sensor_per_region_and_loses_a_removed_one(
                        [(t, p) for t, p, _ in ha.messages[seen:]], 15), daemon.log()
     assert daemon.terminate(timeout=10)[0] == 0
     ha.close()
+
+
+def test_snapshot_command_draws_the_regions_and_their_labels(tmp_path, side_by_side):
+    """`edgeswin snapshot` opens the camera once and shows where its boxes fall and what each
+    sees, at full size, so a user can place regions by looking."""
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    video, truths = side_by_side
+    cfg = write_config(tmp_path / "cfg", 1883, {"sbs": {
+        "source": str(video), "regions": [{"name": "left", "box": [0, 0, 0.5, 1]},
+                                          {"name": "right", "box": [0.5, 0, 1, 1]}]}})
+    out = tmp_path / "frame.jpg"
+    run = subprocess.run([sys.executable, "-m", "edgeswin", "snapshot", "-c", str(cfg), "sbs",
+                          "-o", str(out)], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert run.returncode == 0, run.stderr
+    image = cv2.imread(str(out))
+    assert image.shape[:2] == (360, 1280)
+    lines = run.stdout.splitlines()
+    for region in ("left", "right"):
+        line = next(line for line in lines if line.strip().startswith(f"{region}:"))
+        assert line.split()[1] == truths[region][0], line  # what the first frame shows
+    assert (image[5:355, 2:4] > 150).any(axis=-1).mean() > 0.5, "the left box's edge is drawn"
+    missing = subprocess.run([sys.executable, "-m", "edgeswin", "snapshot", "-c", str(cfg),
+                              "nope"], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert missing.returncode == 1 and "no camera 'nope'" in missing.stderr
+    assert "sbs" in missing.stderr
