@@ -241,6 +241,20 @@ class SnapshotConfig(_Strict):
     keep_mb: float = Field(50.0, ge=0, le=100_000, description="Disk the kept snapshots may use.")
 
 
+class HardExamplesConfig(_Strict):
+    enabled: bool = Field(False, description="Keep frames the model was unsure about in "
+                                             "<state_dir>/hard/<label>/, to relabel and retrain.")
+    below_score: float = Field(0.5, ge=0, le=1, description="Keep a frame whose top score is "
+                                                            "below this.")
+    flip_s: float = Field(3.0, ge=0, le=DAY, description="Keep the frame of a label that "
+                                                         "flips back within this long.")
+    min_interval_s: float = Field(5.0, ge=0, le=DAY, description="At most one low-score frame "
+                                                                 "per camera region this often.")
+    quality: int = Field(95, ge=10, le=100, description="JPEG quality.")
+    keep_files: int = Field(1000, ge=0, le=1_000_000, description="Images kept (oldest dropped).")
+    keep_mb: float = Field(500.0, ge=0, le=1_000_000, description="Disk they may use.")
+
+
 class DeviceConfig(_Strict):
     device_id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=NAME_MAX,
                            description="Unique name of this device.")
@@ -250,6 +264,8 @@ class DeviceConfig(_Strict):
     stats_interval_s: float = Field(30.0, gt=0, le=DAY, description="How often <root>/stats is published.")
     snapshots: SnapshotConfig = Field(default_factory=SnapshotConfig,
                                       description="Pictures of state changes.")
+    hard_examples: HardExamplesConfig = Field(default_factory=HardExamplesConfig,
+                                              description="Frames to relabel and retrain on.")
     fallback: FallbackConfig = Field(default_factory=FallbackConfig,
                                      description="When to step down/up the engine ladder.")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig,

@@ -22,6 +22,7 @@ from .classify import classify, iso
 from .config import CameraEntry, Config, load_config
 from .errors import ConfigError, EdgeswinError
 from .fallback import FallbackPolicy, Readings, Switch
+from .hard_examples import HardExamples
 from .homeassistant import Discovery
 from .ladder import ActiveEngine, EngineLadder
 from .outbox import Outbox
@@ -30,7 +31,7 @@ from .scenes import random_scene
 from .schedule import CameraRuntime, next_job, region_runtimes
 from .sensors import LatencyWindows, ThermalSensor
 from .service import Notifier
-from .snapshot import Snapshots
+from .snapshot import ImageStore, Snapshots
 from .stats import CameraStats
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ class Daemon:
         # Called with every classification payload (published or not), e.g. by the demo.
         self.listeners: list[Callable[[dict], None]] = []
         self.snapshots = Snapshots(dev.snapshots, self.root, Path(dev.state_dir))
+        self.hard = HardExamples(dev.hard_examples, ImageStore(
+            Path(dev.state_dir) / "hard", dev.hard_examples.keep_files,
+            int(dev.hard_examples.keep_mb * 1e6)))
 
     # --- wiring ------------------------------------------------------------------------
     @property
@@ -327,6 +331,7 @@ class Daemon:
             region.stats.record(label, score, out.infer_ms, out.total_ms, out.publish)
         for message in self.snapshots.after(cam, region, frame, out.state is not None):
             self.publisher.publish(message)
+        self.hard.after(cam, region, frame, out.payload)
         if self.metrics:
             self.metrics.inference.labels(str(active.rung), active.name).observe(
                 out.infer_ms / 1000)

@@ -63,36 +63,33 @@ def annotate(image: np.ndarray, cam: CameraRuntime) -> np.ndarray:
     return out
 
 
-class SnapshotStore:
-    """JPEGs under `directory/<camera>/`, at most `keep_files` and `keep_bytes` in all, the
-    oldest dropped first."""
+class ImageStore:
+    """JPEGs under `directory/<folder>/` (each with an optional JSON sidecar), at most
+    `keep_files` images and `keep_bytes` in all, the oldest dropped first."""
 
     def __init__(self, directory: Path, keep_files: int, keep_bytes: int):
         self.dir = Path(directory)
         self.keep_files, self.keep_bytes = keep_files, keep_bytes
         self.degraded: str | None = None  # why the last write failed, until one succeeds
 
-    def add(self, camera: str, name: str, data: bytes) -> Path | None:
+    def add(self, folder: str, name: str, data: bytes, sidecar: bytes | None = None
+            ) -> Path | None:
         if self.keep_files == 0 or self.keep_bytes < len(data):
             return None
-        path = self.dir / camera / name
-        tmp = path.with_name(f".{path.name}.tmp")
+        path = self.dir / folder / name
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            if sidecar is not None:  # first, so an image is never there without it
+                _write(path.with_suffix(".json"), sidecar)
+            _write(path, data)
         except OSError as exc:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:  # the folder itself is what failed
-                pass
             if self.degraded is None:
-                log.warning("snapshots not kept in %s: %s (classification goes on)", self.dir,
+                log.warning("images not kept in %s: %s (classification goes on)", self.dir,
                             exc.strerror or exc)
             self.degraded = exc.strerror or str(exc)
             return None
         if self.degraded is not None:
-            log.info("snapshots are kept in %s again", self.dir)
+            log.info("images are kept in %s again", self.dir)
             self.degraded = None
         self._prune()
         return path
@@ -103,23 +100,46 @@ class SnapshotStore:
     def _prune(self) -> None:
         try:
             files = self.files()
-            sizes = [p.stat().st_size for p in files]
+            sizes = [p.stat().st_size + _size(p.with_suffix(".json")) for p in files]
         except OSError:
             return
         total = sum(sizes)
         try:
             while files and (len(files) > self.keep_files or total > self.keep_bytes):
                 total -= sizes.pop(0)
-                files.pop(0).unlink(missing_ok=True)
+                oldest = files.pop(0)
+                oldest.unlink(missing_ok=True)
+                oldest.with_suffix(".json").unlink(missing_ok=True)
         except OSError as exc:  # a read-only folder: the next write says so
-            log.debug("snapshot store not pruned: %s", exc)
+            log.debug("image store %s not pruned: %s", self.dir, exc)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Atomically (a crash leaves no half image); the temporary file goes on failure."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # the folder itself is what failed
+            pass
+        raise
 
 
 class Snapshots:
     def __init__(self, cfg: SnapshotConfig, root: str, state_dir: Path):
         self.cfg, self.root = cfg, root
-        self.store = SnapshotStore(Path(state_dir) / "snapshots", cfg.keep_files,
-                                   int(cfg.keep_mb * 1e6))
+        self.store = ImageStore(Path(state_dir) / "snapshots", cfg.keep_files,
+                                int(cfg.keep_mb * 1e6))
         self._last: dict[str, float] = {}  # camera -> monotonic time of its last snapshot
         self._pending: dict[str, RegionRuntime] = {}  # camera -> region that changed meanwhile
 

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeswin.snapshot import SnapshotStore
+from edgeswin.snapshot import ImageStore
 
 from .conftest import Subscriber, write_config
 from .test_regions import side_by_side  # noqa: F401 (fixture)
@@ -73,13 +73,13 @@ def test_snapshots_are_rate_limited_and_a_full_disk_costs_only_the_folder(
     pictures = subscriber.on(f"{ROOT}/sbs/snapshot")
     seconds = len(truths["left"]) / 15
     assert 1 <= len(pictures) <= seconds / 3 + 1, len(pictures)
-    assert daemon.log().count("snapshots not kept in") == 1, "said once, not per picture"
+    assert daemon.log().count("images not kept in") == 1, "said once, not per picture"
     left = subscriber.json_on(f"{ROOT}/sbs/left/classification")
     assert [m["seq"] for m in left] == list(range(1, len(left) + 1)) and len(left) > 20
 
 
 def test_the_store_drops_the_oldest_to_stay_within_count_and_bytes(tmp_path):
-    store = SnapshotStore(tmp_path, keep_files=4, keep_bytes=2500)
+    store = ImageStore(tmp_path, keep_files=4, keep_bytes=2500)
     for i in range(10):
         store.add("cam", f"{i:02d}.jpg", bytes(600))
     names = sorted(p.name for p in store.files())
