@@ -5,6 +5,8 @@ Hands on a JSON report (and `benchmarks/RESULTS.md` via `benchmarks/report.py`):
 - the daemon on 1, 2, 4, 8 cameras reading one video as fast as the engine takes frames
   (`realtime: false`: the file is paced by the consumer, so decoding never outruns the engine);
 - a serial loop (read -> preprocess -> infer -> publish in one thread) for comparison;
+- one camera cut into 4 regions against 4 cameras: classifications per second, frames
+  decoded per classification, process CPU per classification;
 - capture-to-publish latency and its breakdown, the daemon's overhead (total minus inference);
 - preprocessing of one 1920x1080 frame; MQTT publish rate at QoS 0 and 1.
 Ratios are what to compare across machines; absolute figures are for the record.
@@ -110,9 +112,11 @@ def raw_engine(model: Path, frames: list[np.ndarray], threads: int, seconds: flo
 
 
 def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: float,
-               port: int, warmup_s: float = 2.0, realtime: bool = False) -> dict:
+               port: int, warmup_s: float = 2.0, realtime: bool = False,
+               regions: int = 0) -> dict:
     """The real daemon in this process on `cameras` copies of one video: unpaced (as fast as
-    the engine takes frames), or at the video's own rate for latency without queueing."""
+    the engine takes frames), or at the video's own rate for latency without queueing. With
+    `regions`, each camera is cut into that many vertical strips classified on their own."""
     from .pipeline import Daemon
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,8 +128,12 @@ def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: fl
             "state_dir": str(cfg_dir / "state"), "stats_interval_s": 3600,
             "fallback": {"thermal_root": str(cfg_dir / "no-thermal")}}))
         for i in range(cameras):
-            (cfg_dir / "cameras" / f"cam{i}.yaml").write_text(yaml.safe_dump({
-                "source": str(video), "fps": 0, "loop": True, "realtime": realtime}))
+            camera = {"source": str(video), "fps": 0, "loop": True, "realtime": realtime}
+            if regions:
+                camera["regions"] = [{"name": f"r{j}", "box": [j / regions, 0,
+                                                               (j + 1) / regions, 1]}
+                                     for j in range(regions)]
+            (cfg_dir / "cameras" / f"cam{i}.yaml").write_text(yaml.safe_dump(camera))
         daemon = Daemon(load_config(cfg_dir))
         payloads: list[dict] = []
         started = threading.Event()
@@ -145,10 +153,10 @@ def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: fl
             raise RuntimeError("the daemon classified nothing in 60 s")
         time.sleep(warmup_s)
         measuring[0] = True
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), time.process_time()
         time.sleep(seconds)
         measuring[0] = False
-        elapsed = time.monotonic() - t0
+        elapsed, cpu = time.monotonic() - t0, time.process_time() - cpu0
         daemon.request_stop("bench done")
         runner.join(30)
     lat = {k: [p["latency_ms"][k] for p in payloads] for k in payloads[0]["latency_ms"]}
@@ -158,7 +166,11 @@ def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: fl
     for p in payloads:
         per_camera[p["camera"]] = per_camera.get(p["camera"], 0) + 1
     busy = sum(p["latency_ms"]["inference"] for p in payloads) / 1000 / elapsed
-    return {"cameras": cameras, "fps": round(len(payloads) / elapsed, 2),
+    frames = {(p["camera"], p["frame_ts"]) for p in payloads}
+    return {"cameras": cameras, "regions_per_camera": regions,
+            "fps": round(len(payloads) / elapsed, 2),
+            "frames_decoded_per_classification": round(len(frames) / len(payloads), 3),
+            "process_cpu_ms_per_classification": round(cpu * 1000 / len(payloads), 3),
             "engine_busy_fraction": round(busy, 3),
             "per_camera_fps": {k: round(v / elapsed, 2) for k, v in sorted(per_camera.items())},
             "latency_ms": {k: {"p50": _pct(v, 50), "p95": _pct(v, 95)} for k, v in lat.items()},
@@ -274,6 +286,11 @@ def run_bench(model: Path, video: Path, cameras: list[int], seconds: float, thre
                 continue
             progress(f"daemon, {n} camera(s) ...")
             report["daemon"].append(daemon_run(model, video, n, threads, seconds, broker_port))
+        progress("one camera with 4 regions, and 4 cameras ...")
+        report["regions_vs_cameras"] = {
+            "1cam_4regions": daemon_run(model, video, 1, threads, seconds, broker_port,
+                                        regions=4),
+            "4cams": daemon_run(model, video, 4, threads, seconds, broker_port)}
         progress("latency: 1 camera at the video's own rate ...")
         report["latency_realtime_1cam"] = daemon_run(model, video, 1, threads, seconds,
                                                      broker_port, realtime=True)
@@ -287,6 +304,9 @@ def run_bench(model: Path, video: Path, cameras: list[int], seconds: float, thre
     raw = report["raw_engine"]["fps"]
     report["ratios"] = {
         f"daemon_{d['cameras']}cam_vs_raw": round(d["fps"] / raw, 3) for d in report["daemon"]}
+    split = report["regions_vs_cameras"]
+    report["ratios"]["4regions_vs_4cams"] = round(split["1cam_4regions"]["fps"]
+                                                  / split["4cams"]["fps"], 3)
     one = next((d for d in report["daemon"] if d["cameras"] == 1), report["daemon"][0])
     report["ratios"]["daemon_1cam_vs_serial"] = round(one["fps"] / report["serial_loop"]["fps"], 3)
     live = report["latency_realtime_1cam"]

@@ -29,6 +29,13 @@ def test_bench_reports_every_figure(tmp_path, videos):
     shares = report["daemon"][1]["per_camera_fps"]
     assert set(shares) == {"cam0", "cam1"}
     assert min(shares.values()) >= 0.7 * max(shares.values()), f"cameras take turns: {shares}"
+    split = report["regions_vs_cameras"]
+    # One camera cut into 4 regions decodes each frame once for 4 classifications; 4 cameras
+    # decode a frame for each.
+    assert split["1cam_4regions"]["frames_decoded_per_classification"] <= 0.3
+    assert split["4cams"]["frames_decoded_per_classification"] >= 0.9
+    assert split["1cam_4regions"]["process_cpu_ms_per_classification"] > 0
+    assert report["ratios"]["4regions_vs_4cams"] > 0
     assert report["raw_engine"]["fps"] > 0 and report["serial_loop"]["fps"] > 0
     assert report["preprocess_1080p"]["ms_p50"] > 0
     assert report["mqtt"]["per_second"]["qos0"] > 0 and report["mqtt"]["per_second"]["qos1"] > 0
