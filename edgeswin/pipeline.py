@@ -23,10 +23,11 @@ from .config import CameraEntry, Config, load_config
 from .errors import ConfigError, EdgeswinError
 from .fallback import FallbackPolicy, Readings, Switch
 from .hard_examples import HardExamples
-from .homeassistant import Discovery
 from .ladder import ActiveEngine, EngineLadder
 from .outbox import Outbox
 from .publish import Message, Publisher, json_message
+from .reload import carry_counters, plan_reload
+from .report import discovery_messages, stats_payload, status_line
 from .scenes import random_scene
 from .schedule import CameraRuntime, next_job, region_runtimes
 from .sensors import LatencyWindows, ThermalSensor
@@ -351,95 +352,41 @@ class Daemon:
             self.notifier.ready(f"reload rejected ({len(exc.issues)} config error(s), see the "
                                 f"log); still running the previous config; {self._status()}")
             return
-        if new.device != self.config.device:
+        plan = plan_reload(self.cameras, self.config, new)
+        if plan.device_changed:
             log.warning("reload: %s changed; broker, engine and fallback settings apply at the "
                         "next restart, cameras apply now", directory / "edgeswin.yaml")
-        wanted = {e.config.name: e for e in new.cameras if e.config.enabled}
-        old = {c.name: c for c in self.cameras}
-        kept = []
-        for cam in self.cameras:
-            if wanted.get(cam.name) == cam.entry:
-                kept.append(cam)
-                continue
+        for cam in plan.stop:
             cam.capture.retire()  # joined later: a slow stream must not stall the loop
             self._retired.append(cam.capture)
-            if cam.name not in wanted:
-                log.info("reload: camera %s removed", cam.name)
-                self.publisher.publish(Message(f"{self.root}/{cam.name}/availability",
-                                               b"offline", 1, True))
-        labels = self.active.engine.info.labels
-        for name, entry in wanted.items():
-            if name in old and old[name].entry == entry:
-                continue
-            cam = self._make_camera(entry, labels)
-            if name in old:  # changed: carry the message counters on, so seq stays gap-free
-                before = {r.name: r for r in old[name].regions}
-                for region in cam.regions:
-                    if region.name in before:
-                        region.seq = before[region.name].seq
-                        region.state_label = before[region.name].state_label
-            log.info("reload: camera %s %s", name, "changed" if name in old else "added")
+        for name in plan.removed:
+            log.info("reload: camera %s removed", name)
+            self.publisher.publish(Message(f"{self.root}/{name}/availability", b"offline", 1,
+                                           True))
+        cameras = plan.keep
+        for entry, before in plan.start:
+            cam = self._make_camera(entry, self.active.engine.info.labels)
+            if before is not None:
+                carry_counters(before, cam)
+            log.info("reload: camera %s %s", entry.config.name,
+                     "changed" if before is not None else "added")
             cam.capture.start()
-            kept.append(cam)
-        self.cameras = kept
+            cameras.append(cam)
+        self.cameras = cameras
         self.config = Config(self.config.device, new.cameras, directory)
         self._announce()
         self.notifier.ready(self._status())
 
     # --- reporting and shutdown ----------------------------------------------------------
     def stats(self) -> dict:
-        active = self.active
-        now = time.monotonic()
-        fps_in = {}
-        for c in self.cameras:
-            then, frames = c.read_mark
-            fps_in[c.name] = round((c.capture.frames_read - frames) / (now - then), 2) \
-                if then and now > then else None
-            c.read_mark = (now, c.capture.frames_read)
-        return {
-            "ts": iso(time.time()),
-            "uptime_s": round(now - self.started_mono, 1),
-            "engine": active.name if active else None,
-            "rung": active.rung if active else None,
-            "degraded": bool(active and active.rung > 0),
-            "temps_c": self.temps,
-            "temp_max_c": max(self.temps.values()) if self.temps else None,
-            "rungs": self.latency.by_rung(),
-            "mqtt": {"connected": self.publisher.connected.is_set(),
-                     "sent": self.publisher.sent, "dropped": self.publisher.dropped},
-            "outbox": self.publisher.outbox.state() if self.publisher.outbox else None,
-            "cameras": {
-                c.name: {**c.stats.snapshot(), "fps_in": fps_in[c.name],
-                         "state": c.capture.state,
-                         "frames_read": c.capture.frames_read,
-                         "skipped": c.skipped,
-                         "reconnects": c.capture.reconnects,
-                         **({"regions": {r.name: r.stats.snapshot() for r in c.regions}}
-                            if c.entry.config.regions else {})}
-                for c in self.cameras
-            },
-        }
+        return stats_payload(self)
 
     def _announce(self) -> None:
-        """Home Assistant discovery for the current cameras (retained; gone ones cleared)."""
-        ha = self.config.device.homeassistant
-        if not ha.enabled:
-            return
-        discovery = Discovery(ha.prefix, self.config.device.device_id, self.root,
-                              Path(self.config.device.state_dir))
-        for message in discovery.messages([(c.name, r.name) for c in self.cameras
-                                           for r in c.regions],
-                                          self.config.device.snapshots.enabled):
+        for message in discovery_messages(self.config.device, self.root, self.cameras):
             self.publisher.publish(message)
 
     def _status(self) -> str:
-        """One line for `systemctl status`."""
-        active = self.active
-        cams = ", ".join(f"{c.name} {c.stats.fps():.1f}/s" if c.capture.state == "online"
-                         else f"{c.name} {c.capture.state}" for c in self.cameras)
-        degraded = " degraded" if active and active.rung > 0 else ""
-        engine = f"{active.name} (rung {active.rung}{degraded})" if active else "no engine"
-        return f"{len(self.cameras)} camera(s) on {engine}: {cams}"
+        return status_line(self.cameras, self.active)
 
     def _shutdown(self) -> None:
         log.info("stopping: %s", self.stop_reason)
