@@ -166,7 +166,7 @@ def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: fl
     for p in payloads:
         per_camera[p["camera"]] = per_camera.get(p["camera"], 0) + 1
     busy = sum(p["latency_ms"]["inference"] for p in payloads) / 1000 / elapsed
-    frames = {(p["camera"], p["frame_ts"]) for p in payloads}
+    frames = {(p["camera"], p["frame_ts"], p["frame_index"]) for p in payloads}
     return {"cameras": cameras, "regions_per_camera": regions,
             "fps": round(len(payloads) / elapsed, 2),
             "frames_decoded_per_classification": round(len(frames) / len(payloads), 3),

@@ -105,6 +105,20 @@ class Metrics:
             for key, family in per_camera.items():
                 family.add_metric([cam.name], values[key])
         yield from per_camera.values()
+        per_region = {
+            "edgeswin_region_classifications_total": counter(
+                "edgeswin_region_classifications", "Classifications of a region of a camera "
+                "with regions.", labels=["camera", "region"]),
+            "edgeswin_region_published_total": counter(
+                "edgeswin_region_published", "Classifications of a region published.",
+                labels=["camera", "region"])}
+        for cam in list(d.cameras):
+            for region in cam.regions if cam.entry.config.regions else ():
+                per_region["edgeswin_region_classifications_total"].add_metric(
+                    [cam.name, region.name], region.stats.classified)
+                per_region["edgeswin_region_published_total"].add_metric(
+                    [cam.name, region.name], region.stats.published)
+        yield from per_region.values()
         active = d.active
         rung = gauge("edgeswin_engine_rung", "Active rung of the engine ladder (0 = primary).",
                      labels=["engine", "backend"])

@@ -128,20 +128,32 @@ def test_each_region_is_classified_on_its_own(tmp_path, broker, subscriber, side
     """Left and right halves of one video show different scenes: each region agrees with its
     own half's ground truth, publishes on its own topics with its own gap-free seq, and the
     frame is decoded once for both."""
+    from .conftest import free_port
+
     video, truths = side_by_side
+    port = free_port()
     cfg = write_config(tmp_path / "cfg", broker.port, {"sbs": {
-        "source": str(video), "fps": 0, "realtime": False,
+        "source": str(video), "fps": 0, "realtime": False, "loop": True,
         "regions": [{"name": "left", "box": [0, 0, 0.5, 1]},
-                    {"name": "right", "box": [0.5, 0, 1, 1]}]}})
+                    {"name": "right", "box": [0.5, 0, 1, 1]}]}},
+        {"metrics": {"enabled": True, "port": port}})
     daemon = daemon_factory(cfg)
-    assert daemon.proc.wait(120) == 0, daemon.log()
-    assert not subscriber.on("edgeswin/testdev/sbs/classification"), "no whole-frame topic"
     frames = len(truths["left"])
+    assert subscriber.wait_for(lambda: len(subscriber.on(
+        "edgeswin/testdev/sbs/right/classification")) > frames, 60), daemon.log()
+    import urllib.request
+    scrape = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    for region in ("left", "right"):
+        assert f'edgeswin_region_classifications_total{{camera="sbs",region="{region}"}}' \
+            in scrape
+    assert daemon.terminate(timeout=10)[0] == 0
+    assert not subscriber.on("edgeswin/testdev/sbs/classification"), "no whole-frame topic"
     for region, truth in truths.items():
         msgs = subscriber.json_on(f"edgeswin/testdev/sbs/{region}/classification")
         assert [m["seq"] for m in msgs] == list(range(1, len(msgs) + 1))
         assert all(m["region"] == region and m["camera"] == "sbs" for m in msgs)
-        assert len(msgs) == frames, "consumer-paced: every frame, once, for each region"
+        first = msgs[:frames]  # consumer-paced: every frame, once, for each region
+        assert [m["frame_index"] for m in first] == list(range(frames))
         steady = [m for m in msgs
                   if len(set(truth[max(m["frame_index"] - 2, 0):m["frame_index"] + 3])) == 1]
         agree = sum(m["label"] == truth[m["frame_index"]] for m in steady) / len(steady)
