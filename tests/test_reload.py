@@ -90,3 +90,46 @@ def test_a_hundred_camera_reloads_leave_memory_threads_and_fds_flat(tmp_path, br
     assert sub.wait_for(lambda: len(sub.on(f"{ROOT}/north/classification")) > 5, 10)
     assert daemon.terminate(timeout=10)[0] == 0
     sub.close()
+
+
+def test_a_reload_plan_keeps_what_is_unchanged_and_restarts_what_changed(tmp_path, videos):
+    """reload.plan_reload is pure: the same camera files keep their cameras running; a
+    changed, added, removed or disabled one is sorted into start and stop, and a changed
+    camera's regions keep their seq when they keep their name."""
+    from types import SimpleNamespace
+
+    from edgeswin.config import load_config
+    from edgeswin.reload import carry_counters, plan_reload
+    from edgeswin.schedule import region_runtimes
+    from edgeswin.stats import CameraStats
+
+    def camera(source, **extra):
+        return {"source": str(source), "fps": 2, **extra}
+
+    regions = {"regions": [{"name": "a", "box": [0, 0, 0.5, 1]},
+                           {"name": "b", "box": [0.5, 0, 1, 1]}]}
+    cfg = write_config(tmp_path / "cfg", 1883, {
+        "same": camera(videos["north"]), "changed": camera(videos["south"], **regions),
+        "gone": camera(videos["north"]), "off": camera(videos["north"])})
+    before = load_config(cfg)
+    running = [SimpleNamespace(name=e.config.name, entry=e,
+                               regions=region_runtimes(e.config, ("x",), CameraStats()))
+               for e in before.cameras]
+    for region in running[[r.name for r in running].index("changed")].regions:
+        region.seq = 41
+    (cfg / "cameras" / "gone.yaml").unlink()
+    (cfg / "cameras" / "off.yaml").write_text(yaml.safe_dump(camera(videos["north"],
+                                                                    enabled=False)))
+    (cfg / "cameras" / "changed.yaml").write_text(yaml.safe_dump(camera(
+        videos["south"], regions=[regions["regions"][0], {"name": "c", "box": [0, 0, 1, 1]}])))
+    (cfg / "cameras" / "new.yaml").write_text(yaml.safe_dump(camera(videos["south"])))
+    plan = plan_reload(running, before, load_config(cfg))
+    assert [c.name for c in plan.keep] == ["same"]
+    assert sorted(c.name for c in plan.stop) == ["changed", "gone", "off"]
+    assert sorted(plan.removed) == ["gone", "off"]
+    assert sorted(e.config.name for e, _ in plan.start) == ["changed", "new"]
+    assert not plan.device_changed
+    entry, old = next((e, o) for e, o in plan.start if e.config.name == "changed")
+    fresh = SimpleNamespace(regions=region_runtimes(entry.config, ("x",), CameraStats()))
+    carry_counters(old, fresh)
+    assert {r.name: r.seq for r in fresh.regions} == {"a": 41, "c": 0}
