@@ -39,17 +39,18 @@ def main(cache: Path) -> dict:
     try:
         spec = read_model_info(MODEL).input
         t0 = time.perf_counter()
-        prep = CudaPreprocessor(spec, cache)
+        prep = CudaPreprocessor(spec, ctx, cache)
         report["load_s"] = round(time.perf_counter() - t0, 3)
         report["cached"] = sorted(p.name for p in cache.glob("*.cubin"))
         frame = (np.random.default_rng(1).random((1080, 1920, 3)) * 255).astype(np.uint8)
-        stream, dest = cuda.Stream(), cuda.mem_alloc(int(np.prod(spec.shape)) * 4)
-        prep(frame, int(dest), stream)
-        stream.synchronize()
+        prepared = prep(frame)
+        prep.wait(prepared)
         gpu = np.empty(spec.shape, np.float32)
-        cuda.memcpy_dtoh(gpu, dest)
+        cuda.memcpy_dtoh(gpu, prepared.address)
         cpu = Preprocessor(spec)(frame).reshape(spec.shape)
         report["max_abs_diff_vs_cpu"] = float(np.abs(gpu - cpu).max())
+        del prepared
+        prep.close()
     except KernelUnavailable as exc:
         report["kernel_unavailable"] = str(exc)
     finally:
