@@ -95,8 +95,19 @@ def read_frames(video: Path, n: int) -> list[np.ndarray]:
     return frames
 
 
-def raw_engine(model: Path, frames: list[np.ndarray], threads: int, seconds: float) -> dict:
-    engine = open_engine(model, "onnxruntime", threads)
+def _engine(model: Path, threads: int, engine_ms: float | None):
+    """The model through ONNX Runtime, or (engine_ms given) a synthetic engine that holds the
+    thread that long without the GIL."""
+    if engine_ms is None:
+        return open_engine(model, "onnxruntime", threads)
+    from .engine import read_model_info
+    from .engine.synthetic import SyntheticEngine
+    return SyntheticEngine(read_model_info(model), engine_ms)
+
+
+def raw_engine(model: Path, frames: list[np.ndarray], threads: int, seconds: float,
+               engine_ms: float | None = None) -> dict:
+    engine = _engine(model, threads, engine_ms)
     prep = Preprocessor(engine.info.input)
     inputs = [prep(f) for f in frames]
     times = []
@@ -113,7 +124,7 @@ def raw_engine(model: Path, frames: list[np.ndarray], threads: int, seconds: flo
 
 def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: float,
                port: int, warmup_s: float = 2.0, realtime: bool = False,
-               regions: int = 0) -> dict:
+               regions: int = 0, engine_ms: float | None = None) -> dict:
     """The real daemon in this process on `cameras` copies of one video: unpaced (as fast as
     the engine takes frames), or at the video's own rate for latency without queueing. With
     `regions`, each camera is cut into that many vertical strips classified on their own."""
@@ -134,7 +145,9 @@ def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: fl
                                                                (j + 1) / regions, 1]}
                                      for j in range(regions)]
             (cfg_dir / "cameras" / f"cam{i}.yaml").write_text(yaml.safe_dump(camera))
-        daemon = Daemon(load_config(cfg_dir))
+        opener = None if engine_ms is None else \
+            (lambda path, *rest: _engine(path, threads, engine_ms))
+        daemon = Daemon(load_config(cfg_dir), opener)
         payloads: list[dict] = []
         started = threading.Event()
         measuring = [False]
@@ -178,11 +191,12 @@ def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: fl
             "n": len(payloads)}
 
 
-def serial_loop(model: Path, video: Path, threads: int, seconds: float, port: int) -> dict:
+def serial_loop(model: Path, video: Path, threads: int, seconds: float, port: int,
+                engine_ms: float | None = None) -> dict:
     """What a user writes first: one thread reads, preprocesses, infers and publishes."""
     import paho.mqtt.client as mqtt
 
-    engine = open_engine(model, "onnxruntime", threads)
+    engine = _engine(model, threads, engine_ms)
     prep = Preprocessor(engine.info.input)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     client.connect("127.0.0.1", port)
@@ -256,6 +270,39 @@ def _median_run(runs: list[dict]) -> dict:
     """The run with the median fps, with every round's fps kept beside it."""
     chosen = sorted(runs, key=lambda r: r["fps"])[len(runs) // 2]
     return {**chosen, "fps_rounds": [r["fps"] for r in runs]}
+
+
+def run_engine_sweep(model: Path, video: Path, engine_ms: list[float], cameras: list[int],
+                     seconds: float, broker_port: int | None = None, progress=print) -> dict:
+    """`--engine-ms`: for each engine cost, the synthetic engine alone, the serial loop and
+    the daemon on each camera count, all in one run; plus host CPU per classification."""
+    broker = None
+    if broker_port is None:
+        broker = LocalBroker()
+        broker_port = broker.port
+    try:
+        frames = read_frames(video, 60)
+        sweep = []
+        for ms in engine_ms:
+            progress(f"engine {ms:g} ms: raw, serial loop, daemon on {cameras} camera(s) ...")
+            row = {"engine_ms": ms,
+                   "raw_fps": raw_engine(model, frames, 1, seconds, ms)["fps"],
+                   "serial_fps": serial_loop(model, video, 1, seconds, broker_port, ms)["fps"],
+                   "daemon": {}}
+            for n in cameras:
+                run = daemon_run(model, video, n, 1, seconds, broker_port, warmup_s=1.0,
+                                 engine_ms=ms)
+                row["daemon"][str(n)] = {
+                    "fps": run["fps"], "vs_serial": round(run["fps"] / row["serial_fps"], 3),
+                    "vs_raw": round(run["fps"] / row["raw_fps"], 3),
+                    "host_cpu_ms_per_classification": run["process_cpu_ms_per_classification"],
+                    "overhead_ms_p50": run["overhead_ms"]["p50"]}
+            sweep.append(row)
+    finally:
+        if broker:
+            broker.close()
+    return {"machine": machine(), "model_sidecar": model.name, "video": video.name,
+            "seconds_per_run": seconds, "engine_sweep": sweep}
 
 
 def run_bench(model: Path, video: Path, cameras: list[int], seconds: float, threads: int,

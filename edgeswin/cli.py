@@ -89,8 +89,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     video = video.resolve()
     model = model.resolve()
     cameras = [int(n) for n in args.cameras.split(",")]
-    report = run_bench(model, video, cameras, args.seconds, args.threads, args.broker_port,
-                       progress=lambda message: print(message, flush=True), repeats=args.rounds)
+    if args.engine_ms:
+        from .bench import run_engine_sweep
+        try:
+            costs = [float(x) for x in args.engine_ms.split(",")]
+        except ValueError:
+            raise EdgeswinError(f"--engine-ms: comma-separated numbers of ms, not "
+                                f"{args.engine_ms!r}") from None
+        if not all(0 <= x <= 1000 for x in costs):
+            raise EdgeswinError("--engine-ms: each cost from 0 to 1000 ms")
+        report = run_engine_sweep(model, video, costs, cameras, args.seconds, args.broker_port,
+                                  progress=lambda message: print(message, flush=True))
+    else:
+        report = run_bench(model, video, cameras, args.seconds, args.threads,
+                           args.broker_port, progress=lambda message: print(message, flush=True),
+                           repeats=args.rounds)
     text = json.dumps(report, indent=1)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -241,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "start a private mosquitto)")
     bench.add_argument("--rounds", type=int, default=3, help="alternating rounds of the "
                        "single-stream runs (the median is kept)")
+    bench.add_argument("--engine-ms", help="comma-separated engine costs in ms (e.g. "
+                       "0,1,2,5,10,20): instead of the model, a synthetic engine that holds "
+                       "the inference thread that long without the GIL, as a GPU engine does; "
+                       "charts the daemon and the serial loop against engine cost")
     bench.add_argument("-o", "--output", type=Path, help="also write the JSON report here")
     bench.set_defaults(func=cmd_bench)
     snap = sub.add_parser("snapshot", help="grab one frame of a camera with its regions and "

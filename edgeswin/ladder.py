@@ -89,8 +89,10 @@ class EngineLadder:
     between two frames."""
 
     def __init__(self, specs: list[EngineRung], state_dir: Path,
-                 check_frames: Callable[[], list], wake: threading.Condition):
+                 check_frames: Callable[[], list], wake: threading.Condition,
+                 opener: Callable[..., Engine] = open_engine):
         self.specs = specs
+        self._opener = opener  # how a model file becomes an engine (the bench swaps it)
         self.cache = EngineCache(state_dir)
         self.kernel_dir = Path(state_dir) / "kernels"  # compiled CUDA kernels, per GPU
         self.rungs: list[ActiveEngine | None] = []
@@ -160,7 +162,7 @@ class EngineLadder:
                 raise RungPending("rebuilding its engine in the background") from None
             log.info("engine rung %d (%s): cached TensorRT engine %s", rung, spec.name, cached)
         else:
-            engine = open_engine(model, spec.backend, spec.threads, spec.host_code_allowed)
+            engine = self._opener(model, spec.backend, spec.threads, spec.host_code_allowed)
         return activate(rung, spec, engine, self.kernel_dir)
 
     def _start_build(self, rung: int, spec: EngineRung) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 from .camera import Capture
 from .classify import classify, iso
 from .config import CameraEntry, Config, load_config
+from .engine import open_engine
 from .errors import ConfigError, EdgeswinError
 from .fallback import FallbackPolicy, Readings, Switch
 from .hard_examples import HardExamples
@@ -43,7 +44,9 @@ BUILD_PROGRESS_EVERY_S = 5.0  # a running build's step republished on <root>/eng
 class Daemon:
     """Runs until SIGTERM/SIGINT, `request_stop()`, or (files only) every source has ended."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, opener: Callable[..., object] | None = None):
+        """`opener(model, backend, threads, host_code_allowed)` makes an engine of a model
+        file; the default is `engine.open_engine` (the bench passes a synthetic one)."""
         self.config = config
         dev = config.device
         self.root = dev.topic_root
@@ -65,7 +68,7 @@ class Daemon:
         self._retired: list[Capture] = []  # stopped by a reload, until their threads end
         self.notifier = Notifier()
         self.engines = EngineLadder(dev.engines, Path(dev.state_dir), self._check_frames,
-                                    self._wake)
+                                    self._wake, opener or open_engine)
         self._last_reason = "start"
         self.switches = 0
         self.metrics = None  # Metrics when enabled: created in run()

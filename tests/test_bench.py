@@ -41,3 +41,26 @@ def test_bench_reports_every_figure(tmp_path, videos):
     assert report["mqtt"]["per_second"]["qos0"] > 0 and report["mqtt"]["per_second"]["qos1"] > 0
     assert set(report["goals"]) == {"daemon_1cam_vs_raw >= 0.95", "daemon_8cam_vs_raw >= 0.90",
                                     "overhead p50 <= 3 ms", "preprocess 1080p p50 <= 2 ms"}
+
+
+def test_bench_charts_the_daemon_against_a_synthetic_engines_cost(tmp_path, videos):
+    """`--engine-ms`: an engine that only waits (without the GIL, as a GPU engine does) shows
+    what the daemon around it costs. A 20 ms engine caps everything near 50/s; the daemon with
+    two cameras keeps it busy at least as well as the serial loop does."""
+    out = tmp_path / "sweep.json"
+    run = subprocess.run([sys.executable, "-m", "edgeswin", "--log-level", "error", "bench",
+                          "--video", str(videos["north"]), "--cameras", "1,2", "--seconds", "2",
+                          "--engine-ms", "0,20", "-o", str(out)], capture_output=True,
+                         text=True, cwd=REPO, timeout=300)
+    assert run.returncode == 0, run.stderr
+    free, slow = json.loads(out.read_text())["engine_sweep"]
+    assert (free["engine_ms"], slow["engine_ms"]) == (0, 20)
+    assert free["raw_fps"] > 10 * slow["raw_fps"] and 40 <= slow["raw_fps"] <= 51
+    for row in (free, slow):
+        assert set(row["daemon"]) == {"1", "2"}
+        for n in ("1", "2"):
+            assert row["daemon"][n]["host_cpu_ms_per_classification"] > 0
+    assert slow["daemon"]["2"]["fps"] <= 51 and slow["daemon"]["2"]["vs_serial"] >= 0.9
+    bad = subprocess.run([sys.executable, "-m", "edgeswin", "bench", "--engine-ms", "5,x"],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert bad.returncode == 1 and "--engine-ms: comma-separated numbers" in bad.stderr
