@@ -63,7 +63,7 @@ ONNX Runtime {m['onnxruntime']}, OpenCV {m['opencv']}. No GPU. The machine is sh
 noisy.
 
 **Setup.** The model is `{report['model']}`. The video is `{report['video']['file']}`
-({report['video']['size']}, H.264, decoded by OpenCV/FFmpeg). Every camera reads the same file
+({report['video']['size']}, MPEG-4 Part 2 as OpenCV's mp4v writer makes it, decoded by OpenCV/FFmpeg). Every camera reads the same file
 with `realtime: false` and `fps: 0`: the file is paced by the consumer, so each camera decodes
 its next frame while the engine works on the current one, and never decodes frames nobody
 classifies. The setup is engine-bound, as on a Jetson, whose decoder is hardware: one
@@ -181,6 +181,41 @@ and the threads did not change.
 """
 
 
+def sweep_section(path: Path) -> str:
+    """`edgeswin bench --engine-ms`: the daemon around an engine that only waits."""
+    if not path.is_file():
+        return ""
+    r = json.loads(path.read_text())
+    counts = list(r["engine_sweep"][0]["daemon"])
+    head = " | ".join(f"daemon {n} cam: /s (x serial, x engine), host CPU ms" for n in counts)
+    rows = []
+    for row in r["engine_sweep"]:
+        cells = []
+        for n in counts:
+            d = row["daemon"][n]
+            vs_raw = f"{d['vs_raw']:.2f}" if row["engine_ms"] else "-"
+            cells.append(f"{d['fps']:.0f} ({d['vs_serial']:.2f}, {vs_raw}), "
+                         f"{d['host_cpu_ms_per_classification']:.1f}")
+        raw = f"{row['raw_fps']:.0f}" if row["engine_ms"] else "free"
+        rows.append(f"| {row['engine_ms']:g} | {raw} | {row['serial_fps']:.0f} | "
+                    + " | ".join(cells) + " |")
+    m = r["machine"]
+    return f"""
+## The daemon around an engine that only waits
+
+`edgeswin bench --engine-ms {','.join(f"{row['engine_ms']:g}" for row in r['engine_sweep'])} --cameras {','.join(counts)} --seconds {r['seconds_per_run']:g}`
+(`results/{path.name}`, {m['cpu']}, {m['cores']} cores, in one run). The engine holds the inference thread
+for the given time without the GIL, as a GPU engine does while its stream synchronises, so the
+figures show what the daemon around a TensorRT-speed engine costs here. The video is
+{r['video']} (640x360 MPEG-4 Part 2, decoded by every camera). Host CPU is process CPU time per
+classification (decode, preprocessing, postprocessing, MQTT).
+
+| engine ms | engine alone /s | serial loop /s | {head} |
+|---|---|---|{'---|' * len(counts)}
+{chr(10).join(rows)}
+"""
+
+
 def gpu_section(results: Path) -> str:
     """What ran on a real NVIDIA GPU (real pycuda, the TensorRT double): gpu_check.py and
     gpu_daemon_check.py reports."""
@@ -256,6 +291,7 @@ def main() -> int:
         print(f"plot not redrawn ({exc}); {png.name} kept as it is")
     (HERE / "RESULTS.md").write_text(markdown(report, source.name, f"results/{png.name}")
                                      + soak_section(HERE / "results" / "soak-30min.json")
+                                     + sweep_section(HERE / "results" / "engine-sweep-cpu.json")
                                      + gpu_section(HERE / "results"))
     print(f"wrote {HERE / 'RESULTS.md'} and {png}")
     return 0
