@@ -3,9 +3,9 @@ frame with every region's box, label and score drawn, retained on `<root>/<camer
 and the changed region's crop on `<root>/<camera>/<region>/snapshot`) and keeps the same
 images in a bounded folder, `<state_dir>/snapshots/<camera>/`.
 
-At most one per camera per `min_interval_s`: a change inside that interval is shown by the
-camera's next classification after it. A full or read-only disk costs the folder only, with
-one warning, never a classification.
+At most one per camera per `min_interval_s`: changes inside that interval are shown by the
+camera's next classification after it, with a crop for every region that changed. A full or
+read-only disk costs the folder only, with one warning, never a classification.
 """
 
 from __future__ import annotations
@@ -141,7 +141,8 @@ class Snapshots:
         self.store = ImageStore(Path(state_dir) / "snapshots", cfg.keep_files,
                                 int(cfg.keep_mb * 1e6))
         self._last: dict[str, float] = {}  # camera -> monotonic time of its last snapshot
-        self._pending: dict[str, RegionRuntime] = {}  # camera -> region that changed meanwhile
+        # camera -> its regions that changed since its last snapshot, by name
+        self._pending: dict[str, dict[str | None, RegionRuntime]] = {}
 
     def after(self, cam: CameraRuntime, region: RegionRuntime, frame: Frame,
               changed: bool) -> list[Message]:
@@ -149,10 +150,10 @@ class Snapshots:
         if not self.cfg.enabled:
             return []
         if changed:
-            self._pending[cam.name] = region
+            self._pending.setdefault(cam.name, {})[region.name] = region
         pending = self._pending.get(cam.name)
         now = time.monotonic()
-        if pending is None or now - self._last.get(cam.name, -1e18) < self.cfg.min_interval_s:
+        if not pending or now - self._last.get(cam.name, -1e18) < self.cfg.min_interval_s:
             return []
         del self._pending[cam.name]
         self._last[cam.name] = now
@@ -162,12 +163,15 @@ class Snapshots:
             whole = jpeg(annotate(frame.image, cam), self.cfg.max_width, self.cfg.quality)
             out = [Message(f"{self.root}/{cam.name}/snapshot", whole, 1, True)]
             self.store.add(cam.name, f"{stamp}.jpg", whole)
-            if pending.config is not None:
-                part = crop(frame.image, pending.config.box, "squash", (1, 1))
+            current = {r.name for r in cam.regions}  # a reload may have removed one
+            for changed_region in pending.values():
+                if changed_region.config is None or changed_region.name not in current:
+                    continue
+                part = crop(frame.image, changed_region.config.box, "squash", (1, 1))
                 small = jpeg(part, self.cfg.max_width, self.cfg.quality)
-                out.append(Message(f"{self.root}/{cam.name}/{pending.name}/snapshot", small, 1,
-                                   True))
-                self.store.add(cam.name, f"{stamp}-{pending.name}.jpg", small)
+                out.append(Message(f"{self.root}/{cam.name}/{changed_region.name}/snapshot",
+                                   small, 1, True))
+                self.store.add(cam.name, f"{stamp}-{changed_region.name}.jpg", small)
         except (ValueError, OSError, cv2.error) as exc:  # no picture; nothing else is lost
             log.warning("camera %s: no snapshot: %s", cam.name, exc, extra={"CAMERA": cam.name})
             return []

@@ -87,3 +87,30 @@ def test_the_store_drops_the_oldest_to_stay_within_count_and_bytes(tmp_path):
     store.add("cam", "big.jpg", bytes(1500))
     assert sum(p.stat().st_size for p in store.files()) <= 2500
     assert store.add("cam", "huge.jpg", bytes(3000)) is None  # larger than the whole budget
+
+
+def test_regions_that_change_inside_one_interval_each_get_their_crop(tmp_path):
+    """Two regions change while the camera waits out min_interval_s: the next picture carries
+    a crop for each, not only for the last one."""
+    import time
+    from types import SimpleNamespace
+
+    from edgeswin.config import CameraConfig, SnapshotConfig
+    from edgeswin.records import Frame
+    from edgeswin.schedule import region_runtimes
+    from edgeswin.snapshot import Snapshots
+    from edgeswin.stats import CameraStats
+
+    cfg = CameraConfig(name="c", source="rtsp://cam/stream", regions=[
+        {"name": "left", "box": [0, 0, 0.5, 1]}, {"name": "right", "box": [0.5, 0, 1, 1]}])
+    left, right = region_runtimes(cfg, ("x",), CameraStats())
+    cam = SimpleNamespace(name="c", regions=[left, right])
+    shots = Snapshots(SnapshotConfig(min_interval_s=0.3), "root", tmp_path)
+    frame = Frame("c", np.zeros((90, 160, 3), np.uint8), 1, 0, time.time(), 0.0)
+    first = [m.topic for m in shots.after(cam, left, frame, True)]
+    assert first == ["root/c/snapshot", "root/c/left/snapshot"]
+    assert shots.after(cam, right, frame, True) == [] and shots.after(cam, left, frame, True) == []
+    time.sleep(0.35)
+    later = sorted(m.topic for m in shots.after(cam, right, frame, False))
+    assert later == ["root/c/left/snapshot", "root/c/right/snapshot", "root/c/snapshot"]
+    assert shots.after(cam, right, frame, False) == [], "nothing pending any more"
