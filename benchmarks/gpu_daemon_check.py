@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,36 +40,12 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from edgeswin.bench import LocalBroker  # noqa: E402 (the repo on the path first)
+
 PRIMARY = REPO / "models" / "swin-demo-112.onnx"
 SMALL = REPO / "models" / "swin-demo-64.onnx"
 ROOT = "edgeswin/gpu"
 WARNINGS = ("could not be cleaned up", "Traceback", "UserWarning", "out-of-thread")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Broker:
-    def __init__(self, binary: str, workdir: Path):
-        self.port = free_port()
-        conf = workdir / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
-        self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start")
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
 
 
 class Subscriber:
@@ -169,7 +144,7 @@ def seq_report(sub: Subscriber, cameras) -> dict:
     return out
 
 
-def part1(args, tmp: Path, videos: dict[str, Path], broker: Broker) -> dict:
+def part1(args, tmp: Path, videos: dict[str, Path], broker) -> dict:
     from edgeswin.demo_assets import read_ground_truth
 
     thermal = tmp / "thermal" / "thermal_zone0"
@@ -266,7 +241,7 @@ def part1(args, tmp: Path, videos: dict[str, Path], broker: Broker) -> dict:
     return report
 
 
-def part2(args, tmp: Path, videos: dict[str, Path], broker: Broker) -> dict:
+def part2(args, tmp: Path, videos: dict[str, Path], broker) -> dict:
     """The same cached engine, pinned, fed by the GPU kernel or by the CPU."""
     # Consumer-paced (realtime off): each camera decodes its next frame once the last one was
     # taken, so the engine, not the files' 15 fps, sets the pace.
@@ -324,7 +299,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2, help="part 2 runs of each way")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="edgeswin-gpu-"))
-    broker = Broker(args.mosquitto, tmp)
+    broker = LocalBroker(args.mosquitto)
     report: dict = {"gpu_memory_idle_mb": gpu_memory_mb()}
     try:
         videos = make_videos(tmp)
@@ -335,7 +310,7 @@ def main() -> int:
             report["part2_gpu_vs_cpu_preprocessing"] = part2(args, tmp, videos, broker)
             print(json.dumps(report["part2_gpu_vs_cpu_preprocessing"], indent=1), flush=True)
     finally:
-        broker.stop()
+        broker.close()
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
             for log in tmp.glob("daemon*.log"):

@@ -24,6 +24,8 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -54,9 +56,9 @@ def machine() -> dict:
 class LocalBroker:
     """A private mosquitto on a free port, when no broker is given."""
 
-    def __init__(self):
-        if shutil.which("mosquitto") is None:
-            raise RuntimeError("no broker given and no mosquitto binary to start one")
+    def __init__(self, binary: str = "mosquitto"):
+        if shutil.which(binary) is None:
+            raise RuntimeError(f"no broker given and no {binary} binary to start one")
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -64,7 +66,7 @@ class LocalBroker:
         conf = Path(self._dir) / "mosquitto.conf"
         conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
                         "max_queued_messages 100000\n")
-        self._proc = subprocess.Popen(["mosquitto", "-c", str(conf)],
+        self._proc = subprocess.Popen([binary, "-c", str(conf)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
@@ -272,15 +274,24 @@ def _median_run(runs: list[dict]) -> dict:
     return {**chosen, "fps_rounds": [r["fps"] for r in runs]}
 
 
+@contextmanager
+def _broker(port: int | None) -> Iterator[int]:
+    """The given broker's port, or a private mosquitto's for the duration."""
+    if port is not None:
+        yield port
+        return
+    broker = LocalBroker()
+    try:
+        yield broker.port
+    finally:
+        broker.close()
+
+
 def run_engine_sweep(model: Path, video: Path, engine_ms: list[float], cameras: list[int],
                      seconds: float, broker_port: int | None = None, progress=print) -> dict:
     """`--engine-ms`: for each engine cost, the synthetic engine alone, the serial loop and
     the daemon on each camera count, all in one run; plus host CPU per classification."""
-    broker = None
-    if broker_port is None:
-        broker = LocalBroker()
-        broker_port = broker.port
-    try:
+    with _broker(broker_port) as broker_port:
         frames = read_frames(video, 60)
         sweep = []
         for ms in engine_ms:
@@ -298,20 +309,13 @@ def run_engine_sweep(model: Path, video: Path, engine_ms: list[float], cameras: 
                     "host_cpu_ms_per_classification": run["process_cpu_ms_per_classification"],
                     "overhead_ms_p50": run["overhead_ms"]["p50"]}
             sweep.append(row)
-    finally:
-        if broker:
-            broker.close()
     return {"machine": machine(), "model_sidecar": model.name, "video": video.name,
             "seconds_per_run": seconds, "engine_sweep": sweep}
 
 
 def run_bench(model: Path, video: Path, cameras: list[int], seconds: float, threads: int,
               broker_port: int | None = None, progress=print, repeats: int = 3) -> dict:
-    broker = None
-    if broker_port is None:
-        broker = LocalBroker()
-        broker_port = broker.port
-    try:
+    with _broker(broker_port) as broker_port:
         frames = read_frames(video, 60)
         report = {"machine": machine(), "model": model.name, "video": {
             "file": video.name, "size": f"{frames[0].shape[1]}x{frames[0].shape[0]}"},
@@ -345,9 +349,6 @@ def run_bench(model: Path, video: Path, cameras: list[int], seconds: float, thre
         report["preprocess_1080p"] = preprocess_1080p(model, frames)
         progress("MQTT publish rate ...")
         report["mqtt"] = mqtt_rate(broker_port)
-    finally:
-        if broker:
-            broker.close()
     raw = report["raw_engine"]["fps"]
     report["ratios"] = {
         f"daemon_{d['cameras']}cam_vs_raw": round(d["fps"] / raw, 3) for d in report["daemon"]}

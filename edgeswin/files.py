@@ -1,7 +1,9 @@
-"""Reading the small files a user points the daemon at (config, model sidecars, secrets).
+"""Reading the small files a user points the daemon at (config, model sidecars, secrets), and
+writing the daemon's own files whole or not at all.
 
-Hands on their bytes, or `NotASmallFile` saying why not: a FIFO named like a config file must
-not block the start while it waits for a writer, and a huge file must not be read whole."""
+`read_small` hands on their bytes, or `NotASmallFile` saying why not: a FIFO named like a
+config file must not block the start while it waits for a writer, and a huge file must not be
+read whole. `write_whole` leaves either the old file or the new one, never half of one."""
 
 from __future__ import annotations
 
@@ -27,3 +29,21 @@ def read_small(path: Path | str, limit: int) -> bytes:
     if len(raw) > limit:
         raise NotASmallFile(f"larger than {limit:,} bytes")
     return raw
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    """Write next to the target, flush to disk and rename over it: a crash or a full disk
+    never leaves half a file. OSError when it cannot; the temporary file is gone then."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with tmp.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # the folder itself is what failed
+            pass
+        raise

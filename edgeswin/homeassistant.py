@@ -45,27 +45,37 @@ def _label_id(camera: str, region: str | None) -> str:
     return f"{camera}_label" if region is None else f"{camera}__{region}_label"
 
 
-def camera_config(prefix: str, device_id: str, root: str, camera: str,
-                  region: str | None = None) -> Message:
-    """The label sensor of a camera, or of one region of it."""
-    base = f"{root}/{camera}" if region is None else f"{root}/{camera}/{region}"
-    object_id = _label_id(camera, region)
+def _unit_entity(prefix: str, component: str, device_id: str, root: str, camera: str,
+                 region: str | None, object_id: str, what: str, fields: dict) -> Message:
+    """A per-camera (or per-region) entity: named, available while both the device and the
+    camera's stream are online, on the device."""
     payload = {
-        "name": f"{camera} label" if region is None else f"{camera} {region} label",
+        "name": f"{camera} {what}" if region is None else f"{camera} {region} {what}",
         "unique_id": f"edgeswin_{device_id}_{object_id}",
-        "state_topic": f"{base}/state",
-        "value_template": "{{ value_json.label }}",
-        "json_attributes_topic": f"{base}/state",
+        **fields,
         "availability": [{"topic": f"{root}/status"},
                          {"topic": f"{root}/{camera}/availability"}],
         "availability_mode": "all",
         "payload_available": "online",
         "payload_not_available": "offline",
-        "icon": "mdi:cctv",
         "device": _device(device_id),
     }
-    return Message(_topic(prefix, "sensor", device_id, object_id),
+    return Message(_topic(prefix, component, device_id, object_id),
                    json.dumps(payload).encode(), 1, True)
+
+
+def _base(root: str, camera: str, region: str | None) -> str:
+    return f"{root}/{camera}" if region is None else f"{root}/{camera}/{region}"
+
+
+def camera_config(prefix: str, device_id: str, root: str, camera: str,
+                  region: str | None = None) -> Message:
+    """The label sensor of a camera, or of one region of it."""
+    state = f"{_base(root, camera, region)}/state"
+    return _unit_entity(prefix, "sensor", device_id, root, camera, region,
+                        _label_id(camera, region), "label",
+                        {"state_topic": state, "value_template": "{{ value_json.label }}",
+                         "json_attributes_topic": state, "icon": "mdi:cctv"})
 
 
 def _snapshot_id(camera: str, region: str | None) -> str:
@@ -75,21 +85,9 @@ def _snapshot_id(camera: str, region: str | None) -> str:
 def snapshot_config(prefix: str, device_id: str, root: str, camera: str,
                     region: str | None = None) -> Message:
     """An MQTT camera entity showing the retained snapshot of a camera or region."""
-    base = f"{root}/{camera}" if region is None else f"{root}/{camera}/{region}"
-    object_id = _snapshot_id(camera, region)
-    payload = {
-        "name": f"{camera} snapshot" if region is None else f"{camera} {region} snapshot",
-        "unique_id": f"edgeswin_{device_id}_{object_id}",
-        "topic": f"{base}/snapshot",
-        "availability": [{"topic": f"{root}/status"},
-                         {"topic": f"{root}/{camera}/availability"}],
-        "availability_mode": "all",
-        "payload_available": "online",
-        "payload_not_available": "offline",
-        "device": _device(device_id),
-    }
-    return Message(_topic(prefix, "camera", device_id, object_id),
-                   json.dumps(payload).encode(), 1, True)
+    return _unit_entity(prefix, "camera", device_id, root, camera, region,
+                        _snapshot_id(camera, region), "snapshot",
+                        {"topic": f"{_base(root, camera, region)}/snapshot"})
 
 
 def device_configs(prefix: str, device_id: str, root: str) -> list[Message]:

@@ -11,7 +11,6 @@ read-only disk costs the folder only, with one warning, never a classification.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import cv2
 import numpy as np
 
 from .config import SnapshotConfig
+from .files import write_whole
 from .preprocess import crop
 from .publish import Message
 from .records import Frame
@@ -80,8 +80,8 @@ class ImageStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if sidecar is not None:  # first, so an image is never there without it
-                _write(path.with_suffix(".json"), sidecar)
-            _write(path, data)
+                write_whole(path.with_suffix(".json"), sidecar)
+            write_whole(path, data)
         except OSError as exc:
             if self.degraded is None:
                 log.warning("images not kept in %s: %s (classification goes on)", self.dir,
@@ -119,20 +119,6 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Atomically (a crash leaves no half image); the temporary file goes on failure."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:  # the folder itself is what failed
-            pass
-        raise
 
 
 class Snapshots:

@@ -126,8 +126,6 @@ def selftest(model: Path, n_frames: int = 24) -> tuple[list[str], bool]:
     import tempfile
     import time
 
-    import numpy as np
-
     from .engine import open_engine
     from .engine.cache import agreement
     from .preprocess import Preprocessor
@@ -198,7 +196,6 @@ def grab_snapshot(config_dir: Path, camera: str, out: Path) -> list[str]:
     from .credentials import redact
     from .engine import open_engine
     from .errors import EdgeswinError
-    from .postprocess import softmax
     from .preprocess import Preprocessor, crop
     from .schedule import region_runtimes
     from .snapshot import annotate, jpeg
@@ -237,10 +234,9 @@ def grab_snapshot(config_dir: Path, camera: str, out: Path) -> list[str]:
             (engine.info.input.width, engine.info.input.height) if engine else (1, 1))
         name = region.name or "whole frame"
         if engine is not None:
-            out_ = engine.infer(Preprocessor(engine.info.input)(part))
-            probs = softmax(out_) if engine.info.output_kind == "logits" else out_
-            best = int(np.argmax(probs))
-            region.state_label, region.stats.score = engine.info.labels[best], float(probs[best])
+            label, score, _ = region.post.apply(
+                engine.infer(Preprocessor(engine.info.input)(part)), engine.info.output_kind)
+            region.state_label, region.stats.score = label, score
             lines.append(f"  {name}: {region.state_label} {region.stats.score:.2f} "
                          f"({part.shape[1]}x{part.shape[0]} px)")
         else:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import threading
 import time
 from pathlib import Path
 
 from ..errors import BackendUnavailable, ModelError
+from ..files import write_whole
 from . import read_model_info, sidecar_path
 from .trt import cuda_errors, forget_messages, labelled, process_logger, recent_messages
 
@@ -341,14 +341,8 @@ def _keep_layernorm_fp32(trt, network, config) -> int:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write next to the target and rename: a crash or a full disk never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """`files.write_whole`, failing as a ModelError that names the file."""
     try:
-        with tmp.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_whole(path, data)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ModelError(f"cannot write {path}: {exc.strerror}") from None
+        raise ModelError(f"cannot write {path}: {exc.strerror or exc}") from None
