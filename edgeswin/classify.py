@@ -35,6 +35,8 @@ class Outcome:
     state: dict | None  # the new retained state when the label changed
     infer_ms: float
     total_ms: float
+    image: object  # what the engine saw before preprocessing (the crop, or the frame)
+    output: object  # the engine's raw output, for a model rollout's shadow comparison
 
 
 def classify(active: ActiveEngine, root: str, cam: CameraRuntime, region: RegionRuntime,
@@ -48,6 +50,7 @@ def classify(active: ActiveEngine, root: str, cam: CameraRuntime, region: Region
     if region.config is None and frame.prepared is not None \
             and frame.prepared[0] is active.preprocess:
         x, prep_ms = frame.prepared[1], frame.prepared[2]
+        image = frame.image
     else:
         image = frame.image
         if region.config is not None:
@@ -91,7 +94,7 @@ def classify(active: ActiveEngine, root: str, cam: CameraRuntime, region: Region
         state = {"label": label, "score": round(score, 4), "since": iso(frame.wall_ts)}
     topic = f"{root}/{cam.name}" + (f"/{region.name}" if region.name is not None else "")
     return Outcome(topic, payload, publish, state, (t2 - t1) * 1000,
-                   payload["latency_ms"]["capture_to_publish"])
+                   payload["latency_ms"]["capture_to_publish"], image, output)
 
 
 def _warn_if_small(cam: CameraRuntime, region: RegionRuntime, part, frame: Frame) -> None:

@@ -1,5 +1,5 @@
-"""Command line: `edgeswin run | check | demo | fallback-sim | probe | snapshot | bench | eval |
-export | quantize | build-engine` (also `python -m edgeswin`)."""
+"""Command line: `edgeswin run | check | demo | rollback | fallback-sim | probe | snapshot | bench |
+eval | export | quantize | build-engine` (also `python -m edgeswin`)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,35 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     return run_demo(Path(args.config), Path(args.assets), args.seconds)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from .control import ask
+    request: dict = {"command": "rollback"}
+    if args.rung is not None:
+        request["rung"] = args.rung
+    answer = ask(_state_dir(args.config), request, args.timeout)
+    print(answer.get("message", answer), file=sys.stdout if answer.get("ok") else sys.stderr)
+    return 0 if answer.get("ok") else 1
+
+
+def _state_dir(config_dir: Path) -> str:
+    """The state dir of a config directory; from edgeswin.yaml alone when a camera file is
+    broken, since a rollback is what one reaches for when an update went wrong."""
+    try:
+        return load_config(config_dir).device.state_dir
+    except ConfigError:
+        import yaml
+        try:
+            raw = yaml.safe_load((config_dir / "edgeswin.yaml").read_text())
+        except (OSError, yaml.YAMLError):
+            raw = None
+        state_dir = raw.get("state_dir", "/var/lib/edgeswin") if isinstance(raw, dict) else None
+        if not isinstance(state_dir, str):
+            raise
+        log.warning("%s has config errors (see `edgeswin check`); asking the daemon whose "
+                    "state_dir is %s", config_dir, state_dir)
+        return state_dir
 
 
 def cmd_fallback_sim(args: argparse.Namespace) -> int:
@@ -182,6 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where demo videos are generated if missing")
     demo.add_argument("--seconds", type=float, default=30.0, help="length of generated videos")
     demo.set_defaults(func=cmd_demo)
+    back = sub.add_parser("rollback", help="ask the running daemon to serve a rung's previous "
+                          "model again (after a model rollout)")
+    back.add_argument("-c", "--config", default="/etc/edgeswin", type=Path)
+    back.add_argument("--rung", type=int, help="the rung (default: the one of the latest "
+                      "rollout, else 0)")
+    back.add_argument("--timeout", type=float, default=600.0,
+                      help="seconds to wait for the daemon to answer (opening a model)")
+    back.set_defaults(func=cmd_rollback)
     sim = sub.add_parser("fallback-sim", help="replay a sensor trace through the ladder policy")
     sim.add_argument("--trace", required=True, type=Path,
                      help="CSV: t, latency_p95_ms, one column per thermal zone (C)")

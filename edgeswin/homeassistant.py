@@ -6,8 +6,8 @@ are gone — also across restarts, from the list kept in `<state_dir>/homeassist
 Entities: per camera (per region for a camera with regions) a `sensor` with the label
 (attributes: score, since) and availability from both the device status and the camera's
 stream; with snapshots on, a `camera` per camera and per region showing the retained
-snapshot; per device a `sensor` for the engine rung, a `sensor` for the hottest temperature,
-and a connectivity `binary_sensor`.
+snapshot; per device a `sensor` for the engine rung, one for the model rollout's state, one
+for the hottest temperature, and a connectivity `binary_sensor`.
 """
 
 from __future__ import annotations
@@ -102,6 +102,14 @@ def device_configs(prefix: str, device_id: str, root: str) -> list[Message]:
             "json_attributes_template": "{{ {'engine': value_json.name, "
                                         "'reason': value_json.reason} | tojson }}",
             "icon": "mdi:stairs-down", "entity_category": "diagnostic", **status}),
+        ("sensor", "model_rollout", {
+            "name": "model rollout", "state_topic": f"{root}/rollout",
+            "value_template": "{{ value_json.state }}",
+            "json_attributes_topic": f"{root}/rollout",
+            "json_attributes_template": "{{ {'rung': value_json.rung, 'reason': "
+                                        "value_json.reason, 'agreement': value_json.agreement} "
+                                        "| tojson }}",
+            "icon": "mdi:swap-horizontal", "entity_category": "diagnostic", **status}),
         ("sensor", "temperature", {
             "name": "temperature", "state_topic": f"{root}/stats",
             "value_template": "{{ value_json.temp_max_c }}",

@@ -58,7 +58,7 @@ class ActiveEngine:
     rung: int
 
 
-def _close(engine) -> None:
+def close_engine(engine) -> None:
     """Free an engine's GPU objects now (TensorRT engines have close(); ONNX Runtime's need
     nothing). A failure is said, never raised: the caller is dropping the engine anyway."""
     close = getattr(engine, "close", None)
@@ -180,6 +180,42 @@ class EngineLadder:
             model, spec.precision, load, lambda: open_engine(model, "onnxruntime"),
             self._check_frames, done, spec.dla_core, self._progressed.set)
 
+    def prepare(self, spec: EngineRung, done: Callable[[object | None, str], None]) -> None:
+        """Open another model for a rung on a background thread (building its TensorRT plan
+        first where needed) while the ladder serves on; `done(engine, "")` or `done(None,
+        why)` is called from that thread."""
+        model = Path(spec.model)
+
+        def open_it() -> None:
+            try:
+                if spec.backend == "tensorrt" and model.suffix == ".onnx":
+                    cached = self.cache.find(model, spec.precision, spec.dla_core)
+                    if cached is None:
+                        self.cache.build_later(
+                            model, spec.precision,
+                            lambda path: open_engine(path, "tensorrt",
+                                                     host_code_allowed=spec.host_code_allowed),
+                            lambda: open_engine(model, "onnxruntime"), self._check_frames,
+                            lambda report, engine: done(engine, "" if engine else
+                                                        f"engine build {report.state}: "
+                                                        f"{report.detail}"),
+                            spec.dla_core)
+                        return
+                    engine = open_engine(cached, "tensorrt",
+                                         host_code_allowed=spec.host_code_allowed)
+                else:
+                    engine = self._opener(model, spec.backend, spec.threads,
+                                          spec.host_code_allowed)
+            except EdgeswinError as exc:
+                done(None, str(exc))
+            except Exception as exc:  # a file no check foresaw must not stop the daemon
+                log.exception("opening %s", model)
+                done(None, f"{type(exc).__name__}: {exc}")
+            else:
+                done(engine, "")
+
+        threading.Thread(target=open_it, name=f"open-{model.stem}", daemon=True).start()
+
     def close(self) -> None:
         """Stop running builds at their next step and free every rung's GPU objects (at exit),
         on this thread, whichever thread made them."""
@@ -189,10 +225,10 @@ class EngineLadder:
             arrived, self._arrived = self._arrived, []
         for _rung, _spec, _report, engine in arrived:  # built, never adopted
             if engine is not None:
-                _close(engine)
+                close_engine(engine)
         for active in self.rungs:
             if active:
-                _close(active.engine)
+                close_engine(active.engine)
 
     def adopt(self) -> list[tuple[int, EngineRung, BuildReport]]:
         """Between frames: put finished builds on the ladder. Returns every build that ended
@@ -209,7 +245,7 @@ class EngineLadder:
                 try:
                     self.rungs[rung] = activate(rung, spec, engine, self.kernel_dir)
                 except Exception as exc:  # a GPU failing now must not stop the loop
-                    _close(engine)
+                    close_engine(engine)
                     report.state = "failed"
                     report.detail = str(exc) if isinstance(exc, EdgeswinError) \
                         else f"{type(exc).__name__}: {exc}"

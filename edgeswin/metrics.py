@@ -127,6 +127,17 @@ class Metrics:
         yield rung
         yield counter("edgeswin_engine_switches", "Rung switches since start.",
                       value=d.switches)
+        rollouts = counter("edgeswin_rollout_transitions", "Model rollouts entering each state "
+                           "(building, shadow, promoted, rejected, rolled_back) since start.",
+                           labels=["state"])
+        for state, count in sorted(d.rollouts.events.items()):
+            rollouts.add_metric([state], count)
+        yield rollouts
+        ro = d.rollouts.active
+        agreement = ro.comparison.agreement if ro is not None and ro.comparison else None
+        yield gauge("edgeswin_rollout_shadow_agreement", "Top-1 agreement of the candidate in "
+                    "shadow with the serving model (NaN when none is compared).",
+                    value=float("nan") if agreement is None else agreement)
         temps = gauge("edgeswin_temperature_celsius", "Selected thermal zones.", labels=["zone"])
         for zone, celsius in dict(d.temps).items():
             temps.add_metric([zone], celsius)

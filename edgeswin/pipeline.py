@@ -20,11 +20,14 @@ import numpy as np
 from .camera import Capture
 from .classify import classify, iso
 from .config import CameraEntry, Config, load_config
+from .control import ControlSocket, Request
 from .engine import open_engine
 from .errors import ConfigError, EdgeswinError
 from .fallback import FallbackPolicy, Readings, Switch
 from .hard_examples import HardExamples
 from .ladder import ActiveEngine, EngineLadder
+from .model_rollout import ModelRollouts
+from .model_store import ModelStore
 from .outbox import Outbox
 from .publish import Message, Publisher, json_message
 from .reload import carry_counters, plan_reload
@@ -79,6 +82,11 @@ class Daemon:
         self.hard = HardExamples(dev.hard_examples, ImageStore(
             Path(dev.state_dir) / "hard", dev.hard_examples.keep_files,
             int(dev.hard_examples.keep_mb * 1e6)))
+        self.rollouts = ModelRollouts(
+            dev.rollout, ModelStore(Path(dev.state_dir)), self.engines,
+            fb.latency_budget_ms, lambda payload: self.publisher.publish(
+                json_message(f"{self.root}/rollout", payload, 1, True)), self._wake)
+        self.control = ControlSocket(dev.state_dir)
 
     # --- wiring ------------------------------------------------------------------------
     @property
@@ -167,6 +175,7 @@ class Daemon:
 
     def _run(self) -> int:
         self._install_signals()
+        self.engines.specs = self.rollouts.startup(self.engines.specs)
         self.engines.load(self._stop)
         fb = self.config.device.fallback
         wanted = fb.pinned_rung if fb.pinned_rung is not None else 0
@@ -198,6 +207,8 @@ class Daemon:
             self.metrics = Metrics(self, m.address, m.port, m.stale_after_s,
                                    m.no_frames_after_s)
         self.publisher.start()
+        self.rollouts.started(self.ladder)
+        self.control.start()
         self._announce()
         reason = "start" if start == 0 else f"start on rung {start} (rungs above unusable or pinned)"
         self._publish_engine(None, reason, Readings(time.monotonic(), self.thermal.read()))
@@ -233,13 +244,16 @@ class Daemon:
                 next_progress = now + BUILD_PROGRESS_EVERY_S
             job, wait = next_job(self.cameras, now)
             if job is not None:
-                self._classify(self.active, *job)
+                self._classify_or_roll_back(*job)
             else:
-                if all(c.capture.ended for c in self.cameras):
-                    self.request_stop("every source has ended")
-                    break
-                with self._wake:
-                    self._wake.wait(min(wait, 0.5, max(next_poll - now, 0.0)))
+                shadowed, replaced = self.rollouts.shadow_idle()  # spare time: compare
+                self._rungs_replaced(replaced)
+                if not shadowed:
+                    if all(c.capture.ended for c in self.cameras):
+                        self.request_stop("every source has ended")
+                        break
+                    with self._wake:
+                        self._wake.wait(min(wait, 0.5, max(next_poll - now, 0.0)))
             now = time.monotonic()
             for cam in self.cameras:
                 cam.capture.check_stall(now)
@@ -251,6 +265,10 @@ class Daemon:
                     self._slow_cameras()))
                 if switch:
                     self._switch(switch, policy)
+                for request in self.control.pending():
+                    self._on_request(request)
+                self._rungs_replaced(self.rollouts.step(
+                    now, lambda rung: self.latency.p95(("inference", rung))))
                 next_poll = now + fb.poll_s
             if now >= next_stats:
                 self.publisher.publish(json_message(f"{self.root}/stats", self.stats()))
@@ -278,21 +296,57 @@ class Daemon:
             return
         policy.rung = target
         self.switches += 1
-        previous = self.active
-        self.active = self.ladder[target]
-        for cam in self.cameras:
-            if cam.capture.prepare is not None:
-                cam.capture.prepare = self.active.preprocess
-        if previous is not None and previous.engine.info.labels != self.active.engine.info.labels:
-            for cam in self.cameras:
-                for region in cam.regions:
-                    region.post.reset(self.active.engine.info.labels)
+        previous = self._serve(self.ladder[target])
         # Judge the new rung on its own fresh samples, and the cameras on the new rung only.
         self.latency.clear(lambda key: key[0] == "camera" or key[1] == target)
         log.warning("engine: rung %d (%s) -> rung %d (%s): %s", switch.from_rung,
                     previous.name if previous else "-", target, self.active.name, switch.reason,
                     extra={"ENGINE": self.active.name})
         self._publish_engine(switch.from_rung, switch.reason, switch.readings)
+
+    def _serve(self, new: ActiveEngine) -> ActiveEngine | None:
+        """Point every camera at another engine between two frames; the one before."""
+        previous, self.active = self.active, new
+        for cam in self.cameras:
+            if cam.capture.prepare is not None:
+                cam.capture.prepare = new.preprocess
+        if previous is not None and previous.engine.info.labels != new.engine.info.labels:
+            for cam in self.cameras:
+                for region in cam.regions:
+                    region.post.reset(new.engine.info.labels)
+        return previous
+
+    def _rungs_replaced(self, rungs: list[int]) -> None:
+        """A rollout put another model on these rungs (promotion or rollback)."""
+        for rung in rungs:
+            # The rung's latency window now judges the new model only.
+            self.latency.clear(lambda key, r=rung: key[0] != "camera" and key[1] == r)
+            new = self.ladder[rung]
+            if new is not None and self.active is not None and self.active.rung == rung:
+                self._serve(new)
+                self._publish_engine(None, f"model rollout on rung {rung}: {new.engine.info.name}",
+                                     Readings(time.monotonic(), self.temps))
+
+    def _classify_or_roll_back(self, cam: CameraRuntime, region, frame) -> None:
+        """A frame through the serving engine. An engine that raises while its promotion is
+        watched is rolled back (this frame is lost); any other error stops the daemon."""
+        active = self.active
+        try:
+            self._classify(active, cam, region, frame)
+        except Exception as exc:
+            replaced = self.rollouts.engine_failed(active.rung, exc)
+            if not replaced:
+                raise
+            log.exception("engine rung %d failed on camera %s frame %d", active.rung, cam.name,
+                          frame.index, extra={"CAMERA": cam.name})
+            self._rungs_replaced(replaced)
+
+    def _on_request(self, request: Request) -> None:
+        """A command from the control socket (`edgeswin rollback`), between two frames."""
+        if request.command == "rollback":
+            self._rungs_replaced(self.rollouts.rollback_by_hand(request))
+        else:
+            request.reply(False, f"unknown command {request.command!r}")
 
     def _slow_cameras(self) -> dict[str, tuple[float, float]]:
         slow = {}
@@ -340,6 +394,7 @@ class Daemon:
             self.metrics.inference.labels(str(active.rung), active.name).observe(
                 out.infer_ms / 1000)
             self.metrics.capture_to_publish.labels(cam.name).observe(out.total_ms / 1000)
+        self._rungs_replaced(self.rollouts.offer(active, out.image, out.output, out.infer_ms))
 
     # --- reload ------------------------------------------------------------------------
     def _apply_reload(self) -> None:
@@ -356,9 +411,11 @@ class Daemon:
                                 f"log); still running the previous config; {self._status()}")
             return
         plan = plan_reload(self.cameras, self.config, new)
-        if plan.device_changed:
-            log.warning("reload: %s changed; broker, engine and fallback settings apply at the "
-                        "next restart, cameras apply now", directory / "edgeswin.yaml")
+        if plan.restart:
+            log.warning("reload: %s: %s changed; applied at the next restart (cameras, rollout "
+                        "settings and engines' model files apply now)",
+                        directory / "edgeswin.yaml", ", ".join(plan.restart))
+        self.rollouts.reloaded(new.device.rollout, new.device.engines, plan.model_rungs)
         for cam in plan.stop:
             cam.capture.retire()  # joined later: a slow stream must not stall the loop
             self._retired.append(cam.capture)
@@ -402,4 +459,6 @@ class Daemon:
             self.metrics.close()
         for capture in [c.capture for c in self.cameras] + self._retired:
             capture.join(timeout=1.0)
+        self.control.close()
+        self.rollouts.close()
         self.engines.close()  # GPU memory back before the interpreter tears objects down

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config import CameraEntry, Config
+from .config import CameraEntry, Config, DeviceConfig
 from .schedule import CameraRuntime
 
 
@@ -19,7 +19,8 @@ class ReloadPlan:
     stop: list[CameraRuntime] = field(default_factory=list)  # removed or changed
     removed: list[str] = field(default_factory=list)  # of those, the ones gone for good
     start: list[tuple[CameraEntry, CameraRuntime | None]] = field(default_factory=list)
-    device_changed: bool = False  # edgeswin.yaml differs: those settings wait for a restart
+    restart: list[str] = field(default_factory=list)  # device settings that wait for a restart
+    model_rungs: list[int] = field(default_factory=list)  # rungs a changed model may roll out on
 
 
 def plan_reload(running: list[CameraRuntime], current: Config, new: Config) -> ReloadPlan:
@@ -27,7 +28,8 @@ def plan_reload(running: list[CameraRuntime], current: Config, new: Config) -> R
     one is stopped and started afresh (with the old runtime, to carry its counters on)."""
     wanted = {e.config.name: e for e in new.cameras if e.config.enabled}
     old = {c.name: c for c in running}
-    plan = ReloadPlan(device_changed=new.device != current.device)
+    restart, rungs = device_changes(current.device, new.device)
+    plan = ReloadPlan(restart=restart, model_rungs=rungs)
     for cam in running:
         if wanted.get(cam.name) == cam.entry:
             plan.keep.append(cam)
@@ -49,3 +51,29 @@ def carry_counters(before: CameraRuntime, after: CameraRuntime) -> None:
         if region.name in previous:
             region.seq = previous[region.name].seq
             region.state_label = previous[region.name].state_label
+
+
+APPLY_NOW = ("rollout",)  # device settings a reload applies (engines' model files: a rollout)
+
+
+def device_changes(current: DeviceConfig, new: DeviceConfig) -> tuple[list[str], list[int]]:
+    """The device settings that changed and wait for a restart (as `key.sub` paths), and the
+    rungs whose other settings are the same, so a changed model file can roll out on them."""
+    before, after = current.model_dump(), new.model_dump()
+    restart = []
+    for key, old in before.items():
+        if key in APPLY_NOW or key == "engines" or after[key] == old:
+            continue
+        if isinstance(old, dict) and isinstance(after[key], dict):
+            restart += [f"{key}.{sub}" for sub in old if old[sub] != after[key].get(sub)]
+        else:
+            restart.append(key)
+    if len(current.engines) != len(new.engines):
+        return restart + ["engines (rungs added or removed)"], []
+    rungs = []
+    for i, (old, rung) in enumerate(zip(before["engines"], after["engines"])):
+        changed = [k for k in old if k != "model" and old[k] != rung[k]]
+        restart += [f"engines[{i}].{k}" for k in changed]
+        if not changed:
+            rungs.append(i)
+    return restart, rungs

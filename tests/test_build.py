@@ -363,6 +363,19 @@ def test_daemon_builds_the_engine_in_the_background_then_reuses_it(tmp_path, bro
     assert "cached TensorRT engine" in again.log() and "engine build" not in again.log()
     assert again.terminate(timeout=10)[0] == 0
 
+    # A JetPack upgrade brings another TensorRT: the cached plan does not match it, so the small
+    # rung serves while the plan is rebuilt, and the primary comes back when it is ready.
+    subscriber.messages.clear()
+    upgraded = daemon_factory(cfg, env={**env, "EDGESWIN_FAKE_TRT_VERSION": "10.16.0"})
+    assert subscriber.wait_for(lambda: any(m["rung"] == 0 for m in subscriber.json_on(
+        engine_topic)), 30), upgraded.log()
+    first, back = subscriber.json_on(engine_topic)[0], subscriber.json_on(engine_topic)[-1]
+    assert first["rung"] == 1 and first["builds"]["primary"]["state"] == "building"
+    assert back["backend"] == "tensorrt" and back["builds"]["primary"]["state"] == "ready"
+    assert upgraded.terminate(timeout=10)[0] == 0
+    assert len(list((tmp_path / "cfg" / "state" / "engines").glob(
+        "swin-demo-112-fp16-*.engine"))) == 2, "one plan per TensorRT release"
+
 
 def test_a_build_reports_the_builders_phases_and_stops_when_cancelled(tmp_path, trt_each,
                                                                        monkeypatch):

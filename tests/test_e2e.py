@@ -199,32 +199,19 @@ def test_thermal_fallback_steps_down_and_back_up_without_gaps(tmp_path, broker, 
     assert "engine: rung 0 (primary) -> rung 1 (small): hot" in daemon.log()
 
 
-def _median_ms(model, runs: int = 21) -> float:
-    import numpy as np
-
-    from edgeswin.engine import open_engine
-    engine = open_engine(model)  # warmed up by open_engine
-    x = np.zeros(engine.info.input.shape, np.float32)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        engine.infer(x)
-        times.append((time.perf_counter() - t0) * 1000)
-    return sorted(times)[runs // 2]
-
-
 @pytest.fixture(scope="session")
 def calibrated(tmp_path_factory) -> tuple[object, float]:
     """The primary slowed by real matrix products (same logits), slow enough on this machine,
     and a budget between it and the small rung: not a fixed number, because the same FLOPs take
     16 ms on one CPU and 50 ms on another. Medians, since a p95 of a dozen runs on a busy
     single core is noise. The budget is their geometric mean: a wide margin on each side."""
+    from .model_variants import median_ms
     from .slow_model import slowed_copy
-    small = _median_ms(SMALL)
+    small = median_ms(SMALL)
     for products in (8, 16, 32):
         slow = slowed_copy(PRIMARY, tmp_path_factory.mktemp("slow") /
                            "swin-demo-112-slow.onnx", products=products)
-        slow_ms = _median_ms(slow)
+        slow_ms = median_ms(slow)
         if slow_ms > 4 * small:
             return slow, round((slow_ms * small) ** 0.5, 2)
     raise AssertionError(f"cannot make the primary 4x slower than the small rung here: "

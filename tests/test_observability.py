@@ -138,11 +138,12 @@ def test_home_assistant_discovery_announces_and_clears(tmp_path, broker, subscri
     prefix = "homeassistant/sensor/edgeswin_testdev"
     # Five distinct entities (retained ones published before the first connect can also come
     # a second time, replayed on connect, so count topics, not messages).
-    assert ha.wait_for(lambda: len({t for t, _, _ in ha.messages}) >= 7, 20), daemon.log()
+    assert ha.wait_for(lambda: len({t for t, _, _ in ha.messages}) >= 8, 20), daemon.log()
     configs = {topic: json.loads(payload) for topic, payload, _ in ha.messages if payload}
     pictures = "homeassistant/camera/edgeswin_testdev"
     assert set(configs) == {f"{prefix}/north_label/config", f"{prefix}/south_label/config",
                             f"{prefix}/engine_rung/config", f"{prefix}/temperature/config",
+                            f"{prefix}/model_rollout/config",
                             "homeassistant/binary_sensor/edgeswin_testdev/online/config",
                             f"{pictures}/north_snapshot/config",
                             f"{pictures}/south_snapshot/config"}
@@ -153,7 +154,7 @@ def test_home_assistant_discovery_announces_and_clears(tmp_path, broker, subscri
     assert subscriber.wait_for(lambda: subscriber.on(snapshot), 20), "the entity's picture"
     assert subscriber.on(snapshot)[-1][:2] == b"\xff\xd8", "a JPEG, as the entity expects"
     late = Subscriber(broker.port, "homeassistant/#")  # Home Assistant starting later
-    assert late.wait_for(lambda: len({t for t, _, _ in late.messages}) >= 7, 10)
+    assert late.wait_for(lambda: len({t for t, _, _ in late.messages}) >= 8, 10)
     assert {t for t, _, retained in late.messages if retained} == set(configs), "retained"
     late.close()
     north = configs[f"{prefix}/north_label/config"]

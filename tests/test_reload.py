@@ -128,7 +128,7 @@ def test_a_reload_plan_keeps_what_is_unchanged_and_restarts_what_changed(tmp_pat
     assert sorted(c.name for c in plan.stop) == ["changed", "gone", "off"]
     assert sorted(plan.removed) == ["gone", "off"]
     assert sorted(e.config.name for e, _ in plan.start) == ["changed", "new"]
-    assert not plan.device_changed
+    assert plan.restart == [] and plan.model_rungs == [0, 1]
     entry, old = next((e, o) for e, o in plan.start if e.config.name == "changed")
     fresh = SimpleNamespace(regions=region_runtimes(entry.config, ("x",), CameraStats()))
     carry_counters(old, fresh)

@@ -1,0 +1,394 @@
+"""Model rollout on reload, against a real daemon, broker, video and ONNX Runtime: a changed
+model file is shadowed on live frames and promoted between two frames, or rejected; a
+promotion that misbehaves is rolled back; `edgeswin rollback` goes through the running
+daemon; a daemon killed mid-rollout comes back on the model it served. The gate's rules and
+what a reload applies are tested alone, with made-up numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+
+from edgeswin.config import DeviceConfig, RolloutConfig
+from edgeswin.demo_assets import VideoSpec, make_image_folder, make_video
+from edgeswin.reload import device_changes
+from edgeswin.rollout import Comparison, verdict, watch_budget_ms, watch_verdict
+
+from .conftest import PRIMARY, REPO, Subscriber, write_config
+from .model_variants import median_ms, random_weights, reexported, relabelled
+
+ROOT = "edgeswin/testdev"
+SCHEMA = json.loads((REPO / "edgeswin" / "schemas" / "rollout.schema.json").read_text())
+
+
+# --- the gate alone ----------------------------------------------------------------------
+def _compared(frames: int, agree: int, current_ms: float, candidate_ms: float,
+              same_labels: bool = True) -> Comparison:
+    cmp = Comparison(same_labels)
+    for i in range(frames):
+        a = np.array([3.0, 1.0, 0.0])
+        b = a if i < agree else np.array([0.0, 1.0, 3.0])
+        cmp.add(a, "logits", current_ms, b, "logits", candidate_ms)
+    return cmp
+
+
+def test_the_gate_waits_for_min_frames_then_weighs_agreement_and_latency():
+    cfg = RolloutConfig(min_frames=20, min_agreement=0.9, max_latency_ratio=1.5)
+    assert verdict(_compared(19, 19, 10, 10), cfg, None) is None
+    decision, reason = verdict(_compared(20, 20, 10, 14), cfg, None)
+    assert decision == "promote" and "agreement 100.0%" in reason and "1.40x" in reason
+    decision, reason = verdict(_compared(20, 17, 10, 10), cfg, None)
+    assert decision == "reject" and "85.0%" in reason
+    decision, reason = verdict(_compared(20, 20, 10, 16), cfg, None)
+    assert decision == "reject" and "1.60x" in reason and "limit 1.5x" in reason
+    # Other labels: agreement means nothing; the check images decide, with latency.
+    other = _compared(20, 0, 10, 10, same_labels=False)
+    assert other.agreement is None
+    assert verdict(other, cfg.model_copy(update={"min_accuracy": 0.8}), 0.85)[0] == "promote"
+    assert verdict(other, cfg.model_copy(update={"min_accuracy": 0.8}), 0.5)[0] == "reject"
+    assert verdict(other, cfg, None)[0] == "reject"
+
+
+def test_score_drift_is_the_change_in_the_current_top1_probability():
+    cmp = Comparison(True)
+    cmp.add(np.array([0.7, 0.3]), "probabilities", 1, np.array([0.6, 0.4]), "probabilities", 1)
+    cmp.add(np.array([0.2, 0.8]), "probabilities", 1, np.array([0.2, 0.8]), "probabilities", 1)
+    assert cmp.agreement == 1.0 and cmp.drift == pytest.approx(0.05)
+
+
+def test_the_watch_budget_is_the_latency_budget_or_the_ratio_of_the_old_p95():
+    cfg = RolloutConfig(max_latency_ratio=2.0)
+    cmp = _compared(10, 10, 10, 12)
+    assert watch_budget_ms(cfg, 25.0, cmp) == 25.0
+    assert watch_budget_ms(cfg, None, cmp) == pytest.approx(20.0)
+    assert watch_verdict(21.0, 20.0).startswith("inference p95 21.00 ms over")
+    assert watch_verdict(19.0, 20.0) is None and watch_verdict(None, 20.0) is None
+
+
+def test_a_reload_says_which_device_settings_wait_for_a_restart():
+    base = DeviceConfig(device_id="d", engines=[{"name": "a", "model": str(PRIMARY)},
+                                                {"name": "b", "model": str(PRIMARY)}])
+    same_but_model = base.model_copy(update={"engines": [
+        base.engines[0].model_copy(update={"model": str(PRIMARY.with_name("x.onnx"))}),
+        base.engines[1]]})
+    assert device_changes(base, same_but_model) == ([], [0, 1])
+    other = base.model_copy(update={
+        "mqtt": base.mqtt.model_copy(update={"port": 1884}),
+        "rollout": RolloutConfig(min_frames=3),
+        "engines": [base.engines[0].model_copy(update={"precision": "int8"}), base.engines[1]]})
+    assert device_changes(base, other) == (["mqtt.port", "engines[0].precision"], [1])
+    fewer = base.model_copy(update={"engines": base.engines[:1]})
+    assert device_changes(base, fewer) == (["engines (rungs added or removed)"], [])
+
+
+# --- a real daemon -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory) -> Path:
+    """60 s at 15 fps that does not loop, so a frame index is never seen twice."""
+    path = tmp_path_factory.mktemp("rollout-video") / "long.mp4"
+    make_video(path, VideoSpec(seconds=60, fps=15, width=320, height=180, seed=33))
+    return path
+
+
+def _setup(tmp_path: Path, port: int, video: Path, rollout: dict,
+           device: dict | None = None) -> tuple[Path, Path]:
+    """A config whose single rung serves a copy of the primary that the test may replace."""
+    models = tmp_path / "models"
+    models.mkdir()
+    model = models / "served.onnx"
+    shutil.copy(PRIMARY, model)
+    meta = json.loads(PRIMARY.with_suffix(".json").read_text())
+    meta["name"] = "served-v1"
+    model.with_suffix(".json").write_text(json.dumps(meta))
+    cfg = write_config(tmp_path / "cfg", port, {"gate": {"source": str(video), "fps": 0}},
+                       {"engines": [{"name": "primary", "model": str(model)}],
+                        "rollout": rollout, **(device or {})})
+    return cfg, model
+
+
+def _rollouts(sub: Subscriber) -> list[dict]:
+    return sub.json_on(f"{ROOT}/rollout")
+
+
+def _states(sub: Subscriber) -> list[str]:
+    """One per message sent: QoS 1 may deliver one twice (a retained message published
+    before the connection, or a resend after a reconnect)."""
+    return [state for state, _ in dict.fromkeys((m["state"], m["ts"]) for m in _rollouts(sub))]
+
+
+def _classifications(sub: Subscriber) -> list[dict]:
+    return sub.json_on(f"{ROOT}/gate/classification")
+
+
+def _models_in_order(messages: list[dict]) -> list[str]:
+    """The model names in the order they served, each run of one name once."""
+    out: list[str] = []
+    for m in messages:
+        if not out or out[-1] != m["model"]:
+            out.append(m["model"])
+    return out
+
+
+def _assert_seq_and_frames_clean(messages: list[dict]) -> None:
+    seqs = [m["seq"] for m in messages]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "seq gap-free"
+    frames = [m["frame_index"] for m in messages]
+    assert all(b > a for a, b in zip(frames, frames[1:])), "no frame classified twice"
+
+
+def _reload(daemon) -> None:
+    daemon.proc.send_signal(signal.SIGHUP)
+
+
+def test_the_same_model_exported_again_is_promoted_between_two_frames(
+        tmp_path, broker, subscriber, long_video, daemon_factory):
+    cfg, model = _setup(tmp_path, broker.port, long_video, {"min_frames": 25, "watch_s": 2})
+    daemon = daemon_factory(cfg)
+    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= 5, 30), daemon.log()
+    reexported(PRIMARY, model, "served-v2")  # the update replaces the file in place
+    _reload(daemon)
+    assert subscriber.wait_for(lambda: _states(subscriber)[-1:] == ["promoted"] and
+                               "without a problem" in _rollouts(subscriber)[-1]["reason"], 40), \
+        (_rollouts(subscriber), daemon.log()[-3000:])
+    seen = len(_classifications(subscriber))
+    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= seen + 10, 20)
+    code, _ = daemon.terminate()
+    assert code == 0, daemon.log()[-2000:]
+
+    rollouts = _rollouts(subscriber)
+    assert _states(subscriber) == ["building", "shadow", "promoted", "promoted"], rollouts
+    for payload in rollouts:
+        jsonschema.validate(payload, SCHEMA)
+    verdict_msg = rollouts[2]
+    assert verdict_msg["frames"] >= 25 and verdict_msg["agreement"] >= 0.95
+    assert verdict_msg["latency_ms"]["candidate"]["p95"] > 0
+    assert verdict_msg["candidate"]["sha256"] != verdict_msg["current"]["sha256"]
+    messages = _classifications(subscriber)
+    assert _models_in_order(messages) == ["served-v1", "served-v2"]
+    _assert_seq_and_frames_clean(messages)
+    engine = subscriber.json_on(f"{ROOT}/engine")[-1]
+    assert engine["model"] == "served-v2" and "model rollout" in engine["reason"]
+    record = json.loads((cfg / "state" / "models" / "rollout.json").read_text())["primary"]
+    assert record["current"]["sha256"] == verdict_msg["candidate"]["sha256"]
+    assert record["previous"]["sha256"] == verdict_msg["current"]["sha256"]
+    kept = cfg / "state" / "models" / record["previous"]["sha256"] / "served.onnx"
+    assert kept.is_file(), "the previous model is kept for a rollback"
+
+
+def test_a_model_with_random_weights_is_rejected_and_the_current_one_keeps_serving(
+        tmp_path, broker, subscriber, long_video, daemon_factory):
+    cfg, model = _setup(tmp_path, broker.port, long_video, {"min_frames": 20})
+    daemon = daemon_factory(cfg)
+    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= 5, 30), daemon.log()
+    random_weights(PRIMARY, model, "served-random")
+    _reload(daemon)
+    assert subscriber.wait_for(lambda: "rejected" in _states(subscriber), 40), daemon.log()
+    rejected = _rollouts(subscriber)[-1]
+    assert rejected["agreement"] < 0.95 and "agreement" in rejected["reason"]
+    seen = len(_classifications(subscriber))
+    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= seen + 10, 20)
+    _reload(daemon)  # the same file again: not tried twice
+    assert subscriber.wait_for(lambda: "was refused earlier" in daemon.log(), 10), daemon.log()
+    code, _ = daemon.terminate()
+    assert code == 0
+    assert _states(subscriber) == ["building", "shadow", "rejected"]
+    messages = _classifications(subscriber)
+    assert _models_in_order(messages) == ["served-v1"]
+    _assert_seq_and_frames_clean(messages)
+    assert "rollout of rung 0 (primary): rejected: top-1 agreement" in daemon.log()
+
+
+@pytest.fixture(scope="module")
+def slow_model(tmp_path_factory) -> tuple[Path, float, float]:
+    """The primary with same logits and more compute, at least 4x its time on this machine
+    (the same FLOPs take 16 ms on one CPU and 50 ms on another): (model, fast ms, slow ms)."""
+    from .slow_model import slowed_copy
+    fast = median_ms(PRIMARY)
+    for products in (4, 8, 16, 32):
+        slow = slowed_copy(PRIMARY, tmp_path_factory.mktemp("slow") / "served.onnx",
+                           products=products)
+        slow_ms = median_ms(slow)
+        if slow_ms > 4 * fast:
+            return slow, fast, slow_ms
+    raise AssertionError(f"cannot make the primary 4x slower here: {slow_ms:.1f} vs {fast:.1f}")
+
+
+def _install(src: Path, dst: Path, name: str) -> None:
+    tmp = dst.with_name(".incoming.onnx")
+    shutil.copy(src, tmp)
+    meta = json.loads(src.with_suffix(".json").read_text())
+    meta["name"] = name
+    dst.with_suffix(".json").write_text(json.dumps(meta))
+    tmp.replace(dst)
+
+
+def test_a_slowed_copy_is_rejected_by_the_latency_gate(tmp_path, broker, subscriber, long_video,
+                                                       daemon_factory, slow_model):
+    slow, _, _ = slow_model
+    cfg, model = _setup(tmp_path, broker.port, long_video,
+                        {"min_frames": 15, "max_latency_ratio": 1.5})
+    daemon = daemon_factory(cfg)
+    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= 5, 30), daemon.log()
+    _install(slow, model, "served-slow")
+    _reload(daemon)
+    assert subscriber.wait_for(lambda: "rejected" in _states(subscriber), 60), daemon.log()
+    code, _ = daemon.terminate()
+    assert code == 0
+    rejected = _rollouts(subscriber)[-1]
+    assert rejected["agreement"] == 1.0, "same logits: only its speed is wrong"
+    assert "limit 1.5x" in rejected["reason"]
+    lat = rejected["latency_ms"]
+    assert lat["candidate"]["p95"] > 1.5 * lat["current"]["p95"]
+    assert _models_in_order(_classifications(subscriber)) == ["served-v1"]
+
+
+def test_a_promoted_model_over_the_latency_budget_is_rolled_back_within_the_watch(
+        tmp_path, broker, subscriber, long_video, daemon_factory, slow_model):
+    # The gate lets it through (ratio 100); live, its p95 is above the device's latency budget
+    # (calibrated between the two models here), so the watch rolls it back.
+    slow, fast_ms, slow_ms = slow_model
+    budget = round((fast_ms * slow_ms) ** 0.5, 2)
+    cfg, model = _setup(tmp_path, broker.port, long_video,
+                        {"min_frames": 10, "max_latency_ratio": 100, "watch_s": 120},
+                        {"fallback": {"latency_budget_ms": budget}})
+    daemon = daemon_factory(cfg)
+    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= 5, 30), daemon.log()
+    _install(slow, model, "served-slow")
+    _reload(daemon)
+    assert subscriber.wait_for(lambda: "rolled_back" in _states(subscriber), 60), \
+        (_rollouts(subscriber), daemon.log()[-3000:])
+    seen = len(_classifications(subscriber))
+    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= seen + 5, 20)
+    code, _ = daemon.terminate()
+    assert code == 0
+    assert _states(subscriber) == ["building", "shadow", "promoted", "rolled_back"]
+    back = _rollouts(subscriber)[-1]
+    assert f"over the budget of {budget:.2f} ms" in back["reason"]
+    assert _models_in_order(_classifications(subscriber)) == ["served-v1", "served-slow",
+                                                               "served-v1"]
+    _assert_seq_and_frames_clean(_classifications(subscriber))
+    record = json.loads((cfg / "state" / "models" / "rollout.json").read_text())["primary"]
+    assert record["refused"][-1]["sha256"] == back["candidate"]["sha256"]
+    assert record["current"]["sha256"] == back["current"]["sha256"]
+
+
+def _rollback(cfg: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgeswin", "rollback", "-c", str(cfg), *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+
+
+def test_edgeswin_rollback_restores_the_previous_model_through_the_daemon(
+        tmp_path, broker, subscriber, long_video, daemon_factory):
+    cfg, model = _setup(tmp_path, broker.port, long_video, {"min_frames": 10, "watch_s": 0})
+    none = _rollback(cfg)
+    assert none.returncode == 1 and "no running daemon answers" in none.stderr
+    daemon = daemon_factory(cfg)
+    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= 5, 30), daemon.log()
+    assert oct((cfg / "state" / "control.sock").stat().st_mode & 0o777) == "0o600"
+    reexported(PRIMARY, model, "served-v2")
+    _reload(daemon)
+    assert subscriber.wait_for(lambda: "promoted" in _states(subscriber), 40), daemon.log()
+    assert subscriber.wait_for(lambda: _classifications(subscriber)[-1]["model"] == "served-v2",
+                               10)
+    done = _rollback(cfg)
+    assert done.returncode == 0, (done.stdout, done.stderr, daemon.log()[-2000:])
+    assert "rolled_back" in done.stdout
+    seen = len(_classifications(subscriber))
+    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= seen + 5, 20)
+    again = _rollback(cfg, "--rung", "0")
+    assert again.returncode == 1 and "no previous model" in again.stderr
+    wrong = _rollback(cfg, "--rung", "7")
+    assert wrong.returncode == 1 and "no engine rung 7" in wrong.stderr
+    code, _ = daemon.terminate()
+    assert code == 0
+    assert _states(subscriber)[-1] == "rolled_back"
+    assert _models_in_order(_classifications(subscriber)) == ["served-v1", "served-v2",
+                                                               "served-v1"]
+    _assert_seq_and_frames_clean(_classifications(subscriber))
+    assert not (cfg / "state" / "control.sock").exists(), "removed at exit"
+
+
+def test_a_daemon_killed_during_shadow_comes_back_on_the_current_model(
+        tmp_path, broker, subscriber, long_video, daemon_factory):
+    cfg, model = _setup(tmp_path, broker.port, long_video, {"min_frames": 100_000})
+    daemon = daemon_factory(cfg)
+    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= 5, 30), daemon.log()
+    reexported(PRIMARY, model, "served-v2")
+    _reload(daemon)
+    assert subscriber.wait_for(lambda: "shadow" in _states(subscriber), 40), daemon.log()
+    daemon.proc.kill()
+    daemon.proc.wait()
+    restarted = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    again = daemon_factory(cfg)
+
+    def since_restart() -> list[str]:
+        # The outbox may still deliver the first run's messages, and QoS 1 may deliver a
+        # retained message published before the connection twice: one of each.
+        said = dict.fromkeys((m["state"], m["ts"]) for m in _rollouts(subscriber)
+                             if m["ts"] >= restarted)
+        return [state for state, _ in said]  # as _states()
+    assert subscriber.wait_for(lambda: since_restart() == ["building", "shadow"], 40), \
+        (_rollouts(subscriber), again.log())
+    after = len(_classifications(subscriber))
+    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= after + 5, 20)
+    cancel = _rollback(cfg)  # nothing promoted yet: going back cancels the rollout
+    assert cancel.returncode == 0 and "is cancelled" in cancel.stdout, cancel
+    assert subscriber.wait_for(lambda: _states(subscriber)[-1] == "rejected", 10)
+    code, _ = again.terminate()
+    assert code == 0
+    assert "served.onnx changed: rolling it out" in again.log()
+    assert _rollouts(subscriber)[-1]["reason"] == "cancelled by edgeswin rollback"
+    assert {m["model"] for m in _classifications(subscriber)} == {"served-v1"}
+
+
+def test_a_model_with_other_labels_needs_check_images(tmp_path, broker, subscriber, long_video,
+                                                      daemon_factory):
+    cfg, model = _setup(tmp_path, broker.port, long_video, {"min_frames": 5})
+    daemon = daemon_factory(cfg)
+    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= 3, 30), daemon.log()
+    relabelled(PRIMARY, model, "served-relabelled")
+    _reload(daemon)
+    assert subscriber.wait_for(lambda: "rejected" in _states(subscriber), 40), daemon.log()
+    assert "rollout.check_images is not set" in _rollouts(subscriber)[-1]["reason"]
+    # With a labelled folder the candidate is judged on it: reversed labels score badly.
+    folder = make_image_folder(tmp_path / "check", per_class=2, seed=5)
+    text = (cfg / "edgeswin.yaml").read_text().replace(
+        "min_frames: 5", f"min_frames: 5\n  check_images: {folder}")
+    (cfg / "edgeswin.yaml").write_text(text)
+    relabelled(PRIMARY, model, "served-relabelled-2")  # other bytes: a new candidate
+    _reload(daemon)
+    assert subscriber.wait_for(lambda: _states(subscriber).count("rejected") == 2, 40), \
+        daemon.log()
+    code, _ = daemon.terminate()
+    assert code == 0
+    assert "on check_images" in _rollouts(subscriber)[-1]["reason"]
+    assert {m["model"] for m in _classifications(subscriber)} == {"served-v1"}
+    assert os.path.isdir(folder)
+
+
+def test_a_corrupt_model_file_is_rejected_and_named(tmp_path, broker, subscriber, long_video,
+                                                    daemon_factory):
+    cfg, model = _setup(tmp_path, broker.port, long_video, {"min_frames": 5})
+    daemon = daemon_factory(cfg)
+    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= 3, 30), daemon.log()
+    tmp = model.with_name(".partial.onnx")
+    tmp.write_bytes(PRIMARY.read_bytes()[:100_000])  # an update cut short
+    tmp.replace(model)
+    _reload(daemon)
+    assert subscriber.wait_for(lambda: "rejected" in _states(subscriber), 40), daemon.log()
+    seen = len(_classifications(subscriber))
+    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= seen + 5, 20)
+    code, _ = daemon.terminate()
+    assert code == 0
+    assert _rollouts(subscriber)[-1]["reason"].startswith(f"could not open {model}")
+    assert {m["model"] for m in _classifications(subscriber)} == {"served-v1"}
