@@ -194,12 +194,6 @@ class Capture:
         next_due = time.monotonic()
         self._reconnect.clear()
         while not self._stop.is_set():
-            if self._paced_by_consumer:
-                while not self._taken.wait(0.2):
-                    if self._stop.is_set():
-                        return "stopped"
-                self._taken.clear()
-                self.last_frame_mono = time.monotonic()  # waiting on the engine is no stall
             t0 = time.perf_counter()
             ok, image = cap.read()
             decode_ms = (time.perf_counter() - t0) * 1000
@@ -215,10 +209,17 @@ class Capture:
                     return "ended"
                 cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                 index = 0
-                self._taken.set()  # nothing new was handed on
                 continue
-            now = time.monotonic()
             prepared = self._prepare(image)
+            if self._paced_by_consumer:
+                # One frame ahead: this one was decoded and prepared while the consumer had
+                # the previous one, and is handed on once that one is taken. Every decoded
+                # frame is classified; none waits in a queue.
+                while not self._taken.wait(0.2):
+                    if self._stop.is_set():
+                        return "stopped"
+                self._taken.clear()
+            now = time.monotonic()
             with self._lock:
                 self._seq += 1
                 self._latest = Frame(self.name, image, self._seq, index, time.time(), now,

@@ -1,0 +1,119 @@
+"""The CPU resize against exact INTER_AREA: how far the daemon's shortcut strays, whether the
+demo model notices, and what it costs per frame.
+
+Three ways from a camera frame to the 112x112 input, on rendered scenes of known label at
+1920x1080 and 640x360: exact INTER_AREA from the full frame; the earlier shortcut (shrink
+bilinearly to at most 4x the target, then INTER_AREA at whatever factor is left); and
+`preprocess.py` today (shrink bilinearly to a whole multiple, at most 4x, of the target, so
+INTER_AREA takes its box-average fast path; normalise with one cv2.transform).
+
+    .venv/bin/python benchmarks/preprocess_study.py [--scenes 150] [-o results/preprocess-study.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from edgeswin.engine import open_engine  # noqa: E402
+from edgeswin.preprocess import PRE_SHRINK, Preprocessor  # noqa: E402
+from edgeswin.scenes import random_scene  # noqa: E402
+
+
+def exact(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def earlier(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    h, w = image.shape[:2]
+    pre = (min(w, PRE_SHRINK * size[0]), min(h, PRE_SHRINK * size[1]))
+    if pre != (w, h):
+        image = cv2.resize(image, pre, interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def earlier_normalise(prep: Preprocessor, small: np.ndarray) -> np.ndarray:
+    x = small[:, :, ::-1].astype(np.float32) * prep._gain + prep._bias
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+def _ms(fn, frames: list[np.ndarray]) -> float:
+    fn(frames[0])
+    t0 = time.perf_counter()
+    for frame in frames:
+        fn(frame)
+    return round((time.perf_counter() - t0) / len(frames) * 1000, 3)
+
+
+def study(scenes: int) -> dict:
+    engine = open_engine(REPO / "models" / "swin-demo-112.onnx", "onnxruntime")
+    spec = engine.info.input
+    size = (spec.width, spec.height)
+    prep = Preprocessor(spec)
+    out: dict = {"model": "swin-demo-112", "scenes": scenes, "opencv": cv2.__version__}
+    for width, height in ((1920, 1080), (640, 360)):
+        rng = np.random.default_rng(2026)
+        frames, labels = [], []
+        for _ in range(scenes):
+            image, label = random_scene(rng, width, height)
+            frames.append(image)
+            labels.append(label)
+        ways = {
+            "exact_area": lambda f: earlier_normalise(prep, exact(f, size)),
+            "earlier": lambda f: earlier_normalise(prep, earlier(f, size)),
+            "now": prep,
+        }
+        row: dict = {}
+        reference = [exact(f, size).astype(np.float32) for f in frames]
+        for name, fn in ways.items():
+            right = sum(int(np.argmax(engine.infer(fn(f))) == label)
+                        for f, label in zip(frames, labels))
+            row[name] = {"top1": f"{right}/{scenes}"}
+        # Timed in 3 alternating rounds, the fastest kept: this machine's speed drifts.
+        for name, times in zip(ways, zip(*[[_ms(fn, frames) for fn in ways.values()]
+                                           for _ in range(3)])):
+            row[name]["ms_per_frame"] = min(times)
+        for name, resize in (("earlier", earlier), ("now", None)):
+            if resize is None:  # today's resize, taken from the preprocessor's own steps
+                def resize(f, size=size):
+                    h, w = f.shape[:2]
+                    pre = (min(w // size[0], PRE_SHRINK) * size[0],
+                           min(h // size[1], PRE_SHRINK) * size[1])
+                    if pre != (w, h):
+                        f = cv2.resize(f, pre, interpolation=cv2.INTER_LINEAR)
+                    return cv2.resize(f, size, interpolation=cv2.INTER_AREA)
+            diffs = [float(np.abs(resize(f, size).astype(np.float32) - ref).mean())
+                     for f, ref in zip(frames, reference)]
+            row[name]["mean_abs_levels_vs_exact"] = round(float(np.mean(diffs)), 3)
+        # The preprocessor's own output against its resize normalised the earlier way: the
+        # cv2.transform normalisation must be the same arithmetic.
+        worst = max(float(np.abs(prep(f) - earlier_normalise(prep, resize(f, size))).max())
+                    for f in frames[:20])
+        row["now"]["normalise_max_abs_diff"] = worst
+        out[f"{width}x{height}"] = row
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", type=int, default=150)  # per frame size
+    parser.add_argument("-o", "--output", type=Path)
+    args = parser.parse_args()
+    result = study(args.scenes)
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.output:
+        args.output.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
