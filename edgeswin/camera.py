@@ -210,23 +210,23 @@ class Capture:
                 cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                 index = 0
                 continue
+            read_at, read_wall = time.monotonic(), time.time()  # latency counts from here
             prepared = self._prepare(image)
             if self._paced_by_consumer:
                 # One frame ahead: this one was decoded and prepared while the consumer had
                 # the previous one, and is handed on once that one is taken. Every decoded
-                # frame is classified; none waits in a queue.
+                # frame is classified, and at most this one waits.
                 while not self._taken.wait(0.2):
                     if self._stop.is_set():
                         return "stopped"
                 self._taken.clear()
-            now = time.monotonic()
             with self._lock:
                 self._seq += 1
-                self._latest = Frame(self.name, image, self._seq, index, time.time(), now,
+                self._latest = Frame(self.name, image, self._seq, index, read_wall, read_at,
                                      decode_ms, prepared)
             index += 1
             self.frames_read += 1
-            self.last_frame_mono = now
+            self.last_frame_mono = time.monotonic()  # waiting on the consumer is no stall
             self.failures = 0
             self._set_state("online", "frames arriving")
             self._on_frame()

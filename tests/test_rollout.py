@@ -392,3 +392,51 @@ def test_a_corrupt_model_file_is_rejected_and_named(tmp_path, broker, subscriber
     assert code == 0
     assert _rollouts(subscriber)[-1]["reason"].startswith(f"could not open {model}")
     assert {m["model"] for m in _classifications(subscriber)} == {"served-v1"}
+
+
+def test_a_tensorrt_rung_rolls_out_through_a_build_and_an_engine_error_rolls_it_back(
+        tmp_path, broker, subscriber, long_video, trt):
+    # The daemon in this process with the TensorRT double: the candidate's plan is built in
+    # the background like any TensorRT rung's, and a promoted engine that fails an enqueue
+    # while watched is rolled back at once; the daemon runs on.
+    import threading
+
+    from edgeswin.config import load_config
+    from edgeswin.pipeline import Daemon
+    tensorrt, _ = trt
+    cfg, model = _setup(tmp_path, broker.port, long_video, {"min_frames": 10, "watch_s": 120})
+    text = (cfg / "edgeswin.yaml").read_text()
+    (cfg / "edgeswin.yaml").write_text(text.replace("name: primary", "name: primary\n  "
+                                                    "backend: tensorrt\n  precision: fp16"))
+    daemon = Daemon(load_config(cfg))
+    runner = threading.Thread(target=daemon.run, name="daemon-under-test")
+    runner.start()
+    try:
+        assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= 5, 60)
+        assert _classifications(subscriber)[-1]["model"] == "served-v1-fp16"
+        reexported(PRIMARY, model, "served-v2")
+        daemon.request_reload()
+        assert subscriber.wait_for(lambda: "promoted" in _states(subscriber), 60), \
+            _rollouts(subscriber)
+        assert "a TensorRT build first" in _rollouts(subscriber)[0]["reason"]
+        # A plan built on the device names its precision.
+        assert subscriber.wait_for(lambda: _classifications(subscriber)[-1]["model"] ==
+                                   "served-v2-fp16", 10), _classifications(subscriber)[-1]
+        tensorrt.faults["enqueue"] = 1  # the promoted engine's next inference fails
+        assert subscriber.wait_for(lambda: "rolled_back" in _states(subscriber), 20), \
+            _rollouts(subscriber)
+        seen = len(_classifications(subscriber))
+        assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= seen + 5, 20)
+        assert runner.is_alive() and not daemon.failure
+    finally:
+        daemon.request_stop("test done")
+        runner.join(30)
+    assert not runner.is_alive()
+    back = _rollouts(subscriber)[-1]
+    assert back["reason"].startswith("engine error: EngineRunError") and \
+        "refused to enqueue" in back["reason"]
+    assert _models_in_order(_classifications(subscriber)) == ["served-v1-fp16", "served-v2-fp16",
+                                                               "served-v1-fp16"]
+    _assert_seq_and_frames_clean(_classifications(subscriber))
+    plans = list((cfg / "state" / "engines").glob("served-fp16-*.engine"))
+    assert len(plans) == 2, "a plan for each model, built on this device"

@@ -46,7 +46,18 @@ if SURFACE_VERSION not in _BUILD:
 __version__ = f"{SURFACE_VERSION}.{_BUILD[SURFACE_VERSION]}"
 MAJOR = int(SURFACE_VERSION.split(".")[0])
 MAGIC = b"FTRTPLAN"
-faults: dict[str, bool] = {}  # tests may set "enqueue" to make the next enqueues fail
+# Tests may set "enqueue": True makes every enqueue fail until cleared, a number that many.
+faults: dict[str, bool | int] = {}
+
+
+def _fault(name: str) -> bool:
+    value = faults.get(name)
+    if value is True:
+        return True
+    if isinstance(value, int) and value > 0:
+        faults[name] = value - 1
+        return True
+    return False
 _LOGGER_OF_CONFIG = None  # set by the Builder: where builder-config errors are logged
 
 
@@ -273,7 +284,7 @@ class IExecutionContext:
         _need_context("execute_async_v3")
         engine = self.engine
         missing = [t["name"] for t in engine._io if t["name"] not in self._addresses]
-        if missing or faults.get("enqueue"):
+        if missing or _fault("enqueue"):
             detail = (f"Neither address or allocator is set for output tensor {missing[0]}"
                       if missing else "Cuda Runtime (an illegal instruction was encountered)")
             engine._logger.log(ILogger.Severity.ERROR, f"3: [executionContext.cpp::enqueueV3] "
