@@ -119,8 +119,6 @@ class ModelRollouts:
         """A reload: the new rollout settings apply now; each of `rungs` (settings otherwise
         unchanged) whose model file differs from what it serves and rolls out gets a rollout."""
         self.cfg = cfg
-        if not cfg.enabled:
-            return
         for rung in rungs:
             spec = specs[rung]
             configured = Path(spec.model)
@@ -133,6 +131,10 @@ class ModelRollouts:
             pending = [r.candidate.sha256 for r in self._all() if r.rung == rung]
             current = self.serving.get(rung)
             if (current and current.sha256 == sha) or sha in pending:
+                continue
+            if not cfg.enabled:
+                log.warning("reload: engine rung %d (%s): %s changed; rollout.enabled is false, "
+                            "so it serves from the next restart", rung, spec.name, configured)
                 continue
             refused = self.store.refused(spec.name, sha)
             if refused:

@@ -440,3 +440,24 @@ def test_a_tensorrt_rung_rolls_out_through_a_build_and_an_engine_error_rolls_it_
     _assert_seq_and_frames_clean(_classifications(subscriber))
     plans = list((cfg / "state" / "engines").glob("served-fp16-*.engine"))
     assert len(plans) == 2, "a plan for each model, built on this device"
+
+
+def test_with_rollout_off_a_changed_model_waits_for_the_restart(tmp_path, broker, subscriber,
+                                                                 long_video, daemon_factory):
+    cfg, model = _setup(tmp_path, broker.port, long_video, {"enabled": False})
+    daemon = daemon_factory(cfg)
+    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= 3, 30), daemon.log()
+    reexported(PRIMARY, model, "served-v2")
+    _reload(daemon)
+    assert subscriber.wait_for(lambda: "rollout.enabled is false, so it serves from the next "
+                               "restart" in daemon.log(), 10), daemon.log()
+    seen = len(_classifications(subscriber))
+    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= seen + 5, 20)
+    assert daemon.terminate()[0] == 0
+    assert _rollouts(subscriber) == []
+    assert {m["model"] for m in _classifications(subscriber)} == {"served-v1"}
+    again = daemon_factory(cfg)  # the restart takes it, with no rollout
+    assert subscriber.wait_for(lambda: _classifications(subscriber)[-1]["model"] == "served-v2",
+                               30), again.log()
+    assert again.terminate()[0] == 0
+    assert _rollouts(subscriber) == []
