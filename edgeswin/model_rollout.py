@@ -75,11 +75,8 @@ class ModelRollouts:
         out = []
         for rung, spec in enumerate(specs):
             configured = Path(spec.model)
-            try:
-                sha = sha256_of(configured)
-            except OSError as exc:
-                log.warning("engine rung %d (%s): cannot read %s: %s", rung, spec.name,
-                            configured, exc)
+            sha = _sha256_or_say(rung, spec)
+            if sha is None:
                 out.append(spec)
                 continue
             entry = self.store.record.get(spec.name, {})
@@ -122,11 +119,8 @@ class ModelRollouts:
         for rung in rungs:
             spec = specs[rung]
             configured = Path(spec.model)
-            try:
-                sha = sha256_of(configured)
-            except OSError as exc:
-                log.error("reload: engine rung %d (%s): cannot read %s: %s", rung, spec.name,
-                          configured, exc)
+            sha = _sha256_or_say(rung, spec)
+            if sha is None:
                 continue
             pending = [r.candidate.sha256 for r in self._all() if r.rung == rung]
             current = self.serving.get(rung)
@@ -441,6 +435,16 @@ class ModelRollouts:
                 close_engine(ro.previous.engine)
             if ro.request is not None:
                 ro.request.reply(False, "the daemon is stopping")
+
+
+def _sha256_or_say(rung: int, spec: EngineRung) -> str | None:
+    """The model file's sha256, or None after saying why it cannot be read (the rung then
+    loads or keeps what it has, and its own errors speak)."""
+    try:
+        return sha256_of(Path(spec.model))
+    except OSError as exc:
+        log.error("engine rung %d (%s): cannot read %s: %s", rung, spec.name, spec.model, exc)
+        return None
 
 
 def _timed(active: ActiveEngine, image) -> tuple[np.ndarray, float]:

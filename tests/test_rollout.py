@@ -116,6 +116,17 @@ def _setup(tmp_path: Path, port: int, video: Path, rollout: dict,
     return cfg, model
 
 
+def _serving(tmp_path: Path, broker, subscriber: Subscriber, video: Path, daemon_factory,
+             rollout: dict, device: dict | None = None, frames: int = 5):
+    """A daemon on `_setup`'s config that has published `frames` classifications:
+    (config dir, model file, daemon)."""
+    cfg, model = _setup(tmp_path, broker.port, video, rollout, device)
+    daemon = daemon_factory(cfg)
+    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= frames, 30), \
+        daemon.log()
+    return cfg, model, daemon
+
+
 def _rollouts(sub: Subscriber) -> list[dict]:
     return sub.json_on(f"{ROOT}/rollout")
 
@@ -152,9 +163,8 @@ def _reload(daemon) -> None:
 
 def test_the_same_model_exported_again_is_promoted_between_two_frames(
         tmp_path, broker, subscriber, long_video, daemon_factory):
-    cfg, model = _setup(tmp_path, broker.port, long_video, {"min_frames": 25, "watch_s": 2})
-    daemon = daemon_factory(cfg)
-    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= 5, 30), daemon.log()
+    cfg, model, daemon = _serving(tmp_path, broker, subscriber, long_video, daemon_factory,
+                                  {"min_frames": 25, "watch_s": 2})
     reexported(PRIMARY, model, "served-v2")  # the update replaces the file in place
     _reload(daemon)
     assert subscriber.wait_for(lambda: _states(subscriber)[-1:] == ["promoted"] and
@@ -187,9 +197,8 @@ def test_the_same_model_exported_again_is_promoted_between_two_frames(
 
 def test_a_model_with_random_weights_is_rejected_and_the_current_one_keeps_serving(
         tmp_path, broker, subscriber, long_video, daemon_factory):
-    cfg, model = _setup(tmp_path, broker.port, long_video, {"min_frames": 20})
-    daemon = daemon_factory(cfg)
-    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= 5, 30), daemon.log()
+    cfg, model, daemon = _serving(tmp_path, broker, subscriber, long_video, daemon_factory,
+                                  {"min_frames": 20})
     random_weights(PRIMARY, model, "served-random")
     _reload(daemon)
     assert subscriber.wait_for(lambda: "rejected" in _states(subscriber), 40), daemon.log()
@@ -235,10 +244,8 @@ def _install(src: Path, dst: Path, name: str) -> None:
 def test_a_slowed_copy_is_rejected_by_the_latency_gate(tmp_path, broker, subscriber, long_video,
                                                        daemon_factory, slow_model):
     slow, _, _ = slow_model
-    cfg, model = _setup(tmp_path, broker.port, long_video,
-                        {"min_frames": 15, "max_latency_ratio": 1.5})
-    daemon = daemon_factory(cfg)
-    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= 5, 30), daemon.log()
+    cfg, model, daemon = _serving(tmp_path, broker, subscriber, long_video, daemon_factory,
+                                  {"min_frames": 15, "max_latency_ratio": 1.5})
     _install(slow, model, "served-slow")
     _reload(daemon)
     assert subscriber.wait_for(lambda: "rejected" in _states(subscriber), 60), daemon.log()
@@ -258,11 +265,10 @@ def test_a_promoted_model_over_the_latency_budget_is_rolled_back_within_the_watc
     # (calibrated between the two models here), so the watch rolls it back.
     slow, fast_ms, slow_ms = slow_model
     budget = round((fast_ms * slow_ms) ** 0.5, 2)
-    cfg, model = _setup(tmp_path, broker.port, long_video,
-                        {"min_frames": 10, "max_latency_ratio": 100, "watch_s": 120},
-                        {"fallback": {"latency_budget_ms": budget}})
-    daemon = daemon_factory(cfg)
-    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= 5, 30), daemon.log()
+    cfg, model, daemon = _serving(
+        tmp_path, broker, subscriber, long_video, daemon_factory,
+        {"min_frames": 10, "max_latency_ratio": 100, "watch_s": 120},
+        {"fallback": {"latency_budget_ms": budget}})
     _install(slow, model, "served-slow")
     _reload(daemon)
     assert subscriber.wait_for(lambda: "rolled_back" in _states(subscriber), 60), \
@@ -320,9 +326,8 @@ def test_edgeswin_rollback_restores_the_previous_model_through_the_daemon(
 
 def test_a_daemon_killed_during_shadow_comes_back_on_the_current_model(
         tmp_path, broker, subscriber, long_video, daemon_factory):
-    cfg, model = _setup(tmp_path, broker.port, long_video, {"min_frames": 100_000})
-    daemon = daemon_factory(cfg)
-    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= 5, 30), daemon.log()
+    cfg, model, daemon = _serving(tmp_path, broker, subscriber, long_video, daemon_factory,
+                                  {"min_frames": 100_000})
     reexported(PRIMARY, model, "served-v2")
     _reload(daemon)
     assert subscriber.wait_for(lambda: "shadow" in _states(subscriber), 40), daemon.log()
@@ -353,9 +358,8 @@ def test_a_daemon_killed_during_shadow_comes_back_on_the_current_model(
 
 def test_a_model_with_other_labels_needs_check_images(tmp_path, broker, subscriber, long_video,
                                                       daemon_factory):
-    cfg, model = _setup(tmp_path, broker.port, long_video, {"min_frames": 5})
-    daemon = daemon_factory(cfg)
-    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= 3, 30), daemon.log()
+    cfg, model, daemon = _serving(tmp_path, broker, subscriber, long_video, daemon_factory,
+                                  {"min_frames": 5}, frames=3)
     relabelled(PRIMARY, model, "served-relabelled")
     _reload(daemon)
     assert subscriber.wait_for(lambda: "rejected" in _states(subscriber), 40), daemon.log()
@@ -378,9 +382,8 @@ def test_a_model_with_other_labels_needs_check_images(tmp_path, broker, subscrib
 
 def test_a_corrupt_model_file_is_rejected_and_named(tmp_path, broker, subscriber, long_video,
                                                     daemon_factory):
-    cfg, model = _setup(tmp_path, broker.port, long_video, {"min_frames": 5})
-    daemon = daemon_factory(cfg)
-    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= 3, 30), daemon.log()
+    cfg, model, daemon = _serving(tmp_path, broker, subscriber, long_video, daemon_factory,
+                                  {"min_frames": 5}, frames=3)
     tmp = model.with_name(".partial.onnx")
     tmp.write_bytes(PRIMARY.read_bytes()[:100_000])  # an update cut short
     tmp.replace(model)
@@ -444,9 +447,8 @@ def test_a_tensorrt_rung_rolls_out_through_a_build_and_an_engine_error_rolls_it_
 
 def test_with_rollout_off_a_changed_model_waits_for_the_restart(tmp_path, broker, subscriber,
                                                                  long_video, daemon_factory):
-    cfg, model = _setup(tmp_path, broker.port, long_video, {"enabled": False})
-    daemon = daemon_factory(cfg)
-    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= 3, 30), daemon.log()
+    cfg, model, daemon = _serving(tmp_path, broker, subscriber, long_video, daemon_factory,
+                                  {"enabled": False}, frames=3)
     reexported(PRIMARY, model, "served-v2")
     _reload(daemon)
     assert subscriber.wait_for(lambda: "rollout.enabled is false, so it serves from the next "
