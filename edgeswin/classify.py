@@ -47,12 +47,11 @@ def classify(active: ActiveEngine, root: str, cam: CameraRuntime, region: Region
         # The frame's last region: a consumer-paced file decodes the next one meanwhile.
         cam.capture.taken(frame.seq)
     cam.taken(frame)
+    image = frame.image
     if region.config is None and frame.prepared is not None \
             and frame.prepared[0] is active.preprocess:
         x, prep_ms = frame.prepared[1], frame.prepared[2]
-        image = frame.image
     else:
-        image = frame.image
         if region.config is not None:
             spec = active.engine.info.input
             image = crop(image, region.config.box, region.config.aspect, (spec.width, spec.height))

@@ -166,19 +166,23 @@ class EngineLadder:
         return activate(rung, spec, engine, self.kernel_dir)
 
     def _start_build(self, rung: int, spec: EngineRung) -> None:
-        model = Path(spec.model)
-
-        def load(path: Path):
-            return open_engine(path, "tensorrt", host_code_allowed=spec.host_code_allowed)
-
         def done(report: BuildReport, engine) -> None:  # on the build thread
             with self._wake:
                 self._arrived.append((rung, spec, report, engine))
                 self._wake.notify()
 
-        self.builds[spec.name] = self.cache.build_later(
-            model, spec.precision, load, lambda: open_engine(model, "onnxruntime"),
-            self._check_frames, done, spec.dla_core, self._progressed.set)
+        self.builds[spec.name] = self._build_later(spec, done, self._progressed.set)
+
+    def _build_later(self, spec: EngineRung, done: Callable[[BuildReport, object], None],
+                     progressed: Callable[[], None] = lambda: None) -> BuildReport:
+        """Build the rung's ONNX model into a TensorRT plan on a background thread, checked
+        against ONNX Runtime on the cameras' frames; `done(report, engine-or-None)`."""
+        model = Path(spec.model)
+        return self.cache.build_later(
+            model, spec.precision,
+            lambda path: open_engine(path, "tensorrt", host_code_allowed=spec.host_code_allowed),
+            lambda: open_engine(model, "onnxruntime"), self._check_frames, done,
+            spec.dla_core, progressed)
 
     def prepare(self, spec: EngineRung, done: Callable[[object | None, str], None]) -> None:
         """Open another model for a rung on a background thread (building its TensorRT plan
@@ -191,15 +195,9 @@ class EngineLadder:
                 if spec.backend == "tensorrt" and model.suffix == ".onnx":
                     cached = self.cache.find(model, spec.precision, spec.dla_core)
                     if cached is None:
-                        self.cache.build_later(
-                            model, spec.precision,
-                            lambda path: open_engine(path, "tensorrt",
-                                                     host_code_allowed=spec.host_code_allowed),
-                            lambda: open_engine(model, "onnxruntime"), self._check_frames,
-                            lambda report, engine: done(engine, "" if engine else
-                                                        f"engine build {report.state}: "
-                                                        f"{report.detail}"),
-                            spec.dla_core)
+                        self._build_later(spec, lambda report, engine: done(
+                            engine, "" if engine else
+                            f"engine build {report.state}: {report.detail}"))
                         return
                     engine = open_engine(cached, "tensorrt",
                                          host_code_allowed=spec.host_code_allowed)

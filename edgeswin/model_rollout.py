@@ -63,7 +63,7 @@ class ModelRollouts:
         self.queue: list[Rollout] = []
         self.events: dict[str, int] = {}  # state -> how many times it was entered (metrics)
         self._opened: tuple[Rollout, object | None, str] | None = None  # from the open thread
-        self._sample: tuple[ActiveEngine, object, np.ndarray | None, float] | None = None
+        self._sample: tuple[object, np.ndarray | None, float] | None = None  # image, output, ms
         self._offers = 0
         self._closed = False
 
@@ -237,7 +237,7 @@ class ModelRollouts:
         if ro is None or ro.state != "shadow":
             return []
         same = active.rung == ro.rung
-        self._sample = (active, image, output if same else None, infer_ms)
+        self._sample = (image, output if same else None, infer_ms)
         self._offers += 1
         if self._offers % self.cfg.shadow_every == 0:
             return self._shadow()
@@ -254,7 +254,7 @@ class ModelRollouts:
         self._sample = None
         if ro is None or sample is None or ro.engine is None or ro.comparison is None:
             return []
-        active, image, output, infer_ms = sample
+        image, output, infer_ms = sample
         current = self.ladder.rungs[ro.rung]
         if current is None:
             return []
