@@ -65,16 +65,24 @@ def _state_dir(config_dir: Path) -> str:
 
 
 def cmd_fallback_sim(args: argparse.Namespace) -> int:
-    from .config import FallbackConfig
+    from .config import FallbackConfig, dla_twins
+    from .schedule import governed_fps
     from .tools import simulate
 
+    options: dict = {}
     if args.config:
         config = load_config(args.config)
-        cfg, rungs = config.device.fallback, len(config.device.engines)
+        device = config.device
+        cfg, rungs = device.fallback, len(device.engines)
+        adjustable = any(governed_fps(s, 1, 1) != s.fps for e in config.cameras
+                         for s in ([e.config.for_region(r) for r in e.config.regions]
+                                   if e.config.regions else [e.config]))
+        options = {"fps_steps": cfg.fps_steps if adjustable else 0,
+                   "twins": dla_twins(device.engines), "total_rails": device.power.total_rails}
     else:
         cfg, rungs = FallbackConfig(), args.rungs
     try:
-        print("\n".join(simulate(args.trace, cfg, rungs)))
+        print("\n".join(simulate(args.trace, cfg, rungs, **options)))
     except (OSError, ValueError, KeyError) as exc:
         raise EdgeswinError(f"cannot replay {args.trace}: {exc}") from None
     return 0
@@ -219,9 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     back.add_argument("--timeout", type=float, default=600.0,
                       help="seconds to wait for the daemon to answer (opening a model)")
     back.set_defaults(func=cmd_rollback)
-    sim = sub.add_parser("fallback-sim", help="replay a sensor trace through the ladder policy")
+    sim = sub.add_parser("fallback-sim", help="replay a sensor trace through the fallback "
+                         "levers (fps, rung, dla, power_mode)")
     sim.add_argument("--trace", required=True, type=Path,
-                     help="CSV: t, latency_p95_ms, one column per thermal zone (C)")
+                     help="CSV: t, latency_p95_ms, one column per thermal zone (C), one per "
+                          "power rail in watts named <rail>_w")
     sim.add_argument("-c", "--config", type=Path, help="take fallback settings from this config")
     sim.add_argument("--rungs", type=int, default=2, help="ladder length without -c")
     sim.set_defaults(func=cmd_fallback_sim)

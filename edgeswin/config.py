@@ -194,13 +194,49 @@ class FallbackConfig(_Strict):
     latency_retry_s: float = Field(300.0, ge=0, le=DAY,
                                    description="Wait before retrying a rung left for being slow.")
     poll_s: float = Field(1.0, gt=0, le=3600, description="How often sensors are read.")
-    pinned_rung: int | None = Field(None, ge=0, description="Stay on this rung; no switching.")
+    pinned_rung: int | None = Field(None, ge=0, description="Stay on this rung: the rung and "
+                                    "dla levers never move (fps and power_mode still do).")
+    levers: list[Literal["fps", "rung", "dla", "power_mode"]] = Field(
+        ["fps", "rung"], min_length=1, description="What a step down changes, first lever "
+        "first; a step up undoes them in reverse order. fps: the cameras' rates toward their "
+        "min_fps; rung: the next smaller engine; dla: the active rung's DLA build; power_mode: "
+        "the next of power_modes.")
+    fps_steps: int = Field(2, ge=1, le=10, description="Steps from each camera's fps down to "
+                                                        "its min_fps.")
+    power_modes: list[str] = Field([], max_length=8, description="nvpmodel mode names (as in "
+                                   "the device's nvpmodel configuration) to step down through, "
+                                   "e.g. [\"15W\", \"7W\"]; for the power_mode lever.")
+    power_mode_command: list[str] = Field(
+        [], max_length=16, description="How to set a mode: a command with {id} for the mode "
+        "id, e.g. [nvpmodel, -m, \"{id}\"] when running as root. Empty: the daemon writes the "
+        "id to <state_dir>/power-mode.request for the root helper unit "
+        "(systemd/edgeswin-power-mode.path).")
 
     @model_validator(mode="after")
     def _hysteresis(self) -> FallbackConfig:
         if self.recover_below_c >= self.degrade_above_c:
             raise ValueError("recover_below_c must be below degrade_above_c (hysteresis)")
+        if len(set(self.levers)) != len(self.levers):
+            raise ValueError(f"levers: each lever once, got {self.levers}")
+        if "power_mode" in self.levers and not self.power_modes:
+            raise ValueError("levers has power_mode but power_modes is empty: name the nvpmodel "
+                             "modes to step down through (see `edgeswin probe`)")
+        if self.power_mode_command and not any("{id}" in a for a in self.power_mode_command):
+            raise ValueError("power_mode_command needs an {id} argument for the mode id")
         return self
+
+
+class PowerConfig(_Strict):
+    hwmon_root: str = Field("/sys/class/hwmon", description="Where hwmon*/ live: INA3221 "
+                            "(JetPack 5/6) and INA238 (JetPack 7) power monitors.")
+    devfreq_root: str = Field("/sys/class/devfreq", description="Where the GPU's devfreq node "
+                              "lives (load and clock).")
+    total_rails: list[str] = Field(["VDD_IN", "POM_5V_IN", "VIN"], description="The rail that "
+                                   "measures the whole module (first found, any case); none "
+                                   "found: the sum of every rail.")
+    nvpmodel_conf: str = Field("/etc/nvpmodel.conf", description="The device's nvpmodel "
+                               "configuration: mode ids and names.")
+    nvpmodel: str = Field("nvpmodel", description="The nvpmodel command (for -q).")
 
 
 class MetricsConfig(_Strict):
@@ -287,6 +323,21 @@ class RolloutConfig(_Strict):
         return str(path)
 
 
+def dla_twins(engines: list[EngineRung]) -> dict[int, int]:
+    """Rung index -> index of its DLA build: a later entry with the same model and dla_core
+    set (used by the dla lever; the rung lever then steps over those entries)."""
+    twins: dict[int, int] = {}
+    for i, rung in enumerate(engines):
+        if rung.dla_core is not None:
+            continue
+        for j, other in enumerate(engines):
+            if other.dla_core is not None and other.model == rung.model and j not in \
+                    twins.values():
+                twins[i] = j
+                break
+    return twins
+
+
 class DeviceConfig(_Strict):
     device_id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=NAME_MAX,
                            description="Unique name of this device.")
@@ -306,6 +357,8 @@ class DeviceConfig(_Strict):
                                                description="Home Assistant MQTT discovery.")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig,
                                    description="How a changed model takes over (on reload).")
+    power: PowerConfig = Field(default_factory=PowerConfig,
+                               description="Power rails, GPU load and nvpmodel mode to report.")
 
     @field_validator("state_dir")
     @classmethod
@@ -320,6 +373,9 @@ class DeviceConfig(_Strict):
         if pinned is not None and pinned >= len(self.engines):
             raise ValueError(f"fallback.pinned_rung {pinned} but the ladder has "
                              f"{len(self.engines)} rung(s)")
+        if "dla" in self.fallback.levers and not dla_twins(self.engines):
+            raise ValueError("fallback.levers has dla but no rung has a DLA build: add an "
+                             "engines entry with the same model and dla_core set")
         return self
 
     @property
@@ -429,6 +485,8 @@ class RegionConfig(_Strict):
         description="x0, y0, x1, y1 as fractions (0..1) of the frame width and height.")
     fps: float | None = Field(None, ge=0, le=1000,
                               description="Inferences per second; default: the camera's.")
+    min_fps: float | None = Field(None, gt=0, le=1000, description="The fps lever's floor; "
+                                  "default: the camera's min_fps, capped at this region's fps.")
     aspect: Literal["squash", "letterbox", "center-crop"] = Field(
         "squash", description="How the crop meets the model input: squash (stretch), letterbox "
                               "(pad) or center-crop.")
@@ -454,6 +512,9 @@ class CameraConfig(_Strict):
     source: str = Field(description="file path, rtsp://, http://, v4l2:///dev/videoN, gst: ...")
     enabled: bool = Field(True, description="Set false to keep the file but not run the camera.")
     fps: float = Field(5.0, ge=0, le=1000, description="Inferences per second; 0 = every new frame.")
+    min_fps: float | None = Field(None, gt=0, le=1000, description="The lowest rate the fps "
+                                  "lever may lower it to when the device is hot or slow; "
+                                  "default: its fps (never lowered).")
     loop: bool = Field(False, description="Files only: start again at the end.")
     realtime: bool = Field(True, description="Files only: deliver frames at the file's own rate.")
     stall_s: float = Field(10.0, gt=0, le=DAY, description="No frame for this long counts as a stall.")
@@ -489,6 +550,11 @@ class CameraConfig(_Strict):
                   if getattr(region, k) is not None}
         if region.fps is not None:
             update["fps"] = region.fps
+        fps = update.get("fps", self.fps)
+        floor = region.min_fps if region.min_fps is not None else self.min_fps
+        if region.min_fps is None and floor is not None and fps > 0:
+            floor = min(floor, fps)
+        update["min_fps"] = floor
         return self.model_copy(update=update)
 
     @field_validator("source")
@@ -498,6 +564,18 @@ class CameraConfig(_Strict):
             raise ValueError("source holds a NUL character")
         parse_source(value, Path(info.context["base"]) if info.context else Path.cwd())
         return value
+
+    @model_validator(mode="after")
+    def _min_fps_below_fps(self) -> CameraConfig:
+        if self.min_fps is not None and 0 < self.fps < self.min_fps:
+            raise ValueError(f"min_fps {self.min_fps:g} is above fps {self.fps:g}: the fps "
+                             f"lever only lowers the rate")
+        for region in self.regions or []:
+            fps = region.fps if region.fps is not None else self.fps
+            if region.min_fps is not None and 0 < fps < region.min_fps:
+                raise ValueError(f"regions: {region.name}: min_fps {region.min_fps:g} is above "
+                                 f"its fps {fps:g}")
+        return self
 
     @model_validator(mode="after")
     def _credentials_fit_the_source(self) -> CameraConfig:

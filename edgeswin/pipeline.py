@@ -23,7 +23,8 @@ from .config import CameraEntry, Config, load_config
 from .control import ControlSocket, Request
 from .engine import open_engine
 from .errors import ConfigError, EdgeswinError
-from .fallback import FallbackPolicy, Readings, Switch
+from .fallback import Action, FallbackPolicy, Readings
+from .governor import Governor
 from .hard_examples import HardExamples
 from .ladder import ActiveEngine, EngineLadder
 from .model_rollout import ModelRollouts
@@ -33,8 +34,8 @@ from .publish import Message, Publisher, json_message
 from .reload import carry_counters, plan_reload
 from .report import discovery_messages, stats_payload, status_line
 from .scenes import random_scene
-from .schedule import CameraRuntime, next_job, region_runtimes
-from .sensors import LatencyWindows, ThermalSensor
+from .schedule import CameraRuntime, fps_adjustable, next_job, region_runtimes, set_fps_level
+from .sensors import LatencyWindows
 from .service import Notifier
 from .snapshot import ImageStore, Snapshots
 from .stats import CameraStats
@@ -64,9 +65,9 @@ class Daemon:
         self.started_mono = time.monotonic()
         self.active: ActiveEngine | None = None
         fb = config.device.fallback
-        self.thermal = ThermalSensor(fb.thermal_root, fb.zones, nvml=fb.nvml)
+        self.governor = Governor(dev)
+        self.policy: FallbackPolicy | None = None  # set in run(), once the ladder is loaded
         self.latency = LatencyWindows(fb.latency_window)
-        self.temps: dict[str, float] = {}
         self.cameras: list[CameraRuntime] = []
         self._retired: list[Capture] = []  # stopped by a reload, until their threads end
         self.notifier = Notifier()
@@ -93,6 +94,10 @@ class Daemon:
     def ladder(self) -> list[ActiveEngine | None]:
         return self.engines.rungs
 
+    @property
+    def temps(self) -> dict[str, float]:
+        return self.governor.temps  # the last sensor poll
+
     def _check_frames(self, wanted: int = 8) -> list:
         """The newest camera frames, topped up with rendered scenes, to compare engines on."""
         frames = [f.image for c in self.cameras if (f := c.capture.latest()) is not None]
@@ -101,25 +106,32 @@ class Daemon:
             frames.append(random_scene(rng, 640, 360)[0])
         return frames[:wanted]
 
-    def _adopt_builds(self, policy: FallbackPolicy) -> None:
+    def _adopt_builds(self) -> None:
         """Between frames: finished builds join the ladder; step up to one at once when the
         device allows it (not pinned, not hot)."""
         for rung, spec, report in self.engines.adopt():
             readings = Readings(time.monotonic(), self.temps)  # the last sensor poll
-            if (self.ladder[rung] is not None and self.active is not None
-                    and rung < self.active.rung and policy.may_step_up(self.temps)):
-                self._switch(Switch(self.active.rung, rung, f"engine ready: {spec.name} "
-                                    f"({spec.precision}) built on this device; "
-                                    f"{report.detail}", readings), policy)
+            action = None
+            if self.ladder[rung] is not None:
+                action = self.policy.adopt(rung, readings, f"engine ready: {spec.name} "
+                                           f"({spec.precision}) built on this device; "
+                                           f"{report.detail}")
+            if action is not None:
+                self._act(action)
             elif self.active is not None:
                 self._publish_engine(None, self._last_reason, readings)
 
     def _make_camera(self, entry: CameraEntry, labels: tuple[str, ...]) -> CameraRuntime:
         capture = Capture(entry.config, entry.source, self._notify, self._on_availability)
-        if entry.config.fps == 0 and not entry.config.regions and self.active is not None:
-            capture.prepare = self.active.preprocess  # regions are cropped on this thread
         stats = CameraStats()
-        return CameraRuntime(entry, capture, region_runtimes(entry.config, labels, stats), stats)
+        cam = CameraRuntime(entry, capture, region_runtimes(entry.config, labels, stats), stats)
+        fps_level = self.policy.level["fps"] if self.policy else 0
+        set_fps_level([cam], fps_level, self.config.device.fallback.fps_steps)
+        if cam.regions[0].fps == 0 and not entry.config.regions and self.active is not None:
+            # Every frame is classified: prepare it on the capture thread, overlapping the
+            # engine (regions are cropped on the loop's thread).
+            capture.prepare = self.active.preprocess
+        return cam
 
     def _notify(self) -> None:
         with self._wake:
@@ -182,25 +194,13 @@ class Daemon:
         usable = [i for i, engine in enumerate(self.ladder) if engine]
         start = next((i for i in usable if i >= wanted), usable[0])
         self.active = active = self.ladder[start]
-        policy = FallbackPolicy(fb, len(self.ladder), time.monotonic(),
-                                thermal=bool(self.thermal.zones), start=start)
-        if fb.pinned_rung is not None:
-            log.info("engine pinned to rung %d: no automatic switching", fb.pinned_rung)
-        elif self.thermal.zones:
-            log.info("watching thermal zones %s under %s",
-                     ", ".join(z.type for z in self.thermal.zones), fb.thermal_root)
-            late = self.thermal.throttling_before(fb.degrade_above_c)
-            if late:
-                log.warning("degrade_above_c %g C is at or above the trip point of %s: the "
-                            "hardware throttles first; consider a lower threshold",
-                            fb.degrade_above_c, ", ".join(late))
-        else:
-            log.warning("no thermal zone matching %s under %s: fallback runs on latency alone",
-                        fb.zones, fb.thermal_root)
         self.cameras = [self._make_camera(e, active.engine.info.labels)
                         for e in self.config.cameras if e.config.enabled]
         if not self.cameras:
             raise EdgeswinError("no enabled camera")
+        self.policy = self.governor.start(
+            time.monotonic(), start, set(usable),
+            fb.fps_steps if fps_adjustable(self.cameras) else 0)
         if self.config.device.metrics.enabled:
             from .metrics import Metrics
             m = self.config.device.metrics
@@ -211,7 +211,7 @@ class Daemon:
         self.control.start()
         self._announce()
         reason = "start" if start == 0 else f"start on rung {start} (rungs above unusable or pinned)"
-        self._publish_engine(None, reason, Readings(time.monotonic(), self.thermal.read()))
+        self._publish_engine(None, reason, self.governor.read(time.monotonic()))
         for cam in self.cameras:
             cam.capture.start()
         log.info("running %d camera(s) on engine %s (rung %d, %s)", len(self.cameras),
@@ -237,7 +237,7 @@ class Daemon:
             if self._retired:  # let go of retired captures once their threads are done
                 self._retired = [c for c in self._retired if not c.finished]
             if self.engines.arrived:
-                self._adopt_builds(policy)
+                self._adopt_builds()
             elif now >= next_progress and self.engines.progressed():
                 # A build's step on the retained engine topic, at most every few seconds.
                 self._publish_engine(None, self._last_reason, Readings(now, self.temps))
@@ -259,18 +259,17 @@ class Daemon:
                 cam.capture.check_stall(now)
             if now >= next_poll:
                 # Between two frames: a switch here loses no frame and classifies none twice.
-                self.temps = self.thermal.read()
-                switch = policy.update(Readings(
-                    now, self.temps, self.latency.p95(("inference", self.active.rung)),
-                    self._slow_cameras()))
-                if switch:
-                    self._switch(switch, policy)
+                action = self.governor.poll(
+                    now, self.latency.p95(("inference", self.active.rung)), self._slow_cameras())
+                if action:
+                    self._act(action)
                 for request in self.control.pending():
                     self._on_request(request)
                 self._rungs_replaced(self.rollouts.step(
                     now, lambda rung: self.latency.p95(("inference", rung))))
                 next_poll = now + fb.poll_s
             if now >= next_stats:
+                self.governor.refresh_mode()
                 self.publisher.publish(json_message(f"{self.root}/stats", self.stats()))
                 if ready:
                     self.notifier.status(self._status())
@@ -285,24 +284,33 @@ class Daemon:
             return 1
         return 0
 
-    def _switch(self, switch: Switch, policy: FallbackPolicy) -> None:
-        """Move to the switch's rung, or past unusable rungs in the same direction."""
-        step = 1 if switch.to_rung > switch.from_rung else -1
-        target = switch.to_rung
-        while 0 <= target < len(self.ladder) and self.ladder[target] is None:
-            target += step
-        if not 0 <= target < len(self.ladder):
-            policy.rung = switch.from_rung  # nowhere usable to go: stay
-            return
-        policy.rung = target
-        self.switches += 1
-        previous = self._serve(self.ladder[target])
-        # Judge the new rung on its own fresh samples, and the cameras on the new rung only.
-        self.latency.clear(lambda key: key[0] == "camera" or key[1] == target)
-        log.warning("engine: rung %d (%s) -> rung %d (%s): %s", switch.from_rung,
-                    previous.name if previous else "-", target, self.active.name, switch.reason,
-                    extra={"ENGINE": self.active.name})
-        self._publish_engine(switch.from_rung, switch.reason, switch.readings)
+    def _act(self, action: Action) -> None:
+        """Carry out a lever's move between two frames (power_mode is already done), log it
+        and say so on the retained engine topic."""
+        fb = self.config.device.fallback
+        previous = self.active
+        if action.lever in ("rung", "dla"):
+            target = self.policy.serving
+            self.switches += 1
+            self._serve(self.ladder[target])
+            # Judge the new rung on its own fresh samples, and the cameras on it only.
+            self.latency.clear(lambda key: key[0] == "camera" or key[1] == target)
+        elif action.lever == "fps":
+            set_fps_level(self.cameras, action.to, fb.fps_steps)
+            for cam in self.cameras:  # a throttled every-frame camera: prepare only what is used
+                if not cam.entry.config.regions and cam.entry.config.fps == 0:
+                    cam.capture.prepare = self.active.preprocess if cam.regions[0].fps == 0 \
+                        else None
+        if action.lever == "fps":
+            what = ", ".join(f"{c.name} {r.fps:g}/s" for c in self.cameras for r in c.regions[:1])
+        elif action.lever == "power_mode":
+            what = f"mode {self.governor.modes.target(action.to).name}"
+        else:
+            what = f"{previous.name} -> {self.active.name}"
+        log.warning("fallback: %s %d -> %d (%s): %s", action.lever, action.frm, action.to, what,
+                    action.reason, extra={"ENGINE": self.active.name})
+        self._publish_engine(previous.rung if action.lever in ("rung", "dla") else None,
+                             action.reason, action.readings, action)
 
     def _serve(self, new: ActiveEngine) -> ActiveEngine | None:
         """Point every camera at another engine between two frames; the one before."""
@@ -357,7 +365,8 @@ class Daemon:
                 slow[cam.name] = (p95, budget)
         return slow
 
-    def _publish_engine(self, from_rung: int | None, reason: str, readings: Readings) -> None:
+    def _publish_engine(self, from_rung: int | None, reason: str, readings: Readings,
+                        action: Action | None = None) -> None:
         active = self.active
         if active is None:
             return
@@ -366,6 +375,9 @@ class Daemon:
             "rung": active.rung, "from": from_rung, "name": active.name,
             "model": active.engine.info.name, "backend": active.engine.backend,
             "precision": active.engine.info.precision, "reason": reason,
+            "lever": {"name": action.lever, "from": action.frm, "to": action.to}
+            if action else None,
+            "levels": self.policy.levels() if self.policy else {},
             "readings": readings.as_dict(), "ts": iso(time.time())}
         if self.engines.builds:
             payload["builds"] = {name: r.as_dict() for name, r in self.engines.builds.items()}
@@ -434,6 +446,8 @@ class Daemon:
             cameras.append(cam)
         self.cameras = cameras
         self.config = Config(self.config.device, new.cameras, directory)
+        self.policy.set_limit("fps", self.config.device.fallback.fps_steps
+                              if fps_adjustable(cameras) else 0)
         self._announce()
         self.notifier.ready(self._status())
 

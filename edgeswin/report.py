@@ -38,6 +38,8 @@ def stats_payload(daemon) -> dict:
         "temps_c": daemon.temps,
         "temp_max_c": max(daemon.temps.values()) if daemon.temps else None,
         "rungs": daemon.latency.by_rung(),
+        "levels": daemon.policy.levels() if daemon.policy else {},
+        "power": daemon.governor.power_report(sum(c.stats.classified for c in daemon.cameras)),
         "mqtt": {"connected": publisher.connected.is_set(),
                  "sent": publisher.sent, "dropped": publisher.dropped},
         "outbox": publisher.outbox.state() if publisher.outbox else None,

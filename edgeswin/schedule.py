@@ -33,11 +33,15 @@ class RegionRuntime:
     seq: int = 0  # published classification counter
     state_label: str | None = None
     warned_small: bool = False
+    fps: float = -1.0  # the rate now: the configured one, or lower while the fps lever is down
+
+    def __post_init__(self) -> None:
+        if self.fps < 0:
+            self.fps = self.settings.fps
 
     @property
     def period(self) -> float:
-        fps = self.settings.fps
-        return 1.0 / fps if fps > 0 else 0.0
+        return 1.0 / self.fps if self.fps > 0 else 0.0
 
 
 @dataclass
@@ -115,3 +119,28 @@ def served(region: RegionRuntime, now: float) -> None:
         # fps 0: due again at once, but behind every region served less recently, so regions
         # that always have a new frame take turns instead of the first one winning.
         region.next_due = now
+
+
+def governed_fps(settings: CameraConfig, level: int, steps: int) -> float:
+    """The rate at fps-lever `level` of `steps`: from `fps` (level 0) in equal steps down to
+    `min_fps`. An `fps: 0` camera (every frame) has no rate to step from: `min_fps` from the
+    first step. Without a `min_fps`, the rate never changes."""
+    fps, floor = settings.fps, settings.min_fps
+    if level <= 0 or floor is None:
+        return fps
+    if fps == 0:
+        return floor
+    return fps - (fps - floor) * min(level, steps) / steps
+
+
+def fps_adjustable(cameras: list[CameraRuntime]) -> bool:
+    """Whether the fps lever would change any region's rate."""
+    return any(governed_fps(r.settings, 1, 1) != r.settings.fps
+               for cam in cameras for r in cam.regions)
+
+
+def set_fps_level(cameras: list[CameraRuntime], level: int, steps: int) -> None:
+    """Every region's rate at fps-lever `level`; its next turn follows the new cadence."""
+    for cam in cameras:
+        for region in cam.regions:
+            region.fps = governed_fps(region.settings, level, steps)

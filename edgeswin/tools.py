@@ -9,31 +9,57 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import FallbackConfig, load_config
+from .config import FallbackConfig, PowerConfig, load_config
 from .fallback import FallbackPolicy, Readings
+from .power import EnergyMeter, total_power
 from .sensors import NvmlGpus, ThermalZone, discover_zones, selected
 
 
-def simulate(trace: Path, cfg: FallbackConfig, rungs: int) -> list[str]:
-    """Replay a CSV trace (columns: t, latency_p95_ms, then one column per zone, in C; empty
-    cells mean no reading) through the policy; return the decision timeline."""
+def simulate(trace: Path, cfg: FallbackConfig, rungs: int, *, fps_steps: int | None = None,
+             twins: dict[int, int] | None = None,
+             total_rails: list[str] | None = None) -> list[str]:
+    """Replay a CSV trace through the policy; return the timeline of every lever's action.
+    Columns: t (s), latency_p95_ms, one per thermal zone (C), one per power rail in watts
+    named `<rail>_w`; empty cells mean no reading. `fps_steps` defaults to the config's (as if
+    some camera had a min_fps)."""
     with trace.open() as fh:
         rows = list(csv.DictReader(fh))
     if not rows or "t" not in rows[0]:
         raise ValueError(f"{trace}: needs a header with a 't' column")
-    zones = [k for k in rows[0] if k not in ("t", "latency_p95_ms")]
-    policy = FallbackPolicy(cfg, rungs, float(rows[0]["t"]), thermal=bool(zones))
-    lines = [f"{float(rows[0]['t']):8.1f}s  start on rung {policy.rung}"]
+    rails = [k for k in rows[0] if k.endswith("_w")]
+    zones = [k for k in rows[0] if k not in ("t", "latency_p95_ms") and k not in rails]
+    modes = len(cfg.power_modes) if "power_mode" in cfg.levers else 0
+    policy = FallbackPolicy(cfg, rungs, float(rows[0]["t"]), thermal=bool(zones),
+                            fps_steps=cfg.fps_steps if fps_steps is None else fps_steps,
+                            power_modes=modes, twins=twins)
+    total_rails = PowerConfig().total_rails if total_rails is None else total_rails
+    energy = EnergyMeter()
+    lines = [f"{float(rows[0]['t']):8.1f}s  start: {_levels(policy)}"]
+    actions = 0
     for row in rows:
+        now = float(row["t"])
         temps = {z: float(row[z]) for z in zones if row.get(z, "").strip()}
+        watts = {r[:-2]: float(row[r]) for r in rails if row.get(r, "").strip()}
+        total = total_power(watts, total_rails)
+        energy.add(now, total[1] if total else None)
         p95 = row.get("latency_p95_ms", "").strip()
-        switch = policy.update(Readings(float(row["t"]), temps, float(p95) if p95 else None))
-        if switch:
-            lines.append(f"{switch.readings.now:8.1f}s  rung {switch.from_rung} -> "
-                         f"{switch.to_rung}: {switch.reason}")
-    lines.append(f"{float(rows[-1]['t']):8.1f}s  end on rung {policy.rung} "
-                 f"({len(lines) - 1} switch(es))")
+        action = policy.update(Readings(now, temps, float(p95) if p95 else None, {}, watts))
+        if action:
+            actions += 1
+            power = f" [{total[0]} {total[1]:.1f} W]" if total else ""
+            lines.append(f"{now:8.1f}s  {action.lever} {action.frm} -> {action.to}: "
+                         f"{action.reason}{power}")
+    joules, seconds = energy.take()
+    spent = f"; {joules:.0f} J in {seconds:.0f} s, {joules / seconds:.2f} W mean" \
+        if seconds else ""
+    lines.append(f"{float(rows[-1]['t']):8.1f}s  end: {_levels(policy)} ({actions} "
+                 f"action(s)){spent}")
     return lines
+
+
+def _levels(policy: FallbackPolicy) -> str:
+    return ", ".join(f"{lever} {level}" for lever, level in policy.levels().items()) or \
+        "no lever usable"
 
 
 def _zone_line(zone: ThermalZone, reading: str, prefixes: list[str]) -> str:

@@ -196,7 +196,8 @@ def test_thermal_fallback_steps_down_and_back_up_without_gaps(tmp_path, broker, 
             assert after == before + 1 or after == 0, (before, after)  # 0: the file looped
     assert all(m["degraded"] == (m["rung"] == 1) for m in msgs)
     assert {m["engine"] for m in msgs if m["rung"] == 1} == {"small"}
-    assert "engine: rung 0 (primary) -> rung 1 (small): hot" in daemon.log()
+    assert "fallback: rung 0 -> 1 (primary -> small): hot" in daemon.log()
+    assert down["lever"] == {"name": "rung", "from": 0, "to": 1}
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ def run(trace, cfg=CFG, thermal=True, rungs=3):
         temps = {"tj-thermal": temp} if temp is not None else {}
         s = policy.update(Readings(float(t), temps, p95))
         if s:
-            switches.append((t, s.from_rung, s.to_rung, s.reason.split(":")[0]))
+            switches.append((t, s.frm, s.to, s.reason.split(":")[0]))
     return switches
 
 
@@ -61,7 +61,7 @@ def test_latency_overload_with_cool_device_and_slow_rung_retry():
         p95 = 80.0 if policy.rung == 0 and t >= 10 else 20.0
         s = policy.update(Readings(float(t), {"tj": 50.0}, p95))
         if s:
-            switches.append((t, s.from_rung, s.to_rung, s.reason.split(":")[0]))
+            switches.append((t, s.frm, s.to, s.reason.split(":")[0]))
     # Down at 15; rung 0 is retried only after latency_retry_s (315) + cooldown (30) = 345,
     # found slow again -> down at 355 (dwell); retried again at 355 + 300 + 30 = 685.
     assert switches == [(15, 0, 1, "slow"), (345, 1, 0, "recovered"), (355, 0, 1, "slow"),
@@ -87,7 +87,7 @@ def test_a_camera_over_its_own_budget_steps_down_and_says_which():
         slow = {"gate": (120.0, 100.0)} if 10 <= t < 20 else {}
         s = policy.update(Readings(float(t), {}, 20.0, slow))
         if s:
-            switches.append((t, s.from_rung, s.to_rung, s.reason))
+            switches.append((t, s.frm, s.to, s.reason))
     assert [(t, a, b) for t, a, b, _ in switches] == [(15, 0, 1), (50, 1, 0)]
     assert switches[0][3] == ("slow: camera gate p95 capture-to-publish 120.0 ms over its "
                               "100 ms budget for 5s")
@@ -221,9 +221,13 @@ def test_fallback_sim_replays_the_bundled_jetson_trace():
                          cwd=REPO)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.strip().splitlines()
-    assert lines[1].startswith("   220.0s  rung 0 -> 1: hot: 85.9 C above degrade_above_c 85")
-    assert lines[2].startswith("   580.0s  rung 1 -> 0: recovered: 72.2 C below 75 for 30s")
-    assert lines[-1] == "   898.0s  end on rung 0 (2 switch(es))"
+    # Default levers: fps first (two steps), then the rung; recovery in reverse.
+    assert run.stdout.splitlines()[0] == "     0.0s  start: fps 0, rung 0"
+    assert [line.split(":")[0].split("s  ")[1] for line in lines[1:-1]] == [
+        "fps 0 -> 1", "fps 1 -> 2", "rung 0 -> 1", "rung 1 -> 0", "fps 2 -> 1", "fps 1 -> 0"]
+    assert lines[1].startswith("   220.0s  fps 0 -> 1: hot: 85.9 C above degrade_above_c 85")
+    assert lines[4].startswith("   580.0s  rung 1 -> 0: recovered: 72.2 C below 75 for 30s")
+    assert lines[-1] == "   898.0s  end: fps 0, rung 0 (6 action(s))"
 
 
 def test_probe_lists_zones_and_marks_the_selected(tmp_path):
