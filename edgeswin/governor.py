@@ -42,6 +42,7 @@ class Governor:
         self.policy: FallbackPolicy | None = None
         self._pending: tuple[Mode, float] | None = None  # a requested mode and its deadline
         self._classified_mark = 0
+        self.last_energy_mj: float | None = None  # per classification, at the last report
 
     def start(self, now: float, start: int, usable: set[int], fps_steps: int) -> FallbackPolicy:
         """The policy for this run, with every lever this device and config allow; says at
@@ -130,12 +131,13 @@ class Governor:
         joules, seconds = self.energy.take()
         done = classified - self._classified_mark
         self._classified_mark = classified
+        self.last_energy_mj = round(joules * 1000 / done, 3) if seconds > 0 and done > 0 \
+            else None
         return {
             "watts": {rail: round(w, 3) for rail, w in self.watts.items()},
             "total_w": round(total[1], 3) if total else None,
             "total_rail": total[0] if total else None,
-            "energy_mj_per_classification": round(joules * 1000 / done, 3)
-            if seconds > 0 and done > 0 else None,
+            "energy_mj_per_classification": self.last_energy_mj,
             "mode": {"id": self.mode.id, "name": self.mode.name} if self.mode else None,
             "gpu": self.power.gpu_state(),
         }

@@ -7,7 +7,9 @@ Entities: per camera (per region for a camera with regions) a `sensor` with the 
 (attributes: score, since) and availability from both the device status and the camera's
 stream; with snapshots on, a `camera` per camera and per region showing the retained
 snapshot; per device a `sensor` for the engine rung, one for the model rollout's state, one
-for the hottest temperature, and a connectivity `binary_sensor`.
+for the hottest temperature, the module's power (W, with each rail as an attribute), the
+energy per classification (mJ) and the nvpmodel power mode, and a connectivity
+`binary_sensor`.
 """
 
 from __future__ import annotations
@@ -115,6 +117,23 @@ def device_configs(prefix: str, device_id: str, root: str) -> list[Message]:
             "value_template": "{{ value_json.temp_max_c }}",
             "device_class": "temperature", "unit_of_measurement": "°C",
             "state_class": "measurement", "entity_category": "diagnostic", **status}),
+        ("sensor", "power", {
+            "name": "power", "state_topic": f"{root}/stats",
+            "value_template": "{{ value_json.power.total_w }}",
+            "json_attributes_topic": f"{root}/stats",
+            "json_attributes_template": "{{ value_json.power.watts | tojson }}",
+            "device_class": "power", "unit_of_measurement": "W",
+            "state_class": "measurement", "entity_category": "diagnostic", **status}),
+        ("sensor", "energy_per_classification", {
+            "name": "energy per classification", "state_topic": f"{root}/stats",
+            "value_template": "{{ value_json.power.energy_mj_per_classification }}",
+            "unit_of_measurement": "mJ", "icon": "mdi:lightning-bolt",
+            "state_class": "measurement", "entity_category": "diagnostic", **status}),
+        ("sensor", "power_mode", {
+            "name": "power mode", "state_topic": f"{root}/stats",
+            "value_template": "{{ value_json.power.mode.name if value_json.power.mode "
+                              "else 'unknown' }}",
+            "icon": "mdi:flash-outline", "entity_category": "diagnostic", **status}),
         ("binary_sensor", "online", {
             "name": "online", "state_topic": f"{root}/status", "payload_on": "online",
             "payload_off": "offline", "device_class": "connectivity",

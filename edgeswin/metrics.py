@@ -138,6 +138,36 @@ class Metrics:
         yield gauge("edgeswin_rollout_shadow_agreement", "Top-1 agreement of the candidate in "
                     "shadow with the serving model (NaN when none is compared).",
                     value=float("nan") if agreement is None else agreement)
+        gov = d.governor
+        levels = gauge("edgeswin_fallback_level", "Each fallback lever's level (0 = untouched; "
+                       "rung: the rung).", labels=["lever"])
+        for lever, level in (d.policy.levels() if d.policy else {}).items():
+            levels.add_metric([lever], level)
+        yield levels
+        actions = counter("edgeswin_fallback_actions", "Fallback lever moves since start.",
+                          labels=["lever"])
+        for lever, count in sorted(gov.actions.items()):
+            actions.add_metric([lever], count)
+        yield actions
+        watts = gauge("edgeswin_power_watts", "Power rails (INA3221, INA238, NVML).",
+                      labels=["rail"])
+        for rail, value in dict(gov.watts).items():
+            watts.add_metric([rail], value)
+        yield watts
+        energy = gov.last_energy_mj
+        yield gauge("edgeswin_energy_per_classification_millijoules", "Module energy per "
+                    "classification over the last stats interval (NaN when unknown).",
+                    value=float("nan") if energy is None else energy)
+        mode = gauge("edgeswin_power_mode", "The active nvpmodel mode (1 for the active one).",
+                     labels=["id", "name"])
+        if gov.mode is not None:
+            mode.add_metric([str(gov.mode.id), gov.mode.name], 1)
+        yield mode
+        gpu = gov.power.gpu_state()
+        for key, name, text in (("load_pct", "edgeswin_gpu_load_percent", "GPU load."),
+                                ("freq_mhz", "edgeswin_gpu_frequency_mhz", "GPU clock.")):
+            if key in gpu:
+                yield gauge(name, text, value=gpu[key])
         temps = gauge("edgeswin_temperature_celsius", "Selected thermal zones.", labels=["zone"])
         for zone, celsius in dict(d.temps).items():
             temps.add_metric([zone], celsius)

@@ -88,9 +88,9 @@ fi
 
 if [ "$action" = uninstall ]; then
   if [ "$systemd_running" = yes ]; then
-    systemctl disable --now edgeswin.service 2>/dev/null || true
+    systemctl disable --now edgeswin.service edgeswin-power-mode.path 2>/dev/null || true
   fi
-  rm -f "$unit"
+  rm -f "$unit" "$(dirname "$unit")"/edgeswin-power-mode.{path,service}
   [ "$systemd_running" = yes ] && systemctl daemon-reload
   rm -rf "$prefix"
   if [ "$purge" = yes ]; then
@@ -143,7 +143,7 @@ fi
 
 # 2. the code: replaced whole, so files removed upstream do not linger
 install -d -m 0755 "$prefix"
-for item in edgeswin models clips constraints; do
+for item in edgeswin models clips constraints systemd; do
   rm -rf "${prefix:?}/$item"
   cp -r "$item" "$prefix/"
 done
@@ -265,11 +265,18 @@ fi
 install -d -m 0755 "$(dirname "$unit")"
 sed -e "s#/opt/edgeswin/#$prefix/#g" -e "s#/etc/edgeswin/#$etc/#g" systemd/edgeswin.service > "$unit"
 chmod 0644 "$unit"
+# The power_mode lever's root helper: written, not enabled (it is off unless configured).
+for helper in edgeswin-power-mode.path edgeswin-power-mode.service; do
+  sed -e "s#/opt/edgeswin/#$prefix/#g" -e "s#/var/lib/edgeswin/#$state/#g" "systemd/$helper" \
+    > "$(dirname "$unit")/$helper"
+  chmod 0644 "$(dirname "$unit")/$helper"
+done
 if [ "$systemd_running" = yes ]; then
   systemctl daemon-reload
   systemctl enable edgeswin.service
   say "enabled. start: systemctl start edgeswin; logs: journalctl -u edgeswin -f;" \
       "reload the config: systemctl reload edgeswin"
+  say "for the power_mode fallback lever: systemctl enable --now edgeswin-power-mode.path"
 else
   say "unit written to $unit (systemd not told: not a booted system, or --root)"
 fi

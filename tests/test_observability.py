@@ -77,7 +77,12 @@ def test_metrics_and_healthz_from_a_running_daemon(tmp_path, broker, subscriber,
     cam = stats["cameras"]["north"]
     assert {"fps", "fps_in", "skipped", "reconnects", "label", "infer_ms_p50", "infer_ms_p95",
             "capture_to_publish_ms_p95", "state"} <= cam.keys()
-    assert {"rung", "degraded", "temps_c", "temp_max_c", "uptime_s", "rungs"} <= stats.keys()
+    assert {"rung", "degraded", "temps_c", "temp_max_c", "uptime_s", "rungs", "levels",
+            "power"} <= stats.keys()
+    # No power monitor or nvpmodel on this machine: the power part says so, with nulls.
+    assert stats["power"]["total_w"] is None and stats["power"]["mode"] is None
+    assert stats["levels"] == {"rung": 0}  # no camera has a min_fps: the fps lever is off
+    assert second[("edgeswin_fallback_level", (("lever", "rung"),))] == 0
     assert daemon.terminate(timeout=10)[0] == 0
 
 
@@ -136,14 +141,16 @@ def test_home_assistant_discovery_announces_and_clears(tmp_path, broker, subscri
                        {"homeassistant": {"enabled": True}})
     daemon = daemon_factory(cfg)
     prefix = "homeassistant/sensor/edgeswin_testdev"
-    # Five distinct entities (retained ones published before the first connect can also come
+    # Eleven distinct entities (retained ones published before the first connect can also come
     # a second time, replayed on connect, so count topics, not messages).
-    assert ha.wait_for(lambda: len({t for t, _, _ in ha.messages}) >= 8, 20), daemon.log()
+    assert ha.wait_for(lambda: len({t for t, _, _ in ha.messages}) >= 11, 20), daemon.log()
     configs = {topic: json.loads(payload) for topic, payload, _ in ha.messages if payload}
     pictures = "homeassistant/camera/edgeswin_testdev"
     assert set(configs) == {f"{prefix}/north_label/config", f"{prefix}/south_label/config",
                             f"{prefix}/engine_rung/config", f"{prefix}/temperature/config",
-                            f"{prefix}/model_rollout/config",
+                            f"{prefix}/model_rollout/config", f"{prefix}/power/config",
+                            f"{prefix}/energy_per_classification/config",
+                            f"{prefix}/power_mode/config",
                             "homeassistant/binary_sensor/edgeswin_testdev/online/config",
                             f"{pictures}/north_snapshot/config",
                             f"{pictures}/south_snapshot/config"}
@@ -154,7 +161,7 @@ def test_home_assistant_discovery_announces_and_clears(tmp_path, broker, subscri
     assert subscriber.wait_for(lambda: subscriber.on(snapshot), 20), "the entity's picture"
     assert subscriber.on(snapshot)[-1][:2] == b"\xff\xd8", "a JPEG, as the entity expects"
     late = Subscriber(broker.port, "homeassistant/#")  # Home Assistant starting later
-    assert late.wait_for(lambda: len({t for t, _, _ in late.messages}) >= 8, 10)
+    assert late.wait_for(lambda: len({t for t, _, _ in late.messages}) >= 11, 10)
     assert {t for t, _, retained in late.messages if retained} == set(configs), "retained"
     late.close()
     north = configs[f"{prefix}/north_label/config"]
