@@ -74,7 +74,7 @@ def cmd_fallback_sim(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         device = config.device
         cfg, rungs = device.fallback, len(device.engines)
-        adjustable = any(governed_fps(s, 1, 1) != s.fps for e in config.cameras
+        adjustable = any(governed_fps(s, 1, 1) != s.fps for e in config.cameras if e.config.enabled
                          for s in ([e.config.for_region(r) for r in e.config.regions]
                                    if e.config.regions else [e.config]))
         options = {"fps_steps": cfg.fps_steps if adjustable else 0,

@@ -1,5 +1,6 @@
 """`edgeswin fallback-sim`, `edgeswin probe` and `edgeswin snapshot`: tuning and inspection
-aids, no daemon needed."""
+aids, no daemon needed. probe lists thermal zones, power rails, the GPU node and the nvpmodel
+modes as the governor sees them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import numpy as np
 
 from .config import FallbackConfig, PowerConfig, load_config
 from .fallback import FallbackPolicy, Readings
-from .power import EnergyMeter, total_power
+from .nvpmodel import query, read_modes
+from .power import EnergyMeter, PowerSensor, total_power
 from .sensors import NvmlGpus, ThermalZone, discover_zones, selected
 
 
@@ -75,9 +77,10 @@ def probe(config_dir: Path | None) -> list[str]:
 
     from .config import opencv_has_gstreamer as has_gstreamer
 
-    fb = FallbackConfig()
+    fb, pw = FallbackConfig(), PowerConfig()
     if config_dir is not None:
-        fb = load_config(config_dir).device.fallback
+        device = load_config(config_dir).device
+        fb, pw = device.fallback, device.power
     lines = [f"thermal zones under {fb.thermal_root} (selected by prefixes {fb.zones}):"]
     zones = discover_zones(fb.thermal_root)
     for zone in zones:
@@ -95,6 +98,7 @@ def probe(config_dir: Path | None) -> list[str]:
         lines.append(_zone_line(zone, reading, fb.zones))
     if not zones and not (gpus and gpus.zones):
         lines.append("  none found: fallback would run on latency alone")
+    lines += _power_lines(pw)
     lines.append(f"opencv {cv2.__version__}: GStreamer {'yes' if has_gstreamer() else 'NO'}, "
                  f"video devices: {', '.join(sorted(str(p) for p in Path('/dev').glob('video*'))) or 'none'}")
     try:
@@ -107,6 +111,28 @@ def probe(config_dir: Path | None) -> list[str]:
         lines.append(f"tensorrt {trt.__version__}")
     except ImportError:
         lines.append("tensorrt: not installed (ONNX Runtime serves .onnx rungs)")
+    return lines
+
+
+def _power_lines(pw: PowerConfig) -> list[str]:
+    """Power rails, the GPU node and the nvpmodel modes, as the governor would see them."""
+    sensor = PowerSensor(pw.hwmon_root, pw.devfreq_root, pw.total_rails)
+    watts = sensor.read()
+    total = sensor.total(watts)
+    lines = [f"power rails under {pw.hwmon_root} (total: {total[0] if total else '-'}):"]
+    lines += [f"  {rail.name:<24} {watts[rail.name]:.2f} W" if rail.name in watts
+              else f"  {rail.name:<24} unreadable" for rail in sensor.rails]
+    if not sensor.rails:
+        lines.append("  none found: no power or energy in stats")
+    gpu = sensor.gpu_state()
+    lines.append(f"GPU: {sensor.gpu.devfreq} load {gpu.get('load_pct', '?')} %, "
+                 f"{gpu.get('freq_mhz', '?')} MHz" if sensor.gpu else
+                 f"GPU: no devfreq node under {pw.devfreq_root}")
+    modes = read_modes(pw.nvpmodel_conf)
+    active = query(pw.nvpmodel)
+    lines.append(f"nvpmodel modes in {pw.nvpmodel_conf} (for fallback.power_modes): " +
+                 (", ".join(f"{m.name} (id {m.id}){' *active*' if m == active else ''}"
+                            for m in modes) or "none (not a Jetson, or unreadable)"))
     return lines
 
 

@@ -184,3 +184,22 @@ def test_the_helper_units_verify(tmp_path):
     assert run.returncode == 0 and run.stderr.strip() == "", run.stderr
     path_unit = (REPO / "systemd" / "edgeswin-power-mode.path").read_text()
     assert "PathChanged=/var/lib/edgeswin/power-mode.request" in path_unit
+
+
+def test_probe_shows_rails_gpu_and_modes(tmp_path, nvpmodel):
+    from edgeswin.tools import probe
+
+    from .conftest import write_config
+
+    jetson_hwmon(tmp_path / "hwmon")
+    cfg = write_config(tmp_path / "cfg", 1883, {"a": {"source": "rtsp://h/x"}},
+                       {"power": {"hwmon_root": str(tmp_path / "hwmon"),
+                                  "devfreq_root": str(tmp_path / "none"),
+                                  "nvpmodel_conf": str(nvpmodel),
+                                  "nvpmodel": str(FAKE_NVPMODEL)}})
+    lines = probe(cfg)
+    assert f"power rails under {tmp_path / 'hwmon'} (total: VDD_IN):" in lines
+    assert any(line.split() == ["VDD_IN", "12.00", "W"] for line in lines)
+    assert any(line.split() == ["ina238", "19.00", "W"] for line in lines)
+    assert any(line.endswith("15W (id 0) *active*, 7W (id 1), MAXN_SUPER (id 2)")
+               for line in lines), lines
