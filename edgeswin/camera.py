@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -19,6 +20,7 @@ import numpy as np
 from .config import CameraConfig, SourceSpec, opencv_has_gstreamer
 from .credentials import read_secret, with_credentials
 from .errors import EdgeswinError
+from .gst_pipeline import DECODE_WIDTH, flavour, rtsp_pipeline
 from .records import Frame
 
 log = logging.getLogger(__name__)
@@ -27,23 +29,42 @@ log = logging.getLogger(__name__)
 AvailabilityCallback = Callable[[str, str, str], None]
 
 
-def open_capture(source: SourceSpec, cfg: CameraConfig) -> cv2.VideoCapture:
-    """Open a source with the backend that fits it; the caller checks isOpened()."""
+def open_capture(source: SourceSpec, cfg: CameraConfig,
+                 width: int = DECODE_WIDTH) -> tuple[cv2.VideoCapture, str]:
+    """Open a source with the backend that fits it; the caller checks isOpened(). Returns the
+    capture and the decoder used. An rtsp:// camera decodes through GStreamer when this OpenCV
+    and GStreamer can (`decoder: auto`), scaled to at most `width`; FFmpeg otherwise, or when
+    the pipeline does not open."""
     timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(cfg.open_timeout_s * 1000),
                 cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(cfg.read_timeout_s * 1000)]
     if source.kind == "stream":
         url = str(source.target)
+        user = password = None
         if cfg.credentials is not None:  # built here only, never logged
             c = cfg.credentials
-            url = with_credentials(url, c.username, read_secret(
-                f"camera {cfg.name} credentials", c.password_file, c.password_env, c.credential))
+            user, password = c.username, read_secret(
+                f"camera {cfg.name} credentials", c.password_file, c.password_env, c.credential)
+        if urlsplit(url).scheme in ("rtsp", "rtsps") and cfg.decoder != "ffmpeg":
+            kind = flavour() if opencv_has_gstreamer() else None
+            if kind is None and cfg.decoder == "gstreamer":
+                raise EdgeswinError(f"camera {cfg.name}: decoder: gstreamer, but this OpenCV "
+                                    f"has no GStreamer, or GStreamer lacks rtspsrc, decodebin "
+                                    f"or an H.264 decoder (gst-inspect-1.0 avdec_h264)")
+            if kind is not None:
+                cap = cv2.VideoCapture(rtsp_pipeline(url, width, kind, cfg.read_timeout_s, user,
+                                                     password), cv2.CAP_GSTREAMER)
+                if cap.isOpened() or cfg.decoder == "gstreamer":
+                    return cap, f"GStreamer ({kind} decode, scaled to at most {width} px wide)"
+                cap.release()  # auto: FFmpeg decodes this time
+        if user is not None:
+            url = with_credentials(url, user, password)
         # Timeouts only take effect when passed at open (cap.set afterwards is ignored).
-        return cv2.VideoCapture(url, cv2.CAP_FFMPEG, timeouts)
+        return cv2.VideoCapture(url, cv2.CAP_FFMPEG, timeouts), "FFmpeg"
     if source.kind == "gstreamer":
-        return cv2.VideoCapture(str(source.target), cv2.CAP_GSTREAMER)
+        return cv2.VideoCapture(str(source.target), cv2.CAP_GSTREAMER), "GStreamer (gst: source)"
     if source.kind == "v4l2":
-        return cv2.VideoCapture(source.target, cv2.CAP_V4L2)
-    return cv2.VideoCapture(str(source.target), cv2.CAP_FFMPEG)
+        return cv2.VideoCapture(source.target, cv2.CAP_V4L2), "V4L2"
+    return cv2.VideoCapture(str(source.target), cv2.CAP_FFMPEG), "FFmpeg"
 
 
 class Capture:
@@ -77,6 +98,10 @@ class Capture:
         self._taken = threading.Event()
         self._taken.set()
         self._paced_by_consumer = source.kind == "file" and not cfg.realtime
+        # How wide a frame an rtsp:// camera decoded by GStreamer is scaled to (the pipeline
+        # sets it from the engine's input and the regions), and which decoder opened it.
+        self.decode_width = DECODE_WIDTH
+        self.decoder = ""
         # Set by the pipeline for cameras whose every frame is classified (fps 0): the input is
         # then prepared here, overlapping the engine's work on the previous frame.
         self.prepare: Callable[[np.ndarray], np.ndarray] | None = None
@@ -147,10 +172,10 @@ class Capture:
             return
         while not self._stop.is_set():
             try:
-                cap = open_capture(self.source, self.cfg)
-            except EdgeswinError as exc:  # a password file or variable gone: retry later
+                cap, decoder = open_capture(self.source, self.cfg, self.decode_width)
+            except EdgeswinError as exc:  # a password file gone, no GStreamer: retry later
                 log.error("camera %s: %s", self.name, exc, extra=self._journal)
-                self._set_state("offline", "credentials unavailable")
+                self._set_state("offline", "cannot open (see the log)")
                 self._backoff()
                 continue
             if not cap.isOpened():
@@ -160,6 +185,9 @@ class Capture:
                 self._set_state("offline", "open failed")
                 self._backoff()
                 continue
+            if decoder != self.decoder:
+                log.info("camera %s: decoding with %s", self.name, decoder, extra=self._journal)
+                self.decoder = decoder
             reason = self._read_loop(cap)
             cap.release()
             if reason == "ended" or self._stop.is_set():

@@ -512,6 +512,10 @@ class CameraConfig(_Strict):
     source: str = Field(description="file path, rtsp://, http://, v4l2:///dev/videoN, gst: ...")
     enabled: bool = Field(True, description="Set false to keep the file but not run the camera.")
     fps: float = Field(5.0, ge=0, le=1000, description="Inferences per second; 0 = every new frame.")
+    decoder: Literal["auto", "ffmpeg", "gstreamer"] = Field(
+        "auto", description="rtsp:// only: auto decodes through GStreamer where OpenCV has it "
+        "(hardware on a Jetson), scaled to what the engine needs, else FFmpeg; ffmpeg or "
+        "gstreamer forces one.")
     min_fps: float | None = Field(None, gt=0, le=1000, description="The lowest rate the fps "
                                   "lever may lower it to when the device is hot or slow; "
                                   "default: its fps (never lowered).")
@@ -564,6 +568,14 @@ class CameraConfig(_Strict):
             raise ValueError("source holds a NUL character")
         parse_source(value, Path(info.context["base"]) if info.context else Path.cwd())
         return value
+
+    @model_validator(mode="after")
+    def _decoder_fits_the_source(self) -> CameraConfig:
+        if self.decoder == "gstreamer" and \
+                urlsplit(self.source.strip()).scheme not in ("rtsp", "rtsps"):
+            raise ValueError("decoder: gstreamer is for rtsp:// sources (a gst: source is a "
+                             "pipeline of its own)")
+        return self
 
     @model_validator(mode="after")
     def _min_fps_below_fps(self) -> CameraConfig:
@@ -824,6 +836,9 @@ def load_config(directory: str | Path) -> Config:
         cameras.append(entry)
         if camera.enabled and entry.source.kind == "gstreamer" and not opencv_has_gstreamer():
             issues.append(ConfigIssue(str(path), lines.get(("source",), 1), "source", NO_GST))
+        if camera.enabled and camera.decoder == "gstreamer" and not opencv_has_gstreamer():
+            issues.append(ConfigIssue(str(path), lines.get(("decoder",), 1), "decoder",
+                                      NO_GST.replace("a gst: source", "decoder: gstreamer")))
         if isinstance(device, DeviceConfig):
             topic = f"{device.topic_root}/{camera.name}{LONGEST_SUFFIX}"
             if len(topic.encode()) > MQTT_MAX_BYTES:

@@ -25,6 +25,7 @@ from .engine import open_engine
 from .errors import ConfigError, EdgeswinError
 from .fallback import Action, FallbackPolicy, Readings
 from .governor import Governor
+from .gst_pipeline import decode_width
 from .hard_examples import HardExamples
 from .ladder import ActiveEngine, EngineLadder
 from .model_rollout import ModelRollouts
@@ -123,6 +124,13 @@ class Daemon:
 
     def _make_camera(self, entry: CameraEntry, labels: tuple[str, ...]) -> CameraRuntime:
         capture = Capture(entry.config, entry.source, self._notify, self._on_availability)
+        specs = [e.engine.info.input for e in self.ladder if e is not None]
+        if specs:  # a GStreamer-decoded camera is scaled to what the largest input needs
+            spec = max(specs, key=lambda s: s.width * s.height)
+            snapshots = self.config.device.snapshots
+            capture.decode_width = decode_width(
+                spec.width, spec.height, [r.box for r in entry.config.regions or []],
+                snapshots.max_width if snapshots.enabled else 0)
         stats = CameraStats()
         cam = CameraRuntime(entry, capture, region_runtimes(entry.config, labels, stats), stats)
         fps_level = self.policy.level["fps"] if self.policy else 0
