@@ -42,6 +42,34 @@ def plot(report: dict, out: Path) -> None:
     fig.savefig(out, dpi=110)
 
 
+def sweep_plot(path: Path, out: Path) -> None:
+    """Daemon throughput against engine cost, beside the serial loop and the engine alone."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r = json.loads(path.read_text())
+    rows = r["engine_sweep"]
+    ms = [row["engine_ms"] for row in rows]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot(ms[1:], [row["raw_fps"] for row in rows[1:]], "k--", label="engine alone")
+    ax.plot(ms, [row["serial_fps"] for row in rows], "o-", color="#cc6677",
+            label="serial loop (1 camera)")
+    for n, colour in zip(rows[0]["daemon"], ("#4477aa", "#228833", "#ccbb44")):
+        ax.plot(ms, [row["daemon"][n]["fps"] for row in rows], "s-", color=colour,
+                label=f"daemon, {n} camera(s)")
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_yscale("log")
+    ax.set_xticks(ms, [f"{m:g}" for m in ms])
+    ax.set_xlabel("engine time per inference, ms (GIL released, as a GPU engine)")
+    ax.set_ylabel("classifications per second")
+    ax.set_title(f"The daemon around an engine that only waits ({r['machine']['cores']} cores)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
 def markdown(report: dict, json_name: str, png_name: str) -> str:
     m, raw = report["machine"], report["raw_engine"]
     live = report["latency_realtime_1cam"]
@@ -222,6 +250,8 @@ classification (decode, preprocessing, postprocessing, MQTT).
 |---|---|---|{'---|' * len(counts)}
 {chr(10).join(rows)}
 
+![daemon throughput against engine cost](results/{path.with_suffix('.png').name})
+
 **Where a free engine's time goes.** py-spy profiles of the daemon with the 0 ms engine on
 this machine kind (2 cores): with 1 camera, the capture thread is busy all the time, decoding
 (~0.7 ms a frame) and preparing the input (~0.5 ms); the inference loop waits on it. With 8
@@ -235,6 +265,33 @@ outbox, no stats, a 20-byte message). On two cores the daemon's ceiling is then 
 2 / (1.2 + its own work) per ms: 1.6x the serial loop would need its own work per
 classification under 0.4 ms. With an engine of 1 ms or more the capture threads overlap it,
 and the daemon beats the serial loop.
+"""
+
+
+def decode_section(path: Path) -> str:
+    """benchmarks/decode_study.py: a 1080p H.264 RTSP camera, FFmpeg against GStreamer."""
+    if not path.is_file():
+        return ""
+    r = json.loads(path.read_text())
+    rows = "\n".join(
+        f"| {name} | {'x'.join(str(v) for v in row['shape'][1::-1])} | "
+        f"{row['cpu_ms_per_stream_second']:.0f} ({row['x_ffmpeg']:.2f}) | "
+        f"{row['cpu_ms_per_frame']:.1f} | {row['preprocess_cpu_ms_per_frame']:.2f} | "
+        f"{row['fps']:.1f} |"
+        for name, row in r["median"].items())
+    return f"""
+## Decoding a 1080p camera
+
+`python benchmarks/decode_study.py` (`results/{path.name}`, {r['host']['cpu']}, OpenCV
+{r['host']['opencv']}): {r['stream']}, served by gst-rtsp-server from another process, read
+by OpenCV as the daemon reads it, {r['rounds']} alternating rounds of {r['seconds_per_run']:g} s,
+medians. CPU is this process's CPU time, every thread (the decoders' own included): per second of
+stream (what the camera costs whether or not each frame is used, and its ratio to FFmpeg) and
+per frame handed over. Preprocessing is the demo model's (112x112) on the frame handed over.
+
+| decoder | frame | CPU ms per second of stream (x FFmpeg) | CPU ms per frame | of which preprocessing | frames/s handed over |
+|---|---|---|---|---|---|
+{rows}
 """
 
 
@@ -307,13 +364,17 @@ def main() -> int:
     source = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "results" / "bench-cpu.json"
     report = json.loads(source.read_text())
     png = HERE / "results" / (source.stem + ".png")
+    sweep = HERE / "results" / "engine-sweep-cpu.json"
     try:
         plot(report, png)
+        if sweep.is_file():
+            sweep_plot(sweep, sweep.with_suffix(".png"))
     except ImportError as exc:  # matplotlib is not a project dependency
-        print(f"plot not redrawn ({exc}); {png.name} kept as it is")
+        print(f"plots not redrawn ({exc}); the .png files are kept as they are")
     (HERE / "RESULTS.md").write_text(markdown(report, source.name, f"results/{png.name}")
                                      + soak_section(HERE / "results" / "soak-30min.json")
-                                     + sweep_section(HERE / "results" / "engine-sweep-cpu.json")
+                                     + sweep_section(sweep)
+                                     + decode_section(HERE / "results" / "decode-study.json")
                                      + gpu_section(HERE / "results"))
     print(f"wrote {HERE / 'RESULTS.md'} and {png}")
     return 0

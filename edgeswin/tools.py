@@ -259,7 +259,9 @@ def grab_snapshot(config_dir: Path, camera: str, out: Path) -> list[str]:
         raise EdgeswinError(f"no camera {camera!r} in {config_dir}: "
                             f"{', '.join(sorted(entries)) or 'none'}")
     entry = entries[camera]
-    cap = open_capture(entry.source, entry.config)
+    # At the camera's full size (an rtsp:// camera through GStreamer is not scaled down here):
+    # boxes are placed on what the camera really sends.
+    cap, _ = open_capture(entry.source, entry.config, width=7680)
     try:
         ok, frame = cap.read() if cap.isOpened() else (False, None)
     finally:
