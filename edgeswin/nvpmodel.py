@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 MODE_LINE = re.compile(r"<\s*POWER_MODEL\s+ID\s*=\s*(\d+)\s+NAME\s*=\s*([^\s>]+)", re.I)
 QUERY_LINE = re.compile(r"NV Power Mode:\s*(\S+)")
-TIMEOUT_S = 30.0
+QUERY_TIMEOUT_S = 5.0  # -q only reports the mode; the loop waits for it
+SET_TIMEOUT_S = 15.0  # -m changes clocks and cores; below the service's 30 s watchdog
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,8 @@ def read_modes(conf: str | Path) -> list[Mode]:
 def query(command: str) -> Mode | None:
     """The active mode from `nvpmodel -q`; None when nvpmodel is absent or says nothing."""
     try:
-        run = subprocess.run([command, "-q"], capture_output=True, text=True, timeout=TIMEOUT_S,
-                             stdin=subprocess.DEVNULL)
+        run = subprocess.run([command, "-q"], capture_output=True, text=True,
+                             timeout=QUERY_TIMEOUT_S, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError):
         return None
     lines = [line.strip() for line in run.stdout.splitlines() if line.strip()]
@@ -75,7 +76,9 @@ class PowerModes:
         self.start: Mode | None = None  # the mode before the lever moved, restored at level 0
 
     def current(self) -> Mode | None:
-        return query(self.nvpmodel)
+        """The active mode; None without asking on a device with no nvpmodel configuration
+        (not a Jetson), so other machines never spawn a process for it."""
+        return query(self.nvpmodel) if self.modes else None
 
     def target(self, level: int) -> Mode | None:
         """The mode for a lever level: 0 is the mode the daemon started in."""
@@ -87,8 +90,8 @@ class PowerModes:
         if self.command:
             argv = [a.replace("{id}", str(mode.id)) for a in self.command]
             try:
-                run = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S,
-                                     stdin=subprocess.DEVNULL)
+                run = subprocess.run(argv, capture_output=True, text=True,
+                                     timeout=SET_TIMEOUT_S, stdin=subprocess.DEVNULL)
             except (OSError, subprocess.SubprocessError) as exc:
                 return f"{argv[0]}: {exc}"
             said = (run.stdout + run.stderr).strip()
