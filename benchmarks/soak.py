@@ -72,7 +72,8 @@ def plot(rows: list[dict], events: list[tuple[float, str]], out: Path) -> None:
         for when, what in events:
             ax.axvline(when / 60, color="red" if what == "broker down" else "grey",
                        lw=0.6, alpha=0.5)
-    axes[-1].set_xlabel("minutes (red: broker down, grey: broker up)")
+    axes[-1].set_xlabel("minutes (red: broker down, grey: broker up)" if events else
+                        "minutes")
     fig.suptitle("edgeswin soak: two cameras at full rate, broker restarts, stream reconnects")
     fig.tight_layout()
     fig.savefig(out, dpi=100)
@@ -86,7 +87,15 @@ def main() -> int:
     parser.add_argument("--sample", type=float, default=5, help="seconds")
     parser.add_argument("--warmup", type=float, default=120, help="seconds left out of growth")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/soak")
+    parser.add_argument("--replot", action="store_true", help="only redraw <out>.png from "
+                        "<out>.csv and <out>.json")
     args = parser.parse_args()
+    if args.replot:
+        with args.out.with_suffix(".csv").open() as fh:
+            rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+        saved = json.loads(args.out.with_suffix(".json").read_text())
+        plot(rows, [tuple(e) for e in saved.get("events", [])], args.out.with_suffix(".png"))
+        return 0
 
     work = Path(tempfile.mkdtemp(prefix="edgeswin-soak-"))
     video = work / "cam.mp4"
@@ -148,7 +157,8 @@ def main() -> int:
               "messages_received": rows[-1]["received"], "warmup_s": args.warmup,
               "growth_after_warmup": {k: growth(rows, k, args.warmup)
                                       for k in ("rss_mb", "fds", "threads", "outbox_depth")},
-              "log_errors": sum(" ERROR " in line for line in (work / "daemon.log").open())}
+              "log_errors": sum(" ERROR " in line for line in (work / "daemon.log").open()),
+              "events": [[round(when, 1), what] for when, what in events]}
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     plot(rows, events, args.out.with_suffix(".png"))
     print(json.dumps(report, indent=1))

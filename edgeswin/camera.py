@@ -32,9 +32,10 @@ AvailabilityCallback = Callable[[str, str, str], None]
 def open_capture(source: SourceSpec, cfg: CameraConfig,
                  width: int = DECODE_WIDTH) -> tuple[cv2.VideoCapture, str]:
     """Open a source with the backend that fits it; the caller checks isOpened(). Returns the
-    capture and the decoder used. An rtsp:// camera decodes through GStreamer when this OpenCV
-    and GStreamer can (`decoder: auto`), scaled to at most `width`; FFmpeg otherwise, or when
-    the pipeline does not open."""
+    capture and the decoder used. An rtsp:// camera decodes through GStreamer, scaled to at
+    most `width`, on a Jetson (`decoder: auto`: NVDEC and the VIC) or wherever GStreamer can
+    when forced (`decoder: gstreamer`); FFmpeg otherwise, or when an auto pipeline does not
+    open."""
     timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(cfg.open_timeout_s * 1000),
                 cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(cfg.read_timeout_s * 1000)]
     if source.kind == "stream":
@@ -50,7 +51,7 @@ def open_capture(source: SourceSpec, cfg: CameraConfig,
                 raise EdgeswinError(f"camera {cfg.name}: decoder: gstreamer, but this OpenCV "
                                     f"has no GStreamer, or GStreamer lacks rtspsrc, decodebin "
                                     f"or an H.264 decoder (gst-inspect-1.0 avdec_h264)")
-            if kind is not None:
+            if kind == "jetson" or (kind is not None and cfg.decoder == "gstreamer"):
                 cap = cv2.VideoCapture(rtsp_pipeline(url, width, kind, cfg.read_timeout_s, user,
                                                      password), cv2.CAP_GSTREAMER)
                 if cap.isOpened() or cfg.decoder == "gstreamer":

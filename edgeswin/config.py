@@ -513,9 +513,9 @@ class CameraConfig(_Strict):
     enabled: bool = Field(True, description="Set false to keep the file but not run the camera.")
     fps: float = Field(5.0, ge=0, le=1000, description="Inferences per second; 0 = every new frame.")
     decoder: Literal["auto", "ffmpeg", "gstreamer"] = Field(
-        "auto", description="rtsp:// only: auto decodes through GStreamer where OpenCV has it "
-        "(hardware on a Jetson), scaled to what the engine needs, else FFmpeg; ffmpeg or "
-        "gstreamer forces one.")
+        "auto", description="rtsp:// only: auto decodes on a Jetson's NVDEC through GStreamer, "
+        "scaled to what the engine needs, and through FFmpeg elsewhere; ffmpeg or gstreamer "
+        "(software off a Jetson) forces one.")
     min_fps: float | None = Field(None, gt=0, le=1000, description="The lowest rate the fps "
                                   "lever may lower it to when the device is hot or slow; "
                                   "default: its fps (never lowered).")

@@ -1,13 +1,14 @@
 """The GStreamer pipeline for an `rtsp://` camera (stage 1, used by `camera`): decode where it
 is cheapest and scale before Python sees the frame.
 
-Hands `camera` a pipeline string for OpenCV's GStreamer backend, or None when this machine
-cannot build one (then FFmpeg decodes, as before):
+Hands `camera` a pipeline string for OpenCV's GStreamer backend:
 - on a Jetson (`nvv4l2decoder` and `nvvidconv` present): decodebin picks the hardware decoder
-  (NVDEC), and nvvidconv scales on the VIC;
+  (NVDEC), and nvvidconv scales on the VIC. `decoder: auto` takes this path;
 - elsewhere: decodebin picks a software decoder (`avdec_h264`/`avdec_h265` from gst-libav, or
-  `openh264dec`) and `videoscale` scales, before the colour conversion, so the conversion to
-  BGR touches the small frame only.
+  `openh264dec`), and `videoconvertscale` (GStreamer 1.22+) or `videoscale` then `videoconvert`
+  scales before the BGR frame is made. Only `decoder: gstreamer` takes it: measured here
+  (benchmarks/decode_study.py) it costs about as much CPU as FFmpeg at full size, because
+  decoding dominates, so `auto` keeps FFmpeg off a Jetson.
 The frame is scaled down to at most `width` pixels wide with square pixels (never up): the
 engine's input, region crops and snapshots need no more. H.264 and H.265 both work, since
 decodebin chooses by the stream's caps.
@@ -61,11 +62,13 @@ def rtsp_pipeline(url: str, width: int, kind: str, timeout_s: float,
         source += f" user-id={quote(user)} user-pw={quote(password or '')}"
     size = f"width=[1,{width}],pixel-aspect-ratio=1/1"
     if kind == "jetson":
-        scale = f"nvvidconv ! video/x-raw,format=BGRx,{size} ! videoconvert"
-    else:
-        scale = f"videoscale ! video/x-raw,{size} ! videoconvert"
-    return (f"{source} ! decodebin ! {scale} ! video/x-raw,format=BGR ! "
-            f"appsink drop=true max-buffers=1 sync=false")
+        scale = f"nvvidconv ! video/x-raw,format=BGRx,{size} ! videoconvert ! " \
+                f"video/x-raw,format=BGR"
+    elif has_element("videoconvertscale"):  # GStreamer 1.22+: one pass, ~10 % less CPU here
+        scale = f"videoconvertscale ! video/x-raw,format=BGR,{size}"
+    else:  # scale first, so the conversion to BGR touches the small frame only
+        scale = f"videoscale ! video/x-raw,{size} ! videoconvert ! video/x-raw,format=BGR"
+    return f"{source} ! decodebin ! {scale} ! appsink drop=true max-buffers=1 sync=false"
 
 
 def decode_width(input_width: int, input_height: int, boxes: list[list[float]],

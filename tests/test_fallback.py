@@ -244,3 +244,32 @@ def test_probe_lists_zones_and_marks_the_selected(tmp_path):
                                 "passive", "99,", "critical", "105"] for line in lines)
     assert any(line.split()[:3] == ["thermal_zone1", "PMIC-Die", "100.0"] for line in lines)
     assert any(line.startswith("onnxruntime ") for line in lines)
+
+
+def test_fallback_sim_shows_every_lever_with_the_power_of_the_orin_nano_trace(tmp_path):
+    import subprocess
+    import sys
+
+    from .conftest import REPO, write_config
+
+    # The levers of a config: fps (a camera with a min_fps), the rung, and a power mode.
+    cfg = write_config(tmp_path / "cfg", 1883, {"gate": {"source": "rtsp://h/x", "fps": 10,
+                                                         "min_fps": 2}},
+                       {"fallback": {"levers": ["fps", "rung", "power_mode"], "fps_steps": 1,
+                                     "power_modes": ["7W"]}})
+    run = subprocess.run([sys.executable, "-m", "edgeswin", "fallback-sim", "--trace",
+                          "configs/traces/orin-nano-15w.csv", "-c", str(cfg)],
+                         capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == "     0.0s  start: fps 0, rung 0, power_mode 0"
+    moves = [(line.split("s  ")[0].strip(), line.split("s  ")[1].split(":")[0])
+             for line in lines[1:-1]]
+    # The trace's temperature eases after each step it was made with, so each lever waits
+    # for the next time it runs hot; recovery undoes them in reverse.
+    assert moves == [("642.0", "fps 0 -> 1"), ("1038.0", "rung 0 -> 1"),
+                     ("1442.0", "power_mode 0 -> 1"), ("1838.0", "power_mode 1 -> 0"),
+                     ("2112.0", "rung 1 -> 0"), ("2436.0", "fps 1 -> 0")]
+    assert lines[1].endswith("[VDD_IN 14.1 W]")
+    assert lines[-1].startswith("  2800.0s  end: fps 0, rung 0, power_mode 0 (6 action(s)); "
+                                "32755 J in 2800 s, 11.70 W mean")
