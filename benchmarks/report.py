@@ -295,6 +295,30 @@ per frame handed over. Preprocessing is the demo model's (112x112) on the frame 
 """
 
 
+def nvml_section(path: Path) -> str:
+    """benchmarks/nvml_check.py: the governor's NVML temperature and power on a real GPU."""
+    if not path.is_file():
+        return ""
+    r = json.loads(path.read_text())
+    w = r["mean_watts"]
+    trips = ", ".join(f"{z['type']} ({t[0]} trip {t[1]:g} C)" for z in r["zones"] for t in z["trips"])
+    return f"""
+## The governor's GPU power on a real GPU
+
+`python3 benchmarks/nvml_check.py` on an {r['gpu']} (`results/{path.name}`): edgeswin's
+`sensors` and `power` read the GPU through NVML as the daemon does, every {r['poll_s']:g} s,
+idle, under PyTorch FP16 8192x8192 matrix products, and idle again. Zones: {trips}. Rails:
+{', '.join(r['rails'])}. Mean power: {w['idle']:g} W idle, {w['load']:g} W under load,
+{w['idle after']:g} W in the seconds after (the board settles slowly). The energy the daemon
+integrates from those samples (trapezoids, as `energy_mj_per_classification` is made) was
+{r['energy_j_integrated']:g} J over {r['seconds_integrated']:g} s; NVML's own energy counter
+over the same samples said {r['energy_j_nvml_counter']:g} J: a ratio of
+**{r['integrated_over_counter']:.3f}**. Under load one product cost about
+{r['mj_per_product_under_load']:g} mJ above idle. The Jetson rails (INA3221, INA238) ran only
+against scripted sysfs trees (tests/test_power.py); no Jetson was at hand.
+"""
+
+
 def gpu_section(results: Path) -> str:
     """What ran on a real NVIDIA GPU (real pycuda, the TensorRT double): gpu_check.py and
     gpu_daemon_check.py reports."""
@@ -375,6 +399,7 @@ def main() -> int:
                                      + soak_section(HERE / "results" / "soak-30min.json")
                                      + sweep_section(sweep)
                                      + decode_section(HERE / "results" / "decode-study.json")
+                                     + nvml_section(HERE / "results" / "nvml_check-h100.json")
                                      + gpu_section(HERE / "results"))
     print(f"wrote {HERE / 'RESULTS.md'} and {png}")
     return 0
