@@ -96,6 +96,13 @@ def device_configs(prefix: str, device_id: str, root: str) -> list[Message]:
     device = _device(device_id)
     status = {"availability_topic": f"{root}/status", "payload_available": "online",
               "payload_not_available": "offline", "device": device}
+
+    def measured(name: str, field: str, unit: str, **fields) -> dict:
+        """A device measurement read from <root>/stats."""
+        return {"name": name, "state_topic": f"{root}/stats",
+                "value_template": f"{{{{ value_json.{field} }}}}",
+                "unit_of_measurement": unit, "state_class": "measurement",
+                "entity_category": "diagnostic", **fields, **status}
     entities = [
         ("sensor", "engine_rung", {
             "name": "engine rung", "state_topic": f"{root}/engine",
@@ -112,23 +119,15 @@ def device_configs(prefix: str, device_id: str, root: str) -> list[Message]:
                                         "value_json.reason, 'agreement': value_json.agreement} "
                                         "| tojson }}",
             "icon": "mdi:swap-horizontal", "entity_category": "diagnostic", **status}),
-        ("sensor", "temperature", {
-            "name": "temperature", "state_topic": f"{root}/stats",
-            "value_template": "{{ value_json.temp_max_c }}",
-            "device_class": "temperature", "unit_of_measurement": "°C",
-            "state_class": "measurement", "entity_category": "diagnostic", **status}),
-        ("sensor", "power", {
-            "name": "power", "state_topic": f"{root}/stats",
-            "value_template": "{{ value_json.power.total_w }}",
-            "json_attributes_topic": f"{root}/stats",
-            "json_attributes_template": "{{ value_json.power.watts | tojson }}",
-            "device_class": "power", "unit_of_measurement": "W",
-            "state_class": "measurement", "entity_category": "diagnostic", **status}),
-        ("sensor", "energy_per_classification", {
-            "name": "energy per classification", "state_topic": f"{root}/stats",
-            "value_template": "{{ value_json.power.energy_mj_per_classification }}",
-            "unit_of_measurement": "mJ", "icon": "mdi:lightning-bolt",
-            "state_class": "measurement", "entity_category": "diagnostic", **status}),
+        ("sensor", "temperature", measured("temperature", "temp_max_c", "°C",
+                                           device_class="temperature")),
+        ("sensor", "power", measured(
+            "power", "power.total_w", "W", device_class="power",
+            json_attributes_topic=f"{root}/stats",
+            json_attributes_template="{{ value_json.power.watts | tojson }}")),
+        ("sensor", "energy_per_classification", measured(
+            "energy per classification", "power.energy_mj_per_classification", "mJ",
+            icon="mdi:lightning-bolt")),
         ("sensor", "power_mode", {
             "name": "power mode", "state_topic": f"{root}/stats",
             "value_template": "{{ value_json.power.mode.name if value_json.power.mode "
