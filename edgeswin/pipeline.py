@@ -19,7 +19,7 @@ import numpy as np
 
 from .camera import Capture
 from .classify import classify, iso
-from .config import CameraEntry, Config, load_config
+from .config import CameraEntry, Config, dla_twins, load_config
 from .control import ControlSocket, Request
 from .engine import open_engine
 from .errors import ConfigError, EdgeswinError
@@ -200,7 +200,11 @@ class Daemon:
         fb = self.config.device.fallback
         wanted = fb.pinned_rung if fb.pinned_rung is not None else 0
         usable = [i for i, engine in enumerate(self.ladder) if engine]
-        start = next((i for i in usable if i >= wanted), usable[0])
+        # With the dla lever, a rung's DLA build serves only through that lever, never at start.
+        builds = set(dla_twins(self.config.device.engines).values()) \
+            if "dla" in fb.levers else set()
+        mains = [i for i in usable if i not in builds] or usable
+        start = next((i for i in mains if i >= wanted), mains[0])
         self.active = active = self.ladder[start]
         self.cameras = [self._make_camera(e, active.engine.info.labels)
                         for e in self.config.cameras if e.config.enabled]
