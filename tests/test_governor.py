@@ -123,3 +123,67 @@ def test_heat_lowers_fps_then_the_rung_then_the_power_mode_and_recovery_undoes_t
     assert {lever: metrics[("edgeswin_fallback_actions_total", (("lever", lever),))]
             for lever in ("fps", "rung", "power_mode")} == {"fps": 2, "rung": 2, "power_mode": 2}
     assert metrics[("edgeswin_fallback_level", (("lever", "fps"),))] == 0
+
+
+def test_the_dla_lever_moves_the_primary_to_its_dla_build_before_the_rung_lever(
+        tmp_path, broker, subscriber, videos, trt):
+    # The daemon in this process with the TensorRT double (10.3, two DLA cores): the primary's
+    # GPU and DLA plans are built on the device in the background; heat moves the primary to
+    # its DLA build first, then down the ladder, and recovery comes back the same way.
+    import threading
+
+    from edgeswin.config import load_config
+    from edgeswin.pipeline import Daemon
+
+    from .conftest import PRIMARY, SMALL
+    zone = tmp_path / "thermal" / "thermal_zone0"
+    zone.mkdir(parents=True)
+    (zone / "type").write_text("TJ-therm\n")
+    temp = zone / "temp"
+    temp.write_text("50000\n")
+    cfg = write_config(
+        tmp_path / "cfg", broker.port,
+        {"north": {"source": str(videos["north"]), "loop": True, "fps": 5}},
+        {"engines": [{"name": "gpu", "model": str(PRIMARY), "backend": "tensorrt",
+                      "precision": "fp16"},
+                     {"name": "small", "model": str(SMALL)},
+                     {"name": "dla", "model": str(PRIMARY), "backend": "tensorrt",
+                      "precision": "fp16", "dla_core": 0}],
+         "fallback": {"thermal_root": str(tmp_path / "thermal"), "zones": ["tj"],
+                      "hold_s": 1, "cooldown_s": 1, "min_dwell_s": 2, "poll_s": 0.2,
+                      "levers": ["dla", "rung"]}})
+    daemon = Daemon(load_config(cfg))
+    runner = threading.Thread(target=daemon.run, name="daemon-under-test")
+    runner.start()
+    topic = f"{ROOT}/north/classification"
+
+    def moves() -> list[tuple[str, int, int, str]]:
+        return [(m["lever"]["name"], m["lever"]["from"], m["lever"]["to"], m["name"])
+                for m in subscriber.json_on(f"{ROOT}/engine") if m["lever"]]
+
+    try:
+        # Both plans built, and the primary serves on the GPU.
+        assert subscriber.wait_for(lambda: subscriber.json_on(topic) and
+                                   subscriber.json_on(topic)[-1]["engine"] == "gpu" and
+                                   daemon.ladder[2] is not None, 120), moves()
+        temp.write_text("95000\n")
+        assert subscriber.wait_for(lambda: ("rung", 0, 1, "small") in moves(), 30), moves()
+        temp.write_text("60000\n")
+        assert subscriber.wait_for(lambda: ("dla", 1, 0, "gpu") in moves(), 30), moves()
+        seen = len(subscriber.on(topic))
+        assert subscriber.wait_for(lambda: len(subscriber.on(topic)) >= seen + 3, 20)
+        assert runner.is_alive() and not daemon.failure
+    finally:
+        daemon.request_stop("test done")
+        runner.join(30)
+    assert not runner.is_alive()
+    # (Before them, maybe ("rung", 1, 0, "gpu"): the GPU plan finished building after the
+    # daemon started on the small rung, and was served at once.)
+    assert moves()[-4:] == [("dla", 0, 1, "dla"), ("rung", 0, 1, "small"),
+                            ("rung", 1, 0, "dla"), ("dla", 1, 0, "gpu")], moves()
+    msgs = subscriber.json_on(topic)
+    assert [m["seq"] for m in msgs] == list(range(1, len(msgs) + 1))
+    engines = [m["engine"] for m in msgs]
+    blocks = [e for i, e in enumerate(engines) if i == 0 or e != engines[i - 1]]
+    assert blocks[-5:] == ["gpu", "dla", "small", "dla", "gpu"], blocks
+    assert {m["model"] for m in msgs if m["engine"] == "dla"} == {"swin-demo-112-fp16"}
