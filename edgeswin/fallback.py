@@ -79,7 +79,7 @@ class FallbackPolicy:
         self.rung = cfg.pinned_rung if pinned else start
         self.limits = {"fps": fps_steps, "power_mode": power_modes,
                        "dla": 0 if pinned or not self.twins else 1,
-                       "rung": 0 if pinned else rungs}
+                       "rung": 0 if pinned else len(self.main) - 1}
         self.level = {"fps": 0, "dla": 0, "power_mode": 0}
         self.levers: list[str] = []
         self.set_limit("fps", fps_steps)

@@ -73,8 +73,8 @@ class Governor:
             log.warning("no thermal zone matching %s under %s: fallback runs on latency alone",
                         fb.zones, fb.thermal_root)
         skipped = [lever for lever in fb.levers if lever not in self.policy.levers]
-        log.info("fallback levers %s%s; power rails: %s; power mode: %s",
-                 self.policy.levers or "none",
+        log.info("fallback levers: %s%s; power rails: %s; power mode: %s",
+                 ", ".join(self.policy.levers) or "none",
                  f" ({', '.join(skipped)} not usable here)" if skipped else "",
                  ", ".join(r.name for r in self.power.rails) or "none found",
                  f"{self.mode.name} (id {self.mode.id})" if self.mode else "unknown")
