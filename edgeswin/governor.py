@@ -49,12 +49,21 @@ class Governor:
         start what it watches and what it cannot do."""
         fb = self.cfg
         self.mode = self.modes.current()
+        left = self.modes.left_over()  # the run before stopped with the lever down
+        if left is not None and self.mode is not None and self.mode.id == left.id:
+            self.modes.forget_start()
+        elif left is not None:
+            log.warning("the last run stopped with the power mode lowered to %s: back to %s",
+                        self.mode.name if self.mode else "?", left.name)
+            if self._set(left, now):
+                self.mode = left
+                self.modes.forget_start()  # else kept, and tried again at the next start
         power_modes = len(self.modes.steps)
         if power_modes and self.mode is None:
             log.warning("power_mode lever off: `%s -q` does not report the active mode, so it "
                         "could not be restored", self.modes.nvpmodel)
             power_modes = 0
-        self.modes.start = self.mode
+        self.modes.start = left or self.mode  # what recovery comes back to
         self.policy = FallbackPolicy(fb, len(self.engines), now, thermal=bool(self.thermal.zones),
                                      start=start, fps_steps=fps_steps, power_modes=power_modes,
                                      twins=dla_twins(self.engines), usable=usable)
@@ -96,19 +105,35 @@ class Governor:
         self._confirm(now)
         action = self.policy.update(readings)
         if action is not None and action.lever == "power_mode":
-            mode = self.modes.target(action.to)
-            error = self.modes.set(mode)
-            if error:
-                log.error("power mode %s (id %d) could not be set: %s; staying in %s",
-                          mode.name, mode.id, error, self.mode.name if self.mode else "?")
+            if not self._set(self.modes.target(action.to), now):
                 self.policy.undo(action)
                 return None
-            self._pending = (mode, now + CONFIRM_S)
-            if self.modes.command:
-                self._confirm(now, force=True)
+            if action.frm == 0:
+                self.modes.remember_start()
+            elif action.to == 0:
+                self.modes.forget_start()
         if action is not None:
             self.actions[action.lever] += 1
         return action
+
+    def _set(self, mode: Mode, now: float) -> bool:
+        """Ask for a mode; False (and an error line) when it cannot be asked for."""
+        error = self.modes.set(mode)
+        if error:
+            log.error("power mode %s (id %d) could not be set: %s; staying in %s",
+                      mode.name, mode.id, error, self.mode.name if self.mode else "?")
+            return False
+        self._pending = (mode, now + CONFIRM_S)
+        if self.modes.command:
+            self._confirm(now, force=True)
+        return True
+
+    def close(self, now: float) -> None:
+        """At a clean stop with the power_mode lever down: back to the mode the run started in."""
+        if self.policy is not None and self.policy.level["power_mode"] > 0 and self.modes.start:
+            log.info("stopping with the power mode lowered: back to %s", self.modes.start.name)
+            if self._set(self.modes.start, now):
+                self.modes.forget_start()
 
     def _confirm(self, now: float, force: bool = False) -> None:
         """Check a requested mode took: `nvpmodel -q` names it, or one warning."""

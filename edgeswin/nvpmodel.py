@@ -63,6 +63,9 @@ class PowerModes:
         self.nvpmodel = nvpmodel
         self.command = command
         self.request_file = request_file
+        # The mode to come back to, kept on disk while the lever is down, so a daemon that
+        # stops or dies there is not stuck in the lower mode after its restart.
+        self.record = request_file.with_name("power-mode.start")
         self.modes = read_modes(conf)
         by_name = {m.name.upper(): m for m in self.modes}
         missing = [name for name in wanted if name.upper() not in by_name]
@@ -74,6 +77,25 @@ class PowerModes:
         else:
             self.steps = [by_name[name.upper()] for name in wanted]
         self.start: Mode | None = None  # the mode before the lever moved, restored at level 0
+
+    def remember_start(self) -> None:
+        if self.start is not None:
+            try:
+                self.record.write_text(f"{self.start.id}\n")
+            except OSError as exc:
+                log.warning("could not keep the starting power mode in %s: %s", self.record, exc)
+
+    def forget_start(self) -> None:
+        self.record.unlink(missing_ok=True)
+
+    def left_over(self) -> Mode | None:
+        """The mode an earlier run left the lever's start in (it stopped with the lever down),
+        if the configuration has it."""
+        try:
+            text = self.record.read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return next((m for m in self.modes if text.isdigit() and m.id == int(text)), None)
 
     def current(self) -> Mode | None:
         """The active mode; None without asking on a device with no nvpmodel configuration

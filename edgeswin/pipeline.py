@@ -486,5 +486,6 @@ class Daemon:
         for capture in [c.capture for c in self.cameras] + self._retired:
             capture.join(timeout=1.0)
         self.control.close()
+        self.governor.close(time.monotonic())
         self.rollouts.close()
         self.engines.close()  # GPU memory back before the interpreter tears objects down

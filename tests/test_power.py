@@ -203,3 +203,44 @@ def test_probe_shows_rails_gpu_and_modes(tmp_path, nvpmodel):
     assert any(line.split() == ["ina238", "19.00", "W"] for line in lines)
     assert any(line.endswith("15W (id 0) *active*, 7W (id 1), MAXN_SUPER (id 2)")
                for line in lines), lines
+
+
+def test_a_run_that_stops_with_the_power_mode_lowered_restores_it(nvpmodel, tmp_path, caplog):
+    from edgeswin.config import load_config
+    from edgeswin.governor import Governor
+
+    from .conftest import write_config
+
+    zone = tmp_path / "thermal" / "thermal_zone0"
+    zone.mkdir(parents=True)
+    (zone / "type").write_text("tj-thermal\n")
+    (zone / "temp").write_text("95000\n")  # hot from the start
+    cfg = write_config(tmp_path / "cfg", 1883, {"a": {"source": "rtsp://h/x"}}, {
+        "fallback": {"thermal_root": str(tmp_path / "thermal"), "hold_s": 0, "min_dwell_s": 0,
+                     "levers": ["power_mode"], "power_modes": ["7W"],
+                     "power_mode_command": [str(FAKE_NVPMODEL), "-m", "{id}"]},
+        "power": {"hwmon_root": str(tmp_path / "none"), "nvpmodel_conf": str(nvpmodel),
+                  "nvpmodel": str(FAKE_NVPMODEL)}})
+    device = load_config(cfg).device
+    record = Path(device.state_dir) / "power-mode.start"
+    Path(device.state_dir).mkdir(parents=True)
+
+    def lowered() -> Governor:
+        governor = Governor(device)
+        governor.start(0.0, 0, {0, 1}, 0)
+        action = governor.poll(1.0, None, {})
+        assert (action.lever, action.to) == ("power_mode", 1)
+        assert query(str(FAKE_NVPMODEL)) == Mode(1, "7W") and record.read_text() == "0\n"
+        return governor
+
+    # A run killed with the lever down: the next start puts the device back in 15W.
+    lowered()
+    with caplog.at_level(logging.WARNING):
+        again = Governor(device)
+        again.start(10.0, 0, {0, 1}, 0)
+    assert query(str(FAKE_NVPMODEL)) == Mode(0, "15W") and not record.exists()
+    assert "the last run stopped with the power mode lowered to 7W: back to 15W" in caplog.text
+    assert again.modes.start == Mode(0, "15W")
+    # A clean stop with the lever down does the same at once.
+    lowered().close(20.0)
+    assert query(str(FAKE_NVPMODEL)) == Mode(0, "15W") and not record.exists()
