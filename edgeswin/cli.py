@@ -66,7 +66,7 @@ def _state_dir(config_dir: Path) -> str:
 
 def cmd_fallback_sim(args: argparse.Namespace) -> int:
     from .config import FallbackConfig, dla_twins
-    from .schedule import fps_adjustable
+    from .schedule import governed_fps
     from .tools import simulate
 
     options: dict = {}
@@ -74,9 +74,9 @@ def cmd_fallback_sim(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         device = config.device
         cfg, rungs = device.fallback, len(device.engines)
-        adjustable = fps_adjustable(
-            s for e in config.cameras if e.config.enabled
-            for s in ([e.config.for_region(r) for r in e.config.regions or []] or [e.config]))
+        adjustable = any(governed_fps(s, 1, 1) != s.fps for e in config.cameras if e.config.enabled
+                         for s in ([e.config.for_region(r) for r in e.config.regions]
+                                   if e.config.regions else [e.config]))
         options = {"fps_steps": cfg.fps_steps if adjustable else 0,
                    "twins": dla_twins(device.engines), "total_rails": device.power.total_rails}
     else:

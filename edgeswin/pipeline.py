@@ -135,20 +135,11 @@ class Daemon:
         cam = CameraRuntime(entry, capture, region_runtimes(entry.config, labels, stats), stats)
         fps_level = self.policy.level["fps"] if self.policy else 0
         set_fps_level([cam], fps_level, self.config.device.fallback.fps_steps)
-        self._prepare_on_capture(cam)
+        if cam.regions[0].fps == 0 and not entry.config.regions and self.active is not None:
+            # Every frame is classified: prepare it on the capture thread, overlapping the
+            # engine (regions are cropped on the loop's thread).
+            capture.prepare = self.active.preprocess
         return cam
-
-    def _prepare_on_capture(self, cam: CameraRuntime) -> None:
-        """A camera whose every frame is classified (fps 0, not throttled by the fps lever)
-        has it prepared on its capture thread, overlapping the engine; regions are cropped
-        on the loop's thread, and a throttled camera prepares only what is used."""
-        every_frame = not cam.entry.config.regions and cam.regions[0].fps == 0
-        cam.capture.prepare = self.active.preprocess if every_frame and self.active else None
-
-    def _fps_steps(self) -> int:
-        """How far the fps lever can go with these cameras (0: none has a min_fps)."""
-        adjustable = fps_adjustable(r.settings for c in self.cameras for r in c.regions)
-        return self.config.device.fallback.fps_steps if adjustable else 0
 
     def _notify(self) -> None:
         with self._wake:
@@ -219,7 +210,9 @@ class Daemon:
                         for e in self.config.cameras if e.config.enabled]
         if not self.cameras:
             raise EdgeswinError("no enabled camera")
-        self.policy = self.governor.start(time.monotonic(), start, set(usable), self._fps_steps())
+        self.policy = self.governor.start(
+            time.monotonic(), start, set(usable),
+            fb.fps_steps if fps_adjustable(self.cameras) else 0)
         if self.config.device.metrics.enabled:
             from .metrics import Metrics
             m = self.config.device.metrics
@@ -316,8 +309,10 @@ class Daemon:
             self.latency.clear(lambda key: key[0] == "camera" or key[1] == target)
         elif action.lever == "fps":
             set_fps_level(self.cameras, action.to, fb.fps_steps)
-            for cam in self.cameras:
-                self._prepare_on_capture(cam)
+            for cam in self.cameras:  # a throttled every-frame camera: prepare only what is used
+                if not cam.entry.config.regions and cam.entry.config.fps == 0:
+                    cam.capture.prepare = self.active.preprocess if cam.regions[0].fps == 0 \
+                        else None
         if action.lever == "fps":
             what = ", ".join(f"{c.name} {r.fps:g}/s" for c in self.cameras for r in c.regions[:1])
         elif action.lever == "power_mode":
@@ -463,7 +458,8 @@ class Daemon:
             cameras.append(cam)
         self.cameras = cameras
         self.config = Config(self.config.device, new.cameras, directory)
-        self.policy.set_limit("fps", self._fps_steps())
+        self.policy.set_limit("fps", self.config.device.fallback.fps_steps
+                              if fps_adjustable(cameras) else 0)
         self._announce()
         self.notifier.ready(self._status())
 

@@ -8,7 +8,6 @@ holds the per-camera and per-region state the loop keeps (cadence, seq, last fra
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .camera import Capture
@@ -134,9 +133,10 @@ def governed_fps(settings: CameraConfig, level: int, steps: int) -> float:
     return fps - (fps - floor) * min(level, steps) / steps
 
 
-def fps_adjustable(settings: Iterable[CameraConfig]) -> bool:
-    """Whether the fps lever would change any of these (cameras' or regions') rates."""
-    return any(governed_fps(s, 1, 1) != s.fps for s in settings)
+def fps_adjustable(cameras: list[CameraRuntime]) -> bool:
+    """Whether the fps lever would change any region's rate."""
+    return any(governed_fps(r.settings, 1, 1) != r.settings.fps
+               for cam in cameras for r in cam.regions)
 
 
 def set_fps_level(cameras: list[CameraRuntime], level: int, steps: int) -> None:

@@ -129,7 +129,7 @@ def _power_lines(pw: PowerConfig) -> list[str]:
                  f"{gpu.get('freq_mhz', '?')} MHz" if sensor.gpu else
                  f"GPU: no devfreq node under {pw.devfreq_root}")
     modes = read_modes(pw.nvpmodel_conf)
-    active = query(pw.nvpmodel) if modes else None  # not a Jetson: nothing to ask
+    active = query(pw.nvpmodel)
     lines.append(f"nvpmodel modes in {pw.nvpmodel_conf} (for fallback.power_modes): " +
                  (", ".join(f"{m.name} (id {m.id}){' *active*' if m == active else ''}"
                             for m in modes) or "none (not a Jetson, or unreadable)"))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import statistics
 from datetime import datetime
-from pathlib import Path
 
 import jsonschema
 import pytest
@@ -30,22 +29,17 @@ def _ts(message: dict) -> datetime:
     return datetime.fromisoformat(message["ts"])
 
 
-def _thermal_zone(tmp_path: Path) -> Path:
-    """A scripted TJ zone under tmp_path/thermal at 50 C; returns its temp file to heat."""
-    zone = tmp_path / "thermal" / "thermal_zone0"
-    zone.mkdir(parents=True)
-    (zone / "type").write_text("TJ-therm\n")
-    (zone / "temp").write_text("50000\n")
-    return zone / "temp"
-
-
 def _stable(truth: list[str], i: int, guard: int = 3) -> bool:
     return all(label == truth[i] for label in truth[max(0, i - guard):i + guard + 1])
 
 
 def test_heat_lowers_fps_then_the_rung_then_the_power_mode_and_recovery_undoes_them_in_reverse(
         tmp_path, broker, subscriber, videos, daemon_factory):
-    temp = _thermal_zone(tmp_path)
+    zone = tmp_path / "thermal" / "thermal_zone0"
+    zone.mkdir(parents=True)
+    (zone / "type").write_text("TJ-therm\n")
+    temp = zone / "temp"
+    temp.write_text("50000\n")
     jetson_hwmon(tmp_path / "hwmon")
     (tmp_path / "hwmon" / "hwmon1" / "curr1_input").write_text("garbage\n")  # VIN_SYS_5V0
     conf = tmp_path / "nvpmodel.conf"
@@ -142,7 +136,11 @@ def test_the_dla_lever_moves_the_primary_to_its_dla_build_before_the_rung_lever(
     from edgeswin.pipeline import Daemon
 
     from .conftest import PRIMARY, SMALL
-    temp = _thermal_zone(tmp_path)
+    zone = tmp_path / "thermal" / "thermal_zone0"
+    zone.mkdir(parents=True)
+    (zone / "type").write_text("TJ-therm\n")
+    temp = zone / "temp"
+    temp.write_text("50000\n")
     cfg = write_config(
         tmp_path / "cfg", broker.port,
         {"north": {"source": str(videos["north"]), "loop": True, "fps": 5}},
