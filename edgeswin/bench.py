@@ -38,6 +38,10 @@ from .preprocess import Preprocessor
 
 log = logging.getLogger(__name__)
 
+# OpenCV's thread count as imported, before a daemon sets its own (`opencv_threads`): the serial
+# loop runs with it, as a first loop a user writes would.
+OPENCV_DEFAULT_THREADS = cv2.getNumThreads()
+
 
 def _pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if values else None
@@ -95,6 +99,26 @@ def read_frames(video: Path, n: int) -> list[np.ndarray]:
     if not frames:
         raise RuntimeError(f"cannot read frames from {video}")
     return frames
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds so far of this process's threads, by kind: the capture threads, the
+    inference loop, MQTT (the sender and paho's network thread), and native threads that
+    Python did not start (OpenCV's pool, FFmpeg's decoders, ONNX Runtime's pool)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        name = names.get(int(tid))
+        kind = ("native" if name is None else "capture" if name.startswith("capture-")
+                else "inference loop" if name == "bench-daemon"
+                else "mqtt" if name.startswith(("mqtt", "paho")) else "other")
+        out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def _engine(model: Path, threads: int, engine_ms: float | None):
@@ -168,10 +192,11 @@ def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: fl
             raise RuntimeError("the daemon classified nothing in 60 s")
         time.sleep(warmup_s)
         measuring[0] = True
-        t0, cpu0 = time.monotonic(), time.process_time()
+        t0, cpu0, threads0 = time.monotonic(), time.process_time(), thread_cpu()
         time.sleep(seconds)
         measuring[0] = False
         elapsed, cpu = time.monotonic() - t0, time.process_time() - cpu0
+        by_thread = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu().items()}
         daemon.request_stop("bench done")
         runner.join(30)
     lat = {k: [p["latency_ms"][k] for p in payloads] for k in payloads[0]["latency_ms"]}
@@ -186,6 +211,10 @@ def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: fl
             "fps": round(len(payloads) / elapsed, 2),
             "frames_decoded_per_classification": round(len(frames) / len(payloads), 3),
             "process_cpu_ms_per_classification": round(cpu * 1000 / len(payloads), 3),
+            # Thread CPU is counted in clock ticks (10 ms): meaningful over seconds of run.
+            "thread_cpu_ms_per_classification": {
+                k: round(v * 1000 / len(payloads), 3) for k, v in sorted(by_thread.items())
+                if v > 0},
             "engine_busy_fraction": round(busy, 3),
             "per_camera_fps": {k: round(v / elapsed, 2) for k, v in sorted(per_camera.items())},
             "latency_ms": {k: {"p50": _pct(v, 50), "p95": _pct(v, 95)} for k, v in lat.items()},
@@ -198,6 +227,7 @@ def serial_loop(model: Path, video: Path, threads: int, seconds: float, port: in
     """What a user writes first: one thread reads, preprocesses, infers and publishes."""
     import paho.mqtt.client as mqtt
 
+    cv2.setNumThreads(OPENCV_DEFAULT_THREADS)
     engine = _engine(model, threads, engine_ms)
     prep = Preprocessor(engine.info.input)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
@@ -222,6 +252,8 @@ def serial_loop(model: Path, video: Path, threads: int, seconds: float, port: in
 
 
 def preprocess_1080p(model: Path, frames: list[np.ndarray]) -> dict:
+    """On one OpenCV thread, as the daemon prepares a frame by default (`opencv_threads`)."""
+    cv2.setNumThreads(1)
     spec = open_engine(model, "onnxruntime").info.input
     prep = Preprocessor(spec)
     big = [cv2.resize(f, (1920, 1080)) for f in frames[:10]]
@@ -307,10 +339,12 @@ def run_engine_sweep(model: Path, video: Path, engine_ms: list[float], cameras: 
                     "fps": run["fps"], "vs_serial": round(run["fps"] / row["serial_fps"], 3),
                     "vs_raw": round(run["fps"] / row["raw_fps"], 3),
                     "host_cpu_ms_per_classification": run["process_cpu_ms_per_classification"],
+                    "thread_cpu_ms_per_classification": run["thread_cpu_ms_per_classification"],
                     "overhead_ms_p50": run["overhead_ms"]["p50"]}
             sweep.append(row)
     return {"machine": machine(), "model_sidecar": model.name, "video": video.name,
-            "seconds_per_run": seconds, "engine_sweep": sweep}
+            "seconds_per_run": seconds, "engine_sweep": sweep,
+            "opencv_threads": {"serial_loop": OPENCV_DEFAULT_THREADS, "daemon": 1}}
 
 
 def run_bench(model: Path, video: Path, cameras: list[int], seconds: float, threads: int,
@@ -319,7 +353,8 @@ def run_bench(model: Path, video: Path, cameras: list[int], seconds: float, thre
         frames = read_frames(video, 60)
         report = {"machine": machine(), "model": model.name, "video": {
             "file": video.name, "size": f"{frames[0].shape[1]}x{frames[0].shape[0]}"},
-            "engine_threads": threads, "seconds_per_run": seconds}
+            "engine_threads": threads, "seconds_per_run": seconds,
+            "opencv_threads": {"serial_loop": OPENCV_DEFAULT_THREADS, "daemon": 1}}
         # This machine's speed drifts from minute to minute: alternate the three single-stream
         # setups (raw engine, daemon with 1 camera, serial loop) and keep each one's median.
         rounds: dict[str, list[dict]] = {"raw": [], "daemon": [], "serial": []}

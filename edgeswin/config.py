@@ -359,6 +359,10 @@ class DeviceConfig(_Strict):
                                    description="How a changed model takes over (on reload).")
     power: PowerConfig = Field(default_factory=PowerConfig,
                                description="Power rails, GPU load and nvpmodel mode to report.")
+    opencv_threads: int | None = Field(
+        1, ge=1, le=256,
+        description="Threads of OpenCV's own parallel loops (resize, colour conversion); "
+                    "null leaves OpenCV's default, one per core.")
 
     @field_validator("state_dir")
     @classmethod

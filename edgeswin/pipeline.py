@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .camera import Capture
@@ -55,6 +56,11 @@ class Daemon:
         self.config = config
         dev = config.device
         self.root = dev.topic_root
+        if dev.opencv_threads is not None:
+            # Each camera resizes on its own capture thread, so OpenCV's pool only adds
+            # hand-offs and spinning workers that take CPU from the engine and the other
+            # cameras (benchmarks/RESULTS.md, "Where the host CPU goes").
+            cv2.setNumThreads(dev.opencv_threads)
         outbox = Outbox(Path(dev.state_dir) / "outbox.sqlite3",
                         int(dev.mqtt.outbox_max_mb * 1e6)) if dev.mqtt.outbox_max_mb else None
         self.publisher = Publisher(dev.mqtt, self.root,

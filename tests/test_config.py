@@ -116,3 +116,26 @@ def test_check_command_accepts_the_demo_config():
     run = subprocess.run([sys.executable, "-m", "edgeswin", "check", "-c", "configs/example"],
                          capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stderr
+
+
+def test_opencv_threads_is_set_by_the_daemon_and_checked(tmp_path):
+    import cv2
+
+    from edgeswin.pipeline import Daemon
+
+    before = cv2.getNumThreads()
+    state = f"state_dir: {tmp_path / 'state'}\n"
+    try:
+        cv2.setNumThreads(2)
+        Daemon(load_config(make(tmp_path / "a", DEVICE + state)))
+        assert cv2.getNumThreads() == 1  # the default: one thread, the capture thread's own
+        Daemon(load_config(make(tmp_path / "b", DEVICE + state + "opencv_threads: 3\n")))
+        assert cv2.getNumThreads() == 3
+        cv2.setNumThreads(2)
+        Daemon(load_config(make(tmp_path / "c", DEVICE + state + "opencv_threads: null\n")))
+        assert cv2.getNumThreads() == 2  # left as OpenCV had it
+    finally:
+        cv2.setNumThreads(before)
+    d = make(tmp_path / "d", DEVICE + "opencv_threads: 0\n")
+    (issue,) = issues_of(d)
+    assert issue.startswith(f"{d}/edgeswin.yaml:8: opencv_threads: ")
