@@ -1,11 +1,13 @@
 """The CPU resize against exact INTER_AREA: how far the daemon's shortcut strays, whether the
 demo model notices, and what it costs per frame.
 
-Three ways from a camera frame to the 112x112 input, on rendered scenes of known label at
-1920x1080 and 640x360: exact INTER_AREA from the full frame; the earlier shortcut (shrink
-bilinearly to at most 4x the target, then INTER_AREA at whatever factor is left); and
-`preprocess.py` today (shrink bilinearly to a whole multiple, at most 4x, of the target, so
-INTER_AREA takes its box-average fast path; normalise with one cv2.transform).
+Four ways from a camera frame to the 112x112 input, on rendered scenes of known label at
+1920x1080 and 640x360: exact INTER_AREA from the full frame; the first shortcut (shrink
+bilinearly to at most 4x the target, then INTER_AREA at whatever factor is left); the second
+(shrink bilinearly to a whole multiple, at most 4x, of the target, so INTER_AREA takes its
+box-average path); and `preprocess.py` today (`shrink_area`: bilinear to 1, 2 or 4 times the
+target per axis, then 2:1 INTER_AREA halvings; normalise with one cv2.transform). Timed on one
+OpenCV thread, as the daemon runs (`opencv_threads`).
 
     .venv/bin/python benchmarks/preprocess_study.py [--scenes 150] [-o results/preprocess-study.json]
 """
@@ -25,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from edgeswin.engine import open_engine  # noqa: E402
-from edgeswin.preprocess import PRE_SHRINK, Preprocessor  # noqa: E402
+from edgeswin.preprocess import Preprocessor, shrink_area  # noqa: E402
 from edgeswin.scenes import random_scene  # noqa: E402
 
 
@@ -35,14 +37,32 @@ def exact(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def earlier(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     h, w = image.shape[:2]
-    pre = (min(w, PRE_SHRINK * size[0]), min(h, PRE_SHRINK * size[1]))
+    pre = (min(w, 4 * size[0]), min(h, 4 * size[1]))
     if pre != (w, h):
         image = cv2.resize(image, pre, interpolation=cv2.INTER_LINEAR)
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
+def whole_multiple(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    h, w = image.shape[:2]
+    pre = (min(w // size[0], 4) * size[0], min(h // size[1], 4) * size[1])
+    if pre != (w, h):
+        image = cv2.resize(image, pre, interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def now(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return shrink_area(image, *size)
+
+
 def earlier_normalise(prep: Preprocessor, small: np.ndarray) -> np.ndarray:
     x = small[:, :, ::-1].astype(np.float32) * prep._gain + prep._bias
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+def fast_normalise(prep: Preprocessor, small: np.ndarray) -> np.ndarray:
+    """The preprocessor's own normalisation (one cv2.transform), for timing a resize alone."""
+    x = cv2.transform(small.astype(np.float32), prep._affine).reshape(small.shape)
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
 
@@ -59,7 +79,9 @@ def study(scenes: int) -> dict:
     spec = engine.info.input
     size = (spec.width, spec.height)
     prep = Preprocessor(spec)
-    out: dict = {"model": "swin-demo-112", "scenes": scenes, "opencv": cv2.__version__}
+    cv2.setNumThreads(1)
+    out: dict = {"model": "swin-demo-112", "scenes": scenes, "opencv": cv2.__version__,
+                 "opencv_threads": 1}
     for width, height in ((1920, 1080), (640, 360)):
         rng = np.random.default_rng(2026)
         frames, labels = [], []
@@ -70,6 +92,7 @@ def study(scenes: int) -> dict:
         ways = {
             "exact_area": lambda f: earlier_normalise(prep, exact(f, size)),
             "earlier": lambda f: earlier_normalise(prep, earlier(f, size)),
+            "whole_multiple": lambda f: fast_normalise(prep, whole_multiple(f, size)),
             "now": prep,
         }
         row: dict = {}
@@ -82,21 +105,14 @@ def study(scenes: int) -> dict:
         for name, times in zip(ways, zip(*[[_ms(fn, frames) for fn in ways.values()]
                                            for _ in range(3)])):
             row[name]["ms_per_frame"] = min(times)
-        for name, resize in (("earlier", earlier), ("now", None)):
-            if resize is None:  # today's resize, taken from the preprocessor's own steps
-                def resize(f, size=size):
-                    h, w = f.shape[:2]
-                    pre = (min(w // size[0], PRE_SHRINK) * size[0],
-                           min(h // size[1], PRE_SHRINK) * size[1])
-                    if pre != (w, h):
-                        f = cv2.resize(f, pre, interpolation=cv2.INTER_LINEAR)
-                    return cv2.resize(f, size, interpolation=cv2.INTER_AREA)
+        for name, resize in (("earlier", earlier), ("whole_multiple", whole_multiple),
+                             ("now", now)):
             diffs = [float(np.abs(resize(f, size).astype(np.float32) - ref).mean())
                      for f, ref in zip(frames, reference)]
             row[name]["mean_abs_levels_vs_exact"] = round(float(np.mean(diffs)), 3)
         # The preprocessor's own output against its resize normalised the earlier way: the
         # cv2.transform normalisation must be the same arithmetic.
-        worst = max(float(np.abs(prep(f) - earlier_normalise(prep, resize(f, size))).max())
+        worst = max(float(np.abs(prep(f) - earlier_normalise(prep, now(f, size))).max())
                     for f in frames[:20])
         row["now"]["normalise_max_abs_diff"] = worst
         out[f"{width}x{height}"] = row

@@ -211,6 +211,7 @@ def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: fl
             "fps": round(len(payloads) / elapsed, 2),
             "frames_decoded_per_classification": round(len(frames) / len(payloads), 3),
             "process_cpu_ms_per_classification": round(cpu * 1000 / len(payloads), 3),
+            "cores_used": round(cpu / elapsed, 2),
             # Thread CPU is counted in clock ticks (10 ms): meaningful over seconds of run.
             "thread_cpu_ms_per_classification": {
                 k: round(v * 1000 / len(payloads), 3) for k, v in sorted(by_thread.items())
@@ -235,7 +236,7 @@ def serial_loop(model: Path, video: Path, threads: int, seconds: float, port: in
     client.loop_start()
     cap = cv2.VideoCapture(str(video))
     n, end = 0, time.monotonic() + seconds
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), time.process_time()
     while time.monotonic() < end:
         ok, frame = cap.read()
         if not ok:
@@ -244,11 +245,15 @@ def serial_loop(model: Path, video: Path, threads: int, seconds: float, port: in
         scores = engine.infer(prep(frame))
         client.publish("bench/serial", json.dumps({"label": int(scores.argmax())}), qos=1)
         n += 1
-    elapsed = time.monotonic() - t0
+    elapsed, cpu = time.monotonic() - t0, time.process_time() - cpu0
     cap.release()
     client.loop_stop()
     client.disconnect()
-    return {"fps": round(n / elapsed, 2), "n": n}
+    # Process CPU counts FFmpeg's decoder threads and OpenCV's pool too: the loop is one
+    # Python thread, not one core.
+    return {"fps": round(n / elapsed, 2), "n": n,
+            "process_cpu_ms_per_frame": round(cpu * 1000 / max(n, 1), 3),
+            "cores_used": round(cpu / elapsed, 2)}
 
 
 def preprocess_1080p(model: Path, frames: list[np.ndarray]) -> dict:
@@ -330,8 +335,11 @@ def run_engine_sweep(model: Path, video: Path, engine_ms: list[float], cameras: 
             progress(f"engine {ms:g} ms: raw, serial loop, daemon on {cameras} camera(s) ...")
             row = {"engine_ms": ms,
                    "raw_fps": raw_engine(model, frames, 1, seconds, ms)["fps"],
-                   "serial_fps": serial_loop(model, video, 1, seconds, broker_port, ms)["fps"],
                    "daemon": {}}
+            serial = serial_loop(model, video, 1, seconds, broker_port, ms)
+            row.update(serial_fps=serial["fps"],
+                       serial_cpu_ms_per_frame=serial["process_cpu_ms_per_frame"],
+                       serial_cores_used=serial["cores_used"])
             for n in cameras:
                 run = daemon_run(model, video, n, 1, seconds, broker_port, warmup_s=1.0,
                                  engine_ms=ms)
@@ -340,6 +348,7 @@ def run_engine_sweep(model: Path, video: Path, engine_ms: list[float], cameras: 
                     "vs_raw": round(run["fps"] / row["raw_fps"], 3),
                     "host_cpu_ms_per_classification": run["process_cpu_ms_per_classification"],
                     "thread_cpu_ms_per_classification": run["thread_cpu_ms_per_classification"],
+                    "cores_used": run["cores_used"],
                     "overhead_ms_p50": run["overhead_ms"]["p50"]}
             sweep.append(row)
     return {"machine": machine(), "model_sidecar": model.name, "video": video.name,

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
@@ -15,7 +16,7 @@ from edgeswin.config import CameraConfig
 from edgeswin.engine import open_engine, read_model_info
 from edgeswin.errors import ModelError
 from edgeswin.postprocess import UNKNOWN, CameraPostprocessor, PublishGate, softmax
-from edgeswin.preprocess import Preprocessor
+from edgeswin.preprocess import Preprocessor, shrink_area
 from edgeswin.records import InputSpec
 from edgeswin.scenes import LABELS, random_scene
 
@@ -55,6 +56,23 @@ def test_preprocess_takes_frames_of_odd_sizes(shape):
     spec = read_model_info(PRIMARY).input
     x = Preprocessor(spec)(frame)
     assert x.shape == (1, 3, 112, 112) and x.dtype == np.float32 and np.isfinite(x).all()
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (1280, 720), (704, 576), (640, 360),
+                                  (2560, 1440), (300, 120)])
+@pytest.mark.parametrize("target", [(112, 112), (224, 224), (64, 64)])
+def test_the_fast_resize_stays_within_a_level_of_exact_inter_area(size, target):
+    """The model was trained on INTER_AREA from the full frame: the fast steps must hand it
+    nearly the same pixels, at every frame size and input size."""
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        image, _ = random_scene(rng, *size)
+        got = shrink_area(image, *target)
+        exact = cv2.resize(image, target, interpolation=cv2.INTER_AREA)
+        assert got.shape == exact.shape
+        # About one level at most (1.5 at 1280x720 to 64x64); a plain bilinear resize, which
+        # aliases, strays by 3 to 7.
+        assert np.abs(got.astype(np.float32) - exact).mean() < 2.0
 
 
 @pytest.mark.parametrize("model", [PRIMARY, SMALL])
