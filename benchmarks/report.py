@@ -70,6 +70,24 @@ def sweep_plot(path: Path, out: Path) -> None:
     fig.savefig(out, dpi=110)
 
 
+def preprocess_bullet(path: Path) -> str:
+    """What the CPU resize costs and how far it strays, from `preprocess_study.py`."""
+    r = json.loads(path.read_text())
+    big, small = r["1920x1080"], r["640x360"]
+    return f"""- **Preprocessing of 1080p, from {big['exact_area']['ms_per_frame']:.1f} ms (exact INTER_AREA) to
+  {big['now']['ms_per_frame']:.2f} ms; of 640x360, from {small['exact_area']['ms_per_frame']:.2f} to {small['now']['ms_per_frame']:.2f} ms.** OpenCV's
+  INTER_AREA is slow at any factor but 2:1, where it is vectorised. Each axis is first shrunk
+  bilinearly to 1, 2 or 4 times the target, then halved with INTER_AREA until the target; the
+  normalisation is one `cv2.transform` (0.01 ms, against 0.2 ms for numpy on the
+  channel-reversed view). The shortcut before it (bilinear to a whole multiple of the target,
+  then INTER_AREA at that factor) took {big['whole_multiple']['ms_per_frame']:.2f} and {small['whole_multiple']['ms_per_frame']:.2f} ms. On
+  {r['scenes']} rendered scenes per size the mean difference from exact INTER_AREA is
+  {big['now']['mean_abs_levels_vs_exact']:.2f} (1080p) and {small['now']['mean_abs_levels_vs_exact']:.2f} (640x360) of one 8-bit level (the shortcut before:
+  {big['whole_multiple']['mean_abs_levels_vs_exact']:.2f} and {small['whole_multiple']['mean_abs_levels_vs_exact']:.2f}), and the demo model scored {big['now']['top1']} and {small['now']['top1']}
+  (exact: {big['exact_area']['top1']} and {small['exact_area']['top1']}). One OpenCV thread, OpenCV {r['opencv']}
+  (`benchmarks/preprocess_study.py`, `results/preprocess-study.json`)."""
+
+
 def markdown(report: dict, json_name: str, png_name: str) -> str:
     m, raw = report["machine"], report["raw_engine"]
     live = report["latency_realtime_1cam"]
@@ -152,13 +170,13 @@ a local Mosquitto: QoS 0 **{report['mqtt']['per_second']['qos0']:.0f}/s**, QoS 1
 
 ## What changed the figures
 
-- **Preprocessing of 1080p, from 7.0-7.9 ms to about 1 ms; of 640x360, from 0.96 to 0.52 ms.**
-  OpenCV's INTER_AREA at a non-integer factor is slow. Each axis is first shrunk bilinearly
-  to a whole multiple of the target (at most 4x), so INTER_AREA takes its box-average fast
-  path, and the normalisation is one `cv2.transform` (0.01 ms, against 0.2 ms for numpy on
-  the channel-reversed view). On 150 rendered scenes per size the mean difference from exact
-  INTER_AREA is 0.41 (1080p) and 0.19 (640x360) of one 8-bit level, and the demo model scored
-  150/150 at both sizes (`benchmarks/preprocess_study.py`, `results/preprocess-study.json`).
+{preprocess_bullet(HERE / "results" / "preprocess-study.json")}
+- **OpenCV's pool at one thread (`opencv_threads: 1`).** The capture threads resize, and
+  OpenCV split each resize over its pool: on a busy machine the pool's threads only added
+  CPU. In 3 alternating rounds of the free engine, their CPU (the *native* threads, with
+  FFmpeg's decoders) fell from 0.61-0.69 to 0.39-0.45 ms per classification with one camera,
+  and the process's from a median of 1.61 to 1.51 ms; throughput moved within this machine's
+  noise.
 - **Preprocessing moved off the engine's thread.** For `fps: 0` cameras the capture thread
   prepares the input as soon as it has decoded the frame, so the inference loop only runs
   the engine. This took the 1-camera daemon from 0.82 to about 0.95 of the raw engine in the

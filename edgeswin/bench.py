@@ -150,12 +150,15 @@ def raw_engine(model: Path, frames: list[np.ndarray], threads: int, seconds: flo
 
 def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: float,
                port: int, warmup_s: float = 2.0, realtime: bool = False,
-               regions: int = 0, engine_ms: float | None = None) -> dict:
+               regions: int = 0, engine_ms: float | None = None,
+               opencv_threads: int | None = 1) -> dict:
     """The real daemon in this process on `cameras` copies of one video: unpaced (as fast as
     the engine takes frames), or at the video's own rate for latency without queueing. With
     `regions`, each camera is cut into that many vertical strips classified on their own."""
     from .pipeline import Daemon
 
+    if opencv_threads is None:  # the daemon leaves OpenCV alone: as a fresh process has it
+        cv2.setNumThreads(OPENCV_DEFAULT_THREADS)
     with tempfile.TemporaryDirectory() as tmp:
         cfg_dir = Path(tmp)
         (cfg_dir / "cameras").mkdir()
@@ -163,6 +166,7 @@ def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: fl
             "device_id": "bench", "mqtt": {"host": "127.0.0.1", "port": port, "qos": 1},
             "engines": [{"name": "bench", "model": str(model), "threads": threads}],
             "state_dir": str(cfg_dir / "state"), "stats_interval_s": 3600,
+            "opencv_threads": opencv_threads,
             "fallback": {"thermal_root": str(cfg_dir / "no-thermal")}}))
         for i in range(cameras):
             camera = {"source": str(video), "fps": 0, "loop": True, "realtime": realtime}
