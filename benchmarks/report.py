@@ -356,6 +356,52 @@ is the same code in both, so its change is this machine's drift:
 """
 
 
+def issue_table_section(results: Path) -> str:
+    """The goals' table, before this round's changes and after: the free engine from the
+    engine sweeps, the demo model and the realtime overhead from the full bench runs."""
+    names = ("bench-cpu-before.json", "bench-cpu.json", "engine-sweep-cpu-before.json",
+             "engine-sweep-cpu.json")
+    if not all((results / n).is_file() for n in names):
+        return ""
+    bench_b, bench_a, sweep_b, sweep_a = (json.loads((results / n).read_text()) for n in names)
+    rows = []
+    for when, sweep in (("before", sweep_b), ("after", sweep_a)):
+        free = sweep["engine_sweep"][0]
+        cells = {n: f"{d['fps']:,.0f}/s ({d['vs_serial']:.2f}x serial)"
+                 for n, d in free["daemon"].items()}
+        rows.append(f"| free engine, {when} | {free['serial_fps']:,.0f}/s | "
+                    + " | ".join(cells.get(str(n), "-") for n in (1, 2, 4, 8)) + " |")
+    for when, bench in (("before", bench_b), ("after", bench_a)):
+        raw = bench["raw_engine"]["fps"]
+        cells = {d["cameras"]: f"{d['fps'] / raw:.3f} of raw" for d in bench["daemon"]}
+        rows.append(f"| {bench['model'].removesuffix('.onnx')} (raw {raw:.0f}/s), {when} | "
+                    f"{bench['serial_loop']['fps']:.0f}/s | "
+                    + " | ".join(cells.get(n, "-") for n in (1, 2, 4, 8)) + " |")
+    live_b, live_a = bench_b["latency_realtime_1cam"], bench_a["latency_realtime_1cam"]
+    return f"""
+## The goals, before and after
+
+The code before this round's `opencv_threads` and preprocessing changes (`*-before.json`)
+and after, run back to back on this machine
+({bench_a['machine']['cpu']}, {bench_a['machine']['cores']} cores). The free engine comes from the engine sweeps
+(`--engine-ms 0`), the demo model from the full bench runs (medians of 3 rounds for 1 camera).
+
+| engine | serial loop | daemon 1 cam | daemon 2 cams | daemon 4 cams | daemon 8 cams |
+|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+One realtime camera, capture-to-publish minus inference, p50: **{live_b['overhead_ms']['p50']:.2f} ms before,
+{live_a['overhead_ms']['p50']:.2f} ms after**, of which preprocessing {live_b['latency_ms']['preprocess']['p50']:.2f} and
+{live_a['latency_ms']['preprocess']['p50']:.2f} ms (it runs on the capture thread, inside `wait`), postprocessing
+{live_b['latency_ms']['postprocess']['p50']:.2f} and {live_a['latency_ms']['postprocess']['p50']:.2f} ms.
+
+Goals: the free engine at 1.6x the serial loop is not met, and cannot be on this machine
+(*Why the free engine misses 1.6x*, below). The demo model at 0.95 of raw is not met at every
+camera count. The overhead of 0.5 ms is not met: preprocessing on the CPU alone takes about
+that long here, and on a Jetson the GPU preprocessing rung moves it off the CPU.
+"""
+
+
 def decode_section(path: Path) -> str:
     """benchmarks/decode_study.py: a 1080p H.264 RTSP camera, FFmpeg against GStreamer."""
     if not path.is_file():
@@ -485,6 +531,7 @@ def main() -> int:
         print(f"plots not redrawn ({exc}); the .png files are kept as they are")
     (HERE / "RESULTS.md").write_text(markdown(report, source.name, f"results/{png.name}")
                                      + soak_section(HERE / "results" / "soak-30min.json")
+                                     + issue_table_section(HERE / "results")
                                      + sweep_section(sweep)
                                      + before_after_section(
                                          sweep.with_name("engine-sweep-cpu-before.json"), sweep)

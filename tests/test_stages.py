@@ -100,6 +100,20 @@ def test_postprocess_threshold_smoothing_and_topk():
     assert softmax(np.array([1000.0, 1000.0])).tolist() == [0.5, 0.5]  # no overflow
 
 
+def test_postprocess_ties_and_broken_scores():
+    post = CameraPostprocessor(camera(topk=3, threshold=0.3, smoothing={"window": 2}),
+                               ("a", "b", "c"))
+    label, score, topk = post.apply(np.zeros(3, np.float32))  # a tie keeps the model's order
+    assert [t[0] for t in topk] == ["a", "b", "c"] and label == "a"
+    assert score == pytest.approx(1 / 3, abs=1e-4)
+    for bad in (np.array([np.nan, 1.0, 0.0]), np.array([np.inf, 0.0, 0.0], np.float32)):
+        # An engine gone wrong (NaN, an FP16 overflow): unknown at 0, valid JSON numbers, and
+        # the smoothing window is not poisoned for the frames after it.
+        assert post.apply(bad) == (UNKNOWN, 0.0, [(UNKNOWN, 0.0)])
+    label, score, _ = post.apply(np.log(np.array([0.1, 0.8, 0.1], np.float32)))
+    assert label == "b" and score == pytest.approx((1 / 3 + 0.8) / 2, abs=1e-4)
+
+
 def test_publish_gate_modes():
     every, change = PublishGate(camera()), PublishGate(camera(publish={"mode": "change"}))
     interval = PublishGate(camera(publish={"mode": "interval", "interval_s": 1.0}))
