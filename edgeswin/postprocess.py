@@ -27,8 +27,8 @@ class CameraPostprocessor:
     """Softmax, smoothing over the last N inferences, top-k and the score threshold.
 
     In plain Python on a list: a model's handful of scores costs less that way than numpy's
-    calls do right after an inference has pushed the interpreter out of the CPU caches
-    (0.15-0.19 ms p50 with numpy, 0.07 ms like this, in the daemon: benchmarks/RESULTS.md).
+    calls do right after an inference has pushed the interpreter out of the CPU caches (the
+    postprocessing p50 before and after, in benchmarks/RESULTS.md's goals table).
     Equal scores keep the model's label order. Scores with a NaN or an infinity (a broken
     engine, an FP16 overflow) give `unknown` at 0 and leave the smoothing window alone."""
 
