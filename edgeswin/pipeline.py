@@ -58,8 +58,8 @@ class Daemon:
         self.root = dev.topic_root
         if dev.opencv_threads is not None:
             # Each camera resizes on its own capture thread, so OpenCV's pool only adds
-            # hand-offs and spinning workers that take CPU from the engine and the other
-            # cameras (benchmarks/RESULTS.md, "Where the host CPU goes").
+            # hand-offs and worker threads that take CPU from the engine and the other
+            # cameras (benchmarks/RESULTS.md, "What changed the figures").
             cv2.setNumThreads(dev.opencv_threads)
         outbox = Outbox(Path(dev.state_dir) / "outbox.sqlite3",
                         int(dev.mqtt.outbox_max_mb * 1e6)) if dev.mqtt.outbox_max_mb else None

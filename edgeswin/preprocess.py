@@ -6,8 +6,8 @@ of the steps OpenCV does fastest (`shrink_area`): a bilinear resize to 1, 2 or 4
 target on each axis, then 2:1 box averages (INTER_AREA's vectorised halving) down to the
 target. Exact INTER_AREA costs ~6 ms on a 1080p frame, this ~0.85 ms (~0.35 ms at 640x360). On
 150 rendered scenes each at 1920x1080 and 640x360 the result differs from exact INTER_AREA by
-about half an 8-bit level on average, and the demo model scores as it does on exact
-INTER_AREA; `benchmarks/preprocess_study.py` measures it.
+0.44 and 0.22 of one 8-bit level on average, and the demo model scored 150/150 at both sizes
+(exact: 150 and 149); `benchmarks/preprocess_study.py` measures it.
 """
 
 from __future__ import annotations
