@@ -146,6 +146,8 @@ def test_each_region_is_classified_on_its_own(tmp_path, broker, subscriber, side
     for region in ("left", "right"):
         assert f'edgeswin_region_classifications_total{{camera="sbs",region="{region}"}}' \
             in scrape
+    # Stats go out every 2 s: a fast machine classifies the whole video before the first.
+    assert subscriber.wait_for(lambda: subscriber.on("edgeswin/testdev/stats"), 10)
     assert daemon.terminate(timeout=10)[0] == 0
     assert not subscriber.on("edgeswin/testdev/sbs/classification"), "no whole-frame topic"
     for region, truth in truths.items():
