@@ -18,8 +18,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edgeswin.bench import OPENCV_DEFAULT_THREADS, LocalBroker, daemon_run, machine  # noqa: E402
-from edgeswin.demo_assets import VideoSpec, make_video  # noqa: E402
+from edgeswin.bench import (  # noqa: E402
+    OPENCV_DEFAULT_THREADS,
+    LocalBroker,
+    bench_video,
+    daemon_run,
+    machine,
+)
 
 
 def main() -> None:
@@ -30,10 +35,7 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path)
     args = parser.parse_args()
     model = REPO / "models" / "swin-demo-112.onnx"
-    video = REPO / "build" / "bench" / "bench-640x360.mp4"
-    if not video.is_file():
-        video.parent.mkdir(parents=True, exist_ok=True)
-        make_video(video, VideoSpec(seconds=10, fps=15, width=640, height=360, seed=5))
+    video = bench_video(REPO / "build" / "bench" / "bench-640x360.mp4")
     settings = {"1": 1, "null": None}
     runs: dict = {n: {k: [] for k in settings} for n in args.cameras.split(",")}
     broker = LocalBroker()

@@ -38,6 +38,8 @@ from .preprocess import Preprocessor
 
 log = logging.getLogger(__name__)
 
+LOOP_THREAD = "bench-daemon"  # the daemon's inference loop runs on this thread in the bench
+
 # OpenCV's thread count as imported, before a daemon sets its own (`opencv_threads`): the serial
 # loop runs with it, as a first loop a user writes would.
 OPENCV_DEFAULT_THREADS = cv2.getNumThreads()
@@ -101,6 +103,16 @@ def read_frames(video: Path, n: int) -> list[np.ndarray]:
     return frames
 
 
+def bench_video(path: Path, progress=print) -> Path:
+    """The bench's video (640x360, 15 fps, 10 s of rendered scenes), made once at `path`."""
+    if not path.is_file():
+        from .demo_assets import VideoSpec, make_video
+        progress(f"generating {path} ...")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        make_video(path, VideoSpec(seconds=10, fps=15, width=640, height=360, seed=5))
+    return path
+
+
 def thread_cpu() -> dict[str, float]:
     """CPU seconds so far of this process's threads, by kind: the capture threads, the
     inference loop, MQTT (the sender and paho's network thread), and native threads that
@@ -115,7 +127,7 @@ def thread_cpu() -> dict[str, float]:
             continue
         name = names.get(int(tid))
         kind = ("native" if name is None else "capture" if name.startswith("capture-")
-                else "inference loop" if name == "bench-daemon"
+                else "inference loop" if name == LOOP_THREAD
                 else "mqtt" if name.startswith(("mqtt", "paho")) else "other")
         out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return out
@@ -188,7 +200,7 @@ def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: fl
                 payloads.append(payload)
 
         daemon.listeners.append(listen)
-        runner = threading.Thread(target=daemon.run, name="bench-daemon")
+        runner = threading.Thread(target=daemon.run, name=LOOP_THREAD)
         runner.start()
         if not started.wait(60):
             daemon.request_stop("bench: no classification")

@@ -109,20 +109,14 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import json
 
-    from .bench import run_bench
-    from .demo_assets import VideoSpec, make_video
+    from .bench import bench_video, run_bench
     from .tools import default_demo_model
 
     model = args.model or default_demo_model()
     if model is None:
         raise EdgeswinError("no bundled demo model found: pass --model PATH.onnx")
-    video = args.video
-    if video is None:
-        video = Path("build/bench/bench-640x360.mp4")
-        if not video.is_file():
-            print(f"generating {video} ...", flush=True)
-            video.parent.mkdir(parents=True, exist_ok=True)
-            make_video(video, VideoSpec(seconds=10, fps=15, width=640, height=360, seed=5))
+    video = args.video or bench_video(Path("build/bench/bench-640x360.mp4"),
+                                      lambda message: print(message, flush=True))
     video = video.resolve()
     model = model.resolve()
     cameras = [int(n) for n in args.cameras.split(",")]
