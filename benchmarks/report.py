@@ -450,6 +450,40 @@ Goals, after:
 """
 
 
+def finisher_section(path: Path) -> str:
+    """benchmarks/finisher_ab.py: the finisher thread against finishing on the loop."""
+    if not path.is_file():
+        return ""
+    ab = json.loads(path.read_text())
+    rows = []
+    for engine, cams in ab["summary"].items():
+        name = "demo model (ONNX Runtime, 1 thread)" if engine == "demo" \
+            else f"synthetic {float(engine):g} ms"
+        for n, modes in cams.items():
+            loop, fin = modes["loop"], modes["finisher"]
+            rows.append(f"| {name} | {n} | {loop['fps_median']:,.0f} / {loop['vs_raw_median']:.3f}"
+                        f" / {loop['busy_median']:.3f} | {fin['fps_median']:,.0f} / "
+                        f"{fin['vs_raw_median']:.3f} / {fin['busy_median']:.3f} | "
+                        f"{fin['fps_median'] / loop['fps_median']:.3f} | "
+                        f"{loop['cpu_ms_median']:.2f} -> {fin['cpu_ms_median']:.2f} |")
+    m = ab["machine"]
+    return f"""
+## The finisher thread
+
+`benchmarks/finisher_ab.py` (`results/{path.name}`; {m['cpu']}, {m['cores']} cores, another
+machine than the tables above): the daemon finishing every classification on its loop,
+against the same daemon handing the finishing to its finisher thread whenever `HandOffPolicy`
+measures that faster. {ab['rounds']} rounds of {ab['seconds_per_run']:g} s per run, the two
+orders alternating, with the engine alone measured right before each pair for "of raw"
+(this machine's speed drifts by tens of percent from minute to minute). Medians; "of raw"
+above 1 means the engine alone happened to run slower than beside the daemon.
+
+| engine | cameras | on the loop: /s / of raw / engine busy | with the finisher | finisher / loop | host CPU ms per classification |
+|---|---|---|---|---|---|
+{chr(10).join(rows)}
+"""
+
+
 def decode_section(path: Path) -> str:
     """benchmarks/decode_study.py: a 1080p H.264 RTSP camera, FFmpeg against GStreamer."""
     if not path.is_file():
@@ -580,6 +614,7 @@ def main() -> int:
     (HERE / "RESULTS.md").write_text(markdown(report, source.name, f"results/{png.name}")
                                      + soak_section(HERE / "results" / "soak-30min.json")
                                      + issue_table_section(HERE / "results")
+                                     + finisher_section(HERE / "results" / "finisher-ab.json")
                                      + sweep_section(sweep)
                                      + before_after_section(
                                          sweep.with_name("engine-sweep-cpu-before.json"), sweep)

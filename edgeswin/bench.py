@@ -34,6 +34,7 @@ import yaml
 
 from .config import load_config
 from .engine import open_engine
+from .finisher import THREAD_NAME as FINISHER_THREAD
 from .preprocess import Preprocessor
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ def bench_video(path: Path, progress=print) -> Path:
 
 def thread_cpu() -> dict[str, float]:
     """CPU seconds so far of this process's threads, by kind: the capture threads, the
-    inference loop, MQTT (the sender and paho's network thread), and native threads that
+    inference loop, the finisher, MQTT (the sender and paho's network thread), and native threads that
     Python did not start (OpenCV's pool, FFmpeg's decoders, ONNX Runtime's pool)."""
     names = {t.native_id: t.name for t in threading.enumerate()}
     tick = os.sysconf("SC_CLK_TCK")
@@ -128,6 +129,7 @@ def thread_cpu() -> dict[str, float]:
         name = names.get(int(tid))
         kind = ("native" if name is None else "capture" if name.startswith("capture-")
                 else "inference loop" if name == LOOP_THREAD
+                else "finisher" if name == FINISHER_THREAD
                 else "mqtt" if name.startswith(("mqtt", "paho")) else "other")
         out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return out
@@ -163,10 +165,11 @@ def raw_engine(model: Path, frames: list[np.ndarray], threads: int, seconds: flo
 def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: float,
                port: int, warmup_s: float = 2.0, realtime: bool = False,
                regions: int = 0, engine_ms: float | None = None,
-               opencv_threads: int | None = 1) -> dict:
+               opencv_threads: int | None = 1, finisher: bool = True) -> dict:
     """The real daemon in this process on `cameras` copies of one video: unpaced (as fast as
     the engine takes frames), or at the video's own rate for latency without queueing. With
-    `regions`, each camera is cut into that many vertical strips classified on their own."""
+    `regions`, each camera is cut into that many vertical strips classified on their own.
+    `finisher=False` finishes every classification on the loop's thread (the A/B)."""
     from .pipeline import Daemon
 
     if opencv_threads is None:  # the daemon leaves OpenCV alone: as a fresh process has it
@@ -190,6 +193,7 @@ def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: fl
         opener = None if engine_ms is None else \
             (lambda path, *rest: _engine(path, threads, engine_ms))
         daemon = Daemon(load_config(cfg_dir), opener)
+        daemon.hand_off.enabled = finisher
         payloads: list[dict] = []
         started = threading.Event()
         measuring = [False]

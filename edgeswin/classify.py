@@ -1,9 +1,11 @@
 """One classification: a frame (or one region of it) -> crop -> preprocess -> engine ->
-postprocess -> the payloads that go out.
+postprocess -> the payloads that go out, in two steps.
 
-Hands the loop an `Outcome`: the classification payload, whether its publish policy lets it
-out, the retained state payload when the label changed, and the timings the loop records. No
-MQTT and no threads here; `pipeline` publishes and records.
+`infer` (the loop's thread, which owns the engine) hands on an `Inferred`: the engine's output
+and the timings so far. `finish` (the finisher's thread, or the loop's) turns it into an
+`Outcome`: the classification payload, whether its publish policy lets it out, the retained
+state payload when the label changed, and the timings the loop records. No MQTT and no threads
+here; `pipeline` publishes and records.
 """
 
 from __future__ import annotations
@@ -28,6 +30,20 @@ def iso(ts: float) -> str:
 
 
 @dataclass
+class Inferred:
+    """A frame through the engine: what `finish` turns into the payloads."""
+    active: ActiveEngine
+    cam: CameraRuntime
+    region: RegionRuntime
+    frame: Frame
+    started: float  # monotonic, when the loop took the frame
+    prep_ms: float
+    infer_ms: float
+    image: object  # what the engine saw before preprocessing (the crop, or the frame)
+    output: object  # the engine's raw output (a copy), also for a rollout's shadow comparison
+
+
+@dataclass
 class Outcome:
     topic: str  # <root>/<camera> or <root>/<camera>/<region>: add /classification, /state
     payload: dict
@@ -35,12 +51,12 @@ class Outcome:
     state: dict | None  # the new retained state when the label changed
     infer_ms: float
     total_ms: float
-    image: object  # what the engine saw before preprocessing (the crop, or the frame)
-    output: object  # the engine's raw output, for a model rollout's shadow comparison
 
 
-def classify(active: ActiveEngine, root: str, cam: CameraRuntime, region: RegionRuntime,
-             frame: Frame) -> Outcome:
+def infer(active: ActiveEngine, cam: CameraRuntime, region: RegionRuntime,
+          frame: Frame) -> Inferred:
+    """The loop's part: take the frame, preprocess it unless its capture thread did, run the
+    engine, and set the region's next turn."""
     started = time.monotonic()  # frame times are monotonic; stages use perf_counter
     t0 = time.perf_counter()
     if all(r.last_seq == frame.seq for r in cam.regions if r is not region):
@@ -60,12 +76,20 @@ def classify(active: ActiveEngine, root: str, cam: CameraRuntime, region: Region
         prep_ms = (time.perf_counter() - t0) * 1000
     t1 = time.perf_counter()
     output = active.engine.infer(x)
-    t2 = time.perf_counter()
-    label, score, topk = region.post.apply(output, active.engine.info.output_kind)
-    t3 = time.perf_counter()
+    infer_ms = (time.perf_counter() - t1) * 1000
     region.last_seq = frame.seq
+    served(region, time.monotonic())
+    return Inferred(active, cam, region, frame, started, prep_ms, infer_ms, image, output)
+
+
+def finish(done: Inferred, root: str) -> Outcome:
+    """The rest, on the finisher's thread or the loop's: postprocess, the publish policy, the
+    payload and the retained state when the label changed."""
+    active, cam, region, frame = done.active, done.cam, done.region, done.frame
+    t2 = time.perf_counter()
+    label, score, topk = region.post.apply(done.output, active.engine.info.output_kind)
+    post_ms = (time.perf_counter() - t2) * 1000
     now = time.monotonic()
-    served(region, now)
     publish = region.gate.should_publish(label, now)
     if publish:
         region.seq += 1
@@ -80,10 +104,10 @@ def classify(active: ActiveEngine, root: str, cam: CameraRuntime, region: Region
         "engine": active.name, "model": active.engine.info.name, "rung": active.rung,
         "degraded": active.rung > 0,
         "latency_ms": {"decode": round(frame.decode_ms, 3),
-                       "wait": round(max(started - frame.mono_ts, 0.0) * 1000, 3),
-                       "preprocess": round(prep_ms, 3),
-                       "inference": round((t2 - t1) * 1000, 3),
-                       "postprocess": round((t3 - t2) * 1000, 3),
+                       "wait": round(max(done.started - frame.mono_ts, 0.0) * 1000, 3),
+                       "preprocess": round(done.prep_ms, 3),
+                       "inference": round(done.infer_ms, 3),
+                       "postprocess": round(post_ms, 3),
                        "capture_to_publish": round((time.monotonic() - frame.mono_ts) * 1000,
                                                    3)},
     })
@@ -92,8 +116,8 @@ def classify(active: ActiveEngine, root: str, cam: CameraRuntime, region: Region
         region.state_label = label
         state = {"label": label, "score": round(score, 4), "since": iso(frame.wall_ts)}
     topic = f"{root}/{cam.name}" + (f"/{region.name}" if region.name is not None else "")
-    return Outcome(topic, payload, publish, state, (t2 - t1) * 1000,
-                   payload["latency_ms"]["capture_to_publish"], image, output)
+    return Outcome(topic, payload, publish, state, done.infer_ms,
+                   payload["latency_ms"]["capture_to_publish"])
 
 
 def _warn_if_small(cam: CameraRuntime, region: RegionRuntime, part, frame: Frame) -> None:

@@ -3,7 +3,10 @@
 camera (one capture thread each, newest frame only) -> classify (crop, preprocess, engine,
 postprocess) -> publish. One inference worker (this loop) owns the engine and serves every
 (camera, region) earliest-deadline-first (`schedule`), each at its configured rate, so no
-camera or region starves another.
+camera or region starves another. Each classification's tail (postprocessing, publishing,
+records) runs on this loop or, when that is measured faster, on the finisher's thread while
+the next frame is inferred (`finisher`); the loop waits for the finisher before it reads what
+the finisher records or changes what it uses.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ import cv2
 import numpy as np
 
 from .camera import Capture
-from .classify import classify, iso
+from .classify import Inferred, finish, infer, iso
 from .config import CameraEntry, Config, dla_twins, load_config
 from .control import ControlSocket, Request
 from .engine import open_engine
 from .errors import ConfigError, EdgeswinError
 from .fallback import Action, FallbackPolicy, Readings
+from .finisher import Finisher, HandOffPolicy
 from .governor import Governor
 from .gst_pipeline import decode_width
 from .hard_examples import HardExamples
@@ -95,6 +99,8 @@ class Daemon:
             fb.latency_budget_ms, lambda payload: self.publisher.publish(
                 json_message(f"{self.root}/rollout", payload, 1, True)), self._wake)
         self.control = ControlSocket(dev.state_dir)
+        self.finisher: Finisher[Inferred] | None = None  # started in run()
+        self.hand_off = HandOffPolicy()
 
     # --- wiring ------------------------------------------------------------------------
     @property
@@ -225,6 +231,7 @@ class Daemon:
             self.metrics = Metrics(self, m.address, m.port, m.stale_after_s,
                                    m.no_frames_after_s)
         self.publisher.start()
+        self.finisher = Finisher(self._finish)
         self.rollouts.started(self.ladder)
         self.control.start()
         self._announce()
@@ -238,62 +245,71 @@ class Daemon:
         next_poll = next_progress = time.monotonic()
         ready = False
         self.notifier.status(f"loaded {len(self.ladder)} engine rung(s); waiting for cameras")
-        while not self._stop.is_set():
-            now = time.monotonic()
-            self.notifier.watchdog(now)
-            if self.metrics:
-                self.metrics.beat(now)
-            if not ready and all(c.stats.classified or c.capture.state in ("offline", "ended")
-                                 for c in self.cameras):
-                # Engines warm and every camera classified once or found dead and retrying:
-                # a dead camera must not hold the service in "activating".
-                ready = True
-                self.notifier.ready(self._status())
-            if self._reload.is_set():
-                self._reload.clear()
-                self._apply_reload()
-            if self._retired:  # let go of retired captures once their threads are done
-                self._retired = [c for c in self._retired if not c.finished]
-            if self.engines.arrived:
-                self._adopt_builds()
-            elif now >= next_progress and self.engines.progressed():
-                # A build's step on the retained engine topic, at most every few seconds.
-                self._publish_engine(None, self._last_reason, Readings(now, self.temps))
-                next_progress = now + BUILD_PROGRESS_EVERY_S
-            job, wait = next_job(self.cameras, now)
-            if job is not None:
-                self._classify_or_roll_back(*job)
-            else:
-                shadowed, replaced = self.rollouts.shadow_idle()  # spare time: compare
-                self._rungs_replaced(replaced)
-                if not shadowed:
-                    if all(c.capture.ended for c in self.cameras):
-                        self.request_stop("every source has ended")
-                        break
-                    with self._wake:
-                        self._wake.wait(min(wait, 0.5, max(next_poll - now, 0.0)))
-            now = time.monotonic()
-            for cam in self.cameras:
-                cam.capture.check_stall(now)
-            if now >= next_poll:
-                # Between two frames: a switch here loses no frame and classifies none twice.
-                action = self.governor.poll(
-                    now, self.latency.p95(("inference", self.active.rung)), self._slow_cameras())
-                if action:
-                    self._act(action)
-                for request in self.control.pending():
-                    self._on_request(request)
-                self._rungs_replaced(self.rollouts.step(
-                    now, lambda rung: self.latency.p95(("inference", rung))))
-                next_poll = now + fb.poll_s
-            if now >= next_stats:
-                self.governor.refresh_mode()
-                self.publisher.publish(json_message(f"{self.root}/stats", self.stats()))
-                if ready:
-                    self.notifier.status(self._status())
-                next_stats = now + self.config.device.stats_interval_s
-        self.notifier.stopping(f"stopping: {self.stop_reason}")
-        self._shutdown()
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                self.notifier.watchdog(now)
+                if self.metrics:
+                    self.metrics.beat(now)
+                if not ready and all(c.stats.classified or c.capture.state in ("offline", "ended")
+                                     for c in self.cameras):
+                    # Engines warm and every camera classified once or found dead and retrying:
+                    # a dead camera must not hold the service in "activating".
+                    ready = True
+                    self._drain()
+                    self.notifier.ready(self._status())
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self._apply_reload()
+                if self._retired:  # let go of retired captures once their threads are done
+                    self._retired = [c for c in self._retired if not c.finished]
+                if self.engines.arrived:
+                    self._adopt_builds()
+                elif now >= next_progress and self.engines.progressed():
+                    # A build's step on the retained engine topic, at most every few seconds.
+                    self._publish_engine(None, self._last_reason, Readings(now, self.temps))
+                    next_progress = now + BUILD_PROGRESS_EVERY_S
+                job, wait = next_job(self.cameras, now)
+                if job is not None:
+                    self._classify_or_roll_back(*job)
+                else:
+                    shadowed, replaced = self.rollouts.shadow_idle()  # spare time: compare
+                    self._rungs_replaced(replaced)
+                    if not shadowed:
+                        if all(c.capture.ended for c in self.cameras):
+                            self.request_stop("every source has ended")
+                            break
+                        with self._wake:
+                            self._wake.wait(min(wait, 0.5, max(next_poll - now, 0.0)))
+                now = time.monotonic()
+                for cam in self.cameras:
+                    cam.capture.check_stall(now)
+                if now >= next_poll:
+                    # Between two frames: a switch here loses no frame and classifies none twice.
+                    self._drain()
+                    action = self.governor.poll(
+                        now, self.latency.p95(("inference", self.active.rung)), self._slow_cameras())
+                    if action:
+                        self._act(action)
+                    for request in self.control.pending():
+                        self._on_request(request)
+                    self._rungs_replaced(self.rollouts.step(
+                        now, lambda rung: self.latency.p95(("inference", rung))))
+                    next_poll = now + fb.poll_s
+                if now >= next_stats:
+                    self._drain()
+                    self.governor.refresh_mode()
+                    self.publisher.publish(json_message(f"{self.root}/stats", self.stats()))
+                    if ready:
+                        self.notifier.status(self._status())
+                    next_stats = now + self.config.device.stats_interval_s
+        except BaseException as exc:
+            # Stopped all the same: cameras released, the last words and the outbox kept.
+            self.stop_reason = self.stop_reason or f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self.notifier.stopping(f"stopping: {self.stop_reason}")
+            self._shutdown()
         if self.failure:
             return 1
         never = [c.name for c in self.cameras if c.capture.frames_read == 0]
@@ -332,6 +348,7 @@ class Daemon:
 
     def _serve(self, new: ActiveEngine) -> ActiveEngine | None:
         """Point every camera at another engine between two frames; the one before."""
+        self._drain()  # what was inferred before is postprocessed with its own labels
         previous, self.active = self.active, new
         for cam in self.cameras:
             if cam.capture.prepare is not None:
@@ -344,6 +361,8 @@ class Daemon:
 
     def _rungs_replaced(self, rungs: list[int]) -> None:
         """A rollout put another model on these rungs (promotion or rollback)."""
+        if rungs:
+            self._drain()  # the windows cleared here are the finisher's to fill
         for rung in rungs:
             # The rung's latency window now judges the new model only.
             self.latency.clear(lambda key, r=rung: key[0] != "camera" and key[1] == r)
@@ -354,18 +373,55 @@ class Daemon:
                                      Readings(time.monotonic(), self.temps))
 
     def _classify_or_roll_back(self, cam: CameraRuntime, region, frame) -> None:
-        """A frame through the serving engine. An engine that raises while its promotion is
-        watched is rolled back (this frame is lost); any other error stops the daemon."""
+        """A frame through the serving engine, then finished here or, while another frame
+        already waits and handing off is measured to be faster (`HandOffPolicy`), on the
+        finisher's thread while the next one is inferred. An engine that raises (or whose
+        output cannot be finished) while its promotion is watched is rolled back (this frame
+        is lost); any other error stops the daemon, cameras released and the last words
+        sent."""
         active = self.active
         try:
-            self._classify(active, cam, region, frame)
+            done = infer(active, cam, region, frame)
         except Exception as exc:
-            replaced = self.rollouts.engine_failed(active.rung, exc)
-            if not replaced:
-                raise
-            log.exception("engine rung %d failed on camera %s frame %d", active.rung, cam.name,
-                          frame.index, extra={"CAMERA": cam.name})
-            self._rungs_replaced(replaced)
+            self._engine_failed(active.rung, exc, cam.name, frame.index)
+            return
+        if next_job(self.cameras, time.monotonic())[0] is None:
+            self.hand_off.unsaturated()
+            handing_off = False
+        else:
+            handing_off = self.hand_off.decide(time.monotonic())
+        if handing_off:
+            self.finisher.submit(done)
+            self._handle(self.finisher.failures())
+        else:
+            self._handle(self.finisher.drain())  # in order: after what was handed off
+            try:
+                self._finish(done)
+            except Exception as exc:
+                self._engine_failed(active.rung, exc, cam.name, frame.index)
+        try:
+            replaced = self.rollouts.offer(active, done.image, done.output, done.infer_ms)
+        except Exception as exc:
+            self._engine_failed(active.rung, exc, cam.name, frame.index)
+            return
+        self._rungs_replaced(replaced)
+
+    def _drain(self) -> None:
+        """Everything handed to the finisher is published and recorded: before reading what
+        it records (latency, stats) or changing what it uses (postprocessing, cameras)."""
+        self._handle(self.finisher.drain())
+
+    def _handle(self, failed: list[tuple[Inferred, BaseException]]) -> None:
+        for done, exc in failed:
+            self._engine_failed(done.active.rung, exc, done.cam.name, done.frame.index)
+
+    def _engine_failed(self, rung: int, exc: Exception, camera: str, index: int) -> None:
+        replaced = self.rollouts.engine_failed(rung, exc)
+        if not replaced:
+            raise exc
+        log.error("engine rung %d failed on camera %s frame %d", rung, camera, index,
+                  exc_info=exc, extra={"CAMERA": camera})
+        self._rungs_replaced(replaced)
 
     def _on_request(self, request: Request) -> None:
         """A command from the control socket (`edgeswin rollback`), between two frames."""
@@ -401,8 +457,11 @@ class Daemon:
             payload["builds"] = {name: r.as_dict() for name, r in self.engines.builds.items()}
         self.publisher.publish(json_message(f"{self.root}/engine", payload, 1, True))
 
-    def _classify(self, active: ActiveEngine, cam: CameraRuntime, region, frame) -> None:
-        out = classify(active, self.root, cam, region, frame)
+    def _finish(self, done: Inferred) -> None:
+        """Postprocess, publish and record one classification (the finisher's thread, or the
+        loop's when nothing was handed off)."""
+        active, cam, region, frame = done.active, done.cam, done.region, done.frame
+        out = finish(done, self.root)
         qos = self.config.device.mqtt.qos
         if out.publish:
             self.publisher.publish(json_message(f"{out.topic}/classification", out.payload, qos))
@@ -424,13 +483,13 @@ class Daemon:
             self.metrics.inference.labels(str(active.rung), active.name).observe(
                 out.infer_ms / 1000)
             self.metrics.capture_to_publish.labels(cam.name).observe(out.total_ms / 1000)
-        self._rungs_replaced(self.rollouts.offer(active, out.image, out.output, out.infer_ms))
 
     # --- reload ------------------------------------------------------------------------
     def _apply_reload(self) -> None:
         """Apply camera additions, removals and changes; leave untouched cameras running. An
         invalid directory changes nothing. Device settings apply at the next restart."""
         self.notifier.reloading()
+        self._drain()  # carried counters and retired cameras: nothing of theirs in flight
         directory = self.config.directory
         try:
             new = load_config(directory)
@@ -484,6 +543,10 @@ class Daemon:
         log.info("stopping: %s", self.stop_reason)
         for cam in self.cameras:
             cam.capture.stop()
+        if self.finisher is not None:  # what was inferred is published before the last word
+            for done, exc in self.finisher.close():
+                log.error("camera %s frame %d was inferred but not published", done.cam.name,
+                          done.frame.index, exc_info=exc, extra={"CAMERA": done.cam.name})
         final = [Message(f"{self.root}/{c.name}/availability", b"offline", 1, True)
                  for c in self.cameras]
         self.publisher.stop(final)
