@@ -229,6 +229,8 @@ def part1(args, tmp: Path, videos: dict[str, Path], broker) -> dict:
         "cameras": seq_report(sub, cameras),
         "rung0_top1_vs_ground_truth": round(agree / max(len(on_primary), 1), 4),
         "rung0_classifications": len(on_primary),
+        # The finisher thread as <root>/stats said it, every stats message.
+        "finisher_in_stats": [m.get("finisher") for m in sub.on(f"{ROOT}/stats")],
         "rung0_preprocess_ms_p50_on_the_inference_thread_or_ahead": statistics.median(prep)
         if prep else None,
         "kernel_choice": [line.split("INFO", 1)[-1].strip() for line in text.splitlines()

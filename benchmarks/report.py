@@ -435,6 +435,8 @@ The code before this round's `opencv_threads`, resize and postprocessing changes
 (`*-before.json`) and after, run back to back on this machine
 ({bench_a['machine']['cpu']}, {bench_a['machine']['cores']} cores). The free engine comes from the engine sweeps
 (`--engine-ms 0`), the demo model from the full bench runs (medians of 3 rounds for 1 camera).
+The finisher thread came after these runs: *The finisher thread*, below, measures it on
+another machine, against the same daemon without it.
 
 | engine | serial loop | daemon 1 cam | daemon 2 cams | daemon 4 cams | daemon 8 cams |
 |---|---|---|---|---|---|
@@ -467,6 +469,28 @@ def finisher_section(path: Path) -> str:
                         f"{fin['fps_median'] / loop['fps_median']:.3f} | "
                         f"{loop['cpu_ms_median']:.2f} -> {fin['cpu_ms_median']:.2f} |")
     m = ab["machine"]
+    gpu = ""
+    gpu_path = path.with_name("gpu_daemon_check-finisher-h100.json")
+    if gpu_path.is_file():
+        p1 = json.loads(gpu_path.read_text())["part1_daemon"]
+        said = [f for f in p1["finisher_in_stats"] if f]
+        last = said[-1]
+        cams = p1["cameras"]
+        gpu = f"""
+With the finisher, `benchmarks/gpu_daemon_check.py` ran again on an NVIDIA H100 with real
+pycuda (`results/{gpu_path.name}`; the TensorRT double, as above): exit code
+{p1['exit_code']}, {p1['switches']} forced switches over rungs {p1['rungs_visited']},
+{p1['reloads']} reloads, {len(p1['warnings_in_log'])} warnings, tracebacks or pycuda clean-up
+complaints in the log, every camera's `seq` gap-free:
+{'yes' if all(c['gap_free_from_1'] for c in cams.values()) else 'NO'}
+({sum(c['classifications'] for c in cams.values()):,} classifications), top-1 on rung 0
+{p1['rung0_top1_vs_ground_truth']:.0%}. GPU memory went from {p1['gpu_memory_mb']['first']} to
+{p1['gpu_memory_mb']['max']} MB during the switches and reloads and stayed there. `<root>/stats`
+said `handing_off` true in {sum(f['handing_off'] for f in said)} of {len(said)} messages; the
+last trial timed the loop's cycle at {last['cycle_ms']['finisher']} ms handing off and
+{last['cycle_ms']['loop']} ms finishing on the loop (rungs switching under it: the policy
+simply keeps what measured faster).
+"""
     return f"""
 ## The finisher thread
 
@@ -481,7 +505,7 @@ above 1 means the engine alone happened to run slower than beside the daemon.
 | engine | cameras | on the loop: /s / of raw / engine busy | with the finisher | finisher / loop | host CPU ms per classification |
 |---|---|---|---|---|---|
 {chr(10).join(rows)}
-"""
+{gpu}"""
 
 
 def decode_section(path: Path) -> str:

@@ -102,22 +102,24 @@ class HandOffPolicy:
     then hides behind the next inference. With a near-free engine it only adds wake-ups and a
     third thread taking turns at the GIL with the capture threads; how long the engine "takes"
     is no guide either, as the loop's clock also counts waiting for the GIL afterwards. So
-    while the loop is saturated (another frame waits whenever one is done), the policy times
-    the loop's cycle both ways in back-to-back trials of `trial_s` each, keeps the faster for
-    `keep_s`, and tries again (trials alternate their order, against drift)."""
+    while the loop is saturated (another frame waits whenever one is done), a trial times the
+    loop's whole cycle both ways, in interleaved blocks of `BLOCK` cycles (so drift in the
+    engine's or the machine's speed falls on both alike) until each way has `MIN_SAMPLES`
+    cycles and `trial_s` has passed; the faster way is kept for `keep_s`, then tried again."""
 
-    MIN_SAMPLES = 10  # cycles per trial, however long that takes
+    MIN_SAMPLES = 40  # counted cycles of each way per trial
+    BLOCK = 8  # decisions in a row one way; the first cycle of a block (the switch) is not counted
 
-    def __init__(self, trial_s: float = 0.5, keep_s: float = 10.0, enabled: bool = True):
+    def __init__(self, trial_s: float = 1.0, keep_s: float = 10.0, enabled: bool = True):
         self.enabled = enabled  # off: every classification finished on the loop (the bench's A/B)
         self.handing_off = False
-        self.cycle_ms: dict[bool, float | None] = {False: None, True: None}  # last trials' means
+        self.cycle_ms: dict[bool, float | None] = {False: None, True: None}  # last trial's means
         self.trials = 0
         self._trial_s, self._keep_s = trial_s, keep_s
-        self._keep_until = 0.0  # no trial before this (the choice holds)
-        self._trying: list[bool] = []  # modes still to try in this trial pair, current first
+        self._keep_until = 0.0  # no trial before this: the choice holds
+        self._trial: dict[bool, list[float]] | None = None  # way -> [sum of cycles, count]
         self._trial_end = 0.0
-        self._sum, self._n = 0.0, 0
+        self._in_block = 0  # decisions made so far in the current block
         self._last: float | None = None  # the previous saturated decision
 
     def decide(self, now: float) -> bool:
@@ -125,27 +127,31 @@ class HandOffPolicy:
         if not self.enabled:
             return False
         cycle, self._last = (now - self._last if self._last is not None else None), now
-        if self._trying:
-            if cycle is not None:
-                self._sum, self._n = self._sum + cycle, self._n + 1
-            if now >= self._trial_end and self._n >= self.MIN_SAMPLES:
-                self.cycle_ms[self._trying.pop(0)] = self._sum / self._n * 1000
-                self._start_trial(now)
-        elif now >= self._keep_until:
-            self.trials += 1
-            self._trying = [True, False] if self.trials % 2 else [False, True]
-            self._start_trial(now)
+        if self._trial is None:
+            if now >= self._keep_until:
+                self.trials += 1
+                self._trial = {True: [0.0, 0], False: [0.0, 0]}
+                self._trial_end = now + self._trial_s
+                self.handing_off, self._in_block = self.trials % 2 == 1, 1
+            return self.handing_off
+        if cycle is not None and self._in_block >= 2:  # the cycle run the way chosen last time
+            way = self._trial[self.handing_off]
+            way[0] += cycle
+            way[1] += 1
+        if now >= self._trial_end and min(n for _, n in self._trial.values()) >= self.MIN_SAMPLES:
+            self.cycle_ms = {w: total / n * 1000 for w, (total, n) in self._trial.items()}
+            self.handing_off = self.cycle_ms[True] < self.cycle_ms[False]
+            self._trial, self._keep_until = None, now + self._keep_s
+        elif self._in_block >= self.BLOCK:
+            self.handing_off, self._in_block = not self.handing_off, 1
+        else:
+            self._in_block += 1
         return self.handing_off
+
+    @property
+    def in_trial(self) -> bool:
+        return self._trial is not None
 
     def unsaturated(self) -> None:
         """No frame waited: the cycle from here is the cameras' pace, not the loop's."""
         self._last = None
-
-    def _start_trial(self, now: float) -> None:
-        self._sum, self._n, self._last = 0.0, 0, None  # the switch's own cycle is not counted
-        if self._trying:
-            self.handing_off = self._trying[0]
-            self._trial_end = now + self._trial_s
-        else:
-            self.handing_off = self.cycle_ms[True] < self.cycle_ms[False]
-            self._keep_until = now + self._keep_s

@@ -399,6 +399,7 @@ class Daemon:
                 self._finish(done)
             except Exception as exc:
                 self._engine_failed(active.rung, exc, cam.name, frame.index)
+                return
         try:
             replaced = self.rollouts.offer(active, done.image, done.output, done.infer_ms)
         except Exception as exc:

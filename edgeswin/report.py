@@ -43,6 +43,7 @@ def stats_payload(daemon) -> dict:
         "mqtt": {"connected": publisher.connected.is_set(),
                  "sent": publisher.sent, "dropped": publisher.dropped},
         "outbox": publisher.outbox.state() if publisher.outbox else None,
+        "finisher": finisher_state(daemon.hand_off),
         "cameras": {
             c.name: {**c.stats.snapshot(), "fps_in": fps_in[c.name],
                      "state": c.capture.state,
@@ -54,6 +55,16 @@ def stats_payload(daemon) -> dict:
             for c in daemon.cameras
         },
     }
+
+
+def finisher_state(policy) -> dict:
+    """Whether classifications are finished on the finisher's thread now, and the loop's
+    cycle each way in the last trial (ms; null before the first)."""
+    def ms(value: float | None) -> float | None:
+        return round(value, 3) if value is not None else None
+    return {"handing_off": policy.handing_off, "trials": policy.trials,
+            "cycle_ms": {"finisher": ms(policy.cycle_ms[True]),
+                         "loop": ms(policy.cycle_ms[False])}}
 
 
 def status_line(cameras: list[CameraRuntime], active: ActiveEngine | None) -> str:

@@ -7,6 +7,7 @@ end, and an error in finishing stops the daemon instead of vanishing with a thre
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 
@@ -93,6 +94,22 @@ def test_the_policy_keeps_whichever_way_is_measured_faster(faster):
     assert later[len(later) // 2:].count(not faster) / (len(later) - len(later) // 2) > 0.8
 
 
+def test_the_policy_finds_the_faster_way_through_noise_and_drift():
+    # An ONNX Runtime engine on a busy machine: cycles scattered by 1 ms around a mean that
+    # drifts from 8 to 12 ms over every trial, with handing off 0.4 ms faster. Blocks of each
+    # way interleaved within a trial put the drift on both alike.
+    rng = random.Random(7)
+    policy = HandOffPolicy(trial_s=1.0, keep_s=0.0)
+    now, chosen = 0.0, []
+    while len(chosen) < 20:
+        mode = policy.decide(now)
+        if not policy.in_trial:  # a trial just ended
+            chosen.append(mode)
+        drift = 8.0 + 4.0 * ((now % 1.0) / 1.0)
+        now += max(drift - (0.4 if mode else 0.0) + rng.gauss(0, 1.0), 0.1) / 1000
+    assert chosen.count(True) >= 15, chosen  # a guess: 10 ± 2
+
+
 def test_the_policy_never_hands_off_when_switched_off():
     policy = HandOffPolicy(enabled=False)
     assert not any(_run_policy(policy, {True: 1.0, False: 5.0}, 5.0))
@@ -117,7 +134,8 @@ def test_two_saturating_cameras_are_finished_in_order_and_none_is_lost(tmp_path,
     assert daemon.stop_reason == "every source has ended"
     threads = {name for name, *_ in seen}
     assert THREAD_NAME in threads, "nothing was handed to the finisher"
-    assert daemon.hand_off.trials >= 1
+    state = daemon.stats()["finisher"]  # as <root>/stats says it
+    assert state["trials"] >= 1 and set(state["cycle_ms"]) == {"finisher", "loop"}
     frames = {cam.name: cam.capture.frames_read for cam in daemon.cameras}
     for camera in ("north", "south"):
         mine = [(seq, index) for _, cam, seq, index in seen if cam == camera]
