@@ -105,17 +105,22 @@ class HandOffPolicy:
     while the loop is saturated (another frame waits whenever one is done), a trial times the
     loop's whole cycle both ways, in interleaved blocks of `BLOCK` cycles (so drift in the
     engine's or the machine's speed falls on both alike) until each way has `MIN_SAMPLES`
-    cycles and `trial_s` has passed; the faster way is kept for `keep_s`, then tried again."""
+    cycles and `trial_s` has passed. The faster way is kept for `keep_s`, then tried again;
+    each trial that agrees with the one before doubles the wait, up to `max_keep_s` (trials
+    cost time in the slower way), and an engine switch (`retry`) starts one at once."""
 
-    MIN_SAMPLES = 40  # counted cycles of each way per trial
+    MIN_SAMPLES = 60  # counted cycles of each way per trial
     BLOCK = 8  # decisions in a row one way; the first cycle of a block (the switch) is not counted
 
-    def __init__(self, trial_s: float = 1.0, keep_s: float = 10.0, enabled: bool = True):
+    def __init__(self, trial_s: float = 1.0, keep_s: float = 10.0, max_keep_s: float = 80.0,
+                 enabled: bool = True):
         self.enabled = enabled  # off: every classification finished on the loop (the bench's A/B)
         self.handing_off = False
         self.cycle_ms: dict[bool, float | None] = {False: None, True: None}  # last trial's means
         self.trials = 0
-        self._trial_s, self._keep_s = trial_s, keep_s
+        self._trial_s, self._keep_s, self._max_keep_s = trial_s, keep_s, max_keep_s
+        self._keep = keep_s  # the wait after this trial
+        self._kept: bool | None = None  # what the last trial chose
         self._keep_until = 0.0  # no trial before this: the choice holds
         self._trial: dict[bool, list[float]] | None = None  # way -> [sum of cycles, count]
         self._trial_end = 0.0
@@ -141,12 +146,19 @@ class HandOffPolicy:
         if now >= self._trial_end and min(n for _, n in self._trial.values()) >= self.MIN_SAMPLES:
             self.cycle_ms = {w: total / n * 1000 for w, (total, n) in self._trial.items()}
             self.handing_off = self.cycle_ms[True] < self.cycle_ms[False]
-            self._trial, self._keep_until = None, now + self._keep_s
+            self._keep = min(self._keep * 2, self._max_keep_s) \
+                if self.handing_off == self._kept else self._keep_s
+            self._kept = self.handing_off
+            self._trial, self._keep_until = None, now + self._keep
         elif self._in_block >= self.BLOCK:
             self.handing_off, self._in_block = not self.handing_off, 1
         else:
             self._in_block += 1
         return self.handing_off
+
+    def retry(self) -> None:
+        """Another engine serves: what paid with the last one may not; try again now."""
+        self._trial, self._keep_until, self._keep, self._kept = None, 0.0, self._keep_s, None
 
     @property
     def in_trial(self) -> bool:

@@ -350,6 +350,8 @@ class Daemon:
         """Point every camera at another engine between two frames; the one before."""
         self._drain()  # what was inferred before is postprocessed with its own labels
         previous, self.active = self.active, new
+        if new is not previous:
+            self.hand_off.retry()
         for cam in self.cameras:
             if cam.capture.prepare is not None:
                 cam.capture.prepare = new.preprocess

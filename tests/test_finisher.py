@@ -110,6 +110,24 @@ def test_the_policy_finds_the_faster_way_through_noise_and_drift():
     assert chosen.count(True) >= 15, chosen  # a guess: 10 ± 2
 
 
+def test_trials_thin_out_while_they_agree_and_an_engine_switch_starts_one_at_once():
+    policy = HandOffPolicy(trial_s=0.5, keep_s=10.0, max_keep_s=40.0)
+    starts, now, was = [], 0.0, False
+    while now < 300.0:
+        mode = policy.decide(now)
+        if policy.in_trial and not was:
+            starts.append(now)
+        was = policy.in_trial
+        now += (2.0 if mode else 2.6) / 1000
+    kept = [b - a - 0.5 for a, b in zip(starts, starts[1:])]  # less the trial itself
+    assert kept[:3] == pytest.approx([10, 20, 40], abs=0.1), starts
+    assert kept[3:] == pytest.approx([40] * len(kept[3:]), abs=0.1) and len(kept) >= 6
+    assert policy.handing_off
+    policy.retry()
+    policy.decide(now)
+    assert policy.in_trial
+
+
 def test_the_policy_never_hands_off_when_switched_off():
     policy = HandOffPolicy(enabled=False)
     assert not any(_run_policy(policy, {True: 1.0, False: 5.0}, 5.0))
