@@ -496,6 +496,21 @@ last trial timed the loop's cycle at {last['cycle_ms']['finisher']} ms handing o
 {last['cycle_ms']['loop']} ms finishing on the loop (rungs switching under it: the policy
 simply keeps what measured faster).
 """
+    soak_path = path.with_name("soak-15min-finisher.json")
+    if soak_path.is_file():
+        sk = json.loads(soak_path.read_text())
+        g = sk["growth_after_warmup"]
+        gpu += f"""
+A 15-minute soak with the finisher (`benchmarks/soak.py --minutes 15 --broker-every 180
+--reconnect-every 60`, `results/{soak_path.name}`): {sk['messages_received']:,} messages,
+{sk['broker_restarts']} broker restarts, {sk['stream_connections']} MJPEG connections, exit
+code {sk['exit_code']}, {sk['log_errors']} errors logged. After the {sk['warmup_s']:.0f} s
+warm-up RSS went from {g['rss_mb']['first']:.1f} to {g['rss_mb']['last']:.1f} MB, in steps at
+broker restarts, and stayed at {g['rss_mb']['max']:.1f} MB for the last minutes; fds
+{g['fds']['min']:.0f}-{g['fds']['max']:.0f}; threads {g['threads']['min']:.0f} (the 30-minute soak
+above, without the finisher, had 11); the outbox reached {g['outbox_depth']['max']:.0f} and
+drained to {g['outbox_depth']['last']:.0f}.
+"""
     return f"""
 ## The finisher thread
 
