@@ -60,18 +60,19 @@ class Finisher(Generic[Job]):
     def drain(self) -> list[tuple[Job, BaseException]]:
         """Wait until every job given so far is finished; the ones that raised."""
         with self._cond:
-            while self._jobs or self._running:
+            while not self.idle:
                 self._cond.wait()
         return self.failures()
 
     def close(self) -> list[tuple[Job, BaseException]]:
-        """Finish what was given, stop the thread; the jobs that raised."""
+        """Finish what was given, stop the thread; the jobs that raised (the caller is the
+        only submitter, so nothing is given after the drain)."""
         failed = self.drain()
         with self._cond:
             self._closed = True
             self._cond.notify_all()
         self._thread.join()
-        return failed + self.failures()
+        return failed
 
     def _work(self) -> None:
         while True:

@@ -387,11 +387,12 @@ class Daemon:
         except Exception as exc:
             self._engine_failed(active.rung, exc, cam.name, frame.index)
             return
-        if next_job(self.cameras, time.monotonic())[0] is None:
+        now = time.monotonic()
+        if next_job(self.cameras, now)[0] is None:
             self.hand_off.unsaturated()
             handing_off = False
         else:
-            handing_off = self.hand_off.decide(time.monotonic())
+            handing_off = self.hand_off.decide(now)
         if handing_off:
             self.finisher.submit(done)
             self._handle(self.finisher.failures())
@@ -418,7 +419,7 @@ class Daemon:
         for done, exc in failed:
             self._engine_failed(done.active.rung, exc, done.cam.name, done.frame.index)
 
-    def _engine_failed(self, rung: int, exc: Exception, camera: str, index: int) -> None:
+    def _engine_failed(self, rung: int, exc: BaseException, camera: str, index: int) -> None:
         replaced = self.rollouts.engine_failed(rung, exc)
         if not replaced:
             raise exc
