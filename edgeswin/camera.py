@@ -22,6 +22,7 @@ from .credentials import read_secret, with_credentials
 from .errors import EdgeswinError
 from .gst_pipeline import DECODE_WIDTH, flavour, rtsp_pipeline
 from .records import Frame
+from .stream_open import GRACE_S, MAX_STUCK, Opener, Unreachable, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ def open_capture(source: SourceSpec, cfg: CameraConfig,
                 cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(cfg.read_timeout_s * 1000)]
     if source.kind == "stream":
         url = str(source.target)
+        if why := unreachable(url, cfg.open_timeout_s):
+            raise Unreachable(why)
         user = password = None
         if cfg.credentials is not None:  # built here only, never logged
             c = cfg.credentials
@@ -103,6 +106,8 @@ class Capture:
         # sets it from the engine's input and the regions), and which decoder opened it.
         self.decode_width = DECODE_WIDTH
         self.decoder = ""
+        self._opener = Opener(self.name)
+        self._told_stuck = False
         # Set by the pipeline for cameras whose every frame is classified (fps 0): the input is
         # then prepared here, overlapping the engine's work on the previous frame.
         self.prepare: Callable[[np.ndarray], np.ndarray] | None = None
@@ -173,12 +178,24 @@ class Capture:
             return
         while not self._stop.is_set():
             try:
-                cap, decoder = open_capture(self.source, self.cfg, self.decode_width)
+                opened = self._open()
             except EdgeswinError as exc:  # a password file gone, no GStreamer: retry later
                 log.error("camera %s: %s", self.name, exc, extra=self._journal)
                 self._set_state("offline", "cannot open (see the log)")
                 self._backoff()
                 continue
+            except Unreachable as exc:
+                log.warning("camera %s: cannot open %s: %s", self.name, self.source.describe(),
+                            exc, extra=self._journal)
+                self._set_state("offline", "unreachable")
+                self._backoff()
+                continue
+            if opened is None:  # the decoder did not come back, or a stop came first
+                if not self._stop.is_set():
+                    self._set_state("offline", "open hung")
+                    self._backoff()
+                continue
+            cap, decoder = opened
             if not cap.isOpened():
                 cap.release()
                 log.warning("camera %s: cannot open %s", self.name, self.source.describe(),
@@ -201,6 +218,28 @@ class Capture:
             self._set_state("offline", "stopped")
         with self._lock:
             self._latest = None  # a full-resolution frame: not kept past the thread's end
+
+    def _open(self) -> tuple[cv2.VideoCapture, str] | None:
+        """open_capture(); a network source's on a helper thread with a deadline (None when
+        it did not come back, or while too many earlier ones have not)."""
+        if self.source.kind in ("file", "v4l2"):
+            return open_capture(self.source, self.cfg, self.decode_width)
+        if self._opener.stuck >= MAX_STUCK:
+            if not self._told_stuck:
+                log.error("camera %s: %d opens of %s never returned from the decoder; no new "
+                          "one starts until one does", self.name, MAX_STUCK,
+                          self.source.describe(), extra=self._journal)
+                self._told_stuck = True
+            return None
+        self._told_stuck = False
+        limit = self.cfg.open_timeout_s + GRACE_S
+        opened = self._opener.open(
+            lambda: open_capture(self.source, self.cfg, self.decode_width), limit, self._stop)
+        if opened is None and not self._stop.is_set():
+            log.error("camera %s: the decoder did not return from opening %s within %.0f s; "
+                      "left it behind and trying again", self.name, self.source.describe(),
+                      limit, extra=self._journal)
+        return opened
 
     def _prepare(self, image: np.ndarray) -> tuple | None:
         prepare = self.prepare  # one read: the pipeline may swap it at a rung switch

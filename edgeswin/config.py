@@ -302,7 +302,9 @@ class RolloutConfig(_Strict):
     min_agreement: float = Field(0.95, ge=0, le=1, description="Top-1 agreement with the "
                                  "current model needed for promotion.")
     max_latency_ratio: float = Field(1.5, gt=0, le=1000, description="Candidate inference p95 "
-                                     "may be at most this times the current model's.")
+                                     "may be at most this times the current model's (a "
+                                     "latency rejection is judged on max(2 x min_frames, 20) "
+                                     "frames).")
     check_images: str | None = Field(None, description="Labelled image folder (one sub-folder "
                                      "per label): the gate when the label sets differ.")
     min_accuracy: float = Field(0.9, ge=0, le=1, description="Top-1 on check_images needed "

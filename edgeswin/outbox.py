@@ -157,6 +157,19 @@ class Outbox:
                                    "id > ? ORDER BY id LIMIT ?", (after, limit))
             return [Row(i, t, bytes(p), q, bool(r)) for i, t, p, q, r in cur.fetchall()]
 
+    def stored(self, row_ids: set[int]) -> set[int]:
+        """Which of these rows are still on disk (not acknowledged, not dropped)."""
+        if self._db is None or not row_ids:
+            return set()
+        marks = ",".join("?" * len(row_ids))
+        with self._lock:
+            try:
+                cur = self._db.execute(f"SELECT id FROM outbox WHERE id IN ({marks})",
+                                       tuple(row_ids))
+            except sqlite3.Error:
+                return set()
+            return {i for (i,) in cur.fetchall()}
+
     def depth(self) -> int:
         if self._db is None:
             return 0

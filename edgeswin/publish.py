@@ -3,12 +3,14 @@
 Hands `Message`s to the broker. The last will marks `<root>/status` offline; after every
 (re)connect the client publishes `online` and re-sends the retained state it holds (camera
 availability, labels, engine), so a restarted broker without persistence is brought up to
-date. Connection trouble is logged once per outage, not once per retry.
+date; a retained message still in the outbox goes out with the backlog instead, in order.
+Connection trouble is logged once per outage, not once per retry.
 
 QoS >= 1 messages go through the durable `Outbox` when there is one: stored first, handed to
 paho at once while connected and caught up, kept on disk while the broker is away, and sent in
-order (left-overs of a previous run first) by a drain thread after each connect; a row is
-deleted when the broker acknowledges it. The session is persistent (clean_session false, a
+order (left-overs of a previous run first) by the sender thread after each connect; a row is
+deleted when the broker acknowledges it (the sender applies acks, so an ack that beats the
+sender's note of its row still finds it). The session is persistent (clean_session false, a
 stable client id), so the broker holds QoS 1 traffic for this client too.
 """
 
@@ -121,6 +123,13 @@ def plain_diagnosis(cfg: MqttConfig, timeout: float = 3.0) -> str | None:
 _PUMP = object()  # a queue item that only asks the sender to hand stored rows on
 
 
+@dataclass(frozen=True)
+class _Ack:
+    """The broker acknowledged this mid (a queue item: the sender applies it in its turn)."""
+
+    mid: int
+
+
 class Publisher:
     """A paho client with a last will, background reconnect and retained-state replay.
 
@@ -152,7 +161,10 @@ class Publisher:
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_publish = self._on_publish
         self._retained: dict[str, Message] = {}
-        # paho mid -> (outbox row, packet bytes), until the broker acks it
+        # topic -> outbox row of its latest retained message (while stored, it is sent in its
+        # turn with the backlog, never replayed ahead of it)
+        self._retained_row: dict[str, int] = {}
+        # paho mid -> (outbox row, packet bytes), until the broker acks it (the sender's)
         self._rows: dict[int, tuple[int, int]] = {}
         self._handed = 0  # highest outbox row handed to paho (paho resends unacked ones)
         self._backlog = True  # stored rows may wait beyond _handed (left-overs, an outage)
@@ -199,18 +211,22 @@ class Publisher:
         client.publish(self.status_topic, b"online", qos=1, retain=True)
         with self._lock:
             retained = list(self._retained.values())
-        for msg in retained:  # acknowledged before, so no longer in the outbox
-            if self._fits(msg.topic, msg.payload):
+            rows = dict(self._retained_row)
+        # A message still in the outbox goes out with the backlog, in order: replayed here it
+        # would reach the broker ahead of older stored rows of its topic (a stale camera
+        # config after a clear). Replayed: those acknowledged before, or dropped unsent.
+        waiting = self.outbox.stored(set(rows.values())) if self.outbox and rows else set()
+        for msg in retained:
+            if rows.get(msg.topic) not in waiting and self._fits(msg.topic, msg.payload):
                 client.publish(msg.topic, msg.payload, msg.qos, msg.retain)
         self._backlog = True  # whatever waited on disk goes out now, in order
         self._queue.put(_PUMP)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        with self._lock:
-            row, size = self._rows.pop(mid, (None, 0))
-            self._sizes.took(size)  # acknowledged: the broker takes messages this large
-        if row is not None:
-            self.outbox.remove(row)
+        # The sender notes a row's mid when paho's publish returns, and the broker's ack can
+        # be handled here before that: applied here, it would find no row and leave it on
+        # disk, to be sent again at the next start. The sender applies acks in its turn.
+        self._queue.put(_Ack(mid))
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was_connected = self.connected.is_set()
@@ -289,7 +305,9 @@ class Publisher:
             if item is None:
                 return
             try:
-                if item is not _PUMP:
+                if isinstance(item, _Ack):
+                    self._acked(item.mid)
+                elif item is not _PUMP:
                     self._send(item)
                 if self._pump_due:
                     self._pump()
@@ -324,6 +342,13 @@ class Publisher:
                       topic, size, self._sizes.limit)
         return False
 
+    def _acked(self, mid: int) -> None:
+        with self._lock:
+            row, size = self._rows.pop(mid, (None, 0))
+            self._sizes.took(size)  # acknowledged: the broker takes messages this large
+        if row is not None:
+            self.outbox.remove(row)
+
     def _discard(self, row: int) -> None:
         """A stored row that can never be sent: off the disk, counted, and passed over."""
         self.outbox.remove(row)
@@ -350,11 +375,17 @@ class Publisher:
         return True
 
     def _send(self, msg: Message) -> None:
-        if msg.retain:
-            with self._lock:
-                self._retained[msg.topic] = msg
+        row = None
         if msg.qos and self.outbox is not None:
             row = self.outbox.add(msg.topic, msg.payload, msg.qos, msg.retain)
+        if msg.retain:
+            with self._lock:  # one step, so a connect in between sees the message and its row
+                self._retained[msg.topic] = msg
+                if row is None:
+                    self._retained_row.pop(msg.topic, None)
+                else:
+                    self._retained_row[msg.topic] = row
+        if msg.qos and self.outbox is not None:
             if row is not None:
                 if (not self._backlog and self.connected.is_set()
                         and self._hand(row, msg.topic, msg.payload, msg.qos, msg.retain)):
@@ -393,6 +424,11 @@ class Publisher:
                 pass
         self._client.disconnect()
         self._client.loop_stop()
+        if not self._sender_thread.is_alive():  # acks that came after the sender stopped
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                if isinstance(item, _Ack):
+                    self._acked(item.mid)
         if self.outbox is not None:
             self.outbox.close()
 

@@ -16,6 +16,7 @@ from .config import RolloutConfig
 from .postprocess import softmax
 
 STATES = ("building", "shadow", "promoted", "rejected", "rolled_back")
+LATENCY_MIN_FRAMES = 20
 
 
 def probabilities(output: np.ndarray, kind: str) -> np.ndarray:
@@ -65,9 +66,19 @@ class Comparison:
                               "p95": self._pct(self.candidate_ms, 95)}}
 
 
+def latency_frames(cfg: RolloutConfig) -> int:
+    """Frames a latency rejection is judged on: twice `min_frames`, and never fewer than 20,
+    below which a p95 is mostly the slowest single sample."""
+    return max(2 * cfg.min_frames, LATENCY_MIN_FRAMES)
+
+
 def verdict(cmp: Comparison, cfg: RolloutConfig, accuracy: float | None) -> tuple[str, str] | None:
     """("promote" | "reject", reason) once `min_frames` were compared, else None. `accuracy`
-    is the candidate's top-1 on `check_images` (needed when the label sets differ)."""
+    is the candidate's top-1 on `check_images` (needed when the label sets differ).
+
+    A candidate that fails on latency alone is shadowed on until `latency_frames()` and
+    judged again on all its frames: one stall of a busy device (another process, a page-in)
+    lands on one model's sample and, over few frames, would decide the p95 by itself."""
     if cmp.frames < cfg.min_frames:
         return None
     lat = cmp.latency()
@@ -88,7 +99,9 @@ def verdict(cmp: Comparison, cfg: RolloutConfig, accuracy: float | None) -> tupl
         if accuracy is None or accuracy < cfg.min_accuracy:
             return "reject", quality
     if ratio > cfg.max_latency_ratio:
-        return "reject", f"{timing}; {quality}"
+        if cmp.frames < latency_frames(cfg):
+            return None
+        return "reject", f"{timing} over {cmp.frames} frames; {quality}"
     return "promote", f"{quality}; {timing}"
 
 

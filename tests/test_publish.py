@@ -216,6 +216,66 @@ def test_a_live_subscriber_gets_the_outage_backlog_in_order(tmp_path, broker):
     sub.close()
 
 
+def test_an_ack_handled_before_publish_returns_still_clears_the_row(tmp_path, broker):
+    """paho's network thread can take the broker's ack before the sender has noted which
+    outbox row the message was: that row must still leave the disk, or the next start sends
+    it again."""
+    sub = Subscriber(broker.port, "t/#")
+    assert sub.wait_for(lambda: sub.client.is_connected(), 5)
+    pub = publisher(broker, tmp_path)
+    handed = pub._client.publish
+
+    def ack_first(*args, **kwargs):  # the sender stalls until the ack has been handled
+        info = handed(*args, **kwargs)
+        if threading.current_thread().name == "mqtt-sender" and info.rc == 0:
+            info.wait_for_publish(5)
+        return info
+    pub._client.publish = ack_first
+    pub.start()
+    assert sub.wait_for(pub.connected.is_set, 5)
+    for i in range(20):
+        pub.publish(Message("t/seq", str(i).encode(), 1))
+    assert sub.wait_for(lambda: len(sub.on("t/seq")) == 20, 10), sub.on("t/seq")
+    assert sub.wait_for(lambda: pub.outbox.depth() == 0, 5), pub.outbox.depth()
+    pub.stop([])
+    again = publisher(broker, tmp_path)  # the next start: nothing left to send twice
+    assert again.outbox.depth() == 0
+    again.start()
+    assert sub.wait_for(again.connected.is_set, 5)
+    time.sleep(0.5)
+    assert [int(p) for p in sub.on("t/seq")] == list(range(20))
+    again.stop([])
+    sub.close()
+
+
+def test_a_reconnect_sends_a_stored_retained_message_in_its_turn_not_ahead(tmp_path, broker):
+    """A config cleared while the broker was away: a live subscriber gets the stored config
+    and then the clear, in order; the clear is not replayed ahead of the config it removes.
+    What was acknowledged before is still replayed to a broker that lost it."""
+    pub = publisher(broker, tmp_path)
+    pub.start()
+    watch = Subscriber(broker.port)
+    assert watch.wait_for(pub.connected.is_set, 5)
+    pub.publish(Message("t/kept", b"k", 1, retain=True))
+    assert watch.wait_for(lambda: pub.outbox.depth() == 0, 5)
+    watch.close()
+    broker.stop()  # no persistence: the broker forgets t/kept
+    assert watch.wait_for(lambda: not pub.connected.is_set(), 5)
+    pub.publish(Message("t/config", b"A", 1, retain=True))
+    pub.publish(Message("t/config", b"", 1, retain=True))
+    time.sleep(0.3)
+    broker.start()
+    sub = Subscriber(broker.port, "t/#")  # before the publisher is back (it waits >= 0.5 s)
+    assert sub.wait_for(lambda: sub.client.is_connected(), 5)
+    assert sub.wait_for(lambda: pub.connected.is_set() and pub.outbox.depth() == 0, 20)
+    assert sub.wait_for(lambda: len(sub.on("t/config")) >= 2 and sub.on("t/kept"), 5)
+    time.sleep(0.5)
+    assert sub.on("t/config") == [b"A", b""]
+    assert sub.on("t/kept") == [b"k"]
+    pub.stop([])
+    sub.close()
+
+
 def test_a_message_over_the_brokers_packet_limit_is_named_and_no_reconnect_loop(tmp_path):
     import logging
 

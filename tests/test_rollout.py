@@ -49,14 +49,36 @@ def test_the_gate_waits_for_min_frames_then_weighs_agreement_and_latency():
     assert decision == "promote" and "agreement 100.0%" in reason and "1.40x" in reason
     decision, reason = verdict(_compared(20, 17, 10, 10), cfg, None)
     assert decision == "reject" and "85.0%" in reason
-    decision, reason = verdict(_compared(20, 20, 10, 16), cfg, None)
+    # Slow on latency alone: shadowed on to twice min_frames, then rejected on all of them.
+    assert verdict(_compared(20, 20, 10, 16), cfg, None) is None
+    assert verdict(_compared(39, 39, 10, 16), cfg, None) is None
+    decision, reason = verdict(_compared(40, 40, 10, 16), cfg, None)
     assert decision == "reject" and "1.60x" in reason and "limit 1.5x" in reason
+    assert "over 40 frames" in reason
     # Other labels: agreement means nothing; the check images decide, with latency.
     other = _compared(20, 0, 10, 10, same_labels=False)
     assert other.agreement is None
     assert verdict(other, cfg.model_copy(update={"min_accuracy": 0.8}), 0.85)[0] == "promote"
     assert verdict(other, cfg.model_copy(update={"min_accuracy": 0.8}), 0.5)[0] == "reject"
     assert verdict(other, cfg, None)[0] == "reject"
+
+
+def test_one_stall_does_not_reject_a_candidate_as_fast_as_the_current_model():
+    # 10 frames: the one slow sample is the p95; the gate looks again at 20 and promotes.
+    cfg = RolloutConfig(min_frames=10, max_latency_ratio=1.5)
+    cmp = Comparison(True)
+    logits = np.array([3.0, 1.0, 0.0])
+    for i in range(20):
+        cmp.add(logits, "logits", 30.0 + i % 3, logits, "logits", 100.0 if i == 0 else 31.0)
+        if i == 9:
+            assert verdict(cmp, cfg, None) is None
+    decision, reason = verdict(cmp, cfg, None)
+    assert decision == "promote", reason
+    # Two min_frames windows never go below 20 frames, so a tiny min_frames is no shortcut.
+    tiny = RolloutConfig(min_frames=3, max_latency_ratio=1.5)
+    slow = _compared(19, 19, 10, 20)
+    assert verdict(slow, tiny, None) is None
+    assert verdict(_compared(20, 20, 10, 20), tiny, None)[0] == "reject"
 
 
 def test_score_drift_is_the_change_in_the_current_top1_probability():

@@ -1,9 +1,12 @@
 """rtsp:// cameras decoded through GStreamer (decoder: auto) against a real RTSP server
 (gst-rtsp-server on loopback, H.264 over RTP): a frame scaled before Python sees it, FFmpeg when
-forced, credentials with awkward characters, and a camera that vanishes and comes back."""
+forced, credentials with awkward characters, and a camera that vanishes and comes back. A
+decoder that never returns from opening costs one attempt, not the camera or the daemon."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from edgeswin.config import CameraConfig, load_config, opencv_has_gstreamer, par
 from edgeswin.demo_assets import read_ground_truth
 from edgeswin.errors import ConfigError
 from edgeswin.gst_pipeline import decode_width, flavour, quote, rtsp_pipeline
+from edgeswin.stream_open import MAX_STUCK, unreachable
 
 from .conftest import write_config
 from .rtsp_server import RtspCamera, available, h264_copy
@@ -130,3 +134,63 @@ def test_a_gstreamer_camera_classifies_and_comes_back_after_the_server_dies(
     assert scored
     agree = sum(m["label"] == truth[m["frame_index"] % len(truth)] for m in scored) / len(scored)
     assert agree >= 0.9, f"{agree:.0%} on {len(scored)} frames"
+
+
+def test_an_unreachable_rtsp_camera_is_named_before_any_decoder_starts():
+    dead = free_port()
+    why = unreachable(f"rtsp://viewer:secret@127.0.0.1:{dead}/cam", 2.0)
+    assert why is not None and f"127.0.0.1:{dead} takes no connection" in why
+    assert "secret" not in why
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        assert unreachable(f"rtsp://127.0.0.1:{server.getsockname()[1]}/cam", 2.0) is None
+    assert unreachable("http://127.0.0.1:1/mjpeg", 2.0) is None  # FFmpeg times out itself
+
+
+@pytest.mark.skipif(not opencv_has_gstreamer(), reason="this OpenCV has no GStreamer")
+def test_a_decoder_that_never_returns_from_opening_is_left_behind(
+        tmp_path, broker, subscriber, videos, daemon_factory):
+    # A TCP server that accepts and never sends: GStreamer waits for a first buffer without
+    # limit, so OpenCV's open never returns; the same wait that a failing rtspsrc can cause.
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+    threading.Thread(target=accept, daemon=True).start()
+    port = server.getsockname()[1]
+    cfg = write_config(tmp_path / "cfg", broker.port, {
+        "silent": {"source": f"gst:tcpclientsrc host=127.0.0.1 port={port} ! jpegdec ! "
+                             "videoconvert ! appsink", "open_timeout_s": 0.5,
+                   "reconnect": {"initial_s": 0.2, "max_s": 0.5}},
+        "north": {"source": str(videos["north"]), "loop": True, "fps": 5}})
+    daemon = daemon_factory(cfg)
+    try:
+        assert subscriber.wait_for(
+            lambda: "no new one starts until one does" in daemon.log(), 60), daemon.log()
+        log = daemon.log()
+        assert log.count("did not return from opening") == MAX_STUCK
+        assert len(held) == MAX_STUCK, "no open starts while the stuck ones hold"
+        availability = subscriber.on(f"{ROOT}/silent/availability")
+        assert availability and availability[-1] == b"offline"
+        before = len(subscriber.on(f"{ROOT}/north/classification"))
+        assert subscriber.wait_for(
+            lambda: len(subscriber.on(f"{ROOT}/north/classification")) >= before + 5, 20), \
+            "the other camera goes on"
+        server.close()  # the stuck opens fail now, and new ones are refused at once
+        for conn in held:
+            conn.close()
+        assert subscriber.wait_for(
+            lambda: daemon.log().count("an abandoned open returned after") == MAX_STUCK, 30), \
+            daemon.log()
+        assert subscriber.wait_for(lambda: "camera silent: cannot open" in daemon.log(), 30), \
+            daemon.log()
+        code, _ = daemon.terminate(timeout=10)
+        assert code == 0
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
