@@ -236,7 +236,7 @@ class Capture:
         opened = self._opener.open(
             lambda: open_capture(self.source, self.cfg, self.decode_width), limit, self._stop)
         if opened is None and not self._stop.is_set():
-            log.error("camera %s: the decoder did not return from opening %s within %.0f s; "
+            log.error("camera %s: the decoder did not return from opening %s within %g s; "
                       "left it behind and trying again", self.name, self.source.describe(),
                       limit, extra=self._journal)
         return opened
