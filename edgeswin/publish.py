@@ -385,13 +385,12 @@ class Publisher:
                     self._retained_row.pop(msg.topic, None)
                 else:
                     self._retained_row[msg.topic] = row
-        if msg.qos and self.outbox is not None:
-            if row is not None:
-                if (not self._backlog and self.connected.is_set()
-                        and self._hand(row, msg.topic, msg.payload, msg.qos, msg.retain)):
-                    return
-                self._backlog = True  # stored: handed in its turn
+        if row is not None:
+            if (not self._backlog and self.connected.is_set()
+                    and self._hand(row, msg.topic, msg.payload, msg.qos, msg.retain)):
                 return
+            self._backlog = True  # stored: handed in its turn
+            return
         if not self._fits(msg.topic, msg.payload):
             self.dropped += 1
             return
