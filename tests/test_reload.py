@@ -53,10 +53,16 @@ def test_a_changed_camera_stays_available_after_each_reload(tmp_path, broker, vi
     topics = [f"{ROOT}/{name}/availability" for name in cameras]
     assert sub.wait_for(lambda: all(sub.on(t)[-1:] == [b"online"] for t in topics), 30), \
         daemon.log()
+    said = {}
     for i in range(1, 6):
         for name, camera in cameras.items():
             camera["stall_s"] = 10 + i % 2
+            said[name] = len(sub.on(f"{ROOT}/{name}/availability"))
             reload_with(cfg, daemon, name, camera, i)
+    # Every camera's last capture has said "online" (its first frame; on a busy machine that
+    # can take longer than the pause below), so the late subscriber sees no live "online".
+    assert sub.wait_for(lambda: all(len(sub.on(f"{ROOT}/{name}/availability")) > n
+                                    for name, n in said.items()), 20), daemon.log()
     time.sleep(2)  # any late "offline" from a retired capture would have arrived by now
     late = Subscriber(broker.port)  # what Home Assistant sees when it (re)connects: retained
     assert late.wait_for(lambda: all(late.on(t) for t in topics), 10)
