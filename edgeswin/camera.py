@@ -179,15 +179,15 @@ class Capture:
         while not self._stop.is_set():
             try:
                 opened = self._open()
-            except EdgeswinError as exc:  # a password file gone, no GStreamer: retry later
-                log.error("camera %s: %s", self.name, exc, extra=self._journal)
-                self._set_state("offline", "cannot open (see the log)")
-                self._backoff()
-                continue
             except Unreachable as exc:
                 log.warning("camera %s: cannot open %s: %s", self.name, self.source.describe(),
                             exc, extra=self._journal)
                 self._set_state("offline", "unreachable")
+                self._backoff()
+                continue
+            except EdgeswinError as exc:  # a password file gone, no GStreamer: retry later
+                log.error("camera %s: %s", self.name, exc, extra=self._journal)
+                self._set_state("offline", "cannot open (see the log)")
                 self._backoff()
                 continue
             if opened is None:  # the decoder did not come back, or a stop came first

@@ -15,13 +15,34 @@ from .errors import ConfigError, EdgeswinError
 from .service import setup_logging
 
 log = logging.getLogger("edgeswin")
+LOG_LEVELS = ["debug", "info", "warning", "error"]
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in the help, where there is one to show and the text does not give it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False) or "default" in text:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from .model_store import ModelStore, sha256_of
+    from .rung_plan import plan_rung
+
     config = load_config(args.config)
-    rungs = ", ".join(e.name for e in config.device.engines)
-    print(f"{args.config}: OK: device {config.device.device_id}, "
-          f"{len(config.cameras)} camera(s), engine ladder: {rungs}")
+    device = config.device
+    rungs = ", ".join(e.name for e in device.engines)
+    enabled = sum(e.config.enabled for e in config.cameras)
+    print(f"{args.config}: OK: device {device.device_id}, {len(config.cameras)} camera(s) "
+          f"({enabled} enabled), engine ladder: {rungs}")
+    # What the next start does with each rung's model, from the model record in state_dir.
+    store = ModelStore(Path(device.state_dir))
+    for i, spec in enumerate(device.engines):
+        plan = plan_rung(spec, sha256_of(Path(spec.model)), store, device.rollout)
+        print(f"  rung {i} ({spec.name}): {plan.text}")
     return 0
 
 
@@ -32,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
-    return run_demo(Path(args.config), Path(args.assets), args.seconds)
+    return run_demo(args.config, args.seconds, args.prepare)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -115,11 +136,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     model = args.model or default_demo_model()
     if model is None:
         raise EdgeswinError("no bundled demo model found: pass --model PATH.onnx")
+    try:  # before anything is generated
+        cameras = [int(n) for n in args.cameras.split(",")]
+    except ValueError:
+        cameras = []
+    if not cameras or not all(1 <= n <= 64 for n in cameras):
+        raise EdgeswinError(f"--cameras: comma-separated camera counts from 1 to 64, e.g. "
+                            f"1,2,4, not {args.cameras!r}")
     video = args.video or bench_video(Path("build/bench/bench-640x360.mp4"),
                                       lambda message: print(message, flush=True))
     video = video.resolve()
     model = model.resolve()
-    cameras = [int(n) for n in args.cameras.split(",")]
     if args.engine_ms:
         from .bench import run_engine_sweep
         try:
@@ -195,33 +222,46 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeswin", description="Camera classification "
-                                     "daemon: OpenCV capture -> Swin engine -> MQTT.")
+                                     "daemon: OpenCV capture -> Swin engine -> MQTT.",
+                                     formatter_class=_Help)
     parser.add_argument("--version", action="version", version=f"edgeswin {__version__}")
-    parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-level", default="info", choices=LOG_LEVELS,
+                        help="before or after the verb")
+    # The same option after the verb: SUPPRESS leaves the one before it alone when absent.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS,
+                        help="how much to log (default: info)")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the daemon")
+
+    def add(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common],
+                              formatter_class=_Help, **kwargs)
+    run = add("run", help="run the daemon")
     run.add_argument("-c", "--config", default="/etc/edgeswin", type=Path,
                      help="config directory: edgeswin.yaml + cameras/*.yaml")
     run.set_defaults(func=cmd_run)
-    check = sub.add_parser("check", help="validate a config directory; exit 1 on any error")
-    check.add_argument("-c", "--config", default="/etc/edgeswin", type=Path)
+    check = add("check", help="validate a config directory; exit 1 on any error")
+    check.add_argument("-c", "--config", default="/etc/edgeswin", type=Path,
+                       help="config directory: edgeswin.yaml + cameras/*.yaml")
     check.set_defaults(func=cmd_check)
-    demo = sub.add_parser("demo", help="run the daemon on the bundled demo assets")
-    demo.add_argument("-c", "--config", default="configs/demo", type=Path)
-    demo.add_argument("--assets", default="build/demo", type=Path,
-                      help="where demo videos are generated if missing")
+    demo = add("demo", help="run the daemon on the bundled demo assets")
+    demo.add_argument("-c", "--config", type=Path, help="config directory (default: the "
+                      "bundled configs/demo, found from the package); its cameras' missing "
+                      "videos are generated where they point")
     demo.add_argument("--seconds", type=float, default=30.0, help="length of generated videos")
+    demo.add_argument("--prepare", action="store_true", help="only make the missing videos "
+                      "and check the config, then exit (what `make check` needs)")
     demo.set_defaults(func=cmd_demo)
-    back = sub.add_parser("rollback", help="ask the running daemon to serve a rung's previous "
+    back = add("rollback", help="ask the running daemon to serve a rung's previous "
                           "model again (after a model rollout)")
-    back.add_argument("-c", "--config", default="/etc/edgeswin", type=Path)
+    back.add_argument("-c", "--config", default="/etc/edgeswin", type=Path,
+                      help="the running daemon's config directory (for its state_dir)")
     back.add_argument("--rung", type=int, help="the rung (default: the one of the latest "
                       "rollout, else 0)")
     back.add_argument("--timeout", type=float, default=600.0,
                       help="seconds to wait for the daemon to answer (opening a model)")
     back.set_defaults(func=cmd_rollback)
-    sim = sub.add_parser("fallback-sim", help="replay a sensor trace through the fallback "
+    sim = add("fallback-sim", help="replay a sensor trace through the fallback "
                          "levers (fps, rung, dla, power_mode)")
     sim.add_argument("--trace", required=True, type=Path,
                      help="CSV: t, latency_p95_ms, one column per thermal zone (C), one per "
@@ -229,14 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("-c", "--config", type=Path, help="take fallback settings from this config")
     sim.add_argument("--rungs", type=int, default=2, help="ladder length without -c")
     sim.set_defaults(func=cmd_fallback_sim)
-    ev = sub.add_parser("eval", help="top-1/top-5 on a labelled image folder, agreement with "
+    ev = add("eval", help="top-1/top-5 on a labelled image folder, agreement with "
                         "a reference model, batch-1 latency")
     ev.add_argument("model", type=Path, help=".onnx or .engine, with its sidecar")
     ev.add_argument("--data", type=Path, required=True, help="folder/<label>/*.png")
     ev.add_argument("--reference", type=Path, help="e.g. the FP32 ONNX")
     ev.add_argument("--limit", type=int, help="use at most this many images")
     ev.set_defaults(func=cmd_eval)
-    ex = sub.add_parser("export", help="a trained Swin (torchvision/timm, optional checkpoint) "
+    ex = add("export", help="a trained Swin (torchvision/timm, optional checkpoint) "
                         "-> static batch-1 ONNX + sidecar, checked against PyTorch (needs the "
                         "toolchain extra: torch, torchvision, timm)")
     ex.add_argument("arch", help="swin_t|swin_s|swin_b|swin_v2_t|swin_v2_s|swin_v2_b, "
@@ -257,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--tolerance", type=float, default=1e-3,
                     help="max |ONNX Runtime - PyTorch| accepted")
     ex.set_defaults(func=cmd_export)
-    qz = sub.add_parser("quantize", help="INT8 Q/DQ for TensorRT, calibrated on images, gated "
+    qz = add("quantize", help="INT8 Q/DQ for TensorRT, calibrated on images, gated "
                         "on agreement with FP32")
     qz.add_argument("model", type=Path, help="the FP32 .onnx, with its sidecar")
     qz.add_argument("--calibration", type=Path, required=True, help="folder of images")
@@ -270,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     qz.add_argument("--min-agreement", type=float, default=0.98)
     qz.add_argument("--limit", type=int, default=200, help="calibration images to use")
     qz.set_defaults(func=cmd_quantize)
-    build = sub.add_parser("build-engine", help="build a TensorRT engine from an ONNX model "
+    build = add("build-engine", help="build a TensorRT engine from an ONNX model "
                            "on this device (needs TensorRT and pycuda)")
     build.add_argument("model", type=Path, help="the .onnx, with its sidecar .json beside it")
     build.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16",
@@ -283,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--opt-level", type=int, choices=range(0, 6), default=None,
                        help="builder optimisation level (TensorRT default 3)")
     build.set_defaults(func=cmd_build_engine)
-    bench = sub.add_parser("bench", help="measure the daemon against the raw engine "
+    bench = add("bench", help="measure the daemon against the raw engine "
                            "(throughput, latency breakdown, preprocessing, MQTT rate)")
     bench.add_argument("--model", type=Path, help="ONNX model (default: the bundled demo)")
     bench.add_argument("--video", type=Path, help="video to read (default: a generated one)")
@@ -301,14 +341,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "charts the daemon and the serial loop against engine cost")
     bench.add_argument("-o", "--output", type=Path, help="also write the JSON report here")
     bench.set_defaults(func=cmd_bench)
-    snap = sub.add_parser("snapshot", help="grab one frame of a camera with its regions and "
+    snap = add("snapshot", help="grab one frame of a camera with its regions and "
                           "their classification drawn (to place region boxes by looking)")
-    snap.add_argument("-c", "--config", default="/etc/edgeswin", type=Path)
+    snap.add_argument("-c", "--config", default="/etc/edgeswin", type=Path,
+                      help="config directory: edgeswin.yaml + cameras/*.yaml")
     snap.add_argument("camera", help="the camera's name")
     snap.add_argument("-o", "--output", type=Path, default=Path("snapshot.jpg"),
                       help="where to write the JPEG (default: snapshot.jpg)")
     snap.set_defaults(func=cmd_snapshot)
-    probe = sub.add_parser("probe", help="list thermal zones, camera devices and back-ends")
+    probe = add("probe", help="list thermal zones, camera devices and back-ends")
     probe.add_argument("-c", "--config", type=Path, help="show which zones this config selects")
     probe.add_argument("--selftest", action="store_true",
                        help="also run the demo model through ONNX Runtime and (if present) a "
@@ -331,6 +372,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:  # a file or folder the user named: the message says which
+        print(f"edgeswin: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a fault of edgeswin: one line here, the traceback in the log
+        log.log(logging.ERROR if args.command == "run" else logging.DEBUG,
+                "%s failed", args.command, exc_info=True)
+        print(f"edgeswin: error: {type(exc).__name__}: {exc} (an internal error: "
+              f"--log-level debug shows where)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -8,27 +8,29 @@ in every file is collected and raised at once as a `ConfigError` whose lines rea
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 
-from .credentials import redact
-from .errors import ConfigError, ConfigIssue
+from .credentials import read_secret, redact
+from .errors import ConfigError, ConfigIssue, EdgeswinError
 from .files import NotASmallFile, read_small
 
 DEVICE_FILE = "edgeswin.yaml"
@@ -47,6 +49,7 @@ INT_TAG = "tag:yaml.org,2002:int"
 # publish topics hold no wildcard and no NUL.
 MQTT_MAX_BYTES = 65_535
 DAY = 86_400.0  # upper bound of every duration setting, in seconds
+CAMERA_NAME = r"^[A-Za-z0-9_-]+$"  # no dot: a camera file's name is its stem
 NAME_MAX = 64  # device_id and camera names: part of every topic, metric label and file name
 LONGEST_SUFFIX = "/classification"  # the longest per-camera topic level
 
@@ -54,6 +57,74 @@ LONGEST_SUFFIX = "/classification"  # the longest per-camera topic level
 class _Strict(BaseModel):
     # allow_inf_nan=False: .inf and .nan are valid YAML floats that no setting can mean.
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+class At(ValueError):
+    """A check of one key against others: reported at `key` (a dotted path below the field
+    that raised it, or from the top of the file when it starts with /), with that key's line,
+    not at the section."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+# Cross-field checks are field validators that read the fields declared before them
+# (`info.data`), not model validators: pydantic skips a model's after-validators when any of
+# its fields failed, and a user must see every problem at once. A field left at its default
+# is checked only with validate_default=True.
+
+
+def _earlier(info: ValidationInfo, *keys: str) -> tuple | None:
+    """The values of earlier fields, or None when one of them failed its own validation
+    (then that failure is what the user sees first)."""
+    if not all(k in info.data for k in keys):
+        return None
+    return tuple(info.data[k] for k in keys)
+
+
+def _resolve(value: str, info: ValidationInfo) -> Path:
+    """The one place a path setting becomes a path: ~ expanded, a relative path taken from the
+    directory of the YAML file it is written in (never the working directory)."""
+    path = Path(os.path.expanduser(value))
+    if not path.is_absolute() and info.context:
+        path = Path(info.context["base"]) / path
+    return path.resolve()
+
+
+def _path_setting(value: str, info: ValidationInfo) -> str:
+    if not value or "\x00" in value:
+        raise ValueError("a path: not empty, no NUL character")
+    return str(_resolve(value, info))
+
+
+def _existing_file(value: str, info: ValidationInfo) -> str:
+    path = Path(_path_setting(value, info))
+    if not path.is_file():
+        raise ValueError(f"file does not exist: {path}")
+    return str(path)
+
+
+def _command(value: str, info: ValidationInfo) -> str:
+    """A command: a bare name is looked up on PATH when run; one with a / is a path."""
+    return _path_setting(value, info) if "/" in value else value
+
+
+# Every path-valued key has one of these types, so no key can forget to resolve its path.
+ConfigPath = Annotated[str, AfterValidator(_path_setting)]
+ExistingFile = Annotated[str, AfterValidator(_existing_file)]
+Command = Annotated[str, AfterValidator(_command)]
+
+
+def _secret_readable(what: str, **source: str | None) -> None:
+    """What `run` does with a password setting, done by `check` too: read it once."""
+    try:
+        read_secret(what, **source)
+    except EdgeswinError as exc:
+        message = str(exc).removeprefix(f"{what}: ")
+        for key in source:  # the error is shown at its key already
+            message = message.removeprefix(f"password_{key}: ").removeprefix(f"{key} ")
+        raise ValueError(message) from None
 
 
 def mqtt_string_problem(value: str, what: str) -> str | None:
@@ -77,23 +148,22 @@ def topic_problem(value: str, what: str) -> str | None:
 
 
 class TlsConfig(_Strict):
-    ca_file: str = Field(description="CA certificate (PEM) that signed the broker's certificate.")
-    cert_file: str | None = Field(None, description="Client certificate (PEM), if the broker "
-                                                    "wants one.")
-    key_file: str | None = Field(None, description="Client private key (PEM).")
+    ca_file: ExistingFile = Field(description="CA certificate (PEM) that signed the broker's "
+                                              "certificate.")
+    cert_file: ExistingFile | None = Field(None, description="Client certificate (PEM), if the "
+                                                             "broker wants one.")
+    key_file: ExistingFile | None = Field(None, validate_default=True,
+                                          description="Client private key (PEM).")
     check_hostname: bool = Field(True, description="Check the broker's name against its "
                                                    "certificate. Turn off only for testing.")
 
-    @field_validator("ca_file", "cert_file", "key_file")
+    @field_validator("key_file")
     @classmethod
-    def _exists(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return _existing_file(value, info)
-
-    @model_validator(mode="after")
-    def _pair(self) -> TlsConfig:
-        if (self.cert_file is None) != (self.key_file is None):
+    def _pair(cls, value: str | None, info: ValidationInfo) -> str | None:
+        earlier = _earlier(info, "cert_file")
+        if earlier is not None and (earlier[0] is None) != (value is None):
             raise ValueError("cert_file and key_file go together")
-        return self
+        return value
 
 
 class MqttConfig(_Strict):
@@ -105,8 +175,12 @@ class MqttConfig(_Strict):
     qos: int = Field(1, ge=0, le=2, description="QoS of classifications and state messages.")
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive interval.")
     username: str | None = Field(None, description="Broker user name.")
-    password_file: str | None = Field(None, description="File holding the broker password.")
-    password_env: str | None = Field(None, description="Environment variable with the password.")
+    password_file: ExistingFile | None = Field(None, description="File holding the broker "
+                                               "password (needs username).")
+    password_env: str | None = Field(None, description="Environment variable with the password "
+                                     "(needs username); `check` reads it in its own "
+                                     "environment, as the unit's ExecStartPre does in the "
+                                     "service's.")
     tls: TlsConfig | None = Field(None, description="TLS to the broker (port 8883 usually).")
     outbox_max_mb: float = Field(64.0, ge=0, le=1_000_000, description="Durable outbox "
                                  "(SQLite in state_dir) for QoS >= 1 messages while the broker "
@@ -121,6 +195,19 @@ class MqttConfig(_Strict):
     def _topic_root(cls, value: str | None) -> str | None:
         if value is not None and (problem := topic_problem(value, "topic_root")):
             raise ValueError(problem)
+        return value
+
+    @field_validator("password_file", "password_env")
+    @classmethod
+    def _password(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if info.field_name == "password_env" and info.data.get("password_file"):
+            raise ValueError("give the password one way: password_file or password_env")
+        if _earlier(info, "username") == (None,):
+            raise ValueError(f"{info.field_name} without username: the broker is sent no "
+                             "password without a user name; set mqtt.username")
+        _secret_readable("mqtt", **{info.field_name.removeprefix("password_"): value})
         return value
 
     @field_validator("client_id", "username")
@@ -153,19 +240,31 @@ class EngineRung(_Strict):
                           "unsupported layers on the GPU. A device without it builds for the "
                           "GPU and says so. fp16 or int8 only.")
 
-    @model_validator(mode="after")
-    def _gpu_preprocess_needs_tensorrt(self) -> EngineRung:
-        engine_file = Path(self.model).suffix in (".engine", ".plan")
-        if self.preprocess == "gpu" and not (self.backend == "tensorrt" or
-                                             (self.backend == "auto" and engine_file)):
-            raise ValueError("preprocess: gpu needs a TensorRT engine (.engine/.plan)")
-        if self.dla_core is not None:
-            if not (self.backend == "tensorrt" and Path(self.model).suffix == ".onnx"):
-                raise ValueError("dla_core needs an .onnx model with backend: tensorrt (the "
-                                 "engine is built for the DLA on the device)")
-            if self.precision == "fp32":
-                raise ValueError("dla_core needs precision fp16 or int8: the DLA has no FP32")
-        return self
+    @field_validator("preprocess")
+    @classmethod
+    def _gpu_preprocess_needs_tensorrt(cls, value: str, info: ValidationInfo) -> str:
+        earlier = _earlier(info, "model", "backend")
+        if value == "gpu" and earlier is not None:
+            model, backend = earlier
+            engine_file = Path(model).suffix in (".engine", ".plan")
+            if not (backend == "tensorrt" or (backend == "auto" and engine_file)):
+                raise ValueError("preprocess: gpu needs TensorRT: an .engine/.plan file, or "
+                                 "an .onnx with backend: tensorrt")
+        return value
+
+    @field_validator("dla_core")
+    @classmethod
+    def _dla_needs_an_onnx_build(cls, value: int | None, info: ValidationInfo) -> int | None:
+        earlier = _earlier(info, "model", "backend", "precision")
+        if value is None or earlier is None:
+            return value
+        model, backend, precision = earlier
+        if not (backend == "tensorrt" and Path(model).suffix == ".onnx"):
+            raise ValueError("dla_core needs an .onnx model with backend: tensorrt (the "
+                             "engine is built for the DLA on the device)")
+        if precision == "fp32":
+            raise ValueError("dla_core needs precision fp16 or int8: the DLA has no FP32")
+        return value
 
     @field_validator("model")
     @classmethod
@@ -173,18 +272,19 @@ class EngineRung(_Strict):
         path = _resolve(value, info)
         if not path.is_file():
             raise ValueError(f"model file does not exist: {path}")
-        return str(path)
+        return str(path)  # its contents: DeviceConfig._models_can_serve
 
 
 class FallbackConfig(_Strict):
-    thermal_root: str = Field("/sys/devices/virtual/thermal",
+    thermal_root: ConfigPath = Field("/sys/devices/virtual/thermal",
                               description="Where thermal_zone*/ live (a scripted tree in tests).")
     zones: list[str] = Field(["tj", "gpu", "cpu", "soc", "cv"],
                              description="Zone type prefixes to watch (case-insensitive).")
     nvml: bool = Field(True, description="Also watch discrete NVIDIA GPUs (zones GPU<i>-nvml) "
                                          "through NVML when nvidia-ml-py is installed.")
     degrade_above_c: float = Field(85.0, ge=-40, le=150, description="Step down above this temperature.")
-    recover_below_c: float = Field(75.0, ge=-40, le=150, description="Step up only below this temperature.")
+    recover_below_c: float = Field(75.0, ge=-40, le=150, validate_default=True,
+                                   description="Step up only below this temperature.")
     latency_budget_ms: float | None = Field(None, gt=0,
                                             description="p95 inference budget; none = no limit.")
     latency_window: int = Field(30, ge=5, le=1000, description="Inferences in the p95 window.")
@@ -203,40 +303,61 @@ class FallbackConfig(_Strict):
         "the next of power_modes.")
     fps_steps: int = Field(2, ge=1, le=10, description="Steps from each camera's fps down to "
                                                         "its min_fps.")
-    power_modes: list[str] = Field([], max_length=8, description="nvpmodel mode names (as in "
-                                   "the device's nvpmodel configuration) to step down through, "
-                                   "e.g. [\"15W\", \"7W\"]; for the power_mode lever.")
+    power_modes: list[str] = Field([], max_length=8, validate_default=True, description=(
+                                   "nvpmodel mode names (as in the device's nvpmodel "
+                                   "configuration) to step down through, "
+                                   "e.g. [\"15W\", \"7W\"]; for the power_mode lever."))
     power_mode_command: list[str] = Field(
         [], max_length=16, description="How to set a mode: a command with {id} for the mode "
         "id, e.g. [nvpmodel, -m, \"{id}\"] when running as root. Empty: the daemon writes the "
         "id to <state_dir>/power-mode.request for the root helper unit "
         "(systemd/edgeswin-power-mode.path).")
 
-    @model_validator(mode="after")
-    def _hysteresis(self) -> FallbackConfig:
-        if self.recover_below_c >= self.degrade_above_c:
-            raise ValueError("recover_below_c must be below degrade_above_c (hysteresis)")
-        if len(set(self.levers)) != len(self.levers):
-            raise ValueError(f"levers: each lever once, got {self.levers}")
-        if "power_mode" in self.levers and not self.power_modes:
+    @field_validator("recover_below_c")
+    @classmethod
+    def _hysteresis(cls, value: float, info: ValidationInfo) -> float:
+        earlier = _earlier(info, "degrade_above_c")
+        if earlier is not None and value >= earlier[0]:
+            raise ValueError(f"recover_below_c ({value:g}) must be below degrade_above_c "
+                             f"({earlier[0]:g}) (hysteresis)")
+        return value
+
+    @field_validator("levers")
+    @classmethod
+    def _each_lever_once(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"each lever once, got {value}")
+        return value
+
+    @field_validator("power_modes")
+    @classmethod
+    def _modes_for_the_lever(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        earlier = _earlier(info, "levers")
+        if earlier is not None and "power_mode" in earlier[0] and not value:
             raise ValueError("levers has power_mode but power_modes is empty: name the nvpmodel "
                              "modes to step down through (see `edgeswin probe`)")
-        if self.power_mode_command and not any("{id}" in a for a in self.power_mode_command):
+        return value
+
+    @field_validator("power_mode_command")
+    @classmethod
+    def _command_takes_the_id(cls, value: list[str]) -> list[str]:
+        if value and not any("{id}" in a for a in value):
             raise ValueError("power_mode_command needs an {id} argument for the mode id")
-        return self
+        return value
 
 
 class PowerConfig(_Strict):
-    hwmon_root: str = Field("/sys/class/hwmon", description="Where hwmon*/ live: INA3221 "
+    hwmon_root: ConfigPath = Field("/sys/class/hwmon", description="Where hwmon*/ live: INA3221 "
                             "(JetPack 5/6) and INA238 (JetPack 7) power monitors.")
-    devfreq_root: str = Field("/sys/class/devfreq", description="Where the GPU's devfreq node "
+    devfreq_root: ConfigPath = Field("/sys/class/devfreq", description="Where the GPU's devfreq node "
                               "lives (load and clock).")
     total_rails: list[str] = Field(["VDD_IN", "POM_5V_IN", "VIN"], description="The rail that "
                                    "measures the whole module (first found, any case); none "
                                    "found: the sum of every rail.")
-    nvpmodel_conf: str = Field("/etc/nvpmodel.conf", description="The device's nvpmodel "
+    nvpmodel_conf: ConfigPath = Field("/etc/nvpmodel.conf", description="The device's nvpmodel "
                                "configuration: mode ids and names.")
-    nvpmodel: str = Field("nvpmodel", description="The nvpmodel command (for -q).")
+    nvpmodel: Command = Field("nvpmodel", description="The nvpmodel command (for -q): a name "
+                              "looked up on PATH, or a path.")
 
 
 class MetricsConfig(_Strict):
@@ -345,7 +466,8 @@ class DeviceConfig(_Strict):
                            description="Unique name of this device.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection.")
     engines: list[EngineRung] = Field(min_length=1, description="Engine ladder, primary first.")
-    state_dir: str = Field("/var/lib/edgeswin", description="Engine cache, timing cache, outbox.")
+    state_dir: ConfigPath = Field("/var/lib/edgeswin", description="Engine cache, timing "
+                                  "cache, outbox, model store, snapshots, control socket.")
     stats_interval_s: float = Field(30.0, gt=0, le=DAY, description="How often <root>/stats is published.")
     snapshots: SnapshotConfig = Field(default_factory=SnapshotConfig,
                                       description="Pictures of state changes.")
@@ -366,23 +488,66 @@ class DeviceConfig(_Strict):
         description="Threads of OpenCV's own parallel loops (resize, colour conversion); "
                     "null leaves OpenCV's default, one per core.")
 
+    @field_validator("engines")
+    @classmethod
+    def _a_rung_can_serve_here(cls, engines: list[EngineRung]) -> list[EngineRung]:
+        # One usable rung is enough to start (the others wait for a build or step aside);
+        # none usable stops `run`, so it stops `check` on the machine that runs it.
+        needs_trt = [r.backend == "tensorrt" or (r.backend == "auto" and
+                     Path(r.model).suffix in (".engine", ".plan")) for r in engines]
+        if all(needs_trt) and importlib.util.find_spec("tensorrt") is None:
+            raise ValueError("every rung needs TensorRT, which this Python cannot import: "
+                             "add an .onnx rung on onnxruntime, or run where TensorRT is "
+                             "installed (JetPack's python3-libnvinfer)")
+        return engines
+
     @field_validator("state_dir")
     @classmethod
-    def _state_dir(cls, value: str) -> str:
-        if not value or "\x00" in value:
-            raise ValueError("state_dir must be a directory path (not empty, no NUL)")
+    def _models_can_serve(cls, state_dir: str, info: ValidationInfo) -> str:
+        """Each rung's model as the engine reads it first: the metadata sidecar, and for
+        ONNX its input and output against it. A broken file is an error unless the rung has
+        a model it served before in state_dir: then it serves that one and the broken file
+        is refused by the rollout (an update cut short must not stop the service)."""
+        earlier = _earlier(info, "engines")
+        if earlier is None:
+            return state_dir
+        from .engine.check import check_model
+        from .model_store import ModelStore
+        store = None
+        for i, rung in enumerate(earlier[0]):
+            try:
+                check_model(Path(rung.model))
+            except EdgeswinError as exc:
+                store = store or ModelStore(Path(state_dir))
+                entry = store.record.get(rung.name, {})
+                if store.stored(entry.get("current")) is None:
+                    raise At(f"/engines.{i}.model", str(exc)) from None
+        return state_dir
+
+    @field_validator("fallback")
+    @classmethod
+    def _fallback_fits_the_ladder(cls, value: FallbackConfig,
+                                  info: ValidationInfo) -> FallbackConfig:
+        earlier = _earlier(info, "engines")
+        if earlier is None:
+            return value
+        engines = earlier[0]
+        if value.pinned_rung is not None and value.pinned_rung >= len(engines):
+            raise At("pinned_rung", f"pinned_rung {value.pinned_rung} but the ladder has "
+                                    f"{len(engines)} rung(s)")
+        if "dla" in value.levers and not dla_twins(engines):
+            raise At("levers", "levers has dla but no rung has a DLA build: add an engines "
+                               "entry with the same model and dla_core set")
         return value
 
-    @model_validator(mode="after")
-    def _pinned_rung_exists(self) -> DeviceConfig:
-        pinned = self.fallback.pinned_rung
-        if pinned is not None and pinned >= len(self.engines):
-            raise ValueError(f"fallback.pinned_rung {pinned} but the ladder has "
-                             f"{len(self.engines)} rung(s)")
-        if "dla" in self.fallback.levers and not dla_twins(self.engines):
-            raise ValueError("fallback.levers has dla but no rung has a DLA build: add an "
-                             "engines entry with the same model and dla_core set")
-        return self
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_can_serve(cls, value: MetricsConfig) -> MetricsConfig:
+        if value.enabled and importlib.util.find_spec("prometheus_client") is None:
+            raise At("enabled", "metrics need prometheus-client, which this Python cannot "
+                                f"import: {Path(sys.prefix) / 'bin' / 'pip'} install "
+                                "'prometheus-client>=0.16' (or set metrics.enabled: false)")
+        return value
 
     @property
     def topic_root(self) -> str:
@@ -462,23 +627,29 @@ class Reconnect(_Strict):
 
 class CameraCredentials(_Strict):
     username: str = Field(min_length=1, max_length=256, description="User name for the stream.")
-    password_file: str | None = Field(None, description="File holding the password.")
-    password_env: str | None = Field(None, description="Environment variable with the password.")
+    password_file: ExistingFile | None = Field(None, description="File holding the password.")
+    password_env: str | None = Field(None, description="Environment variable with the "
+                                     "password (read by `check` in its own environment).")
     credential: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", max_length=255,
                                    description="systemd credential with the password "
-                                               "(LoadCredential=NAME:FILE in the unit).")
+                                               "(LoadCredential=NAME:FILE in the unit; "
+                                               "`check` reads it where $CREDENTIALS_DIRECTORY "
+                                               "is set, as in the unit's ExecStartPre).")
 
-    @field_validator("password_file")
+    @field_validator("password_env", "credential")
     @classmethod
-    def _file_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return _existing_file(value, info)
-
-    @model_validator(mode="after")
-    def _one_source(self) -> CameraCredentials:
-        given = [k for k in ("password_file", "password_env", "credential") if getattr(self, k)]
-        if len(given) > 1:
-            raise ValueError(f"give the password one way, not {' and '.join(given)}")
-        return self
+    def _one_source(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        given = [k for k in ("password_file", "password_env") if info.data.get(k)]
+        if given:
+            raise ValueError(f"give the password one way, not {' and '.join(given)} and "
+                             f"{info.field_name}")
+        if info.field_name == "password_env":
+            _secret_readable("camera", env=value)
+        elif os.environ.get("CREDENTIALS_DIRECTORY"):
+            _secret_readable("camera", credential=value)
+        return value
 
 
 class RegionConfig(_Strict):
@@ -513,9 +684,14 @@ class RegionConfig(_Strict):
 
 
 class CameraConfig(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=NAME_MAX,
-                      description="Camera name; default: file name.")
-    source: str = Field(description="file path, rtsp://, http://, v4l2:///dev/videoN, gst: ...")
+    name: str = Field(pattern=CAMERA_NAME, max_length=NAME_MAX,
+                      description="Camera name (letters, digits, _ and -: it is a topic "
+                                  "level, a metric label and a file name); default: the "
+                                  "file name without .yaml.")
+    source: str = Field(description="A video file path (relative to this file), file://, "
+                                    "rtsp://, rtsps://, http(s)://, rtmp://, udp://, tcp://, "
+                                    "v4l2:///dev/videoN, a device index such as 0, or gst: "
+                                    "<pipeline ending in appsink>.")
     enabled: bool = Field(True, description="Set false to keep the file but not run the camera.")
     fps: float = Field(5.0, ge=0, le=1000, description="Inferences per second; 0 = every new frame.")
     decoder: Literal["auto", "ffmpeg", "gstreamer"] = Field(
@@ -547,11 +723,17 @@ class CameraConfig(_Strict):
 
     @field_validator("regions")
     @classmethod
-    def _region_names_unique(cls, regions: list[RegionConfig] | None):
+    def _regions_fit(cls, regions: list[RegionConfig] | None, info: ValidationInfo):
         names = [r.name for r in regions or ()]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(f"region name(s) {', '.join(twice)} used more than once")
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise At(f"{i}.name", f"region name {name} used more than once")
+        earlier = _earlier(info, "fps")
+        for i, region in enumerate(regions or ()):
+            fps = region.fps if region.fps is not None else (earlier or (None,))[0]
+            if region.min_fps is not None and fps is not None and 0 < fps < region.min_fps:
+                raise At(f"{i}.min_fps", f"min_fps {region.min_fps:g} is above the region's "
+                                         f"fps {fps:g}: the fps lever only lowers the rate")
         return regions
 
     def for_region(self, region: RegionConfig) -> CameraConfig:
@@ -567,6 +749,14 @@ class CameraConfig(_Strict):
         update["min_fps"] = floor
         return self.model_copy(update=update)
 
+    @field_validator("source", mode="before")
+    @classmethod
+    def _index_is_a_source(cls, value: Any) -> Any:
+        # YAML reads `source: 0` as an integer: a device index, as documented.
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10_000:
+            return str(value)
+        return value
+
     @field_validator("source")
     @classmethod
     def _source_parses(cls, value: str, info: ValidationInfo) -> str:
@@ -575,38 +765,39 @@ class CameraConfig(_Strict):
         parse_source(value, Path(info.context["base"]) if info.context else Path.cwd())
         return value
 
-    @model_validator(mode="after")
-    def _decoder_fits_the_source(self) -> CameraConfig:
-        if self.decoder == "gstreamer" and \
-                urlsplit(self.source.strip()).scheme not in ("rtsp", "rtsps"):
+    @field_validator("decoder")
+    @classmethod
+    def _decoder_fits_the_source(cls, value: str, info: ValidationInfo) -> str:
+        earlier = _earlier(info, "source")
+        if value == "gstreamer" and earlier is not None and \
+                urlsplit(earlier[0].strip()).scheme not in ("rtsp", "rtsps"):
             raise ValueError("decoder: gstreamer is for rtsp:// sources (a gst: source is a "
                              "pipeline of its own)")
-        return self
+        return value
 
-    @model_validator(mode="after")
-    def _min_fps_below_fps(self) -> CameraConfig:
-        if self.min_fps is not None and 0 < self.fps < self.min_fps:
-            raise ValueError(f"min_fps {self.min_fps:g} is above fps {self.fps:g}: the fps "
-                             f"lever only lowers the rate")
-        for region in self.regions or []:
-            fps = region.fps if region.fps is not None else self.fps
-            if region.min_fps is not None and 0 < fps < region.min_fps:
-                raise ValueError(f"regions: {region.name}: min_fps {region.min_fps:g} is above "
-                                 f"its fps {fps:g}")
-        return self
+    @field_validator("min_fps")
+    @classmethod
+    def _min_fps_below_fps(cls, value: float | None, info: ValidationInfo) -> float | None:
+        earlier = _earlier(info, "fps")
+        if value is not None and earlier is not None and 0 < earlier[0] < value:
+            raise ValueError(f"min_fps {value:g} is above fps {earlier[0]:g}: the fps lever "
+                             f"only lowers the rate")
+        return value
 
-    @model_validator(mode="after")
-    def _credentials_fit_the_source(self) -> CameraConfig:
-        if self.credentials is None:
-            return self
-        parts = urlsplit(self.source.strip())
+    @field_validator("credentials")
+    @classmethod
+    def _credentials_fit_the_source(cls, value: CameraCredentials | None,
+                                    info: ValidationInfo) -> CameraCredentials | None:
+        earlier = _earlier(info, "source")
+        if value is None or earlier is None:
+            return value
+        parts = urlsplit(earlier[0].strip())
         if parts.scheme not in ("rtsp", "rtsps", "http", "https", "rtmp"):
-            raise ValueError("credentials: only for rtsp://, http(s):// and rtmp:// sources "
-                             "(a gst: pipeline sets them on its source element)")
+            raise ValueError("only for rtsp://, http(s):// and rtmp:// sources (a gst: "
+                             "pipeline sets them on its source element)")
         if "@" in parts.netloc:
-            raise ValueError("credentials: the source URL already holds a user; keep it in "
-                             "one place")
-        return self
+            raise ValueError("the source URL already holds a user; keep it in one place")
+        return value
 
     def source_spec(self, base: Path) -> SourceSpec:
         return parse_source(self.source, base)
@@ -624,23 +815,6 @@ class Config:
     device: DeviceConfig
     cameras: list[CameraEntry]
     directory: Path
-
-
-def _existing_file(value: str | None, info: ValidationInfo) -> str | None:
-    """A path setting resolved against its file; ValueError when it is not a file."""
-    if value is None:
-        return None
-    path = _resolve(value, info)
-    if not path.is_file():
-        raise ValueError(f"file does not exist: {path}")
-    return str(path)
-
-
-def _resolve(value: str, info: ValidationInfo) -> Path:
-    path = Path(os.path.expanduser(value))
-    if not path.is_absolute() and info.context:
-        path = Path(info.context["base"]) / path
-    return path.resolve()
 
 
 # --- YAML with line numbers -------------------------------------------------------------
@@ -790,6 +964,11 @@ def _validate(model: type[BaseModel], data: Any, path: Path, lines: dict[tuple, 
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(err["loc"])
+            cause = (err.get("ctx") or {}).get("error")
+            if isinstance(cause, At):  # "/a.b" is from the file's top, "a.b" below the field
+                key = tuple(int(k) if k.isdigit() else k
+                            for k in cause.key.removeprefix("/").split("."))
+                loc = key if cause.key.startswith("/") else loc + key
             probe = loc
             while probe not in lines and probe:
                 probe = probe[:-1]
@@ -827,8 +1006,15 @@ def load_config(directory: str | Path) -> Config:
         if parsed is None:
             continue
         data, lines = parsed
-        if isinstance(data, dict):
-            data = {"name": path.stem, **data}
+        if isinstance(data, dict) and "name" not in data:
+            if not re.fullmatch(CAMERA_NAME, path.stem) or len(path.stem) > NAME_MAX:
+                issues.append(ConfigIssue(str(path), 1, "", f"file name {path.name}: a camera "
+                                          "is named after its file, and a camera name is "
+                                          f"letters, digits, _ and - (at most {NAME_MAX}): "
+                                          "rename the file or set name:"))
+                data = {"name": "_", **data}  # the rest of the file is still checked
+            else:
+                data = {"name": path.stem, **data}
         camera = _validate(CameraConfig, data, path, lines, issues)
         if camera is None:
             continue
@@ -853,6 +1039,9 @@ def load_config(directory: str | Path) -> Config:
                                           "mqtt.topic_root", f"topics of camera {camera.name} "
                                           f"would be {len(topic.encode())} bytes; MQTT allows "
                                           f"{MQTT_MAX_BYTES}"))
+    if camera_files and not issues and not any(e.config.enabled for e in cameras):
+        issues.append(ConfigIssue(str(directory / CAMERA_DIR), 1, "",
+                                  "every camera has enabled: false: there is nothing to run"))
     if issues or device is None:
         raise ConfigError(issues)
     host = os.environ.get("EDGESWIN_MQTT_HOST")

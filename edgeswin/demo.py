@@ -1,12 +1,15 @@
 """`edgeswin demo`: the daemon on bundled assets, with a live view and a closing summary.
 
-Generates missing demo videos (with ground truth), runs the real daemon on `configs/demo`
-(ONNX Runtime, the bundled Swin models, the broker on localhost:1883), prints one line per
-camera every second and a paragraph at the end, including agreement with the ground truth.
+Generates missing demo videos (with ground truth) where the demo config's cameras expect
+them, runs the real daemon on `configs/demo` (ONNX Runtime, the bundled Swin models, the
+broker on localhost:1883), prints one line per camera every second and a paragraph at the end,
+including agreement with the ground truth. The config is found from the package, so the demo
+runs from any directory; everything else the config needs is checked before a video is made.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -14,8 +17,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TextIO
 
-from .config import load_config
+import yaml
+
+from .config import CAMERA_DIR, CAMERA_SUFFIXES, load_config
 from .demo_assets import VideoSpec, ensure_video, read_ground_truth
+from .errors import ConfigError, EdgeswinError
 from .pipeline import Daemon
 
 DEMO_VIDEOS = {"lobby": 11, "yard": 23}  # camera -> seed
@@ -23,9 +29,58 @@ DEMO_VIDEOS = {"lobby": 11, "yard": 23}  # camera -> seed
 TRANSITION_GUARD = 3
 
 
-def prepare_assets(assets: Path, seconds: float) -> None:
-    for name, seed in DEMO_VIDEOS.items():
-        ensure_video(assets / f"{name}.mp4", VideoSpec(seconds=seconds, seed=seed))
+def demo_config_places() -> list[Path]:
+    """Where the demo config may be: in the checkout the package runs from, beside the venv
+    that runs this (install.sh and the images put configs/ next to venv/), /opt/edgeswin."""
+    bases = (Path(__file__).resolve().parent.parent, Path(sys.prefix).resolve().parent,
+             Path("/opt/edgeswin"))
+    return [base / "configs" / "demo" for base in bases]
+
+
+def default_demo_config() -> Path:
+    found = next((p for p in demo_config_places() if (p / "edgeswin.yaml").is_file()), None)
+    if found is None:
+        raise EdgeswinError("no demo config in " + ", ".join(map(str, demo_config_places()))
+                            + ": pass -c DIR")
+    return found
+
+
+def demo_videos(config_dir: Path) -> dict[Path, int]:
+    """The demo videos the config's cameras play, where they expect them -> seed."""
+    videos = {}
+    for path in sorted((config_dir / CAMERA_DIR).glob("*")):
+        if path.suffix not in CAMERA_SUFFIXES or path.stem not in DEMO_VIDEOS:
+            continue
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError):
+            continue  # load_config says what is wrong with it
+        source = raw.get("source") if isinstance(raw, dict) else None
+        if isinstance(source, str) and source.endswith(".mp4"):
+            video = Path(os.path.expanduser(source))
+            videos[(path.parent / video).resolve()] = DEMO_VIDEOS[path.stem]
+    return videos
+
+
+def prepare(config_dir: Path, seconds: float):
+    """The loaded config, after making the videos it lacks: a problem other than a missing
+    demo video is raised before anything is generated."""
+    videos = demo_videos(config_dir)
+    try:
+        return load_config(config_dir)
+    except ConfigError as exc:
+        missing = {str(v) for v in videos if not v.is_file()}
+        if not missing or any(not any(m in i.message for m in missing) for i in exc.issues):
+            raise
+    for video, seed in videos.items():
+        try:
+            video.parent.mkdir(parents=True, exist_ok=True)
+            ensure_video(video, VideoSpec(seconds=seconds, seed=seed))
+        except OSError as exc:
+            raise EdgeswinError(f"cannot write the demo video {video}: {exc.strerror} (run the "
+                                "demo as a user who can, or pass -c a copy of configs/demo "
+                                "in a folder of yours)") from None
+    return load_config(config_dir)
 
 
 class Scoreboard:
@@ -111,9 +166,16 @@ def summary(daemon: Daemon, board: Scoreboard, seconds: float) -> str:
             f"{stats['engine']} (rung {stats['rung']}): " + "; ".join(parts) + f". {broker}.")
 
 
-def run_demo(config_dir: Path, assets: Path, seconds: float) -> int:
-    prepare_assets(assets, seconds)
-    config = load_config(config_dir)
+def run_demo(config_dir: Path | None, seconds: float, prepare_only: bool = False) -> int:
+    config = prepare(config_dir or default_demo_config(), seconds)
+    if prepare_only:
+        print(f"{config.directory}: OK: demo videos ready")
+        return 0
+    state = Path(config.device.state_dir)
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgeswinError(f"cannot make the demo's state_dir {state}: {exc.strerror}") from None
     truths = {}
     for entry in config.cameras:
         if entry.source.kind == "file":

@@ -26,6 +26,7 @@ from .control import Request
 from .ladder import ActiveEngine, EngineLadder, activate, close_engine
 from .model_store import ModelStore, StoredModel, sha256_of
 from .rollout import Comparison, status_payload, verdict, watch_budget_ms, watch_verdict
+from .rung_plan import WAY_OUT, plan_rung
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class Rollout:
     watch_until: float = 0.0
     budget_ms: float | None = None
     request: Request | None = None  # an `edgeswin rollback` waiting for its answer
+    replacement: bool = False  # another label set named by an edited config (`rung_plan`)
 
 
 class ModelRollouts:
@@ -69,9 +71,9 @@ class ModelRollouts:
 
     # --- start and reload -------------------------------------------------------------
     def startup(self, specs: list[EngineRung]) -> list[EngineRung]:
-        """The specs to load now: a rung whose configured file differs from the model it
-        served last time starts on that model's stored copy, and its new file is rolled out
-        (unless refused before); every other rung on its configured file."""
+        """The specs to load now, as `rung_plan` decides: a rung whose model is rolled out or
+        was refused starts on the model it served last time (its stored copy); every other
+        rung on its configured file."""
         out = []
         for rung, spec in enumerate(specs):
             configured = Path(spec.model)
@@ -79,18 +81,15 @@ class ModelRollouts:
             if sha is None:
                 out.append(spec)
                 continue
-            entry = self.store.record.get(spec.name, {})
-            served = self.store.stored(entry.get("current"))
-            if self.cfg.enabled and served is not None and served.sha256 != sha:
-                refused = self.store.refused(spec.name, sha)
-                log.info("engine rung %d (%s): serving %s as before (sha256 %s...); %s", rung,
-                         spec.name, served.source, served.sha256[:12],
-                         f"{configured} was refused earlier ({refused})" if refused
-                         else f"{configured} changed: rolling it out")
-                if not refused:
-                    self._enqueue(rung, spec, configured, sha, served)
-                out.append(spec.model_copy(update={"model": str(served.path)}))
-                self.serving[rung] = served
+            plan = plan_rung(spec, sha, self.store, self.cfg)
+            if plan.action != "configured":
+                log.log(logging.WARNING if plan.action in ("refused", "replace") else logging.INFO,
+                        "engine rung %d (%s): %s", rung, spec.name, plan.text)
+            if plan.served is not None:
+                if plan.action == "rollout":
+                    self._enqueue(rung, spec, configured, sha, plan.served, plan.replacement)
+                out.append(spec.model_copy(update={"model": str(plan.served.path)}))
+                self.serving[rung] = plan.served
             else:
                 self.serving[rung] = StoredModel(configured, sha, str(configured))
                 out.append(spec)
@@ -130,23 +129,22 @@ class ModelRollouts:
                 log.warning("reload: engine rung %d (%s): %s changed; rollout.enabled is false, "
                             "so it serves from the next restart", rung, spec.name, configured)
                 continue
-            refused = self.store.refused(spec.name, sha)
-            if refused:
-                log.warning("reload: engine rung %d (%s): %s was refused earlier (%s); "
-                            "replace the file to try again", rung, spec.name, configured,
-                            refused)
+            plan = plan_rung(spec, sha, self.store, cfg)
+            if plan.action == "refused":
+                log.warning("reload: engine rung %d (%s): %s", rung, spec.name, plan.text)
                 continue
-            self._enqueue(rung, spec, configured, sha, current)
+            self._enqueue(rung, spec, configured, sha, current, plan.replacement)
         self._next()
 
     def _all(self) -> list[Rollout]:
         return ([self.active] if self.active else []) + self.queue
 
     def _enqueue(self, rung: int, spec: EngineRung, model: Path, sha: str,
-                 current: StoredModel | None) -> None:
+                 current: StoredModel | None, replacement: bool = False) -> None:
         # Superseded: a newer file for the same rung replaces one still waiting.
         self.queue = [r for r in self.queue if r.rung != rung]
-        self.queue.append(Rollout(rung, spec, StoredModel(model, sha, str(model)), current))
+        self.queue.append(Rollout(rung, spec, StoredModel(model, sha, str(model)), current,
+                                  replacement=replacement))
 
     # --- the candidate's engine --------------------------------------------------------
     def _next(self) -> None:
@@ -219,6 +217,10 @@ class ModelRollouts:
             return self._promote(ro, "the rung had no usable model: taken without comparison")
         same = current.engine.info.labels == ro.engine.engine.info.labels
         if not same and not self.cfg.check_images:
+            if ro.replacement:
+                return self._promote(ro, "the config names a model with another label set: a "
+                                     "replacement, taken without comparison (set "
+                                     "rollout.check_images to gate it)")
             close_engine(ro.engine.engine)
             self._finish(ro, "rejected", "the label sets differ, so agreement cannot be "
                          "measured, and rollout.check_images is not set")
@@ -397,8 +399,10 @@ class ModelRollouts:
         ro.state, ro.reason = state, reason
         self.events[state] = self.events.get(state, 0) + 1
         level = logging.WARNING if state in ("rejected", "rolled_back") else logging.INFO
-        log.log(level, "rollout of rung %d (%s): %s: %s", ro.rung, ro.spec.name, state, reason,
-                extra={"ENGINE": ro.spec.name})
+        # A refused file is not tried again until it changes: the log says how to get past it.
+        way_out = f" ({WAY_OUT})" if state == "rejected" and ro.purpose == "candidate" else ""
+        log.log(level, "rollout of rung %d (%s): %s: %s%s", ro.rung, ro.spec.name, state, reason,
+                way_out, extra={"ENGINE": ro.spec.name})
         self._publish(self.payload(ro))
 
     def _finish(self, ro: Rollout, state: str, reason: str) -> None:

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from .errors import EdgeswinError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322}
@@ -31,7 +33,7 @@ MAX_STUCK = 3
 GRACE_S = 5.0  # past the open timeout: rtspsrc's own timeouts come first when they work
 
 
-class Unreachable(Exception):
+class Unreachable(EdgeswinError):
     """The camera's host does not take a TCP connection (the text says why)."""
 
 

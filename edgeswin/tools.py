@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -252,6 +253,7 @@ def grab_snapshot(config_dir: Path, camera: str, out: Path) -> list[str]:
     from .schedule import region_runtimes
     from .snapshot import annotate, jpeg
     from .stats import CameraStats
+    from .stream_open import GRACE_S, Opener
 
     config = load_config(config_dir)
     entries = {e.config.name: e for e in config.cameras}
@@ -261,7 +263,13 @@ def grab_snapshot(config_dir: Path, camera: str, out: Path) -> list[str]:
     entry = entries[camera]
     # At the camera's full size (an rtsp:// camera through GStreamer is not scaled down here):
     # boxes are placed on what the camera really sends.
-    cap, _ = open_capture(entry.source, entry.config, width=7680)
+    # The daemon's own opener: a network or gst: open that never returns is given up on.
+    opened = Opener(camera).open(lambda: open_capture(entry.source, entry.config, width=7680),
+                                 entry.config.open_timeout_s + GRACE_S, threading.Event())
+    if opened is None:
+        raise EdgeswinError(f"camera {camera}: {redact(entry.config.source)} did not open within "
+                            f"{entry.config.open_timeout_s + GRACE_S:g} s")
+    cap = opened[0]
     try:
         ok, frame = cap.read() if cap.isOpened() else (False, None)
     finally:

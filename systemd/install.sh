@@ -143,7 +143,8 @@ fi
 
 # 2. the code: replaced whole, so files removed upstream do not linger
 install -d -m 0755 "$prefix"
-for item in edgeswin models clips constraints systemd; do
+# configs/: `edgeswin demo` finds its config there, beside the venv.
+for item in edgeswin models clips configs constraints systemd; do
   rm -rf "${prefix:?}/$item"
   cp -r "$item" "$prefix/"
 done
@@ -165,13 +166,14 @@ if [ ! -x "$prefix/venv/bin/python" ]; then
 fi
 pip=("$prefix/venv/bin/python" -m pip --disable-pip-version-check)
 "${pip[@]}" install -q --upgrade pip
-extras=""
+# prometheus-client (pure Python, small) always: turning metrics on must not need an install.
+extras="[metrics]"
 # The pip OpenCV where there is no system one; once installed, it is kept under the constraints.
 if "${pip[@]}" show -q opencv-python-headless 2>/dev/null; then
-  extras="[opencv]"
+  extras="[opencv,metrics]"
 elif ! "$prefix/venv/bin/python" -c "import cv2" 2>/dev/null; then
   say "no system OpenCV: installing opencv-python-headless (no GStreamer: gst: cameras refused)"
-  extras="[opencv]"
+  extras="[opencv,metrics]"
 fi
 say "installing the Python packages (pip, constraints $prefix/constraints.txt)"
 "${pip[@]}" install -q -c "$prefix/constraints.txt" "$prefix$extras"

@@ -11,11 +11,27 @@
 # Needs root and: qemu-user-static binfmt-support debootstrap (apt). Debian's Python is 3.11,
 # not JetPack's 3.10/3.12: the resolver tests (tests/test_install.py) cover those versions.
 # EDGESWIN_ARM64_ROOT (default /var/cache/edgeswin/arm64-bookworm) keeps the root between runs;
-# DEBIAN_MIRROR picks the mirror.
+# The Debian mirror is the one this machine's apt uses for bookworm (as apt itself would);
+# DEBIAN_MIRROR overrides it.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 root=${EDGESWIN_ARM64_ROOT:-/var/cache/edgeswin/arm64-bookworm}
-mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The first enabled source (deb822 .sources or one-line .list) that serves bookworm's main
+# archive, not its security one.
+apt_mirror() {
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] && awk 'BEGIN{RS=""} /Suites:[^\n]*bookworm( |$|\n)/ && !/Enabled: *no/ {
+        if (match($0, /URIs:[ \t]*[^ \t\n]+/)) { u=substr($0, RSTART, RLENGTH); sub(/URIs:[ \t]*/, "", u);
+        if (u !~ /security/) { print u; exit } } }' "$f"
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] && awk '$1 == "deb" && $0 ~ / bookworm / && $0 !~ /security/ {
+        for (i = 2; i <= NF; i++) if ($i ~ /^[a-z+]+:\/\//) { print $i; exit } }' "$f"
+  done
+}
+mirror=${DEBIAN_MIRROR:-$(apt_mirror | head -n 1)}
+mirror=${mirror:-http://deb.debian.org/debian}
 python=${PYTHON:-$repo/.venv/bin/python}
 step() { echo "== arm64 rehearsal [$(date +%T)]: $*"; }
 # The CPU qemu emulates: an ARMv8.2 core without SVE, the class of Orin's Cortex-A78AE. qemu's

@@ -35,7 +35,8 @@ def test_with_credentials_escapes_what_a_url_cannot_hold():
     assert url == "rtsp://op%40site:s3cr%40t%3Apa%2Fss@cam:554/s?x=1"
 
 
-def test_credentials_are_checked_with_file_and_line(tmp_path):
+def test_credentials_are_checked_with_file_and_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("X", "pw")
     cfg = write_config(tmp_path / "a", 1883, {"cam": {
         "source": "rtsp://u:p@cam/s", "credentials": {"username": "u", "password_env": "X"}}})
     with pytest.raises(ConfigError, match=r"cam.yaml:\d+: .*already holds a user"):
@@ -47,6 +48,13 @@ def test_credentials_are_checked_with_file_and_line(tmp_path):
         load_config(cfg)
     text = str(exc.value)
     assert "credentials.password_file: file does not exist" in text
+    # run reads the variable at the camera's open: check reads it too, and says so at its key
+    monkeypatch.delenv("X")
+    cfg = write_config(tmp_path / "c", 1883, {"cam": {
+        "source": "rtsp://cam/s", "credentials": {"username": "u", "password_env": "X"}}})
+    with pytest.raises(ConfigError, match=r"cam.yaml:\d+: credentials.password_env: variable X "
+                                          r"is not set"):
+        load_config(cfg)
 
 
 def test_a_camera_password_from_a_file_opens_the_stream_and_is_never_said(

@@ -20,7 +20,7 @@ def test_demo_generates_assets_runs_and_summarises(tmp_path, broker, subscriber)
         "yard": {"source": str(assets / "yard.mp4"), "fps": 10}})
     # The camera files name videos that do not exist yet: the demo must make them first.
     run = subprocess.run([sys.executable, "-m", "edgeswin", "demo", "-c", str(cfg),
-                          "--assets", str(assets), "--seconds", "6"],
+                          "--seconds", "6"],
                          capture_output=True, text=True, cwd=REPO, timeout=180)
     assert run.returncode == 0, run.stderr
     assert (assets / "lobby.mp4").is_file() and (assets / "yard.labels.csv").is_file()

@@ -379,9 +379,48 @@ def test_a_daemon_killed_during_shadow_comes_back_on_the_current_model(
     assert subscriber.wait_for(lambda: _states(subscriber)[-1] == "rejected", 10)
     code, _ = again.terminate()
     assert code == 0
-    assert "served.onnx changed: rolling it out" in again.log()
+    assert "served.onnx goes through the shadow gate" in again.log()
     assert _rollouts(subscriber)[-1]["reason"] == "cancelled by edgeswin rollback"
     assert {m["model"] for m in _classifications(subscriber)} == {"served-v1"}
+
+
+def test_pointing_a_rung_at_a_model_with_its_own_labels_serves_it_after_a_restart(
+        tmp_path, broker, subscriber, long_video, daemon_factory):
+    # The first edit after an install: engines[0].model names the user's own model, with
+    # its own labels. No gate can compare two label sets without check_images, so the edit
+    # is the user's decision: `check` says what will happen, and the restart serves it.
+    cfg, _, daemon = _serving(tmp_path, broker, subscriber, long_video, daemon_factory,
+                              {"min_frames": 5}, frames=3)
+    code, _ = daemon.terminate()
+    assert code == 0
+    own = tmp_path / "mine" / "own.onnx"
+    own.parent.mkdir()
+    labels = json.loads(PRIMARY.with_suffix(".json").read_text())["labels"]
+    relabelled(PRIMARY, own, "own-model")
+    meta = json.loads(own.with_suffix(".json").read_text())
+    meta["labels"] = [f"mine-{label}" for label in labels]
+    own.with_suffix(".json").write_text(json.dumps(meta))
+    text = (cfg / "edgeswin.yaml").read_text()
+    (cfg / "edgeswin.yaml").write_text(text.replace(str(tmp_path / "models" / "served.onnx"),
+                                                    str(own)))
+    check = subprocess.run([sys.executable, "-m", "edgeswin", "check", "-c", str(cfg)],
+                           capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stderr
+    assert f"rung 0 (primary): serves {own}, which replaces" in check.stdout, check.stdout
+    seen = len(_classifications(subscriber))
+    again = daemon_factory(cfg)
+    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= seen + 5, 30), \
+        again.log()
+    code, _ = again.terminate()
+    assert code == 0
+    after = _classifications(subscriber)[seen:]
+    assert {m["model"] for m in after} == {"own-model"}, again.log()[-2000:]
+    assert all(m["label"].startswith("mine-") or m["label"] == "unknown" for m in after)
+    assert "which replaces" in again.log() and "set rollout.check_images" in again.log()
+    record = json.loads((cfg / "state" / "models" / "rollout.json").read_text())["primary"]
+    assert record["current"]["model"] == str(own)
+    assert record["previous"]["model"] == str(tmp_path / "models" / "served.onnx"), \
+        "the model it replaced stays one `edgeswin rollback` away"
 
 
 def test_a_model_with_other_labels_needs_check_images(tmp_path, broker, subscriber, long_video,

@@ -238,6 +238,29 @@ def test_compose_file_is_valid():
         spec = mounts[target]
         assert (spec.startswith(volume) if isinstance(spec, str) else spec["source"] == volume)
     assert "devices" not in jetson and "/tmp/argus_socket" not in mounts
+    cpu = config["services"]["edgeswin-cpu"]
+    assert any(":/opt/edgeswin/build" in str(v) or
+               (isinstance(v, dict) and v.get("target") == "/opt/edgeswin/build")
+               for v in cpu["volumes"])
+
+
+def test_the_cpu_image_runs_the_demo_where_its_user_can_write():
+    # No container engine runs here: what the image needs is checked from its files. The
+    # volume at /opt/edgeswin/build takes the owner of that directory in the image, so the
+    # image must make it for its user; the demo's state resolves into it from configs/demo.
+    text = (REPO / "docker" / "Dockerfile.cpu").read_text()
+    assert "install -d -o edgeswin /opt/edgeswin/build" in text
+    assert text.index("install -d -o edgeswin /opt/edgeswin/build") < text.index("USER edgeswin")
+    assert re.search(r'^CMD \["demo"\]$', text, re.M)
+    for copied in re.findall(r"^COPY (\S+) ", text, re.M):
+        assert (REPO / copied).exists(), copied
+    state = yaml.safe_load((REPO / "configs" / "demo" / "edgeswin.yaml").read_text())["state_dir"]
+    in_image = Path("/opt/edgeswin/configs/demo", state)
+    assert os.path.normpath(in_image).startswith("/opt/edgeswin/build/")
+    for camera in (REPO / "configs" / "demo" / "cameras").glob("*.yaml"):
+        source = yaml.safe_load(camera.read_text())["source"]
+        assert os.path.normpath(Path("/opt/edgeswin/configs/demo/cameras", source)).startswith(
+            "/opt/edgeswin/build/"), camera
 
 
 def test_jetson_image_builds_on_an_l4t_release_tag_and_installs_with_install_sh():
