@@ -285,7 +285,7 @@ class FallbackConfig(_Strict):
     degrade_above_c: float = Field(85.0, ge=-40, le=150, description="Step down above this temperature.")
     recover_below_c: float = Field(75.0, ge=-40, le=150, validate_default=True,
                                    description="Step up only below this temperature.")
-    latency_budget_ms: float | None = Field(None, gt=0,
+    latency_budget_ms: float | None = Field(None, gt=0, le=DAY * 1000,
                                             description="p95 inference budget; none = no limit.")
     latency_window: int = Field(30, ge=5, le=1000, description="Inferences in the p95 window.")
     hold_s: float = Field(5.0, ge=0, le=DAY, description="A bad condition must last this long.")
@@ -710,7 +710,7 @@ class CameraConfig(_Strict):
     topk: int = Field(3, ge=1, le=20, description="How many classes each message lists.")
     threshold: float = Field(0.0, ge=0, le=1, description="Below this score the label is 'unknown'.")
     latency_budget_ms: float | None = Field(
-        None, gt=0, description="p95 capture-to-publish budget of this camera; over it for "
+        None, gt=0, le=DAY * 1000, description="p95 capture-to-publish budget of this camera; over it for "
                                 "fallback.hold_s steps the ladder down. None = no limit.")
     credentials: CameraCredentials | None = Field(
         None, description="User and password for an rtsp:// or http(s):// source, kept out of "

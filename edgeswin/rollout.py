@@ -125,7 +125,7 @@ def watch_verdict(p95_ms: float | None, budget_ms: float | None) -> str | None:
 def status_payload(rung: int, name: str, state: str, candidate: dict | None,
                    current: dict | None, cmp: Comparison | None, reason: str,
                    ts: str) -> dict:
-    """The retained `<root>/rollout` message (tests/schemas/rollout.schema.json)."""
+    """The retained `<root>/rollout` message (edgeswin/schemas/rollout.schema.json)."""
     return {
         "rung": rung, "name": name, "state": state,
         "candidate": candidate, "current": current,

@@ -53,8 +53,10 @@ def simulate(trace: Path, cfg: FallbackConfig, rungs: int, *, fps_steps: int | N
             lines.append(f"{now:8.1f}s  {action.lever} {action.frm} -> {action.to}: "
                          f"{action.reason}{power}")
     joules, seconds = energy.take()
-    spent = f"; {joules:.0f} J in {seconds:.0f} s, {joules / seconds:.2f} W mean" \
-        if seconds else ""
+    # The rails are the trace's own, recorded under the policy that made it: other thresholds
+    # change when the levers act, not these joules. Said, so that no one compares configs by it.
+    spent = f"; the trace's recorded power: {joules:.0f} J in {seconds:.0f} s, " \
+        f"{joules / seconds:.2f} W mean" if seconds else ""
     lines.append(f"{float(rows[-1]['t']):8.1f}s  end: {_levels(policy)} ({actions} "
                  f"action(s)){spent}")
     return lines

@@ -265,7 +265,15 @@ fi
 
 # 6. the unit
 install -d -m 0755 "$(dirname "$unit")"
-sed -e "s#/opt/edgeswin/#$prefix/#g" -e "s#/etc/edgeswin/#$etc/#g" systemd/edgeswin.service > "$unit"
+# SupplementaryGroups= names only groups this machine has: a missing one fails the start
+# (status 216/GROUP). Debian, Ubuntu and L4T have both.
+groups=""
+for group in video render; do
+  getent group "$group" >/dev/null && groups="$groups $group"
+done
+sed -e "s#/opt/edgeswin/#$prefix/#g" -e "s#/etc/edgeswin/#$etc/#g" \
+    -e "s#^SupplementaryGroups=.*#SupplementaryGroups=${groups# }#" systemd/edgeswin.service \
+  | { [ -n "$groups" ] && cat || grep -v '^SupplementaryGroups='; } > "$unit"
 chmod 0644 "$unit"
 # The power_mode lever's root helper: written, not enabled (it is off unless configured).
 for helper in edgeswin-power-mode.path edgeswin-power-mode.service; do

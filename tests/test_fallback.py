@@ -272,4 +272,4 @@ def test_fallback_sim_shows_every_lever_with_the_power_of_the_orin_nano_trace(tm
                      ("2112.0", "rung 1 -> 0"), ("2436.0", "fps 1 -> 0")]
     assert lines[1].endswith("[VDD_IN 14.1 W]")
     assert lines[-1].startswith("  2800.0s  end: fps 0, rung 0, power_mode 0 (6 action(s)); "
-                                "32755 J in 2800 s, 11.70 W mean")
+                                "the trace's recorded power: 32755 J in 2800 s, 11.70 W mean")

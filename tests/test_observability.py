@@ -19,6 +19,7 @@ from .test_trt import plan
 
 pytestmark = pytest.mark.mqtt
 ROOT = "edgeswin/testdev"
+STATS_SCHEMA = json.loads((REPO / "edgeswin" / "schemas" / "stats.schema.json").read_text())
 HA_SCHEMA = json.loads((REPO / "tests" / "schemas" / "homeassistant_mqtt.schema.json").read_text())
 HA_CAMERA_SCHEMA = json.loads(
     (REPO / "tests" / "schemas" / "homeassistant_mqtt_camera.schema.json").read_text())
@@ -74,6 +75,8 @@ def test_metrics_and_healthz_from_a_running_daemon(tmp_path, broker, subscriber,
     # The stats topic carries what an operator needs too.
     assert subscriber.wait_for(lambda: subscriber.on(f"{ROOT}/stats"), 10)
     stats = subscriber.json_on(f"{ROOT}/stats")[-1]
+    for payload in subscriber.json_on(f"{ROOT}/stats"):
+        jsonschema.validate(payload, STATS_SCHEMA)  # the schema the MQTT reference is made from
     cam = stats["cameras"]["north"]
     assert {"fps", "fps_in", "skipped", "reconnects", "label", "infer_ms_p50", "infer_ms_p95",
             "capture_to_publish_ms_p95", "state"} <= cam.keys()

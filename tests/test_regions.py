@@ -4,8 +4,10 @@ publish policy; config mistakes pointed out by file and line; fair turns between
 from __future__ import annotations
 
 import itertools
+import json
 
 import cv2
+import jsonschema
 import numpy as np
 import pytest
 
@@ -14,7 +16,7 @@ from edgeswin.demo_assets import read_ground_truth
 from edgeswin.errors import ConfigError
 from edgeswin.preprocess import crop
 
-from .conftest import write_config
+from .conftest import REPO, write_config
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +164,9 @@ def test_each_region_is_classified_on_its_own(tmp_path, broker, subscriber, side
         assert agree >= 0.95, (region, agree)
         states = subscriber.json_on(f"edgeswin/testdev/sbs/{region}/state")
         assert states and states[-1]["label"] == msgs[-1]["label"]
+    for payload in subscriber.json_on("edgeswin/testdev/stats"):
+        jsonschema.validate(payload, json.loads(
+            (REPO / "edgeswin" / "schemas" / "stats.schema.json").read_text()))
     stats = subscriber.json_on("edgeswin/testdev/stats")[-1]["cameras"]["sbs"]
     assert set(stats["regions"]) == {"left", "right"}
     regions = stats["regions"]  # a camera counts its regions' classifications together
