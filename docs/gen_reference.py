@@ -1,8 +1,9 @@
 """Writes the reference pages from their sources, so they cannot drift from the code:
 docs/reference/config.md from the pydantic models (each key, type, default, limits and
 description), docs/reference/mqtt.md from the JSON schemas in edgeswin/schemas, and
-docs/security.md from SECURITY.md and docs/index.md from README.md. `make docs` runs it before `mkdocs build --strict`;
-tests/test_docs.py fails when a committed page differs from what this writes.
+docs/security.md from SECURITY.md and docs/index.md from README.md. `make docs` runs it
+before `mkdocs build --strict`; tests/test_docs.py fails when a committed page differs from
+what this writes.
 
     python docs/gen_reference.py [--check]
 """
