@@ -39,6 +39,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"{args.config}: OK: device {device.device_id}, {len(config.cameras)} camera(s) "
           f"({enabled} enabled), engine ladder: {rungs}")
     # What the next start does with each rung's model, from the model record in state_dir.
+    record = Path(device.state_dir) / "models" / "rollout.json"
+    if record.exists() and not os.access(record, os.R_OK):
+        print(f"  (cannot read {record} as this user: what each rung serves next is not "
+              "known here; run check as the service's user)")
+        return 0
     store = ModelStore(Path(device.state_dir))
     for i, spec in enumerate(device.engines):
         plan = plan_rung(spec, sha256_of(Path(spec.model)), store, device.rollout)
@@ -272,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = add("eval", help="top-1/top-5 on a labelled image folder, agreement with "
                         "a reference model, batch-1 latency")
     ev.add_argument("model", type=Path, help=".onnx or .engine, with its sidecar")
-    ev.add_argument("--data", type=Path, required=True, help="folder/<label>/*.png")
+    ev.add_argument("--data", type=Path, required=True, help="labelled images: "
+                    "folder/<label>/*.{png,jpg,jpeg,bmp,webp}")
     ev.add_argument("--reference", type=Path, help="e.g. the FP32 ONNX")
     ev.add_argument("--limit", type=int, help="use at most this many images")
     ev.set_defaults(func=cmd_eval)
@@ -304,10 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     qz.add_argument("--eval-data", type=Path, help="labelled folder for the gate (default: "
                     "the calibration folder; a held-out one is better)")
     qz.add_argument("-o", "--output", type=Path, help="default: <model>-int8.onnx")
-    qz.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax")
+    qz.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax",
+                    help="calibration method (models/README.md compares them)")
     qz.add_argument("--ops", default="Conv,MatMul,Gemm", help="op types to quantize; the rest "
                     "(LayerNorm, Softmax, GELU, Add) stays in higher precision")
-    qz.add_argument("--min-agreement", type=float, default=0.98)
+    qz.add_argument("--min-agreement", type=float, default=0.98,
+                    help="top-1 agreement with the FP32 model that INT8 must reach, or no file")
     qz.add_argument("--limit", type=int, default=200, help="calibration images to use")
     qz.set_defaults(func=cmd_quantize)
     build = add("build-engine", help="build a TensorRT engine from an ONNX model "
@@ -317,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="int8 needs a Q/DQ model from `edgeswin quantize`")
     build.add_argument("-o", "--output", type=Path, help="default: <model>-<precision>.engine")
     build.add_argument("--timing-cache", type=Path, help="read and update this timing cache")
-    build.add_argument("--workspace-mb", type=int, default=1024)
+    build.add_argument("--workspace-mb", type=int, default=1024,
+                       help="builder workspace (at most half the free GPU memory is used)")
     build.add_argument("--dla-core", type=int, choices=[0, 1], help="build for this DLA core "
                        "(unsupported layers on the GPU); without one, for the GPU with a warning")
     build.add_argument("--opt-level", type=int, choices=range(0, 6), default=None,
@@ -327,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "(throughput, latency breakdown, preprocessing, MQTT rate)")
     bench.add_argument("--model", type=Path, help="ONNX model (default: the bundled demo)")
     bench.add_argument("--video", type=Path, help="video to read (default: a generated one)")
-    bench.add_argument("--cameras", default="1,2,4,8", help="camera counts to run")
+    bench.add_argument("--cameras", default="1,2,4,8", help="comma-separated camera counts "
+                       "to run, each 1-64")
     bench.add_argument("--seconds", type=float, default=10.0, help="measured time per run")
     bench.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1),
                        help="engine threads; the other cores decode (default: cores - 1)")

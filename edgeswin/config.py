@@ -61,8 +61,7 @@ class _Strict(BaseModel):
 
 class At(ValueError):
     """A check of one key against others: reported at `key` (a dotted path below the field
-    that raised it, or from the top of the file when it starts with /), with that key's line,
-    not at the section."""
+    that raised it), with that key's line, not at the section."""
 
     def __init__(self, key: str, message: str):
         super().__init__(message)
@@ -114,6 +113,15 @@ def _command(value: str, info: ValidationInfo) -> str:
 ConfigPath = Annotated[str, AfterValidator(_path_setting)]
 ExistingFile = Annotated[str, AfterValidator(_existing_file)]
 Command = Annotated[str, AfterValidator(_command)]
+
+
+def _served_before(rung: str, state_dir: str | None) -> bool:
+    """Whether the model store in state_dir still holds a model this rung served."""
+    if not state_dir:
+        return False
+    from .model_store import ModelStore
+    store = ModelStore(Path(state_dir))
+    return store.stored(store.record.get(rung, {}).get("current")) is not None
 
 
 def _secret_readable(what: str, **source: str | None) -> None:
@@ -268,11 +276,22 @@ class EngineRung(_Strict):
 
     @field_validator("model")
     @classmethod
-    def _model_exists(cls, value: str, info: ValidationInfo) -> str:
+    def _model_can_serve(cls, value: str, info: ValidationInfo) -> str:
+        """The model as the engine reads it first: the metadata sidecar, and for ONNX its
+        input and output against it. A broken file is an error unless the rung has a model
+        it served before in state_dir: then that one serves, and the broken file is refused
+        by the rollout (an update cut short must not stop the service)."""
         path = _resolve(value, info)
         if not path.is_file():
             raise ValueError(f"model file does not exist: {path}")
-        return str(path)  # its contents: DeviceConfig._models_can_serve
+        from .engine.check import check_model
+        try:
+            check_model(path)
+        except EdgeswinError as exc:
+            name = info.data.get("name")
+            if not (name and _served_before(name, (info.context or {}).get("state_dir"))):
+                raise ValueError(str(exc)) from None
+        return str(path)
 
 
 class FallbackConfig(_Strict):
@@ -500,29 +519,6 @@ class DeviceConfig(_Strict):
                              "add an .onnx rung on onnxruntime, or run where TensorRT is "
                              "installed (JetPack's python3-libnvinfer)")
         return engines
-
-    @field_validator("state_dir")
-    @classmethod
-    def _models_can_serve(cls, state_dir: str, info: ValidationInfo) -> str:
-        """Each rung's model as the engine reads it first: the metadata sidecar, and for
-        ONNX its input and output against it. A broken file is an error unless the rung has
-        a model it served before in state_dir: then it serves that one and the broken file
-        is refused by the rollout (an update cut short must not stop the service)."""
-        earlier = _earlier(info, "engines")
-        if earlier is None:
-            return state_dir
-        from .engine.check import check_model
-        from .model_store import ModelStore
-        store = None
-        for i, rung in enumerate(earlier[0]):
-            try:
-                check_model(Path(rung.model))
-            except EdgeswinError as exc:
-                store = store or ModelStore(Path(state_dir))
-                entry = store.record.get(rung.name, {})
-                if store.stored(entry.get("current")) is None:
-                    raise At(f"/engines.{i}.model", str(exc)) from None
-        return state_dir
 
     @field_validator("fallback")
     @classmethod
@@ -959,16 +955,19 @@ def _validate(model: type[BaseModel], data: Any, path: Path, lines: dict[tuple, 
     if not isinstance(data, dict):
         issues.append(ConfigIssue(str(path), 1, "", "expected a mapping of keys to values"))
         return None
+    context = {"base": str(path.parent)}
+    state_dir = data.get("state_dir", DeviceConfig.model_fields["state_dir"].default)
+    if model is DeviceConfig and isinstance(state_dir, str) and state_dir and "\x00" not in state_dir:
+        # Read by the engines' checks, which come before state_dir in the file's order.
+        context["state_dir"] = str((path.parent / os.path.expanduser(state_dir)).resolve())
     try:
-        return model.model_validate(data, context={"base": str(path.parent)})
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(err["loc"])
             cause = (err.get("ctx") or {}).get("error")
-            if isinstance(cause, At):  # "/a.b" is from the file's top, "a.b" below the field
-                key = tuple(int(k) if k.isdigit() else k
-                            for k in cause.key.removeprefix("/").split("."))
-                loc = key if cause.key.startswith("/") else loc + key
+            if isinstance(cause, At):
+                loc += tuple(int(k) if k.isdigit() else k for k in cause.key.split("."))
             probe = loc
             while probe not in lines and probe:
                 probe = probe[:-1]

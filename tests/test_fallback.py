@@ -103,7 +103,7 @@ def test_pinned_rung_never_switches():
 
 
 def test_hysteresis_is_required_by_the_config():
-    with pytest.raises(ValueError, match="recover_below_c must be below"):
+    with pytest.raises(ValueError, match=r"recover_below_c \(\d+\) must be below"):
         FallbackConfig(degrade_above_c=80, recover_below_c=80)
 
 

@@ -44,7 +44,7 @@ def camera_yaml(tmp_path, text: str):
 
 @pytest.mark.parametrize("text,line,message", [
     ("source: x.mp4\nregions:\n  - name: a\n    box: [0, 0, 0.5, 1]\n  - name: a\n"
-     "    box: [0.5, 0, 1, 1]\n", 2, "region name(s) a used more than once"),
+     "    box: [0.5, 0, 1, 1]\n", 5, "regions.1.name: region name a used more than once"),
     ("source: x.mp4\nregions:\n  - name: a\n    box: [0.6, 0, 0.5, 1]\n", 4,
      "needs x1 > x0 and y1 > y0"),
     ("source: x.mp4\nregions:\n  - name: a\n    box: [0, 0, 1.2, 1]\n", 4,

@@ -323,7 +323,10 @@ def _rollback(cfg: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_edgeswin_rollback_restores_the_previous_model_through_the_daemon(
         tmp_path, broker, subscriber, long_video, daemon_factory):
-    cfg, model = _setup(tmp_path, broker.port, long_video, {"min_frames": 10, "watch_s": 0})
+    # The same network again: a wide latency limit, lest a busy machine's noise reject it
+    # (what this test is about is the rollback, not the gate).
+    cfg, model = _setup(tmp_path, broker.port, long_video, {"min_frames": 10, "watch_s": 0,
+                                                             "max_latency_ratio": 4})
     none = _rollback(cfg)
     assert none.returncode == 1 and "no running daemon answers" in none.stderr
     daemon = daemon_factory(cfg)
@@ -474,7 +477,8 @@ def test_a_tensorrt_rung_rolls_out_through_a_build_and_an_engine_error_rolls_it_
     from edgeswin.config import load_config
     from edgeswin.pipeline import Daemon
     tensorrt, _ = trt
-    cfg, model = _setup(tmp_path, broker.port, long_video, {"min_frames": 10, "watch_s": 120})
+    cfg, model = _setup(tmp_path, broker.port, long_video, {"min_frames": 10, "watch_s": 120,
+                                                             "max_latency_ratio": 4})
     text = (cfg / "edgeswin.yaml").read_text()
     (cfg / "edgeswin.yaml").write_text(text.replace("name: primary", "name: primary\n  "
                                                     "backend: tensorrt\n  precision: fp16"))

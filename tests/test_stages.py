@@ -154,7 +154,7 @@ def test_metadata_problems_are_clear_errors(tmp_path):
         open_engine(model)
 
 
-def test_run_exits_1_naming_every_unusable_model(tmp_path, videos):
+def test_run_exits_1_naming_every_unusable_model_at_its_key(tmp_path, videos):
     a, b = _copy_model(tmp_path, PRIMARY), _copy_model(tmp_path, SMALL)
     a.write_bytes(b"not onnx")
     b.with_suffix(".json").unlink()
@@ -163,9 +163,12 @@ def test_run_exits_1_naming_every_unusable_model(tmp_path, videos):
                                     {"name": "small", "model": str(b)}]})
     run = subprocess.run([sys.executable, "-m", "edgeswin", "run", "-c", str(cfg)],
                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    # What would stop the ladder stops the config check first, each rung at its own line.
     assert run.returncode == 1
-    assert "no engine rung is usable" in run.stderr
-    assert str(a) in run.stderr and str(b) in run.stderr
+    assert "2 config error(s)" in run.stderr, run.stderr
+    assert "engines.0.model:" in run.stderr and "not a readable ONNX model" in run.stderr
+    assert "engines.1.model:" in run.stderr and f"{b.with_suffix('.json').name} is missing" \
+        in run.stderr
 
 
 @pytest.mark.parametrize("sidecar,message", [
@@ -176,9 +179,7 @@ def test_run_exits_1_naming_every_unusable_model(tmp_path, videos):
     (b"[1, 2]", "expected a JSON object"),
     (None, "not a regular file"),  # a FIFO: opening it would wait for a writer forever
 ])
-def test_a_broken_sidecar_skips_its_rung_and_the_healthy_one_serves(tmp_path, videos, broker,
-                                                                   subscriber, sidecar,
-                                                                   message):
+def test_a_broken_sidecar_is_refused_by_check_at_its_rung(tmp_path, videos, sidecar, message):
     bad = _copy_model(tmp_path, PRIMARY)
     if sidecar is None:
         bad.with_suffix(".json").unlink()
@@ -187,11 +188,12 @@ def test_a_broken_sidecar_skips_its_rung_and_the_healthy_one_serves(tmp_path, vi
         bad.with_suffix(".json").write_bytes(sidecar)
     with pytest.raises(ModelError, match=message):
         read_model_info(bad)
-    cfg = write_config(tmp_path / "cfg", broker.port, {"north": {"source": str(videos["north"])}},
+    cfg = write_config(tmp_path / "cfg", 1, {"north": {"source": str(videos["north"])}},
                        {"engines": [{"name": "primary", "model": str(bad)},
                                     {"name": "small", "model": str(SMALL)}]})
-    run = subprocess.run([sys.executable, "-m", "edgeswin", "run", "-c", str(cfg)],
+    # `check` (the unit's ExecStartPre) refuses it, and a FIFO does not make it wait.
+    run = subprocess.run([sys.executable, "-m", "edgeswin", "check", "-c", str(cfg)],
                          capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "engine rung 0 (primary) unusable" in run.stderr and message in run.stderr
-    assert subscriber.wait_for(lambda: subscriber.on("edgeswin/testdev/north/classification"), 5)
+    assert run.returncode == 1, run.stdout
+    lines = [line for line in run.stderr.splitlines() if "engines.0.model:" in line]
+    assert len(lines) == 1 and message in lines[0] and "edgeswin.yaml:" in lines[0], run.stderr
