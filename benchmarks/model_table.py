@@ -30,6 +30,16 @@ from edgeswin.scenes import random_scene  # noqa: E402
 MODELS = ["swin-demo-112", "swin-demo-64"]
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
@@ -54,7 +64,7 @@ def main() -> int:
         "what": "median ms over alternating runs: ONNX Runtime inference at batch 1 (FP32, "
                 "default threads) and the daemon's Preprocessor from a 1280x720 BGR frame "
                 "(OpenCV on one thread)",
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
                     "python": platform.python_version()},
         "runs": args.runs,
         "models": {m: {"inference_ms_p50": round(statistics.median(t["infer"]), 3),

@@ -68,10 +68,11 @@ def test_the_tour_runs_as_written(tmp_path, local_broker):
 
     # 1. the demo's messages, seen by the README's own mosquitto_sub (ended after 15 of them)
     sub = subprocess.Popen(["bash", "-c", watch.strip() + " -C 15 -W 240"], cwd=work,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     demo = subprocess.run(["make", "demo"], cwd=REPO, capture_output=True, text=True,
                           timeout=600)
-    out, err = sub.communicate(timeout=60)
+    raw_out, raw_err = sub.communicate(timeout=60)  # snapshots are JPEG bytes
+    out, err = (raw.decode(errors="replace") for raw in (raw_out, raw_err))
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
     assert "Demo finished after" in demo.stdout
     assert re.search(r"^edgeswin/demo/(lobby|yard)/classification \{", out, re.M), out + err
