@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "and check the config, then exit (what `make check` needs)")
     demo.set_defaults(func=cmd_demo)
     back = add("rollback", help="ask the running daemon to serve a rung's previous "
-                          "model again (after a model rollout)")
+               "model again (after a model rollout)")
     back.add_argument("-c", "--config", default="/etc/edgeswin", type=Path,
                       help="the running daemon's config directory (for its state_dir)")
     back.add_argument("--rung", type=int, help="the rung (default: the one of the latest "
@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seconds to wait for the daemon to answer (opening a model)")
     back.set_defaults(func=cmd_rollback)
     sim = add("fallback-sim", help="replay a sensor trace through the fallback "
-                         "levers (fps, rung, dla, power_mode)")
+              "levers (fps, rung, dla, power_mode)")
     sim.add_argument("--trace", required=True, type=Path,
                      help="CSV: t, latency_p95_ms, one column per thermal zone (C), one per "
                           "power rail in watts named <rail>_w")
@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--rungs", type=int, default=2, help="ladder length without -c")
     sim.set_defaults(func=cmd_fallback_sim)
     ev = add("eval", help="top-1/top-5 on a labelled image folder, agreement with "
-                        "a reference model, batch-1 latency")
+             "a reference model, batch-1 latency")
     ev.add_argument("model", type=Path, help=".onnx or .engine, with its sidecar")
     ev.add_argument("--data", type=Path, required=True, help="labelled images: "
                     "folder/<label>/*.{png,jpg,jpeg,bmp,webp}")
@@ -283,8 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, help="use at most this many images")
     ev.set_defaults(func=cmd_eval)
     ex = add("export", help="a trained Swin (torchvision/timm, optional checkpoint) "
-                        "-> static batch-1 ONNX + sidecar, checked against PyTorch (needs the "
-                        "toolchain extra: torch, torchvision, timm)")
+             "-> static batch-1 ONNX + sidecar, checked against PyTorch (needs the "
+             "toolchain extra: torch, torchvision, timm)")
     ex.add_argument("arch", help="swin_t|swin_s|swin_b|swin_v2_t|swin_v2_s|swin_v2_b, "
                     "timm:<name>, or a sidecar .json with an architecture block")
     ex.add_argument("-o", "--output", type=Path, required=True, help="the .onnx to write")
@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="max |ONNX Runtime - PyTorch| accepted")
     ex.set_defaults(func=cmd_export)
     qz = add("quantize", help="INT8 Q/DQ for TensorRT, calibrated on images, gated "
-                        "on agreement with FP32")
+             "on agreement with FP32")
     qz.add_argument("model", type=Path, help="the FP32 .onnx, with its sidecar")
     qz.add_argument("--calibration", type=Path, required=True, help="folder of images")
     qz.add_argument("--eval-data", type=Path, help="labelled folder for the gate (default: "
@@ -319,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     qz.add_argument("--limit", type=int, default=200, help="calibration images to use")
     qz.set_defaults(func=cmd_quantize)
     build = add("build-engine", help="build a TensorRT engine from an ONNX model "
-                           "on this device (needs TensorRT and pycuda)")
+                "on this device (needs TensorRT and pycuda)")
     build.add_argument("model", type=Path, help="the .onnx, with its sidecar .json beside it")
     build.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16",
                        help="int8 needs a Q/DQ model from `edgeswin quantize`")
@@ -333,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="builder optimisation level (TensorRT default 3)")
     build.set_defaults(func=cmd_build_engine)
     bench = add("bench", help="measure the daemon against the raw engine "
-                           "(throughput, latency breakdown, preprocessing, MQTT rate)")
+                "(throughput, latency breakdown, preprocessing, MQTT rate)")
     bench.add_argument("--model", type=Path, help="ONNX model (default: the bundled demo)")
     bench.add_argument("--video", type=Path, help="video to read (default: a generated one)")
     bench.add_argument("--cameras", default="1,2,4,8", help="comma-separated camera counts "
@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("-o", "--output", type=Path, help="also write the JSON report here")
     bench.set_defaults(func=cmd_bench)
     snap = add("snapshot", help="grab one frame of a camera with its regions and "
-                          "their classification drawn (to place region boxes by looking)")
+               "their classification drawn (to place region boxes by looking)")
     snap.add_argument("-c", "--config", default="/etc/edgeswin", type=Path,
                       help="config directory: edgeswin.yaml + cameras/*.yaml")
     snap.add_argument("camera", help="the camera's name")

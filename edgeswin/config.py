@@ -100,7 +100,8 @@ def _path_setting(value: str, info: ValidationInfo) -> str:
 def _existing_file(value: str, info: ValidationInfo) -> str:
     path = Path(_path_setting(value, info))
     if not path.is_file():
-        raise ValueError(f"file does not exist: {path}")
+        raise ValueError(f"not a regular file: {path}" if path.exists()
+                         else f"file does not exist: {path}")
     return str(path)
 
 
@@ -283,7 +284,8 @@ class EngineRung(_Strict):
         by the rollout (an update cut short must not stop the service)."""
         path = _resolve(value, info)
         if not path.is_file():
-            raise ValueError(f"model file does not exist: {path}")
+            raise ValueError(f"model is not a regular file: {path}" if path.exists()
+                             else f"model file does not exist: {path}")
         from .engine.check import check_model
         try:
             check_model(path)
@@ -948,6 +950,13 @@ def _read_yaml(path: Path, issues: list[ConfigIssue]) -> tuple[Any, dict[tuple, 
     for key_path, line in _duplicate_keys(node):
         issues.append(ConfigIssue(str(path), line, ".".join(map(str, key_path)), "duplicate key"))
     return data, _line_map(node)
+
+
+def read_config_file(path: Path) -> Any:
+    """One config file's data, read with the same bounds as `load_config` (size, FIFO,
+    nesting, alias expansion); None when it cannot be read (`load_config` says why)."""
+    parsed = _read_yaml(path, [])
+    return parsed[0] if parsed is not None else None
 
 
 def _validate(model: type[BaseModel], data: Any, path: Path, lines: dict[tuple, int],

@@ -17,9 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TextIO
 
-import yaml
-
-from .config import CAMERA_DIR, CAMERA_SUFFIXES, load_config
+from .config import CAMERA_DIR, CAMERA_SUFFIXES, load_config, read_config_file
 from .demo_assets import VideoSpec, ensure_video, read_ground_truth
 from .errors import ConfigError, EdgeswinError
 from .pipeline import Daemon
@@ -51,10 +49,7 @@ def demo_videos(config_dir: Path) -> dict[Path, int]:
     for path in sorted((config_dir / CAMERA_DIR).glob("*")):
         if path.suffix not in CAMERA_SUFFIXES or path.stem not in DEMO_VIDEOS:
             continue
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError):
-            continue  # load_config says what is wrong with it
+        raw = read_config_file(path)  # bounded as load_config reads it, which says what is wrong
         source = raw.get("source") if isinstance(raw, dict) else None
         if isinstance(source, str) and source.endswith(".mp4"):
             video = Path(os.path.expanduser(source))

@@ -66,11 +66,14 @@ def test_the_tour_runs_as_written(tmp_path, local_broker):
     for name in ("models", "clips", ".venv"):
         (work / name).symlink_to(REPO / name)
 
-    # 1. the demo's messages, seen by the README's own mosquitto_sub (ended after 15 of them)
-    sub = subprocess.Popen(["bash", "-c", watch.strip() + " -C 15 -W 240"], cwd=work,
+    # 1. the demo's messages, seen by the README's own mosquitto_sub while the demo runs
+    sub = subprocess.Popen(["bash", "-c", "exec " + watch.strip()], cwd=work,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    demo = subprocess.run(["make", "demo"], cwd=REPO, capture_output=True, text=True,
-                          timeout=600)
+    try:
+        demo = subprocess.run(["make", "demo"], cwd=REPO, capture_output=True, text=True,
+                              timeout=600)
+    finally:
+        sub.terminate()
     raw_out, raw_err = sub.communicate(timeout=60)  # snapshots are JPEG bytes
     out, err = (raw.decode(errors="replace") for raw in (raw_out, raw_err))
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]

@@ -98,8 +98,6 @@ def backend_for(model: Path, requested: str) -> str:
 def open_engine(model: Path, backend: str = "auto", threads: int = 0,
                 host_code_allowed: bool = False) -> Engine:
     """Load a model with the right backend and warm it up."""
-    if not model.is_file():
-        raise ModelError(f"{model}: model file not found")
     info = read_model_info(model)
     chosen = backend_for(model, backend)
     if chosen == "onnxruntime":

@@ -65,6 +65,9 @@ def read_image(path: Path) -> np.ndarray:
 
 def evaluate(model: Path, data: Path, reference: Path | None = None,
              limit: int | None = None) -> Evaluation:
+    for path in (model, reference):
+        if path is not None and not path.is_file():  # before its sidecar is looked for
+            raise EdgeswinError(f"{path}: model file not found")
     engine = open_engine(model)
     prep = Preprocessor(engine.info.input)
     ref = open_engine(reference) if reference else None
