@@ -29,6 +29,7 @@ apt_mirror() {
     [ -f "$f" ] && awk '$1 == "deb" && $0 ~ / bookworm / && $0 !~ /security/ {
         for (i = 2; i <= NF; i++) if ($i ~ /^[a-z+]+:\/\//) { print $i; exit } }' "$f"
   done
+  return 0  # none found: the default below
 }
 mirror=${DEBIAN_MIRROR:-$(apt_mirror | head -n 1)}
 mirror=${mirror:-http://deb.debian.org/debian}
