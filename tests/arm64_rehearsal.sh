@@ -31,7 +31,7 @@ apt_mirror() {
   done
   return 0  # none found: the default below
 }
-mirror=${DEBIAN_MIRROR:-$(apt_mirror | head -n 1)}
+mirror=${DEBIAN_MIRROR:-$(apt_mirror | head -n 1 || true)}  # head may close the pipe early
 mirror=${mirror:-http://deb.debian.org/debian}
 python=${PYTHON:-$repo/.venv/bin/python}
 step() { echo "== arm64 rehearsal [$(date +%T)]: $*"; }
