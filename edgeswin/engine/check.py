@@ -6,16 +6,35 @@ same error the engine would raise at start (the engine still checks again when i
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 
 from ..errors import ModelError
-from . import read_model_info
+from . import read_model_info, sidecar_path
 
 # ONNX TensorProto element types of the input dtypes the metadata may name.
 _ONNX_TYPES = {"float32": 1, "uint8": 2, "float16": 10}
 
 
 def check_model(model: Path) -> None:
+    # Parsing a large graph takes a while and a reload re-reads the config between two
+    # frames: a model whose files did not change since they were last found good is not
+    # read again.
+    _check_unchanged(str(model), _stamp(model), _stamp(sidecar_path(model)))
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=64)  # only successes are kept: a ModelError is raised, not cached
+def _check_unchanged(model_path: str, _model: tuple | None, _sidecar: tuple | None) -> None:
+    model = Path(model_path)
     info = read_model_info(model)
     if model.suffix != ".onnx":
         return  # a TensorRT engine is read only by TensorRT, on the device, at start
