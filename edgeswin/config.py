@@ -927,7 +927,7 @@ def _read_yaml(path: Path, issues: list[ConfigIssue]) -> tuple[Any, dict[tuple, 
         finally:
             loader.dispose()
     except OSError as exc:
-        issues.append(ConfigIssue(str(path), 1, "", f"cannot read: {exc.strerror}"))
+        issues.append(ConfigIssue(str(path), 0, "", f"cannot read: {exc.strerror}"))
         return None
     except _Unreadable as exc:
         issues.append(ConfigIssue(str(path), exc.line, "", exc.message))
@@ -1007,7 +1007,7 @@ def load_config(directory: str | Path) -> Config:
     camera_files = sorted(p for p in (directory / CAMERA_DIR).glob("*")
                           if p.suffix in CAMERA_SUFFIXES and not p.name.startswith("."))
     if not camera_files:
-        issues.append(ConfigIssue(str(directory / CAMERA_DIR), 1, "",
+        issues.append(ConfigIssue(str(directory / CAMERA_DIR), 0, "",
                                   "no camera files (*.yaml or *.yml) found"))
     for path in camera_files:
         parsed = _read_yaml(path, issues)
@@ -1048,7 +1048,7 @@ def load_config(directory: str | Path) -> Config:
                                           f"would be {len(topic.encode())} bytes; MQTT allows "
                                           f"{MQTT_MAX_BYTES}"))
     if camera_files and not issues and not any(e.config.enabled for e in cameras):
-        issues.append(ConfigIssue(str(directory / CAMERA_DIR), 1, "",
+        issues.append(ConfigIssue(str(directory / CAMERA_DIR), 0, "",
                                   "every camera has enabled: false: there is nothing to run"))
     if issues or device is None:
         raise ConfigError(issues)

@@ -14,13 +14,14 @@ class ConfigIssue:
     """One problem in one config file, located for a person to fix."""
 
     file: str
-    line: int
+    line: int  # 0: about the file or folder as a whole (missing, empty), not a line of it
     path: str  # dotted key path, e.g. "mqtt.port" or "engines.0.model"
     message: str
 
     def __str__(self) -> str:
         where = f"{self.path}: " if self.path else ""
-        return f"{self.file}:{self.line}: {where}{self.message}"
+        line = f":{self.line}" if self.line else ""
+        return f"{self.file}{line}: {where}{self.message}"
 
 
 class ConfigError(EdgeswinError):

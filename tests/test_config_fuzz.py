@@ -57,5 +57,7 @@ def test_any_yaml_gives_a_config_or_located_errors(device, cameras, raw):
         except ConfigError as exc:
             assert exc.issues
             for issue in exc.issues:
-                assert issue.file.startswith(tmp) and issue.line >= 1, issue
-                assert str(issue).startswith(f"{issue.file}:{issue.line}: ")
+                # a line of the file, or 0 for a folder or file as a whole (no key then)
+                assert issue.file.startswith(tmp) and (issue.line >= 1 or not issue.path), issue
+                where = f"{issue.file}:{issue.line}: " if issue.line else f"{issue.file}: "
+                assert str(issue).startswith(where)
