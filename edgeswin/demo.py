@@ -21,6 +21,7 @@ from .config import CAMERA_DIR, CAMERA_SUFFIXES, load_config, read_config_file
 from .demo_assets import VideoSpec, ensure_video, read_ground_truth
 from .errors import ConfigError, EdgeswinError
 from .pipeline import Daemon
+from .tools import install_bases
 
 DEMO_VIDEOS = {"lobby": 11, "yard": 23}  # camera -> seed
 # Frames this close to a label change are not scored: the newest frame may straddle it.
@@ -28,11 +29,7 @@ TRANSITION_GUARD = 3
 
 
 def demo_config_places() -> list[Path]:
-    """Where the demo config may be: in the checkout the package runs from, beside the venv
-    that runs this (install.sh and the images put configs/ next to venv/), /opt/edgeswin."""
-    bases = (Path(__file__).resolve().parent.parent, Path(sys.prefix).resolve().parent,
-             Path("/opt/edgeswin"))
-    return [base / "configs" / "demo" for base in bases]
+    return [base / "configs" / "demo" for base in install_bases()]
 
 
 def default_demo_config() -> Path:

@@ -139,12 +139,16 @@ def _power_lines(pw: PowerConfig) -> list[str]:
     return lines
 
 
+def install_bases() -> list[Path]:
+    """Where the bundled files (models/, configs/, clips/) may be: beside the package in a
+    checkout, beside the venv that runs this (install.sh and the images put them next to
+    venv/), /opt/edgeswin."""
+    return [Path(__file__).resolve().parent.parent, Path(sys.prefix).resolve().parent,
+            Path("/opt/edgeswin")]
+
+
 def demo_model_places() -> list[Path]:
-    """Where the bundled demo model may be: beside the package in a checkout, beside the venv
-    that runs this (install.sh and the images put models/ next to venv/), /opt/edgeswin."""
-    bases = (Path(__file__).resolve().parent.parent, Path(sys.prefix).resolve().parent,
-             Path("/opt/edgeswin"))
-    return [base / "models" / "swin-demo-112.onnx" for base in bases]
+    return [base / "models" / "swin-demo-112.onnx" for base in install_bases()]
 
 
 def default_demo_model() -> Path | None:
