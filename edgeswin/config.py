@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from .credentials import read_secret, redact
+from .engine import backend_for
 from .errors import ConfigError, ConfigIssue, EdgeswinError
 from .files import NotASmallFile, read_small
 
@@ -254,9 +255,7 @@ class EngineRung(_Strict):
     def _gpu_preprocess_needs_tensorrt(cls, value: str, info: ValidationInfo) -> str:
         earlier = _earlier(info, "model", "backend")
         if value == "gpu" and earlier is not None:
-            model, backend = earlier
-            engine_file = Path(model).suffix in (".engine", ".plan")
-            if not (backend == "tensorrt" or (backend == "auto" and engine_file)):
+            if backend_for(Path(earlier[0]), earlier[1]) != "tensorrt":
                 raise ValueError("preprocess: gpu needs TensorRT: an .engine/.plan file, or "
                                  "an .onnx with backend: tensorrt")
         return value
@@ -514,8 +513,7 @@ class DeviceConfig(_Strict):
     def _a_rung_can_serve_here(cls, engines: list[EngineRung]) -> list[EngineRung]:
         # One usable rung is enough to start (the others wait for a build or step aside);
         # none usable stops `run`, so it stops `check` on the machine that runs it.
-        needs_trt = [r.backend == "tensorrt" or (r.backend == "auto" and
-                     Path(r.model).suffix in (".engine", ".plan")) for r in engines]
+        needs_trt = [backend_for(Path(r.model), r.backend) == "tensorrt" for r in engines]
         if all(needs_trt) and importlib.util.find_spec("tensorrt") is None:
             raise ValueError("every rung needs TensorRT, which this Python cannot import: "
                              "add an .onnx rung on onnxruntime, or run where TensorRT is "
