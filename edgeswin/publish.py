@@ -16,6 +16,7 @@ stable client id), so the broker holds QoS 1 traffic for this client too.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -125,9 +126,11 @@ _PUMP = object()  # a queue item that only asks the sender to hand stored rows o
 
 @dataclass(frozen=True)
 class _Ack:
-    """The broker acknowledged this mid (a queue item: the sender applies it in its turn)."""
+    """The broker acknowledged this mid (a queue item: the sender applies it in its turn) on
+    this connection (the count of connects so far)."""
 
     mid: int
+    connection: int = 0
 
 
 class Publisher:
@@ -168,6 +171,12 @@ class Publisher:
         self._rows: dict[int, tuple[int, int]] = {}
         self._handed = 0  # highest outbox row handed to paho (paho resends unacked ones)
         self._backlog = True  # stored rows may wait beyond _handed (left-overs, an outage)
+        # After a reconnect paho sends again what the broker never acknowledged, but only once
+        # the connect callback has returned: until the first ack on the new connection (which
+        # comes after that), nothing newer is handed, or it would overtake them.
+        self._connections = 0  # connects so far (paho's thread writes it)
+        self._resending = False
+        self._held: collections.deque[Message] = collections.deque()  # unstored, while resending
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._sender_thread = threading.Thread(target=self._sender, name="mqtt-sender",
                                                daemon=True)
@@ -202,8 +211,11 @@ class Publisher:
             self._log_outage(f"broker refused the connection: {reason_code}{hint}")
             return
         log.info("connected to MQTT broker %s:%d", self.cfg.host, self.cfg.port)
+        self._connections += 1
         with self._lock:
             why = self._sizes.connected()
+            # `online` below is acknowledged on this connection in any case
+            self._resending = True
         if why:
             log.warning("mqtt: %s", why)
         self._outage_logged = False
@@ -226,7 +238,7 @@ class Publisher:
         # The sender notes a row's mid when paho's publish returns, and the broker's ack can
         # be handled here before that: applied here, it would find no row and leave it on
         # disk, to be sent again at the next start. The sender applies acks in its turn.
-        self._queue.put(_Ack(mid))
+        self._queue.put(_Ack(mid, self._connections))
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was_connected = self.connected.is_set()
@@ -291,7 +303,8 @@ class Publisher:
 
     @property
     def _pump_due(self) -> bool:
-        return self._backlog and self.connected.is_set() and self.outbox is not None
+        return self._backlog and self.connected.is_set() and self.outbox is not None \
+            and not self._resending
 
     def _sender(self) -> None:
         while True:
@@ -307,6 +320,8 @@ class Publisher:
             try:
                 if isinstance(item, _Ack):
                     self._acked(item.mid)
+                    if self._resending and item.connection == self._connections:
+                        self._resent()
                 elif item is not _PUMP:
                     self._send(item)
                 if self._pump_due:
@@ -315,6 +330,13 @@ class Publisher:
                 self.dropped += 1
                 log.exception("mqtt: could not send %s; carrying on",
                               getattr(item, "topic", "stored messages"))
+
+    def _resent(self) -> None:
+        """The first ack on this connection: paho has sent again what was in flight, so what
+        waited behind it may go now, in order."""
+        self._resending = False
+        while self._held:
+            self._publish_now(self._held.popleft())
 
     def _pump(self, limit: int = 200) -> None:
         """Hand up to `limit` stored rows after the last handed one; clear the backlog once
@@ -386,11 +408,18 @@ class Publisher:
                 else:
                     self._retained_row[msg.topic] = row
         if row is not None:
-            if (not self._backlog and self.connected.is_set()
+            if (not self._backlog and not self._resending and self.connected.is_set()
                     and self._hand(row, msg.topic, msg.payload, msg.qos, msg.retain)):
                 return
             self._backlog = True  # stored: handed in its turn
             return
+        if self._resending:
+            self._held.append(msg)
+            return
+        self._publish_now(msg)
+
+    def _publish_now(self, msg: Message) -> None:
+        """An unstored message straight to paho (which queues QoS > 0 while disconnected)."""
         if not self._fits(msg.topic, msg.payload):
             self.dropped += 1
             return

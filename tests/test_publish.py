@@ -321,3 +321,47 @@ def test_a_message_over_the_brokers_packet_limit_is_named_and_no_reconnect_loop(
         pub.stop([])
         sub.close()
         broker.stop()
+
+
+def test_messages_in_flight_at_a_broker_crash_go_out_again_before_newer_ones(tmp_path, broker):
+    """A broker that hangs and dies holds messages it never acknowledged; paho sends them
+    again after the reconnect. Stored newer ones must follow them, not overtake them while
+    the connection's first moments run (widened here: the connect callback lingers)."""
+    import os
+    import signal
+
+    pub = publisher(broker, tmp_path)
+    first_connect = pub._client.on_connect
+
+    def lingering(*args, **kwargs):
+        first_connect(*args, **kwargs)
+        time.sleep(0.5)  # paho resends its unacknowledged messages only after this returns
+    pub._client.on_connect = lingering
+    pub.start()
+    early = Subscriber(broker.port, "t/#")
+    assert early.wait_for(pub.connected.is_set, 5)
+    for i in range(10):
+        pub.publish(Message("t/seq", str(i).encode(), 1))
+    assert early.wait_for(lambda: len(early.on("t/seq")) == 10 and not pub._rows, 5)
+    early.close()
+    os.kill(broker.proc.pid, signal.SIGSTOP)  # a hung broker: sent, never acknowledged
+    for i in range(10, 30):
+        pub.publish(Message("t/seq", str(i).encode(), 1))
+    time.sleep(0.5)
+    assert pub._rows, "handed to paho, unacknowledged"
+    os.kill(broker.proc.pid, signal.SIGKILL)
+    broker.proc.wait()
+    deadline = time.monotonic() + 5
+    while pub.connected.is_set() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for i in range(30, 60):  # stored while it is away
+        pub.publish(Message("t/seq", str(i).encode(), 1))
+    broker.start()
+    sub = Subscriber(broker.port, "t/#")  # before the publisher is back (it waits >= 0.5 s)
+    assert sub.wait_for(lambda: sub.client.is_connected(), 5)
+    assert sub.wait_for(lambda: b"59" in sub.on("t/seq"), 20), sub.on("t/seq")
+    time.sleep(0.3)
+    got = list(dict.fromkeys(int(p) for p in sub.on("t/seq")))
+    assert got == list(range(10, 60)), got
+    pub.stop([])
+    sub.close()
