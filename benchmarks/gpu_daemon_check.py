@@ -13,10 +13,19 @@ Checked: exit code 0, no warning, traceback or pycuda clean-up complaint in the 
 camera's seq gap-free, top-1 agreement with the videos' ground truth on rung 0, GPU memory
 (nvidia-smi) flat from the first switch to the end.
 
-Part 2, the GPU-preprocessing rung against the CPU-preprocessing one: the same cached engine
-pinned, four 1080p cameras at fps 0, `--compare-seconds` each; classifications per second,
-inference-step and capture-to-publish p50 from the payloads. (The double runs the network with
-ONNX Runtime on the CPU, so the engine step costs what the CPU makes it cost, not a GPU's.)
+Part 2, what the per-size GPU/CPU preprocessing choice is worth: the same cached engine
+pinned; for each frame size (1280x720, 1920x1080, 3840x2160) and 1 and 4 cameras at `fps: 0`
+(consumer-paced, realtime off: the engine sets the pace), the frames prepared the CPU way,
+the GPU way (both forced: benchmarks/forced_prep.py) and the daemon's own choice, each
+`--repeats` times, `--compare-seconds` each; classifications per second, host CPU seconds per
+classification, capture-to-publish p50 and the choice the daemon logged. (The double runs the
+network with ONNX Runtime on the CPU, so the engine step costs what the CPU makes it cost.)
+
+Part 3, one realtime 1080p camera (30 fps, `fps: 0`): capture-to-publish minus inference, and
+its steps (wait, preprocess), each way.
+
+Every claim checked is listed under "claims" with its figures; the exit status is 1 when any
+one fails.
 
 Run on the GPU machine with pycuda, pydantic, paho-mqtt and PyYAML importable and a Mosquitto
 binary: python3 benchmarks/gpu_daemon_check.py --mosquitto PATH --out report.json
@@ -45,6 +54,7 @@ from edgeswin.bench import LocalBroker  # noqa: E402 (the repo on the path first
 PRIMARY = REPO / "models" / "swin-demo-112.onnx"
 SMALL = REPO / "models" / "swin-demo-64.onnx"
 ROOT = "edgeswin/gpu"
+WARM_S = 4.0  # after every camera's first classification: past the per-size trials
 WARNINGS = ("could not be cleaned up", "Traceback", "UserWarning", "out-of-thread")
 
 
@@ -91,6 +101,10 @@ def gpu_memory_mb() -> int | None:
 
 
 def make_videos(tmp: Path) -> dict[str, Path]:
+    """Part 1's four cameras, two videos per Part 2 size (4K: 1080p scaled 2x, as rendering
+    4K scenes is slow; decoding costs what 4K costs) and a 30 fps 1080p one."""
+    import cv2
+
     from edgeswin.demo_assets import VideoSpec, make_video
 
     videos = {}
@@ -99,6 +113,18 @@ def make_videos(tmp: Path) -> dict[str, Path]:
         path = tmp / f"{name}.mp4"
         make_video(path, VideoSpec(seconds=10, fps=15, width=w, height=h, seed=seed))
         videos[name] = path
+    videos["720p-0"], videos["720p-1"] = videos["sd1"], videos["sd2"]
+    videos["1080p-0"], videos["1080p-1"] = videos["hd1"], videos["hd2"]
+    for i in (0, 1):
+        src, out = cv2.VideoCapture(str(videos[f"1080p-{i}"])), tmp / f"uhd{i}.mp4"
+        writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), 15, (3840, 2160))
+        while (frame := src.read())[0]:
+            writer.write(cv2.resize(frame[1], (3840, 2160), interpolation=cv2.INTER_LINEAR))
+        writer.release()
+        videos[f"4k-{i}"] = out
+    videos["realtime"] = tmp / "rt.mp4"
+    make_video(videos["realtime"], VideoSpec(seconds=10, fps=30, width=1920, height=1080,
+                                             seed=15))
     return videos
 
 
@@ -115,13 +141,14 @@ def write_config(cfg: Path, port: int, cameras: dict[str, dict], engines: list[d
         (cfg / "cameras" / f"{name}.yaml").write_text(yaml.safe_dump(cam))
 
 
-def start_daemon(cfg: Path, log: Path, extra_env: dict | None = None) -> subprocess.Popen:
+def start_daemon(cfg: Path, log: Path, extra_env: dict | None = None,
+                 forced: str | None = None) -> subprocess.Popen:
     env = {**os.environ, **(extra_env or {}), "PYTHONPATH": os.pathsep.join(
         [str(REPO / "tests" / "fakes" / "trt"), os.environ.get("PYTHONPATH", ""), str(REPO)])}
     env["PATH"] = "/usr/local/cuda/bin:" + env.get("PATH", "")  # nvcc, for the kernel's cubin
-    return subprocess.Popen([sys.executable, "-W", "default", "-m", "edgeswin", "run", "-c",
-                             str(cfg)], stdout=log.open("w"), stderr=subprocess.STDOUT, env=env,
-                            cwd=REPO)
+    run = [str(REPO / "benchmarks" / "forced_prep.py"), forced] if forced else ["-m", "edgeswin"]
+    return subprocess.Popen([sys.executable, "-W", "default", *run, "run", "-c", str(cfg)],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=REPO)
 
 
 def stop_daemon(proc: subprocess.Popen, timeout: float = 30) -> tuple[int | None, float]:
@@ -152,9 +179,11 @@ def part1(args, tmp: Path, videos: dict[str, Path], broker) -> dict:
     (thermal / "type").write_text("gpu-thermal\n")
     temp = thermal / "temp"
     temp.write_text("50000\n")
-    cameras = {"hd1": {"source": str(videos["hd1"]), "loop": True, "fps": 0},
+    # hd1 and sd1 consumer-paced (realtime off: as fast as the engine takes them), the
+    # others at a set rate.
+    cameras = {"hd1": {"source": str(videos["hd1"]), "loop": True, "fps": 0, "realtime": False},
                "hd2": {"source": str(videos["hd2"]), "loop": True, "fps": 8},
-               "sd1": {"source": str(videos["sd1"]), "loop": True, "fps": 0},
+               "sd1": {"source": str(videos["sd1"]), "loop": True, "fps": 0, "realtime": False},
                "sd2": {"source": str(videos["sd2"]), "loop": True, "fps": 5}}
     engines = [{"name": "primary", "model": str(PRIMARY), "backend": "tensorrt",
                 "precision": "fp16", "preprocess": "gpu"},
@@ -243,83 +272,183 @@ def part1(args, tmp: Path, videos: dict[str, Path], broker) -> dict:
     return report
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(tmp: Path, broker, cameras: dict, way: str, tag: str, seconds: float,
+            warm: float | None = None) -> dict:
+    """One daemon on the pinned cached primary: `way` cpu/gpu forced, or `chosen`."""
+    engines = [{"name": "primary", "model": str(PRIMARY), "backend": "tensorrt",
+                "precision": "fp16", "preprocess": "cpu" if way == "cpu" else "gpu"}]
+    cfg = tmp / f"cfg-{tag}"
+    write_config(cfg, broker.port, cameras, engines,
+                 {"pinned_rung": 0, "nvml": False, "thermal_root": str(tmp / "none")},
+                 tmp / "state")
+    sub = Subscriber(broker.port)
+    log = tmp / f"daemon-{tag}.log"
+    # The double computes the network on the CPU; two threads leave the cores mostly to the
+    # daemon, as a real engine on the GPU would.
+    proc = start_daemon(cfg, log, {"FAKE_TRT_THREADS": "2"},
+                        forced=way if way in ("cpu", "gpu") else None)
+    topics = [f"{ROOT}/{cam}/classification" for cam in cameras]
+    deadline = time.monotonic() + 180
+    while not all(sub.on(t) for t in topics) and time.monotonic() < deadline \
+            and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(WARM_S if warm is None else warm)  # past the per-size trials and warm-up
+    sub.clear()
+    c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+    time.sleep(seconds)
+    got = [m for t in topics for m in sub.on(t)]
+    c1, t1 = cpu_seconds(proc.pid), time.monotonic()
+    code, _ = stop_daemon(proc)
+    sub.stop()
+    text = log.read_text()
+    lat = [m["latency_ms"] for m in got] or [{"inference": 0, "preprocess": 0,
+                                              "capture_to_publish": 0, "wait": 0}]
+    return {"way": way, "chosen": [line.split(": ", 2)[-1] for line in text.splitlines()
+                                   if "frames preprocessed on the" in line],
+            "classifications_per_s": round(len(got) / (t1 - t0), 2),
+            "host_cpu_ms_per_classification": round(1000 * (c1 - c0) / max(len(got), 1), 2),
+            "inference_ms_p50": statistics.median(x["inference"] for x in lat),
+            "preprocess_ms_p50": statistics.median(x["preprocess"] for x in lat),
+            "wait_ms_p50": statistics.median(x.get("wait", 0) for x in lat),
+            "capture_to_publish_ms_p50": statistics.median(x["capture_to_publish"] for x in lat),
+            "overhead_ms_p50": statistics.median(x["capture_to_publish"] - x["inference"]
+                                                 for x in lat),
+            "exit_code": code,
+            "warnings": [line for line in text.splitlines() if any(w in line for w in WARNINGS)]}
+
+
+def keep_run(args, run: dict) -> None:
+    """Each run as it ends: printed, and appended to `--runs` (a cut-short job keeps them)."""
+    print(json.dumps(run), flush=True)
+    if args.runs:
+        with args.runs.open("a") as f:
+            f.write(json.dumps(run) + "\n")
+
+
 def part2(args, tmp: Path, videos: dict[str, Path], broker) -> dict:
-    """The same cached engine, pinned, fed by the GPU kernel or by the CPU."""
-    # Consumer-paced (realtime off): each camera decodes its next frame once the last one was
-    # taken, so the engine, not the files' 15 fps, sets the pace.
-    cameras = {f"cam{i}": {"source": str(videos["hd1" if i % 2 else "hd2"]), "loop": True,
-                           "fps": 0, "realtime": False} for i in range(4)}
-    out = {}
-    runs = [(way, i) for i in range(args.repeats) for way in ("cpu", "gpu")]  # interleaved
-    for way, i in runs:
-        engines = [{"name": "primary", "model": str(PRIMARY), "backend": "tensorrt",
-                    "precision": "fp16", "preprocess": way}]
-        cfg = tmp / f"cfg-{way}"
-        write_config(cfg, broker.port, cameras, engines,
-                     {"pinned_rung": 0, "nvml": False, "thermal_root": str(tmp / "none")},
-                     tmp / "state")
-        sub = Subscriber(broker.port)
-        # The double computes the network on the CPU; two threads leave the cores mostly to
-        # the daemon, as a real engine on the GPU would.
-        log = tmp / f"daemon-{way}-{i}.log"
-        proc = start_daemon(cfg, log, {"FAKE_TRT_THREADS": "2"})
-        topic = f"{ROOT}/cam0/classification"
-        deadline = time.monotonic() + 120
-        while not sub.on(topic) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(3)  # past the per-size trials and warm-up
-        sub.clear()
-        t0 = time.monotonic()
-        time.sleep(args.compare_seconds)
-        got = [m for cam in cameras for m in sub.on(f"{ROOT}/{cam}/classification")]
-        seconds = time.monotonic() - t0
-        code, _ = stop_daemon(proc)
-        sub.stop()
-        run = {"chosen": [line.split(": ", 2)[-1] for line in log.read_text().splitlines()
-                          if "frames preprocessed on the" in line],
-               "classifications_per_s": round(len(got) / seconds, 1),
-               "inference_ms_p50": statistics.median(m["latency_ms"]["inference"] for m in got),
-               "preprocess_ms_p50": statistics.median(m["latency_ms"]["preprocess"] for m in got),
-               "capture_to_publish_ms_p50": statistics.median(
-                   m["latency_ms"]["capture_to_publish"] for m in got),
-               "exit_code": code}
-        out.setdefault(way, []).append(run)
-    cpu_rate = statistics.mean(r["classifications_per_s"] for r in out["cpu"])
-    gpu_rate = statistics.mean(r["classifications_per_s"] for r in out["gpu"])
-    out["gpu_over_cpu_rate"] = round(gpu_rate / cpu_rate, 3)
+    """Per frame size and camera count: CPU way, GPU way and the daemon's choice, interleaved."""
+    out: dict = {"cells": []}
+    for size in args.sizes.split(","):
+        for count in (int(c) for c in args.cameras.split(",")):
+            cameras = {f"cam{i}": {"source": str(videos[f"{size}-{i % 2}"]), "loop": True,
+                                   "fps": 0, "realtime": False} for i in range(count)}
+            runs: dict[str, list[dict]] = {"cpu": [], "gpu": [], "chosen": []}
+            for i in range(args.repeats):
+                for way in ("cpu", "gpu", "chosen"):
+                    run = measure(tmp, broker, cameras, way, f"{size}-{count}-{way}-{i}",
+                                  args.compare_seconds)
+                    runs[way].append(run)
+                    keep_run(args, {"part": 2, "size": size, "cameras": count, **run})
+            out["cells"].append({"size": size, "cameras": count, "runs": runs})
     return out
+
+
+def judge_choice(cell: dict) -> list[dict]:
+    """The claims on one Part 2 cell."""
+    rate = {way: [r["classifications_per_s"] for r in runs] for way, runs in cell["runs"].items()}
+    mean = {way: statistics.mean(v) for way, v in rate.items()}
+    spread = max(max(v) - min(v) for v in rate.values())
+    noise = max(spread, 0.03 * max(mean.values()))  # what two runs of one way differ by
+    best = max(mean["cpu"], mean["gpu"])
+    name = f"{cell['size']} x{cell['cameras']}"
+    choices = {tuple(r["chosen"]) for r in cell["runs"]["chosen"]}
+    differ = abs(mean["cpu"] - mean["gpu"]) > noise
+    return [
+        {"claim": f"{name}: the chosen way is not measurably slower than the better way",
+         "ok": mean["chosen"] >= best - noise,
+         "figures": {"mean_per_s": {k: round(v, 2) for k, v in mean.items()},
+                     "noise_per_s": round(noise, 2)}},
+        {"claim": f"{name}: the choice is the same in every repeat (where the ways differ "
+                  "by more than the noise)",
+         "ok": len(choices) == 1 or not differ,
+         "figures": {"choices": sorted(choices), "ways_differ": differ}},
+        {"claim": f"{name}: every run exited 0 without a warning",
+         "ok": all(r["exit_code"] == 0 and not r["warnings"]
+                   for runs in cell["runs"].values() for r in runs),
+         "figures": {}}]
+
+
+def part3(args, tmp: Path, videos: dict[str, Path], broker) -> dict:
+    cameras = {"rt": {"source": str(videos["realtime"]), "loop": True, "fps": 0}}
+    out = {}
+    for way in ("cpu", "gpu", "chosen"):
+        out[way] = [measure(tmp, broker, cameras, way, f"rt-{way}-{i}", args.compare_seconds)
+                    for i in range(args.repeats)]
+        for run in out[way]:
+            keep_run(args, {"part": 3, "size": "1080p-realtime", "cameras": 1, **run})
+    return out
+
+
+def judge_part1(r: dict) -> list[dict]:
+    if not r.get("built"):
+        return [{"claim": "part 1: the background builds finished", "ok": False, "figures": {}}]
+    mem = [m for m in r["gpu_memory_mb"]["samples"][1:] if m is not None]
+    return [
+        {"claim": "part 1: exit 0 after SIGTERM", "ok": r["exit_code"] == 0,
+         "figures": {"exit_code": r["exit_code"], "s": r["sigterm_to_exit_s"]}},
+        {"claim": "part 1: no warning, traceback or pycuda clean-up complaint",
+         "ok": not r["warnings_in_log"], "figures": {"lines": r["warnings_in_log"][:5]}},
+        {"claim": "part 1: every camera's seq gap-free from 1",
+         "ok": all(c["gap_free_from_1"] and c["classifications"] > 0
+                   for c in r["cameras"].values()), "figures": r["cameras"]},
+        {"claim": "part 1: rung 0 top-1 >= 0.98 against the videos' ground truth",
+         "ok": r["rung0_top1_vs_ground_truth"] >= 0.98,
+         "figures": {"top1": r["rung0_top1_vs_ground_truth"]}},
+        {"claim": "part 1: forced rung switches happened (>= 4)", "ok": r["switches"] >= 4,
+         "figures": {"switches": r["switches"]}},
+        {"claim": "part 1: GPU memory flat after the first samples (within 64 MiB)",
+         "ok": bool(mem) and max(mem) - min(mem) <= 64, "figures": {"samples": mem}}]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mosquitto", default="mosquitto")
     parser.add_argument("--seconds", type=float, default=90)
-    parser.add_argument("--compare-seconds", type=float, default=20)
+    parser.add_argument("--compare-seconds", type=float, default=8)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--keep", type=Path, default=None, help="copy the daemon logs here")
-    parser.add_argument("--parts", default="12", help="which parts to run (1, 2 or 12)")
-    parser.add_argument("--repeats", type=int, default=2, help="part 2 runs of each way")
+    parser.add_argument("--parts", default="123", help="which parts to run (any of 1, 2, 3)")
+    parser.add_argument("--repeats", type=int, default=3, help="part 2 and 3 runs of each way")
+    parser.add_argument("--sizes", default="720p,1080p,4k")
+    parser.add_argument("--cameras", default="1,4")
+    parser.add_argument("--runs", type=Path, default=None, help="append each run here (JSONL)")
+    parser.add_argument("--warm-seconds", type=float, default=4.0)
     args = parser.parse_args()
+    global WARM_S
+    WARM_S = args.warm_seconds
     tmp = Path(tempfile.mkdtemp(prefix="edgeswin-gpu-"))
     broker = LocalBroker(args.mosquitto)
-    report: dict = {"gpu_memory_idle_mb": gpu_memory_mb()}
+    report: dict = {"gpu_memory_idle_mb": gpu_memory_mb(), "claims": []}
     try:
         videos = make_videos(tmp)
         if "1" in args.parts:
             report["part1_daemon"] = part1(args, tmp, videos, broker)
+            report["claims"] += judge_part1(report["part1_daemon"])
             print(json.dumps(report["part1_daemon"], indent=1), flush=True)
         if "2" in args.parts:
-            report["part2_gpu_vs_cpu_preprocessing"] = part2(args, tmp, videos, broker)
-            print(json.dumps(report["part2_gpu_vs_cpu_preprocessing"], indent=1), flush=True)
+            report["part2_choice"] = part2(args, tmp, videos, broker)
+            for cell in report["part2_choice"]["cells"]:
+                report["claims"] += judge_choice(cell)
+        if "3" in args.parts:
+            report["part3_realtime"] = part3(args, tmp, videos, broker)
     finally:
         broker.close()
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
             for log in tmp.glob("daemon*.log"):
                 (args.keep / log.name).write_text(log.read_text())
+    for claim in report["claims"]:
+        print(f"{'ok    ' if claim['ok'] else 'BROKEN'} {claim['claim']}: "
+              f"{json.dumps(claim['figures'])}", flush=True)
     if args.out:
         args.out.write_text(json.dumps(report, indent=1))
-    return 0
+    return 0 if all(c["ok"] for c in report["claims"]) else 1
 
 
 if __name__ == "__main__":

@@ -145,10 +145,10 @@ class DeviceInput:
     (an event on the preprocessing stream) has fired. Its slot is reused only after this
     object is gone, so whoever holds it may read the buffer."""
 
-    __slots__ = ("address", "nbytes", "ready", "__weakref__")
+    __slots__ = ("address", "nbytes", "ready", "started", "__weakref__")
 
-    def __init__(self, address: int, nbytes: int, ready):
-        self.address, self.nbytes, self.ready = address, nbytes, ready
+    def __init__(self, address: int, nbytes: int, ready, started=None):
+        self.address, self.nbytes, self.ready, self.started = address, nbytes, ready, started
 
 
 class _Slot:
@@ -162,6 +162,7 @@ class _Slot:
         self.source = self.staging.base.get_device_pointer() if mapped else int(self.raw)
         self.input = cuda.mem_alloc(input_bytes)
         self.stream = cuda.Stream()
+        self.start = cuda.Event()  # with `done`: the device's own time for this frame
         self.done = cuda.Event()
         self.capacity = capacity
 
@@ -171,7 +172,7 @@ class _Slot:
             self.raw.free()
         self.input.free()
         free_pinned(self.staging)
-        self.stream = self.done = None
+        self.stream = self.start = self.done = None
 
 
 class CudaPreprocessor:
@@ -244,17 +245,36 @@ class CudaPreprocessor:
                 self._launching -= 1
                 self._idle.notify_all()
             self._cuda.Context.pop()
-        result = DeviceInput(int(slot.input), self._input_bytes, slot.done)
+        result = DeviceInput(int(slot.input), self._input_bytes, slot.done, slot.start)
         weakref.finalize(result, self._release, slot).atexit = False  # exit frees it all
         return result
 
-    def wait(self, prepared: DeviceInput) -> None:
-        """Block until `prepared` is complete (for timing it)."""
+    def device_ms(self, prepared: DeviceInput) -> float:
+        """Block until `prepared` is complete; the device's own time for it (the copy to the
+        device and the kernel, between two events on its stream), whatever the host did
+        meanwhile."""
         self._ctx.push()
         try:
             prepared.ready.synchronize()
+            return float(prepared.ready.time_since(prepared.started))
         finally:
             self._cuda.Context.pop()
+
+    def trim(self) -> int:
+        """Free the slots no frame holds now (page-locked and device memory back): after the
+        CPU won, they would sit idle. Returns how many were freed."""
+        with self._idle:
+            idle, self._free = self._free, []
+            for slot in idle:
+                self._all.remove(slot)
+        if idle:
+            self._ctx.push()
+            try:
+                for slot in idle:
+                    slot.free()
+            finally:
+                self._cuda.Context.pop()
+        return len(idle)
 
     def _launch(self, slot: _Slot, frame: np.ndarray) -> None:
         cuda, spec = self._cuda, self.spec
@@ -262,6 +282,7 @@ class CudaPreprocessor:
         slot.done.synchronize()  # its previous frame is no longer read
         staging = slot.staging[:frame.nbytes].reshape(frame.shape)
         np.copyto(staging, frame)  # the one CPU copy of the frame
+        slot.start.record(slot.stream)
         if slot.raw is not None:
             cuda.memcpy_htod_async(slot.raw, staging, slot.stream)
         grid = ((spec.width + BLOCK[0] - 1) // BLOCK[0], (spec.height + BLOCK[1] - 1) // BLOCK[1])
@@ -275,6 +296,10 @@ class CudaPreprocessor:
     @property
     def slots(self) -> int:
         return len(self._all)
+
+    @property
+    def idle_slots(self) -> int:
+        return len(self._free)
 
     def _acquire(self, nbytes: int) -> _Slot | None:
         """A free slot that holds `nbytes`, a new one, or None when the pool is full. Counts a
@@ -308,14 +333,21 @@ class CudaPreprocessor:
 
 
 class ChoosePerSize:
-    """A GPU rung's preprocessing: the kernel for frame sizes where it is ready sooner than
-    the CPU's result, the CPU for the others (a 4K frame's copy may cost more than the CPU's
-    pre-shrinking resize). The first frames of each size go both ways, timed to completion;
-    after `TRIALS` (the first one not counted: it pays for allocation) the way with the
-    faster best run stays: the best run is the one least disturbed by other threads holding
-    the GIL or the cores, which would otherwise penalise the GPU's several short calls.
-    The load of the device changes (a build, more cameras), so every `RETRIAL_EVERY` frames of
-    a size the trial runs again. Hands on a DeviceInput or, from the CPU, the input array."""
+    """A GPU rung's preprocessing: the kernel for frame sizes where it costs less than the
+    CPU, the CPU for the others (a 4K frame's copy may cost more than the CPU's pre-shrinking
+    resize). The first frames of each size go both ways; after `TRIALS` (the first one not
+    counted: it pays for allocation) the cheaper way by median stays, and the GPU's idle
+    buffers are freed when no size uses it.
+
+    Cost is what a way takes from the daemon, measured so that a busy host cannot move it:
+    the CPU time of the preparing thread itself (`time.thread_time`: what the cameras and
+    the engine lose; waiting for the GIL or a core is not counted), plus, for the GPU way,
+    the device's own time for the copy and the kernel (CUDA events), since the frame is
+    ready only then. So the kernel is chosen only where it is both lighter on the host and
+    no later with the input. Wall-clock timings of several short GPU calls against one CPU
+    call inflate several-fold under contention and decide by noise; these do not. The device
+    changes (a build, more cameras, heat), so every `RETRIAL_EVERY` frames of a size the
+    trial runs again. Hands on a DeviceInput or, from the CPU, the input array."""
 
     TRIALS = 5
     RETRIAL_EVERY = 2000
@@ -323,6 +355,7 @@ class ChoosePerSize:
     def __init__(self, gpu: CudaPreprocessor, cpu, label: str):
         self.gpu, self.cpu, self.label = gpu, cpu, label
         self.chosen: dict[tuple[int, int], str] = {}  # (height, width) -> "gpu" | "cpu"
+        self.costs: dict[tuple[int, int], tuple[float, float]] = {}  # size -> (GPU, CPU) ms
         self._trials: dict[tuple[int, int], list[tuple[float, float]]] = {}
         self._since: dict[tuple[int, int], int] = {}  # frames of a size since its choice
         self._was: dict[tuple[int, int], str] = {}  # the choice before a re-trial
@@ -342,6 +375,8 @@ class ChoosePerSize:
                     self._trials.pop(size, None)
                     self._since[size] = 0
         if way == "cpu":
+            if self.gpu.idle_slots and "gpu" not in self.chosen.values():
+                self.gpu.trim()  # a trial frame's slot, back since the choice
             return self.cpu(image)
         if way == "gpu":
             prepared = self.gpu(image)
@@ -349,25 +384,36 @@ class ChoosePerSize:
         return self._trial(size, image)
 
     def _trial(self, size: tuple[int, int], image: np.ndarray):
-        t0 = time.perf_counter()
+        c0 = time.thread_time()
         prepared = self.gpu(image)
         if prepared is None:
             return self.cpu(image)
-        self.gpu.wait(prepared)
-        t1 = time.perf_counter()
+        c1 = time.thread_time()
+        device_ms = self.gpu.device_ms(prepared)
+        c2 = time.thread_time()
         self.cpu(image)  # timed only: the GPU result is handed on
-        t2 = time.perf_counter()
+        c3 = time.thread_time()
+        decided_cpu = False
         with self._lock:
             trials = self._trials.setdefault(size, [])
-            trials.append(((t1 - t0) * 1000, (t2 - t1) * 1000))
+            trials.append(((c1 - c0) * 1000 + device_ms, (c3 - c2) * 1000))
             if len(trials) > self.TRIALS and size not in self.chosen:
-                gpu_ms = min(t[0] for t in trials[1:])
-                cpu_ms = min(t[1] for t in trials[1:])
+                gpu_ms = float(np.median([t[0] for t in trials[1:]]))
+                cpu_ms = float(np.median([t[1] for t in trials[1:]]))
                 way = "gpu" if gpu_ms <= cpu_ms else "cpu"
                 changed = self._was.get(size) != way
                 self.chosen[size] = way
+                self.costs[size] = (gpu_ms, cpu_ms)
                 if changed:
-                    log.info("%s: %dx%d frames preprocessed on the %s (GPU %.2f ms, CPU %.2f ms%s)",
-                             self.label, size[1], size[0], way.upper(), gpu_ms, cpu_ms,
+                    log.info("%s: %dx%d frames preprocessed on the %s (GPU %.2f ms of host and "
+                             "device time, CPU %.2f ms%s)", self.label, size[1], size[0],
+                             way.upper(), gpu_ms, cpu_ms,
                              ", mapped memory" if self.gpu.mapped else "")
+                decided_cpu = way == "cpu" and "gpu" not in self.chosen.values() and \
+                    len(self.chosen) == len(self._trials)
+        if decided_cpu:  # no size uses the kernel now: its buffers go back, this frame's too
+            del prepared
+            freed = self.gpu.trim()
+            log.debug("%s: %d idle GPU preprocessing slot(s) freed", self.label, freed)
+            return self.cpu(image)
         return prepared

@@ -8,6 +8,7 @@ import json
 import shutil
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -344,11 +345,34 @@ def test_gpu_preprocessing_slots_are_reused_and_freed_with_the_engine(tmp_path, 
     assert gpu(big) is None, "a closed preprocessor takes no more frames"
 
 
-def test_each_frame_size_goes_the_way_that_is_faster_here(tmp_path, trt, caplog):
-    """The first frames of a size are timed both ways; the faster way stays and is logged.
-    Frames smaller than the input always go the CPU way (the kernel only shrinks)."""
+def _burn(ms: float) -> None:
+    """Work that costs this thread `ms` of CPU time (a sleep would cost none)."""
+    t0 = time.thread_time()
+    while (time.thread_time() - t0) * 1000 < ms:
+        pass
+
+
+class _SlowGpu:
+    """The real GPU preprocessor, `ms` of host CPU dearer per frame."""
+
+    def __init__(self, gpu, ms: float):
+        self._gpu, self._ms = gpu, ms
+
+    def __getattr__(self, name):
+        return getattr(self._gpu, name)
+
+    def __call__(self, image):
+        _burn(self._ms)
+        return self._gpu(image)
+
+
+def test_each_frame_size_goes_the_way_that_costs_less_and_a_busy_host_does_not_move_it(
+        tmp_path, trt, caplog):
+    """The first frames of a size go both ways; the cheaper way stays and is logged. Cost is
+    the preparing thread's CPU time (plus the device's for the GPU way), so threads fighting
+    for the GIL meanwhile change nothing. When the CPU wins, the GPU's slots are freed. Frames
+    smaller than the input always go the CPU way (the kernel only shrinks)."""
     import logging
-    import time
 
     from edgeswin.preprocess_cuda import ChoosePerSize, DeviceInput
 
@@ -359,14 +383,30 @@ def test_each_frame_size_goes_the_way_that_is_faster_here(tmp_path, trt, caplog)
     fast_cpu = Preprocessor(active.engine.info.input)
 
     def slow_cpu(image):
-        time.sleep(0.02)
+        _burn(30)
         return fast_cpu(image)
 
     image = frames(1)[0]
-    slow = ChoosePerSize(chooser.gpu, slow_cpu, "rung 0 (fast)")
-    for _ in range(ChoosePerSize.TRIALS + 2):
-        x = slow(image)
+    stop = threading.Event()
+
+    def hog() -> None:  # pure Python: holds the GIL in turns with the preparing thread
+        while not stop.is_set():
+            sum(range(1000))
+
+    hogs = [threading.Thread(target=hog, daemon=True) for _ in range(4)]
+    for t in hogs:
+        t.start()
+    try:
+        slow = ChoosePerSize(chooser.gpu, slow_cpu, "rung 0 (fast)")
+        for _ in range(ChoosePerSize.TRIALS + 2):
+            x = slow(image)
+    finally:
+        stop.set()
+        for t in hogs:
+            t.join()
     assert slow.chosen == {(720, 1280): "gpu"} and isinstance(x, DeviceInput)
+    gpu_ms, cpu_ms = slow.costs[(720, 1280)]
+    assert cpu_ms >= 30 and gpu_ms < cpu_ms
     assert "rung 0 (fast): 1280x720 frames preprocessed on the GPU" in caplog.text
     slow.RETRIAL_EVERY = 3  # later the trial runs again; the same answer is not logged again
     for _ in range(3 + ChoosePerSize.TRIALS + 2):
@@ -375,17 +415,17 @@ def test_each_frame_size_goes_the_way_that_is_faster_here(tmp_path, trt, caplog)
     assert caplog.text.count("frames preprocessed on the GPU") == 1
     tiny = np.zeros((64, 64, 3), np.uint8)
     assert isinstance(slow(tiny), np.ndarray) and (64, 64) not in slow.chosen
+    del x
+    assert chooser.gpu.slots > 0
 
-    def slow_gpu(image):
-        time.sleep(0.02)
-        return chooser.gpu(image)
-
-    slow_gpu.fits, slow_gpu.wait, slow_gpu.mapped = chooser.gpu.fits, chooser.gpu.wait, True
-    cpu_wins = ChoosePerSize(slow_gpu, fast_cpu, "rung 0 (fast)")
+    cpu_wins = ChoosePerSize(_SlowGpu(chooser.gpu, 30), fast_cpu, "rung 0 (fast)")
     for _ in range(ChoosePerSize.TRIALS + 2):
         x = cpu_wins(image)
     assert cpu_wins.chosen == {(720, 1280): "cpu"} and isinstance(x, np.ndarray)
     assert "1280x720 frames preprocessed on the CPU" in caplog.text
+    del x
+    cpu_wins(image)  # the last trial frame's slot came back meanwhile
+    assert chooser.gpu.slots == 0, "the losing way's buffers went back"
     active.engine.close()
 
 

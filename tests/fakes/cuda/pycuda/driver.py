@@ -271,7 +271,25 @@ class Event:
     def record(self, stream: Stream | None = None) -> Event:
         _need_context("cuEventRecord")
         self._stream = stream
+        # The device's clock: here the CPU time of the thread running the stream's queued
+        # work (it emulates the device), so that, as on a GPU, what other host threads do
+        # meanwhile does not count. Stamped when the stream's work before it has run.
+        self._at = None
+        if stream is None:
+            self._at = time.thread_time()
+        else:
+            stream.enqueue(lambda: setattr(self, "_at", time.thread_time()))
         return self
+
+    def time_since(self, event: Event) -> float:
+        """Milliseconds from `event` to this one (cuEventElapsedTime): both must be done."""
+        _need_context("cuEventElapsedTime")
+        if getattr(self, "_at", None) is None or getattr(event, "_at", None) is None:
+            raise LogicError("cuEventElapsedTime failed: device not ready")
+        return (self._at - event._at) * 1000
+
+    def time_till(self, event: Event) -> float:
+        return event.time_since(self)
 
     def _complete(self) -> None:
         if self._stream is not None:

@@ -1,0 +1,33 @@
+"""`python benchmarks/forced_prep.py WAY run -c DIR`: the daemon with every GPU rung's frames
+prepared one way only (WAY = gpu: the kernel for every frame it fits; cpu: never the kernel),
+so that the per-size choice can be compared with both ways on the same machine. A benchmark
+tool only: the daemon itself chooses per frame size (`preprocess_cuda.ChoosePerSize`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from edgeswin import cli, preprocess_cuda  # noqa: E402
+from edgeswin.preprocess import to_bgr  # noqa: E402
+
+
+def forced(way: str):
+    def prepare(self, image):
+        image = to_bgr(image)
+        if way == "gpu" and self.gpu.fits(image):
+            prepared = self.gpu(image)
+            if prepared is not None:
+                return prepared
+        return self.cpu(image)
+    return prepare
+
+
+if __name__ == "__main__":
+    way = sys.argv.pop(1)
+    if way not in ("gpu", "cpu"):
+        raise SystemExit("usage: forced_prep.py gpu|cpu run -c DIR")
+    preprocess_cuda.ChoosePerSize.__call__ = forced(way)
+    sys.exit(cli.main(sys.argv[1:]))
