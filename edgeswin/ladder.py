@@ -101,6 +101,7 @@ class EngineLadder:
         self._wake = wake  # notified when a build ends, so the loop adopts it promptly
         self._arrived: list[tuple] = []  # finished builds, handed over by their threads
         self._progressed = threading.Event()  # a build said something new since last asked
+        self._stopped = False  # stop_builds() was called
 
     @property
     def arrived(self) -> bool:
@@ -116,10 +117,13 @@ class EngineLadder:
     def load(self, stop: threading.Event) -> None:
         """Open every rung. An unusable rung is logged and skipped; a TensorRT rung whose
         engine is not built yet is built in the background meanwhile. With nothing else to
-        serve, wait for that build rather than give up."""
+        serve, wait for that build rather than give up. Returns early, nothing raised, once
+        `stop` is set: what is building is cancelled by `stop_builds()`."""
         problems = []
         self.rungs = []
         for rung, spec in enumerate(self.specs):
+            if stop.is_set():  # a stop during start-up: the caller stops cleanly
+                return
             try:
                 self.rungs.append(self._open(rung, spec))
             except RungPending as exc:
@@ -141,6 +145,8 @@ class EngineLadder:
             while not self._arrived and not stop.is_set():
                 with self._wake:
                     self._wake.wait(1.0)
+            if stop.is_set():
+                return
             self.adopt()
         if not any(self.rungs):
             raise EdgeswinError("no engine rung is usable:\n  " + "\n  ".join(problems))
@@ -214,11 +220,18 @@ class EngineLadder:
 
         threading.Thread(target=open_it, name=f"open-{model.stem}", daemon=True).start()
 
+    def stop_builds(self) -> None:
+        """Cancel running builds and wait for them to reach their next step (at exit); each
+        one's report then says `cancelled`."""
+        if not self._stopped:
+            self._stopped = True
+            if not self.cache.stop(timeout=BUILD_STOP_S):
+                log.warning("an engine build is still running; exiting without waiting for it")
+
     def close(self) -> None:
         """Stop running builds at their next step and free every rung's GPU objects (at exit),
         on this thread, whichever thread made them."""
-        if not self.cache.stop(timeout=BUILD_STOP_S):
-            log.warning("an engine build is still running; exiting without waiting for it")
+        self.stop_builds()
         with self._wake:
             arrived, self._arrived = self._arrived, []
         for _rung, _spec, _report, engine in arrived:  # built, never adopted
@@ -236,9 +249,16 @@ class EngineLadder:
         ended = []
         for rung, spec, report, engine in arrived:
             self.builds[spec.name] = report
-            log.log(logging.INFO if engine else logging.ERROR, "engine build for rung %d (%s) "
+            log.log(logging.INFO if engine or report.state == "cancelled" else logging.ERROR,
+                    "engine build for rung %d (%s) "
                     "%s in %ss: %s", rung, spec.name, report.state, report.seconds,
                     report.detail, extra={"ENGINE": spec.name})
+            if engine is not None and self.rungs[rung] is not None:
+                # A rollout put a model on the rung while its old one was building: the
+                # newer one serves on.
+                close_engine(engine)
+                report.detail += "; not used: the rung got another model meanwhile"
+                continue
             if engine is not None:
                 try:
                     self.rungs[rung] = activate(rung, spec, engine, self.kernel_dir)

@@ -25,7 +25,7 @@ from .config import EngineRung, RolloutConfig
 from .control import Request
 from .ladder import ActiveEngine, EngineLadder, activate, close_engine
 from .model_store import ModelStore, StoredModel, sha256_of
-from .rollout import Comparison, status_payload, verdict, watch_budget_ms, watch_verdict
+from .rollout import Comparison, status_payload, verdict, watch_verdict
 from .rung_plan import WAY_OUT, plan_rung
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class Rollout:
     accuracy: float | None = None  # on check_images, when the label sets differ
     previous: ActiveEngine | None = None  # the old engine, kept open while watched
     watch_until: float = 0.0
-    budget_ms: float | None = None
+    watch: Comparison | None = None  # the promoted model against `previous`, while watched
     request: Request | None = None  # an `edgeswin rollback` waiting for its answer
     replacement: bool = False  # another label set named by an edited config (`rung_plan`)
 
@@ -65,7 +65,8 @@ class ModelRollouts:
         self.queue: list[Rollout] = []
         self.events: dict[str, int] = {}  # state -> how many times it was entered (metrics)
         self._opened: tuple[Rollout, object | None, str] | None = None  # from the open thread
-        self._sample: tuple[object, np.ndarray | None, float] | None = None  # image, output, ms
+        self._sample = None  # the latest live image (or region crop) to compare on
+        self._pairs = 0  # paired timings so far: which model goes first alternates
         self._offers = 0
         self._closed = False
 
@@ -96,20 +97,27 @@ class ModelRollouts:
         return out
 
     def started(self, rungs: list[ActiveEngine | None]) -> None:
-        """After the ladder loaded: keep a copy of what each usable rung serves, record it
-        as current, and begin a queued rollout."""
+        """After the ladder loaded: record what each usable rung serves, and begin a queued
+        rollout."""
         for rung, active in enumerate(rungs):
-            model = self.serving.get(rung)
-            if active is None or model is None:
-                continue
-            name = self.ladder.specs[rung].name
-            stored = self.store.keep(Path(model.path), model.sha256)
-            stored = StoredModel(stored.path, stored.sha256, model.source)
-            self.serving[rung] = stored
-            entry = self.store.record.get(name, {})
-            if (entry.get("current") or {}).get("sha256") != stored.sha256:
-                self.store.set_current(name, stored, self.store.stored(entry.get("current")))
+            if active is not None:
+                self.now_serving(rung)
         self._next()
+
+    def now_serving(self, rung: int) -> None:
+        """The rung started serving the model it was loaded with (at start, or later when
+        its background build was adopted): keep a copy of it and record it as current, so
+        that a later rollout has a previous model to go back to."""
+        model = self.serving.get(rung)
+        if model is None:
+            return
+        name = self.ladder.specs[rung].name
+        stored = self.store.keep(Path(model.path), model.sha256)
+        stored = StoredModel(stored.path, stored.sha256, model.source)
+        self.serving[rung] = stored
+        entry = self.store.record.get(name, {})
+        if (entry.get("current") or {}).get("sha256") != stored.sha256:
+            self.store.set_current(name, stored, self.store.stored(entry.get("current")))
 
     def reloaded(self, cfg: RolloutConfig, specs: list[EngineRung], rungs: list[int]) -> None:
         """A reload: the new rollout settings apply now; each of `rungs` (settings otherwise
@@ -143,8 +151,19 @@ class ModelRollouts:
                  current: StoredModel | None, replacement: bool = False) -> None:
         # Superseded: a newer file for the same rung replaces one still waiting.
         self.queue = [r for r in self.queue if r.rung != rung]
-        self.queue.append(Rollout(rung, spec, StoredModel(model, sha, str(model)), current,
-                                  replacement=replacement))
+        self._queue_up(Rollout(rung, spec, StoredModel(model, sha, str(model)), current,
+                               replacement=replacement))
+
+    def _queue_up(self, ro: Rollout, first: bool = False) -> None:
+        """Into the queue; while another rollout runs, say so on `<root>/rollout` at once (a
+        watched promotion can hold the queue for `watch_s`)."""
+        self.queue.insert(0 if first else len(self.queue), ro)
+        running = self.active
+        if running is not None and not self._closed:
+            self._enter(ro, "queued", f"waits for the rollout of rung {running.rung} "
+                        f"({running.spec.name}), now {running.state}"
+                        + (f" and watched for {max(running.watch_until - time.monotonic(), 0):.0f}"
+                           " s more" if running.state == "promoted" else ""))
 
     # --- the candidate's engine --------------------------------------------------------
     def _next(self) -> None:
@@ -231,46 +250,48 @@ class ModelRollouts:
                     f"{self.cfg.min_frames})")
         return []
 
-    # --- shadow ------------------------------------------------------------------------
-    def offer(self, active: ActiveEngine, image, output: np.ndarray, infer_ms: float) -> list[int]:
-        """After a live classification: keep it as the next shadow sample; with no spare time
-        for a while, shadow every `shadow_every`-th one now."""
+    # --- shadow and watch: both models on the same frames ----------------------------
+    def offer(self, image) -> list[int]:
+        """After a live classification: keep its image as the next sample to compare on; with
+        no spare time for a while, compare every `shadow_every`-th one now."""
         ro = self.active
-        if ro is None or ro.state != "shadow":
+        if ro is None or ro.state not in ("shadow", "promoted") or ro.previous is None \
+                and ro.state == "promoted":
             return []
-        same = active.rung == ro.rung
-        self._sample = (image, output if same else None, infer_ms)
+        self._sample = image
         self._offers += 1
         if self._offers % self.cfg.shadow_every == 0:
-            return self._shadow()
+            return self._compare()
         return []
 
     def shadow_idle(self) -> tuple[bool, list[int]]:
-        """Spare time: shadow the latest sample. (whether work was done, rungs replaced)"""
-        if self._sample is None or self.active is None or self.active.state != "shadow":
+        """Spare time: compare on the latest sample. (whether work was done, rungs replaced)"""
+        if self._sample is None or self.active is None or \
+                self.active.state not in ("shadow", "promoted"):
             return False, []
-        return True, self._shadow()
+        return True, self._compare()
 
-    def _shadow(self) -> list[int]:
-        ro, sample = self.active, self._sample
+    def _paired(self, old: ActiveEngine, new: ActiveEngine, image, cmp: Comparison) -> None:
+        self._pairs += 1
+        compare_on(old, new, image, cmp, old_first=bool(self._pairs % 2))
+
+    def _compare(self) -> list[int]:
+        ro, image = self.active, self._sample
         self._sample = None
-        if ro is None or sample is None or ro.engine is None or ro.comparison is None:
+        if ro is None or image is None or ro.engine is None:
             return []
-        image, output, infer_ms = sample
+        if ro.state == "promoted":
+            return self._watch(ro, image)
         current = self.ladder.rungs[ro.rung]
-        if current is None:
+        if current is None or ro.comparison is None:
             return []
         try:
-            if output is None:  # another rung served this frame: run the current one too
-                output, infer_ms = _timed(current, image)
-            cand_out, cand_ms = _timed(ro.engine, image)
+            self._paired(current, ro.engine, image, ro.comparison)
         except Exception as exc:
             log.exception("rollout: the candidate failed on a live frame")
             close_engine(ro.engine.engine)
             self._finish(ro, "rejected", f"engine error in shadow: {type(exc).__name__}: {exc}")
             return []
-        ro.comparison.add(output, current.engine.info.output_kind, infer_ms,
-                          cand_out, ro.engine.engine.info.output_kind, cand_ms)
         decided = verdict(ro.comparison, self.cfg, ro.accuracy)
         if decided is None:
             return []
@@ -280,6 +301,17 @@ class ModelRollouts:
         close_engine(ro.engine.engine)
         self._finish(ro, "rejected", reason)
         return []
+
+    def _watch(self, ro: Rollout, image) -> list[int]:
+        """A promoted model against the previous one, still open, on a live frame."""
+        if ro.previous is None or ro.watch is None:
+            return []
+        try:
+            self._paired(ro.previous, ro.engine, image, ro.watch)
+        except Exception as exc:  # the promoted engine failing is a rollback
+            return self._roll_back(ro, f"engine error: {type(exc).__name__}: {exc}")
+        why = watch_verdict(ro.watch, self.cfg, self._latency_budget_ms)
+        return self._roll_back(ro, why) if why else []
 
     # --- promotion, watch, rollback ------------------------------------------------------
     def _promote(self, ro: Rollout, reason: str) -> list[int]:
@@ -291,28 +323,27 @@ class ModelRollouts:
             old.as_dict() if old else None))
         ro.previous, ro.current = previous, old
         if previous is not None and self.cfg.watch_s > 0:
-            ro.budget_ms = watch_budget_ms(self.cfg, self._latency_budget_ms,
-                                           ro.comparison or Comparison(True))
+            ro.watch = Comparison(previous.engine.info.labels == ro.engine.engine.info.labels)
             ro.watch_until = time.monotonic() + self.cfg.watch_s
-            self._enter(ro, "promoted", f"{reason}; watched for {self.cfg.watch_s:g} s"
-                        + (f" (rollback above {ro.budget_ms:.2f} ms p95 or on an engine "
-                           "error)" if ro.budget_ms else " (rollback on an engine error)"))
+            budget = self._latency_budget_ms
+            self._enter(ro, "promoted", f"{reason}; watched for {self.cfg.watch_s:g} s against "
+                        f"the previous model on the same frames (rollback when proven over "
+                        f"{self.cfg.max_latency_ratio:g}x its time"
+                        + (f" or over the {budget:g} ms p95 budget that it meets" if budget
+                           else "") + ", or on an engine error)")
         else:
             if previous is not None:
                 close_engine(previous.engine)
             self._finish(ro, "promoted", reason)
         return [ro.rung]
 
-    def step(self, now: float, p95: Callable[[int], float | None]) -> list[int]:
-        """Between frames: adopt an opened engine; judge a watched promotion by its rung's
-        inference p95 (the window holds the new model's samples only)."""
+    def step(self, now: float) -> list[int]:
+        """Between frames: adopt an opened engine; end a watch that ran its time (its
+        latency is judged on each compared frame, in `_watch`)."""
         replaced = self._arrive()
         ro = self.active
         if ro is not None and ro.state == "promoted":
-            why = watch_verdict(p95(ro.rung), ro.budget_ms)
-            if why:
-                replaced += self._roll_back(ro, why)
-            elif now >= ro.watch_until:
+            if now >= ro.watch_until:
                 close_engine(ro.previous.engine)
                 ro.previous = None
                 self._finish(ro, "promoted", f"watched {self.cfg.watch_s:g} s without a "
@@ -374,9 +405,9 @@ class ModelRollouts:
             request.reply(False, f"rung {rung} ({name}) has no previous model kept in "
                           f"{self.store.dir}")
             return []
-        self.queue.insert(0, Rollout(rung, self.ladder.specs[rung].model_copy(
+        self._queue_up(Rollout(rung, self.ladder.specs[rung].model_copy(
             update={"model": str(previous.path)}), previous, self.serving.get(rung),
-            purpose="rollback", request=request))
+            purpose="rollback", request=request), first=True)
         self._next()
         return []
 
@@ -422,7 +453,10 @@ class ModelRollouts:
         return status_payload(ro.rung, ro.spec.name, ro.state,
                               ro.candidate.as_dict() if ro.candidate else None,
                               ro.current.as_dict() if ro.current else None,
-                              ro.comparison, ro.reason, iso(time.time()))
+                              ro.comparison, ro.reason, iso(time.time()),
+                              [{"rung": q.rung, "name": q.spec.name,
+                                "candidate": q.candidate.as_dict() if q.candidate else None}
+                               for q in self.queue if q is not ro])
 
     def close(self) -> None:
         """At exit, on the loop thread: free the candidate's and a watched previous engine."""
@@ -449,6 +483,21 @@ def _sha256_or_say(rung: int, spec: EngineRung) -> str | None:
     except OSError as exc:
         log.error("engine rung %d (%s): cannot read %s: %s", rung, spec.name, spec.model, exc)
         return None
+
+
+def compare_on(old: ActiveEngine, new: ActiveEngine, image, cmp: Comparison,
+               old_first: bool) -> None:
+    """Both models on one frame, back to back (callers alternate which goes first): a busy
+    moment of the device (another process, the capture threads, heat) falls on both timings
+    alike, which two models timed at other moments cannot promise."""
+    if old_first:
+        old_out, old_ms = _timed(old, image)
+        new_out, new_ms = _timed(new, image)
+    else:
+        new_out, new_ms = _timed(new, image)
+        old_out, old_ms = _timed(old, image)
+    cmp.add(old_out, old.engine.info.output_kind, old_ms,
+            new_out, new.engine.info.output_kind, new_ms)
 
 
 def _timed(active: ActiveEngine, image) -> tuple[np.ndarray, float]:

@@ -125,7 +125,8 @@ class Daemon:
         for rung, spec, report in self.engines.adopt():
             readings = Readings(time.monotonic(), self.temps)  # the last sensor poll
             action = None
-            if self.ladder[rung] is not None:
+            if self.ladder[rung] is not None and report.state == "ready":
+                self.rollouts.now_serving(rung)
                 action = self.policy.adopt(rung, readings, f"engine ready: {spec.name} "
                                            f"({spec.precision}) built on this device; "
                                            f"{report.detail}")
@@ -207,8 +208,31 @@ class Daemon:
 
     def _run(self) -> int:
         self._install_signals()
+        try:
+            if self._start():
+                self._loop()
+        except BaseException as exc:
+            # Stopped all the same: cameras released, the last words and the outbox kept.
+            self.stop_reason = self.stop_reason or f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self.notifier.stopping(f"stopping: {self.stop_reason}")
+            self._shutdown()
+        if self.failure:
+            return 1
+        never = [c.name for c in self.cameras if c.capture.frames_read == 0]
+        if never and self.stop_reason == "every source has ended":
+            log.error("camera(s) %s ended without delivering a frame", ", ".join(never))
+            return 1
+        return 0
+
+    def _start(self) -> bool:
+        """Load the ladder, make the cameras and start every thread; False when a stop came
+        first (a first boot's build can take minutes: `systemctl stop` then is a clean stop)."""
         self.engines.specs = self.rollouts.startup(self.engines.specs)
         self.engines.load(self._stop)
+        if self._stop.is_set():
+            return False
         fb = self.config.device.fallback
         wanted = fb.pinned_rung if fb.pinned_rung is not None else 0
         usable = [i for i, engine in enumerate(self.ladder) if engine]
@@ -241,82 +265,70 @@ class Daemon:
             cam.capture.start()
         log.info("running %d camera(s) on engine %s (rung %d, %s)", len(self.cameras),
                  active.name, active.rung, active.engine.backend)
+        return True
+
+    def _loop(self) -> None:
+        fb = self.config.device.fallback
         next_stats = time.monotonic() + self.config.device.stats_interval_s
         next_poll = next_progress = time.monotonic()
         ready = False
         self.notifier.status(f"loaded {len(self.ladder)} engine rung(s); waiting for cameras")
-        try:
-            while not self._stop.is_set():
-                now = time.monotonic()
-                self.notifier.watchdog(now)
-                if self.metrics:
-                    self.metrics.beat(now)
-                if not ready and all(c.stats.classified or c.capture.state in ("offline", "ended")
-                                     for c in self.cameras):
-                    # Engines warm and every camera classified once or found dead and retrying:
-                    # a dead camera must not hold the service in "activating".
-                    ready = True
-                    self._drain()
-                    self.notifier.ready(self._status())
-                if self._reload.is_set():
-                    self._reload.clear()
-                    self._apply_reload()
-                if self._retired:  # let go of retired captures once their threads are done
-                    self._retired = [c for c in self._retired if not c.finished]
-                if self.engines.arrived:
-                    self._adopt_builds()
-                elif now >= next_progress and self.engines.progressed():
-                    # A build's step on the retained engine topic, at most every few seconds.
-                    self._publish_engine(None, self._last_reason, Readings(now, self.temps))
-                    next_progress = now + BUILD_PROGRESS_EVERY_S
-                job, wait = next_job(self.cameras, now)
-                if job is not None:
-                    self._classify_or_roll_back(*job)
-                else:
-                    shadowed, replaced = self.rollouts.shadow_idle()  # spare time: compare
-                    self._rungs_replaced(replaced)
-                    if not shadowed:
-                        if all(c.capture.ended for c in self.cameras):
-                            self.request_stop("every source has ended")
-                            break
-                        with self._wake:
-                            self._wake.wait(min(wait, 0.5, max(next_poll - now, 0.0)))
-                now = time.monotonic()
-                for cam in self.cameras:
-                    cam.capture.check_stall(now)
-                if now >= next_poll:
-                    # Between two frames: a switch here loses no frame and classifies none twice.
-                    self._drain()
-                    action = self.governor.poll(
-                        now, self.latency.p95(("inference", self.active.rung)), self._slow_cameras())
-                    if action:
-                        self._act(action)
-                    for request in self.control.pending():
-                        self._on_request(request)
-                    self._rungs_replaced(self.rollouts.step(
-                        now, lambda rung: self.latency.p95(("inference", rung))))
-                    next_poll = now + fb.poll_s
-                if now >= next_stats:
-                    self._drain()
-                    self.governor.refresh_mode()
-                    self.publisher.publish(json_message(f"{self.root}/stats", self.stats()))
-                    if ready:
-                        self.notifier.status(self._status())
-                    next_stats = now + self.config.device.stats_interval_s
-        except BaseException as exc:
-            # Stopped all the same: cameras released, the last words and the outbox kept.
-            self.stop_reason = self.stop_reason or f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            self.notifier.stopping(f"stopping: {self.stop_reason}")
-            self._shutdown()
-        if self.failure:
-            return 1
-        never = [c.name for c in self.cameras if c.capture.frames_read == 0]
-        if never and self.stop_reason == "every source has ended":
-            log.error("camera(s) %s ended without delivering a frame", ", ".join(never))
-            return 1
-        return 0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            self.notifier.watchdog(now)
+            if self.metrics:
+                self.metrics.beat(now)
+            if not ready and all(c.stats.classified or c.capture.state in ("offline", "ended")
+                                 for c in self.cameras):
+                # Engines warm and every camera classified once or found dead and retrying:
+                # a dead camera must not hold the service in "activating".
+                ready = True
+                self._drain()
+                self.notifier.ready(self._status())
+            if self._reload.is_set():
+                self._reload.clear()
+                self._apply_reload()
+            if self._retired:  # let go of retired captures once their threads are done
+                self._retired = [c for c in self._retired if not c.finished]
+            if self.engines.arrived:
+                self._adopt_builds()
+            elif now >= next_progress and self.engines.progressed():
+                # A build's step on the retained engine topic, at most every few seconds.
+                self._publish_engine(None, self._last_reason, Readings(now, self.temps))
+                next_progress = now + BUILD_PROGRESS_EVERY_S
+            job, wait = next_job(self.cameras, now)
+            if job is not None:
+                self._classify_or_roll_back(*job)
+            else:
+                shadowed, replaced = self.rollouts.shadow_idle()  # spare time: compare
+                self._rungs_replaced(replaced)
+                if not shadowed:
+                    if all(c.capture.ended for c in self.cameras):
+                        self.request_stop("every source has ended")
+                        break
+                    with self._wake:
+                        self._wake.wait(min(wait, 0.5, max(next_poll - now, 0.0)))
+            now = time.monotonic()
+            for cam in self.cameras:
+                cam.capture.check_stall(now)
+            if now >= next_poll:
+                # Between two frames: a switch here loses no frame and classifies none twice.
+                self._drain()
+                action = self.governor.poll(
+                    now, self.latency.p95(("inference", self.active.rung)), self._slow_cameras())
+                if action:
+                    self._act(action)
+                for request in self.control.pending():
+                    self._on_request(request)
+                self._rungs_replaced(self.rollouts.step(now))
+                next_poll = now + fb.poll_s
+            if now >= next_stats:
+                self._drain()
+                self.governor.refresh_mode()
+                self.publisher.publish(json_message(f"{self.root}/stats", self.stats()))
+                if ready:
+                    self.notifier.status(self._status())
+                next_stats = now + self.config.device.stats_interval_s
 
     def _act(self, action: Action) -> None:
         """Carry out a lever's move between two frames (power_mode is already done), log it
@@ -404,7 +416,7 @@ class Daemon:
                 self._engine_failed(active.rung, exc, cam.name, frame.index)
                 return
         try:
-            replaced = self.rollouts.offer(active, done.image, done.output, done.infer_ms)
+            replaced = self.rollouts.offer(done.image)
         except Exception as exc:
             self._engine_failed(active.rung, exc, cam.name, frame.index)
             return
@@ -551,6 +563,11 @@ class Daemon:
             for done, exc in self.finisher.close():
                 log.error("camera %s frame %d was inferred but not published", done.cam.name,
                           done.frame.index, exc_info=exc, extra={"CAMERA": done.cam.name})
+        # Builds stop at their next step, and the retained engine message says so: a
+        # subscriber must not read "building" from a daemon that has stopped.
+        self.engines.stop_builds()
+        if self.engines.builds:
+            self._publish_engine(None, self._last_reason, Readings(time.monotonic(), self.temps))
         final = [Message(f"{self.root}/{c.name}/availability", b"offline", 1, True)
                  for c in self.cameras]
         self.publisher.stop(final)

@@ -8,6 +8,8 @@ Hands `model_rollout` a `Comparison` to feed and `verdict()` / `watch_verdict()`
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +17,7 @@ import numpy as np
 from .config import RolloutConfig
 from .postprocess import softmax
 
-STATES = ("building", "shadow", "promoted", "rejected", "rolled_back")
+STATES = ("queued", "building", "shadow", "promoted", "rejected", "rolled_back")
 LATENCY_MIN_FRAMES = 20
 
 
@@ -23,11 +25,16 @@ def probabilities(output: np.ndarray, kind: str) -> np.ndarray:
     return softmax(output) if kind == "logits" else np.asarray(output, dtype=np.float64)
 
 
+CONFIDENCE = 0.999  # a latency verdict needs the model slower with this confidence
+LATENCY_PATIENCE = 5  # a slower-looking but unproven candidate is shadowed up to this x longer
+
+
 @dataclass
 class Comparison:
-    """Current and candidate on the same frames: top-1 agreement (when both share the labels),
-    score drift (mean |difference| of the current top-1's probability) and each one's
-    inference times on this device."""
+    """Two models on the same frames, timed back to back in alternating order (so a busy
+    moment of the device lands on both): top-1 agreement (when both share the labels), score
+    drift (mean |difference| of the first model's top-1 probability) and paired inference
+    times. "current" is the model serving before; "candidate" the new one."""
 
     same_labels: bool
     frames: int = 0
@@ -65,27 +72,60 @@ class Comparison:
                 "candidate": {"p50": self._pct(self.candidate_ms, 50),
                               "p95": self._pct(self.candidate_ms, 95)}}
 
+    def slowdown(self) -> tuple[float, float] | None:
+        """(median, lower bound) of candidate/current time over the pairs: the median is how
+        many times slower the candidate runs on the same frame; the bound is what the pairs
+        prove with `CONFIDENCE` (a sign test: order statistic k of n where fewer than k of n
+        fair coin flips land heads with probability at most 1 - CONFIDENCE). A stall of the
+        device slows one pair, not the median; an identical model's median is about 1."""
+        n = len(self.current_ms)
+        if n == 0:
+            return None
+        ratios = sorted(c / max(k, 1e-9) for k, c in zip(self.current_ms, self.candidate_ms))
+        rank = _lower_rank(n)
+        return float(np.median(ratios)), ratios[rank - 1] if rank else 0.0
+
+
+@functools.lru_cache(maxsize=256)
+def _lower_rank(n: int) -> int:
+    """The largest k (1-based; 0: none) with P(Binomial(n, 1/2) <= k - 1) <= 1 - CONFIDENCE."""
+    if n > 1000:  # the normal approximation, exact enough here (and 2**n overflows a float)
+        return max(int(n / 2 - 3.0902 * math.sqrt(n) / 2), 0)
+    alpha, cdf, k = 1 - CONFIDENCE, 0.0, 0
+    for j in range(n + 1):
+        cdf += math.comb(n, j) / 2 ** n
+        if cdf > alpha:
+            break
+        k = j + 1
+    return k
+
 
 def latency_frames(cfg: RolloutConfig) -> int:
     """Frames a latency rejection is judged on: twice `min_frames`, and never fewer than 20,
-    below which a p95 is mostly the slowest single sample."""
+    below which the pairs cannot prove a slowdown."""
     return max(2 * cfg.min_frames, LATENCY_MIN_FRAMES)
+
+
+def _timing(cmp: Comparison, limit: float, than: str) -> str:
+    slow = cmp.slowdown()
+    lat = cmp.latency()
+    return (f"inference {slow[0]:.2f}x {than} on the same frames (proven at least "
+            f"{max(slow[1], 0):.2f}x; limit {limit:g}x; p95 {lat['candidate']['p95']:.2f} ms vs "
+            f"{lat['current']['p95']:.2f} ms)")
 
 
 def verdict(cmp: Comparison, cfg: RolloutConfig, accuracy: float | None) -> tuple[str, str] | None:
     """("promote" | "reject", reason) once `min_frames` were compared, else None. `accuracy`
     is the candidate's top-1 on `check_images` (needed when the label sets differ).
 
-    A candidate that fails on latency alone is shadowed on until `latency_frames()` and
-    judged again on all its frames: one stall of a busy device (another process, a page-in)
-    lands on one model's sample and, over few frames, would decide the p95 by itself."""
+    Latency rejects only a candidate proven slower than `max_latency_ratio` on paired frames
+    (over at least `latency_frames()`); one that looks slower but is not proven is shadowed
+    on, up to `LATENCY_PATIENCE` times as long, and then judged by its median."""
     if cmp.frames < cfg.min_frames:
         return None
-    lat = cmp.latency()
-    cur95, cand95 = lat["current"]["p95"], lat["candidate"]["p95"]
-    ratio = cand95 / cur95 if cur95 else float("inf")
-    timing = (f"inference p95 {cand95:.2f} ms vs {cur95:.2f} ms ({ratio:.2f}x, limit "
-              f"{cfg.max_latency_ratio:g}x)")
+    limit = cfg.max_latency_ratio
+    median, lower = cmp.slowdown()
+    timing = _timing(cmp, limit, "the current model's")
     if cmp.same_labels:
         agree = cmp.agreement or 0.0
         quality = (f"top-1 agreement {agree:.1%} over {cmp.frames} frames (need "
@@ -98,33 +138,38 @@ def verdict(cmp: Comparison, cfg: RolloutConfig, accuracy: float | None) -> tupl
                    "labels differ, agreement not measured")
         if accuracy is None or accuracy < cfg.min_accuracy:
             return "reject", quality
-    if ratio > cfg.max_latency_ratio:
+    if median > limit:
         if cmp.frames < latency_frames(cfg):
             return None
-        return "reject", f"{timing} over {cmp.frames} frames; {quality}"
+        if lower > limit or cmp.frames >= LATENCY_PATIENCE * latency_frames(cfg):
+            return "reject", f"{timing} over {cmp.frames} frames; {quality}"
+        return None
     return "promote", f"{quality}; {timing}"
 
 
-def watch_budget_ms(cfg: RolloutConfig, latency_budget_ms: float | None,
-                    cmp: Comparison) -> float | None:
-    """The promoted rung's inference p95 that rolls it back while watched: the fallback's
-    latency budget when set, else `max_latency_ratio` x the old model's p95 in shadow."""
-    if latency_budget_ms is not None:
-        return latency_budget_ms
-    old95 = cmp.latency()["current"]["p95"]
-    return cfg.max_latency_ratio * old95 if old95 else None
-
-
-def watch_verdict(p95_ms: float | None, budget_ms: float | None) -> str | None:
-    """The reason to roll back now, or None."""
-    if p95_ms is not None and budget_ms is not None and p95_ms > budget_ms:
-        return f"inference p95 {p95_ms:.2f} ms over the budget of {budget_ms:.2f} ms"
+def watch_verdict(cmp: Comparison, cfg: RolloutConfig,
+                  latency_budget_ms: float | None) -> str | None:
+    """While a promotion is watched, the promoted model ("candidate") and the previous one
+    ("current", still open) are timed in pairs as in shadow: the reason to roll back now, or
+    None. Rolled back when proven slower than `max_latency_ratio`, or, with a latency budget,
+    when its p95 is over the budget while the previous model's on the same frames is not (a
+    device too busy for both is the fallback's business, not the new model's fault)."""
+    if cmp.frames < latency_frames(cfg):
+        return None
+    _, lower = cmp.slowdown()
+    if lower > cfg.max_latency_ratio:
+        return _timing(cmp, cfg.max_latency_ratio, "the previous model's") + " while watched"
+    lat = cmp.latency()
+    new95, old95 = lat["candidate"]["p95"], lat["current"]["p95"]
+    if latency_budget_ms is not None and new95 > latency_budget_ms >= old95:
+        return (f"inference p95 {new95:.2f} ms over the budget of {latency_budget_ms:.2f} ms "
+                f"(the previous model: {old95:.2f} ms on the same {cmp.frames} frames)")
     return None
 
 
 def status_payload(rung: int, name: str, state: str, candidate: dict | None,
                    current: dict | None, cmp: Comparison | None, reason: str,
-                   ts: str) -> dict:
+                   ts: str, queued: list[dict] | None = None) -> dict:
     """The retained `<root>/rollout` message (edgeswin/schemas/rollout.schema.json)."""
     return {
         "rung": rung, "name": name, "state": state,
@@ -133,4 +178,4 @@ def status_payload(rung: int, name: str, state: str, candidate: dict | None,
         "agreement": None if cmp is None or cmp.agreement is None else round(cmp.agreement, 4),
         "score_drift": None if cmp is None or cmp.drift is None else round(cmp.drift, 4),
         "latency_ms": cmp.latency() if cmp else None,
-        "reason": reason, "ts": ts}
+        "reason": reason, "ts": ts, "queued": queued or []}

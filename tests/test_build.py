@@ -20,7 +20,7 @@ from edgeswin.errors import ModelError
 from edgeswin.preprocess import Preprocessor
 from edgeswin.scenes import random_scene
 
-from .conftest import FAKE_CUDA, FAKE_TRT, PRIMARY, REPO
+from .conftest import FAKE_CUDA, FAKE_TRT, PRIMARY, REPO, Subscriber
 from .test_trt import plan
 
 
@@ -446,7 +446,16 @@ def test_a_long_build_shows_its_progress_and_a_stop_cancels_it(tmp_path, broker,
     assert code == 0, daemon.log()
     assert "engine build: " in daemon.log() and "build cancelled" in daemon.log()
     assert "Traceback" not in daemon.log()
+    # The cancellation was asked for: nothing about it is an error.
+    assert " ERROR " not in daemon.log(), daemon.log()
     assert not list((tmp_path / "cfg" / "state" / "engines").glob("*.engine"))
+    # A subscriber arriving later reads that the build stopped, not that it still runs.
+    late = Subscriber(broker.port, topic)
+    try:
+        assert late.wait_for(lambda: late.json_on(topic), 5)
+        assert late.json_on(topic)[-1]["builds"]["primary"]["state"] == "cancelled"
+    finally:
+        late.close()
 
 
 @pytest.mark.parametrize("with_tensorrt", [False, True])

@@ -22,9 +22,9 @@ import pytest
 from edgeswin.config import DeviceConfig, RolloutConfig
 from edgeswin.demo_assets import VideoSpec, make_image_folder, make_video
 from edgeswin.reload import device_changes
-from edgeswin.rollout import Comparison, verdict, watch_budget_ms, watch_verdict
+from edgeswin.rollout import Comparison, verdict, watch_verdict
 
-from .conftest import PRIMARY, REPO, Subscriber, write_config
+from .conftest import PRIMARY, REPO, SMALL, Subscriber, write_config
 from .model_variants import median_ms, random_weights, reexported, relabelled
 
 ROOT = "edgeswin/testdev"
@@ -64,16 +64,14 @@ def test_the_gate_waits_for_min_frames_then_weighs_agreement_and_latency():
 
 
 def test_one_stall_does_not_reject_a_candidate_as_fast_as_the_current_model():
-    # 10 frames: the one slow sample is the p95; the gate looks again at 20 and promotes.
+    # 10 frames: the one slow sample is the candidate's p95, yet its median pair is 1.0x.
     cfg = RolloutConfig(min_frames=10, max_latency_ratio=1.5)
     cmp = Comparison(True)
     logits = np.array([3.0, 1.0, 0.0])
-    for i in range(20):
+    for i in range(10):
         cmp.add(logits, "logits", 30.0 + i % 3, logits, "logits", 100.0 if i == 0 else 31.0)
-        if i == 9:
-            assert verdict(cmp, cfg, None) is None
     decision, reason = verdict(cmp, cfg, None)
-    assert decision == "promote", reason
+    assert decision == "promote" and "1.00x" in reason, reason
     # Two min_frames windows never go below 20 frames, so a tiny min_frames is no shortcut.
     tiny = RolloutConfig(min_frames=3, max_latency_ratio=1.5)
     slow = _compared(19, 19, 10, 20)
@@ -88,13 +86,43 @@ def test_score_drift_is_the_change_in_the_current_top1_probability():
     assert cmp.agreement == 1.0 and cmp.drift == pytest.approx(0.05)
 
 
-def test_the_watch_budget_is_the_latency_budget_or_the_ratio_of_the_old_p95():
-    cfg = RolloutConfig(max_latency_ratio=2.0)
-    cmp = _compared(10, 10, 10, 12)
-    assert watch_budget_ms(cfg, 25.0, cmp) == 25.0
-    assert watch_budget_ms(cfg, None, cmp) == pytest.approx(20.0)
-    assert watch_verdict(21.0, 20.0).startswith("inference p95 21.00 ms over")
-    assert watch_verdict(19.0, 20.0) is None and watch_verdict(None, 20.0) is None
+def test_while_watched_the_promoted_model_is_judged_against_the_previous_one_on_the_same_frames():
+    cfg = RolloutConfig(min_frames=10, max_latency_ratio=2.0)
+    assert watch_verdict(_compared(19, 19, 10, 30), cfg, None) is None, "too few pairs yet"
+    assert "3.00x the previous model's" in watch_verdict(_compared(20, 20, 10, 30), cfg, None)
+    assert watch_verdict(_compared(20, 20, 10, 19), cfg, None) is None
+    # A budget rolls back only a model over it while the previous one meets it on the same
+    # frames: a device too busy for both is not the new model's fault.
+    over = watch_verdict(_compared(20, 20, 10, 12), cfg, 11.0)
+    assert over.startswith("inference p95 12.00 ms over the budget of 11.00 ms")
+    assert watch_verdict(_compared(20, 20, 12, 13), cfg, 11.0) is None
+
+
+def test_the_gate_reads_paired_times_so_stalls_on_either_side_do_not_decide():
+    # Identical models on a device that stalls often: each stall lands on one model's half of
+    # a pair. The p95 of one side can be twice the other's; the median pair is about 1.
+    rng = np.random.default_rng(7)
+    cfg = RolloutConfig(min_frames=50, max_latency_ratio=1.5)
+    logits = np.array([3.0, 1.0, 0.0])
+    for trial in range(200):
+        cmp = Comparison(True)
+        for _ in range(100):
+            base = 8.0 * rng.uniform(0.9, 1.1)
+            a = base * (rng.uniform(2, 3) if rng.random() < 0.1 else 1)
+            b = base * (rng.uniform(2, 3) if rng.random() < 0.1 else 1)
+            cmp.add(logits, "logits", a, logits, "logits", b)
+            decided = verdict(cmp, cfg, None)
+            if decided:
+                break
+        assert decided[0] == "promote", (trial, decided)
+    # A model really 1.7x slower with the same stalls is proven so.
+    cmp = Comparison(True)
+    for _ in range(100):
+        base = 8.0 * rng.uniform(0.9, 1.1)
+        cmp.add(logits, "logits", base * (3 if rng.random() < 0.1 else 1),
+                logits, "logits", 1.7 * base * (3 if rng.random() < 0.1 else 1))
+    decision, reason = verdict(cmp, cfg, None)
+    assert decision == "reject" and "limit 1.5x" in reason
 
 
 def test_a_reload_says_which_device_settings_wait_for_a_restart():
@@ -289,13 +317,14 @@ def test_a_slowed_copy_is_rejected_by_the_latency_gate(tmp_path, broker, subscri
 
 def test_a_promoted_model_over_the_latency_budget_is_rolled_back_within_the_watch(
         tmp_path, broker, subscriber, long_video, daemon_factory, slow_model):
-    # The gate lets it through (ratio 100); live, its p95 is above the device's latency budget
-    # (calibrated between the two models here), so the watch rolls it back.
+    # The gate lets it through (ratio 100); while watched, its p95 is above the device's
+    # latency budget (calibrated between the two models here) and the previous model's on
+    # the same frames is not, so the watch rolls it back.
     slow, fast_ms, slow_ms = slow_model
     budget = round((fast_ms * slow_ms) ** 0.5, 2)
     cfg, model, daemon = _serving(
         tmp_path, broker, subscriber, long_video, daemon_factory,
-        {"min_frames": 10, "max_latency_ratio": 100, "watch_s": 120},
+        {"min_frames": 10, "max_latency_ratio": 100, "watch_s": 120, "shadow_every": 2},
         {"fallback": {"latency_budget_ms": budget}})
     _install(slow, model, "served-slow")
     _reload(daemon)
@@ -516,6 +545,103 @@ def test_a_tensorrt_rung_rolls_out_through_a_build_and_an_engine_error_rolls_it_
     assert len(plans) == 2, "a plan for each model, built on this device"
 
 
+def test_a_rung_built_in_the_background_is_recorded_so_rollout_and_rollback_survive_a_restart(
+        tmp_path, broker, subscriber, long_video, trt, monkeypatch):
+    # A first boot: the TensorRT rung builds while the small ONNX Runtime rung serves, and
+    # joins when ready. Then a rollout promotes a new file, its watch ends, `edgeswin
+    # rollback` goes back, and a restart must serve the model rolled back to, not the file.
+    import threading
+
+    from edgeswin.config import load_config
+    from edgeswin.pipeline import Daemon
+    tensorrt, _ = trt
+    monkeypatch.setattr(tensorrt, "BUILD_STEP_S", 0.3)  # the small rung serves first
+    served = tmp_path / "models" / "served.onnx"  # what _setup writes
+    cfg, model = _setup(tmp_path, broker.port, long_video, {"min_frames": 10, "watch_s": 1,
+                                                             "max_latency_ratio": 4},
+                        {"engines": [{"name": "primary", "model": str(served),
+                                      "backend": "tensorrt", "precision": "fp16"},
+                                     {"name": "small", "model": str(SMALL)}]})
+
+    def serve(until) -> None:
+        daemon = Daemon(load_config(cfg))
+        runner = threading.Thread(target=daemon.run, name="daemon-under-test")
+        runner.start()
+        try:
+            until(daemon)
+        finally:
+            daemon.request_stop("test done")
+            runner.join(30)
+        assert not runner.is_alive() and not daemon.failure
+
+    def first_run(daemon) -> None:
+        assert subscriber.wait_for(lambda: _classifications(subscriber) and
+                                   _classifications(subscriber)[-1]["model"] == "served-v1-fp16",
+                                   60), daemon.engines.builds
+        assert _models_in_order(_classifications(subscriber))[0] == "swin-demo-64", \
+            "the small rung served while the build ran"
+        reexported(PRIMARY, model, "served-v2")
+        daemon.request_reload()
+        assert subscriber.wait_for(lambda: _states(subscriber)[-1:] == ["promoted"] and
+                                   "without a problem" in _rollouts(subscriber)[-1]["reason"],
+                                   60), _rollouts(subscriber)
+        record = json.loads((cfg / "state" / "models" / "rollout.json").read_text())["primary"]
+        assert record["previous"] is not None, "the built rung's model was recorded"
+        done = _rollback(cfg)
+        assert done.returncode == 0, (done.stdout, done.stderr)
+        seen = len(_classifications(subscriber))
+        assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= seen + 5, 20)
+
+    serve(first_run)
+    assert _models_in_order(_classifications(subscriber))[-3:] == [
+        "served-v1-fp16", "served-v2-fp16", "served-v1-fp16"]
+    seen = len(_classifications(subscriber))
+    serve(lambda daemon: subscriber.wait_for(
+        lambda: len(_classifications(subscriber)) >= seen + 5, 60))
+    after = _classifications(subscriber)[seen:]
+    assert {m["model"] for m in after if m["model"] != "swin-demo-64"} == {"served-v1-fp16"}, \
+        "the restart serves the model rolled back to"
+
+
+def test_a_rollout_that_must_wait_is_announced_as_queued(tmp_path, broker, subscriber,
+                                                          long_video, daemon_factory):
+    # Rung 0's promotion is watched; a new model for rung 1 meanwhile waits, and says so at
+    # once rather than after the watch.
+    small = tmp_path / "small" / "small.onnx"
+    small.parent.mkdir()
+    reexported(SMALL, small, "small-v1")
+    served = tmp_path / "models" / "served.onnx"
+    cfg, model = _setup(tmp_path, broker.port, long_video,
+                        {"min_frames": 10, "watch_s": 8, "max_latency_ratio": 4},
+                        {"engines": [{"name": "primary", "model": str(served)},
+                                     {"name": "small", "model": str(small)}]})
+    daemon = daemon_factory(cfg)
+    assert subscriber.wait_for(lambda: len(_classifications(subscriber)) >= 5, 30), daemon.log()
+    reexported(PRIMARY, model, "served-v2")
+    _reload(daemon)
+    assert subscriber.wait_for(lambda: "promoted" in _states(subscriber), 40), daemon.log()
+    reexported(SMALL, small, "small-v2")
+    _reload(daemon)
+    assert subscriber.wait_for(lambda: "queued" in _states(subscriber), 5), _rollouts(subscriber)
+    queued = next(m for m in _rollouts(subscriber) if m["state"] == "queued")
+    assert queued["rung"] == 1 and queued["candidate"]["sha256"] != \
+        _rollouts(subscriber)[0]["candidate"]["sha256"]
+    assert queued["reason"].startswith("waits for the rollout of rung 0 (primary), now promoted")
+    assert subscriber.wait_for(lambda: [m["state"] for m in _rollouts(subscriber)
+                                        if m["rung"] == 1][-1:] == ["promoted"], 60), \
+        _rollouts(subscriber)
+    code, _ = daemon.terminate()
+    assert code == 0
+    for payload in _rollouts(subscriber):
+        jsonschema.validate(payload, SCHEMA)
+    rung0 = [m for m in _rollouts(subscriber) if m["rung"] == 0]
+    assert rung0[-1]["state"] == "promoted" and rung0[-1]["queued"][0]["name"] == "small", \
+        "the end of the watch names what waits"
+    states1 = [s for s, _ in dict.fromkeys((m["state"], m["ts"]) for m in _rollouts(subscriber)
+                                           if m["rung"] == 1)]
+    assert states1[:3] == ["queued", "building", "shadow"]
+
+
 def test_with_rollout_off_a_changed_model_waits_for_the_restart(tmp_path, broker, subscriber,
                                                                  long_video, daemon_factory):
     cfg, model, daemon = _serving(tmp_path, broker, subscriber, long_video, daemon_factory,
@@ -534,3 +660,63 @@ def test_with_rollout_off_a_changed_model_waits_for_the_restart(tmp_path, broker
                                30), again.log()
     assert again.terminate()[0] == 0
     assert _rollouts(subscriber) == []
+
+
+def _busy(stop) -> None:
+    """Another process wanting a whole core: what a busy device does to timings."""
+    a = np.random.default_rng(0).standard_normal((256, 256))
+    while not stop.is_set():
+        a = np.tanh(a @ a)
+
+
+def test_an_identical_model_is_never_rejected_on_a_busy_machine_and_a_slow_one_always_is(
+        tmp_path):
+    # The real pairing code with real engines, while two other processes keep every core of
+    # this machine busy: the same network saved again passes every time, a copy several times
+    # slower fails every time. (benchmarks/gate_noise.py runs it for longer and says how
+    # often the gate before this one rejected the identical model.)
+    import multiprocessing
+
+    from edgeswin.config import EngineRung
+    from edgeswin.engine import open_engine
+    from edgeswin.ladder import activate
+    from edgeswin.model_rollout import compare_on
+    from edgeswin.scenes import random_scene
+
+    from .slow_model import slowed_copy
+    same = reexported(SMALL, tmp_path / "same.onnx", "same")
+    for products in (4, 8, 16, 32):  # at least 3x, whatever this CPU is
+        slow = slowed_copy(SMALL, tmp_path / "slow.onnx", products=products)
+        if median_ms(slow) > 3 * median_ms(SMALL):
+            break
+
+    def rung(path: Path):
+        return activate(0, EngineRung(name="r", model=str(path)), open_engine(path))
+
+    current, twin, slower = rung(SMALL), rung(same), rung(slow)
+    rng = np.random.default_rng(3)
+    images = [random_scene(rng, 320, 180)[0] for _ in range(16)]
+    cfg = RolloutConfig(min_frames=25, max_latency_ratio=1.5)
+
+    def gate(candidate) -> tuple[str, str]:
+        cmp, i = Comparison(True), 0
+        while (decided := verdict(cmp, cfg, None)) is None:
+            compare_on(current, candidate, images[i % len(images)], cmp, old_first=i % 2 == 0)
+            i += 1
+        return decided
+
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    load = [ctx.Process(target=_busy, args=(stop,), daemon=True)
+            for _ in range(os.cpu_count() or 2)]
+    for p in load:
+        p.start()
+    try:
+        verdicts = [gate(twin) for _ in range(30)]
+        slow_verdicts = [gate(slower) for _ in range(5)]
+    finally:
+        stop.set()
+        for p in load:
+            p.join(10)
+    assert [d for d, _ in verdicts] == ["promote"] * 30, [r for d, r in verdicts if d != "promote"]
+    assert [d for d, _ in slow_verdicts] == ["reject"] * 5, slow_verdicts

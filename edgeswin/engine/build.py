@@ -23,7 +23,7 @@ from pathlib import Path
 from ..errors import BackendUnavailable, ModelError
 from ..files import write_whole
 from . import read_model_info, sidecar_path
-from .trt import cuda_errors, forget_messages, labelled, process_logger, recent_messages
+from .trt import cuda_errors, expect_cancel, forget_messages, labelled, process_logger, recent_messages
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,8 @@ def _build(trt, cuda, source: Path, precision: str, major: int, strongly_typed: 
         monitor = config.progress_monitor = _progress_monitor(trt, progress, cancel)
     progress(f"building {precision} engine, workspace {workspace >> 20} MB (this can take "
              "minutes on a Jetson)")
-    plan = builder.build_serialized_network(network, config)
+    with expect_cancel(cancel):
+        plan = builder.build_serialized_network(network, config)
     if plan is None and monitor is not None and monitor.cancelled:
         raise BuildCancelled(f"{source.name}: build cancelled")
     if plan is None:

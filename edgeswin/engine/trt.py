@@ -278,6 +278,7 @@ _logger = None
 _logger_module = None  # the tensorrt module it was made for (tests import several doubles)
 _logger_lock = threading.Lock()
 _local = threading.local()
+_cancelling: list[threading.Event] = []  # builds whose cancellation is ours (see expect_cancel)
 
 
 def process_logger(trt):
@@ -297,11 +298,27 @@ def process_logger(trt):
                     del said[:-20]
                     level = logging.ERROR if int(severity) <= int(trt.ILogger.Severity.ERROR) \
                         else logging.WARNING
+                    if "cancel" in str(msg).lower() and any(e.is_set() for e in _cancelling):
+                        level = logging.INFO  # the stop we asked for, not a failure
                     log.log(level, "TensorRT [%s]: %s", getattr(_local, "label", None)
                             or threading.current_thread().name, msg)
 
             _logger, _logger_module = ProcessLogger(), trt
         return _logger
+
+
+@contextmanager
+def expect_cancel(cancel: threading.Event | None):
+    """While a build runs: once `cancel` is set, TensorRT's own report of the cancellation
+    (an error, from whichever thread it builds on) is logged at INFO."""
+    if cancel is None:
+        yield
+        return
+    _cancelling.append(cancel)
+    try:
+        yield
+    finally:
+        _cancelling.remove(cancel)
 
 
 def _said() -> list[str]:
