@@ -7,6 +7,12 @@ Every `--sample` seconds: the daemon's RSS, open fds, threads and outbox depth. 
 `<out>.csv`, `<out>.json` (with the growth after warm-up) and `<out>.png`.
 
     python benchmarks/soak.py --minutes 30 --out benchmarks/results/soak-30min
+
+With `--chaos-every S`, every S seconds one fault drawn at random (seeded) instead of the
+regular broker restarts: the broker SIGKILLed, SIGTERMed or SIGSTOPped for a while, a reload
+that adds a third camera or removes it, or a burst of SIGHUPs. Reported besides: per camera,
+classifications that arrived after a newer one (out of order) and seqs never seen, and the
+RSS growth between the second and the last fifth of the run.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import argparse
 import csv
 import json
 import os
+import random
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -58,8 +66,82 @@ def growth(rows: list[dict], key: str, warmup_s: float) -> dict:
             "max": float(v.max()), "slope_per_hour": round(slope, 3)}
 
 
+class Chaos:
+    """One fault at a time, drawn at random: what an hour of a real site does to the daemon."""
+
+    KINDS = ("broker SIGKILL", "broker SIGTERM", "broker SIGSTOP", "camera added",
+             "camera removed", "SIGHUP burst")
+
+    def __init__(self, rng: random.Random, broker, daemon, cfg: Path, video: Path,
+                 events: list, t0: float):
+        self.rng, self.broker, self.daemon, self.cfg, self.video = rng, broker, daemon, cfg, video
+        self.events, self.t0 = events, t0
+
+    def strike(self) -> None:
+        kind = self.rng.choice(self.KINDS)
+        extra = self.cfg / "cameras" / "extra.yaml"
+        if kind == "camera added" and extra.exists() or kind == "camera removed" and \
+                not extra.exists():
+            kind = "camera removed" if extra.exists() else "camera added"
+        self.events.append((time.monotonic() - self.t0, kind))
+        if kind == "broker SIGKILL":
+            self.broker.proc.kill()
+            self.broker.proc.wait()
+            time.sleep(self.rng.uniform(1, 5))
+            self.broker.start()
+        elif kind == "broker SIGTERM":
+            self.broker.stop(graceful=True)
+            time.sleep(self.rng.uniform(1, 5))
+            self.broker.start()
+        elif kind == "broker SIGSTOP":
+            os.kill(self.broker.proc.pid, signal.SIGSTOP)
+            time.sleep(self.rng.uniform(1, 8))
+            os.kill(self.broker.proc.pid, signal.SIGCONT)
+        elif kind == "camera added":
+            extra.write_text(yaml.safe_dump({"source": str(self.video), "fps": 5, "loop": True}))
+            self.daemon.send_signal(signal.SIGHUP)
+        elif kind == "camera removed":
+            extra.unlink()
+            self.daemon.send_signal(signal.SIGHUP)
+        else:
+            for _ in range(5):
+                self.daemon.send_signal(signal.SIGHUP)
+                time.sleep(0.1)
+
+
+def order_report(messages: list[tuple[str, bytes]]) -> dict:
+    """Per camera: classifications that arrived after a newer one, and seqs never seen (a
+    camera added again starts from 1: a new run of seqs)."""
+    out = {}
+    by_camera: dict[str, list[int]] = {}
+    for topic, payload in messages:
+        if topic.endswith("/classification"):
+            by_camera.setdefault(topic.split("/")[-2], []).append(json.loads(payload)["seq"])
+    for camera, seqs in by_camera.items():
+        late = missing = duplicates = 0
+        top, seen = 0, set()
+        for seq in seqs:
+            if seq == 1 and top > 1:  # the camera came back: its seq starts again
+                missing += top - len(seen)
+                top, seen = 0, set()
+            if seq in seen:
+                duplicates += 1
+                continue
+            late += seq < top
+            seen.add(seq)
+            top = max(top, seq)
+        missing += top - len(seen)
+        out[camera] = {"classifications": len(seqs), "out_of_order": late,
+                       "missing": missing, "duplicates": duplicates}
+    return out
+
+
 def plot(rows: list[dict], events: list[tuple[float, str]], out: Path) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # the `bench` extra: the figures are in the CSV and JSON anyway
+        print("matplotlib is not installed (pip install -e '.[bench]'): no chart drawn")
+        return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -87,6 +169,8 @@ def main() -> int:
     parser.add_argument("--sample", type=float, default=5, help="seconds")
     parser.add_argument("--warmup", type=float, default=120, help="seconds left out of growth")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/soak")
+    parser.add_argument("--chaos-every", type=float, default=0, help="seconds; 0: off")
+    parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--replot", action="store_true", help="only redraw <out>.png from "
                         "<out>.csv and <out>.json")
     args = parser.parse_args()
@@ -124,10 +208,15 @@ def main() -> int:
                                   stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         sub = Subscriber(broker.port, "edgeswin/#", client_id="soak-subscriber")
         t0 = time.monotonic()
-        next_restart = args.broker_every
+        next_restart = args.broker_every if not args.chaos_every else float("inf")
+        next_fault = args.chaos_every or float("inf")
+        chaos = Chaos(random.Random(args.seed), broker, daemon, cfg, video, events, t0)
         end = args.minutes * 60
         try:
             while (now := time.monotonic() - t0) < end:
+                if now >= next_fault:
+                    chaos.strike()
+                    next_fault += args.chaos_every
                 if now >= next_restart:
                     events.append((now, "broker down"))
                     broker.stop(graceful=True)
@@ -144,15 +233,28 @@ def main() -> int:
         finally:
             daemon.terminate()
             code = daemon.wait(30)
+            broker.stop(graceful=False)
+            if broker.proc is not None and broker.proc.poll() is None:
+                broker.proc.kill()
+            time.sleep(0.5)
+            sub_messages = [(t, bytes(p)) for t, p, _ in sub.messages]
             sub.close()
-            broker.stop()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.with_suffix(".csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    fifth = len(rows) // 5
+    second, last = rows[fifth:2 * fifth], rows[-fifth:]
     report = {"minutes": args.minutes, "broker_restarts": sum(e[1] == "broker down"
                                                              for e in events),
+              "faults": {kind: sum(e[1] == kind for e in events)
+                         for kind in sorted({e[1] for e in events})},
+              "order": order_report(sub_messages),
+              "rss_second_fifth_mb": round(float(np.median([r["rss_mb"] for r in second])), 1)
+              if second else None,
+              "rss_last_fifth_mb": round(float(np.median([r["rss_mb"] for r in last])), 1)
+              if last else None,
               "stream_connections": rows[-1]["connections"], "exit_code": code,
               "messages_received": rows[-1]["received"], "warmup_s": args.warmup,
               "growth_after_warmup": {k: growth(rows, k, args.warmup)

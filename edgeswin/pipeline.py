@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import heap
 from .camera import Capture
 from .classify import Inferred, finish, infer, iso
 from .config import CameraEntry, Config, dla_twins, load_config
@@ -65,6 +66,7 @@ class Daemon:
             # hand-offs and worker threads that take CPU from the engine and the other
             # cameras (benchmarks/RESULTS.md, "What changed the figures").
             cv2.setNumThreads(dev.opencv_threads)
+        heap.map_large_blocks()  # frames and decoders given back when freed (see heap)
         outbox = Outbox(Path(dev.state_dir) / "outbox.sqlite3",
                         int(dev.mqtt.outbox_max_mb * 1e6)) if dev.mqtt.outbox_max_mb else None
         self.publisher = Publisher(dev.mqtt, self.root,
@@ -289,7 +291,10 @@ class Daemon:
                 self._reload.clear()
                 self._apply_reload()
             if self._retired:  # let go of retired captures once their threads are done
-                self._retired = [c for c in self._retired if not c.finished]
+                still = [c for c in self._retired if not c.finished]
+                if len(still) < len(self._retired):
+                    self._retired = still
+                    heap.trim()  # what their decoders and frames held, back to the system
             if self.engines.arrived:
                 self._adopt_builds()
             elif now >= next_progress and self.engines.progressed():
