@@ -290,6 +290,11 @@ class Capture:
                 if index == 0:
                     return "file has no readable frames"
                 if not self.cfg.loop:
+                    # Consumer-paced: the last frame is taken before the end is told (the
+                    # thread's end lets go of it, and every frame is to be classified).
+                    while self._paced_by_consumer and not self._taken.wait(0.2):
+                        if self._stop.is_set():
+                            return "stopped"
                     self._set_state("ended", "end of file")
                     return "ended"
                 cap.set(cv2.CAP_PROP_POS_FRAMES, 0)

@@ -308,7 +308,10 @@ class Daemon:
                 shadowed, replaced = self.rollouts.shadow_idle()  # spare time: compare
                 self._rungs_replaced(replaced)
                 if not shadowed:
-                    if all(c.capture.ended for c in self.cameras):
+                    # Ended, and no last frame handed on since next_job looked (a file's last
+                    # frame and its end can both come in between).
+                    if all(c.capture.ended for c in self.cameras) and \
+                            next_job(self.cameras, time.monotonic())[0] is None:
                         self.request_stop("every source has ended")
                         break
                     with self._wake:

@@ -135,8 +135,8 @@ def test_the_policy_never_hands_off_when_switched_off():
 
 def _config(tmp_path, broker, videos):
     return load_config(write_config(tmp_path, broker.port, {
-        "north": {"source": str(videos["north"]), "fps": 0, "loop": False},
-        "south": {"source": str(videos["south"]), "fps": 0, "loop": False}},
+        "north": {"source": str(videos["north"]), "fps": 0, "loop": False, "realtime": False},
+        "south": {"source": str(videos["south"]), "fps": 0, "loop": False, "realtime": False}},
         {"engines": [{"name": "primary", "model": str(PRIMARY), "threads": 1}]}))
 
 
