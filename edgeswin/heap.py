@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
 import os
-
-log = logging.getLogger(__name__)
 
 MMAP_THRESHOLD = 1 << 20  # bytes: a 640x360 BGR frame is 0.7 MB, a 720p one 2.8 MB
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
