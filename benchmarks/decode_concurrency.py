@@ -23,7 +23,7 @@ import cv2
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edgeswin.bench import bench_video, machine  # noqa: E402
+from edgeswin.tools.bench import bench_video, machine  # noqa: E402
 
 FRAMES = 300
 

@@ -28,11 +28,11 @@ import cv2
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edgeswin.camera import open_capture  # noqa: E402
+from edgeswin.capture.camera import open_capture  # noqa: E402
 from edgeswin.config import CameraConfig, parse_source  # noqa: E402
-from edgeswin.demo_assets import VideoSpec, make_video  # noqa: E402
+from edgeswin.demo.assets import VideoSpec, make_video  # noqa: E402
 from edgeswin.engine import read_model_info  # noqa: E402
-from edgeswin.preprocess import Preprocessor  # noqa: E402
+from edgeswin.prepare.preprocess import Preprocessor  # noqa: E402
 from tests.rtsp_server import RtspCamera, h264_copy  # noqa: E402
 from tests.streams import free_port  # noqa: E402
 

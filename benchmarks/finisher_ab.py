@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edgeswin.bench import (  # noqa: E402
+from edgeswin.tools.bench import (  # noqa: E402
     LocalBroker,
     bench_video,
     daemon_run,

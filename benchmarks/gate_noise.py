@@ -32,9 +32,9 @@ sys.path.insert(0, str(REPO))
 
 from edgeswin.config import EngineRung, RolloutConfig  # noqa: E402
 from edgeswin.engine import open_engine  # noqa: E402
-from edgeswin.ladder import activate  # noqa: E402
-from edgeswin.model_rollout import _timed, compare_on  # noqa: E402
-from edgeswin.rollout import Comparison, latency_frames, verdict  # noqa: E402
+from edgeswin.engine.ladder import activate  # noqa: E402
+from edgeswin.rollout.gate import Comparison, latency_frames, verdict  # noqa: E402
+from edgeswin.rollout.rollouts import _timed, compare_on  # noqa: E402
 from edgeswin.scenes import random_scene  # noqa: E402
 from tests.model_variants import reexported  # noqa: E402
 from tests.slow_model import slowed_copy  # noqa: E402

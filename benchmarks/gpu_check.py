@@ -51,7 +51,7 @@ def timed(fn, n: int) -> dict:
 
 
 def check_nvml() -> dict:
-    from edgeswin.sensors import ThermalSensor
+    from edgeswin.govern.sensors import ThermalSensor
 
     sensor = ThermalSensor("/nonexistent", ["gpu"], nvml=True)
     return {"zones": [z.type for z in sensor.zones], "readings_c": sensor.read(),
@@ -74,7 +74,7 @@ def make_plan(tmp: Path, dtype: str) -> Path:
 
 def check_backend(frames: list[np.ndarray], tmp: Path) -> dict:
     from edgeswin.engine import open_engine
-    from edgeswin.preprocess import Preprocessor
+    from edgeswin.prepare.preprocess import Preprocessor
 
     reference = open_engine(PRIMARY)
     prep = Preprocessor(reference.info.input)
@@ -104,8 +104,8 @@ def check_backend(frames: list[np.ndarray], tmp: Path) -> dict:
 def check_preprocess(frames: list[np.ndarray]) -> dict:
     import pycuda.driver as cuda
 
-    from edgeswin.preprocess import Preprocessor
-    from edgeswin.preprocess_cuda import CudaPreprocessor
+    from edgeswin.prepare.preprocess import Preprocessor
+    from edgeswin.prepare.preprocess_cuda import CudaPreprocessor
     from edgeswin.records import InputSpec
 
     base = json.loads(PRIMARY.with_suffix(".json").read_text())["input"]
@@ -156,8 +156,8 @@ def check_gpu_fed(frames: list[np.ndarray], tmp: Path) -> dict:
     """Frames prepared on another thread (the capture threads' job), then inferred: what the
     inference thread spends per frame, for the GPU-fed and the CPU-fed engine."""
     from edgeswin.engine import open_engine
-    from edgeswin.preprocess import Preprocessor
-    from edgeswin.preprocess_cuda import ChoosePerSize
+    from edgeswin.prepare.preprocess import Preprocessor
+    from edgeswin.prepare.preprocess_cuda import ChoosePerSize
 
     engine = open_engine(make_plan(tmp, "FLOAT"))
     cpu = Preprocessor(engine.info.input)

@@ -49,7 +49,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from edgeswin.bench import LocalBroker  # noqa: E402 (the repo on the path first)
+from edgeswin.tools.bench import LocalBroker  # noqa: E402 (the repo on the path first)
 
 PRIMARY = REPO / "models" / "swin-demo-112.onnx"
 SMALL = REPO / "models" / "swin-demo-64.onnx"
@@ -105,7 +105,7 @@ def make_videos(tmp: Path) -> dict[str, Path]:
     4K scenes is slow; decoding costs what 4K costs) and a 30 fps 1080p one."""
     import cv2
 
-    from edgeswin.demo_assets import VideoSpec, make_video
+    from edgeswin.demo.assets import VideoSpec, make_video
 
     videos = {}
     for name, (w, h, seed) in {"hd1": (1920, 1080, 11), "hd2": (1920, 1080, 12),
@@ -172,7 +172,7 @@ def seq_report(sub: Subscriber, cameras) -> dict:
 
 
 def part1(args, tmp: Path, videos: dict[str, Path], broker) -> dict:
-    from edgeswin.demo_assets import read_ground_truth
+    from edgeswin.demo.assets import read_ground_truth
 
     thermal = tmp / "thermal" / "thermal_zone0"
     thermal.mkdir(parents=True)

@@ -22,8 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edgeswin.engine import read_model_info  # noqa: E402
-from edgeswin.preprocess import Preprocessor  # noqa: E402
-from edgeswin.preprocess_cuda import CudaPreprocessor, KernelUnavailable  # noqa: E402
+from edgeswin.prepare.preprocess import Preprocessor  # noqa: E402
+from edgeswin.prepare.preprocess_cuda import CudaPreprocessor, KernelUnavailable  # noqa: E402
 
 MODEL = Path(__file__).resolve().parent.parent / "models" / "swin-demo-112.onnx"
 

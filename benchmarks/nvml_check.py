@@ -1,6 +1,6 @@
 """The governor's discrete-GPU measuring on a real NVIDIA GPU: NVML temperature (a zone
 `GPU0-nvml` with its slowdown trip point) and board power (a rail `GPU0-nvml`) read by
-edgeswin.sensors and edgeswin.power, and the energy the daemon integrates from those power
+edgeswin.govern.sensors and edgeswin.govern.power, and the energy the daemon integrates from those power
 samples (EnergyMeter, trapezoids every `--poll` s, as the daemon does every `poll_s`) against
 NVML's own energy counter (nvmlDeviceGetTotalEnergyConsumption) over the same window.
 
@@ -20,8 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edgeswin.power import EnergyMeter, PowerSensor  # noqa: E402
-from edgeswin.sensors import ThermalSensor  # noqa: E402
+from edgeswin.govern.power import EnergyMeter, PowerSensor  # noqa: E402
+from edgeswin.govern.sensors import ThermalSensor  # noqa: E402
 
 
 def main() -> int:

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from edgeswin.config import FallbackConfig  # noqa: E402
-from edgeswin.fallback import FallbackPolicy, Readings  # noqa: E402
+from edgeswin.govern.fallback import FallbackPolicy, Readings  # noqa: E402
 
 STEP_S, LENGTH_S = 2.0, 2800.0
 R_C_PER_W, TAU_S = 3.0, 90.0

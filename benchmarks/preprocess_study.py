@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from edgeswin.engine import open_engine  # noqa: E402
-from edgeswin.preprocess import Preprocessor, shrink_area  # noqa: E402
+from edgeswin.prepare.preprocess import Preprocessor, shrink_area  # noqa: E402
 from edgeswin.scenes import random_scene  # noqa: E402
 
 

@@ -27,8 +27,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edgeswin.bench import LocalBroker  # noqa: E402
-from edgeswin.demo_assets import VideoSpec, make_video  # noqa: E402
+from edgeswin.demo.assets import VideoSpec, make_video  # noqa: E402
+from edgeswin.tools.bench import LocalBroker  # noqa: E402
 
 
 class Counter:

@@ -12,7 +12,7 @@ from pathlib import Path
 from . import __version__
 from .config import load_config
 from .errors import ConfigError, EdgeswinError
-from .service import setup_logging
+from .service.notify import setup_logging
 
 log = logging.getLogger("edgeswin")
 LOG_LEVELS = ["debug", "info", "warning", "error"]
@@ -29,8 +29,8 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .model_store import ModelStore, sha256_of
-    from .rung_plan import plan_rung
+    from .rollout.rung_plan import plan_rung
+    from .rollout.store import ModelStore, sha256_of
 
     config = load_config(args.config)
     device = config.device
@@ -52,17 +52,17 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .pipeline import Daemon
+    from .daemon import Daemon
     return Daemon(load_config(args.config)).run()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo.live import run_demo
     return run_demo(args.config, args.seconds, args.prepare)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from .control import ask
+    from .service.control import ask
     request: dict = {"command": "rollback"}
     if args.rung is not None:
         request["rung"] = args.rung
@@ -91,9 +91,9 @@ def _state_dir(config_dir: Path) -> str:
 
 
 def cmd_fallback_sim(args: argparse.Namespace) -> int:
+    from .classify.schedule import governed_fps
     from .config import FallbackConfig, dla_twins
-    from .schedule import governed_fps
-    from .tools import simulate
+    from .tools.probe import simulate
 
     options: dict = {}
     if args.config:
@@ -115,7 +115,7 @@ def cmd_fallback_sim(args: argparse.Namespace) -> int:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    from .tools import grab_snapshot
+    from .tools.probe import grab_snapshot
     print("\n".join(grab_snapshot(args.config, args.camera, args.output)))
     return 0
 
@@ -135,8 +135,8 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import json
 
-    from .bench import bench_video, run_bench
-    from .tools import default_demo_model
+    from .tools.bench import bench_video, run_bench
+    from .tools.probe import default_demo_model
 
     model = args.model or default_demo_model()
     if model is None:
@@ -153,7 +153,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     video = video.resolve()
     model = model.resolve()
     if args.engine_ms:
-        from .bench import run_engine_sweep
+        from .tools.bench import run_engine_sweep
         try:
             costs = [float(x) for x in args.engine_ms.split(",")]
         except ValueError:
@@ -212,7 +212,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from .tools import default_demo_model, demo_model_places, probe, selftest
+    from .tools.probe import default_demo_model, demo_model_places, probe, selftest
     if not args.selftest:
         print("\n".join(probe(args.config)))
         return 0

@@ -1,7 +1,7 @@
 """Procedural demo scenes: one large shape (or none) over a textured background.
 
 Hands on BGR uint8 images and their labels. The same code makes the demo model's training
-data (`models/train_demo.py`) and the demo video (`edgeswin.demo_assets`), so the model sees
+data (`models/train_demo.py`) and the demo video (`edgeswin.demo.assets`), so the model sees
 at run time what it learned from. Deterministic for a given `numpy.random.Generator` seed.
 Only numpy and OpenCV: the daemon side never needs torch.
 """

@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO / "models"))
 from resolution_study import checkpoint  # noqa: E402
 
 from edgeswin.engine import open_engine  # noqa: E402
-from edgeswin.preprocess import Preprocessor  # noqa: E402
+from edgeswin.prepare.preprocess import Preprocessor  # noqa: E402
 from edgeswin.scenes import random_scene  # noqa: E402
 from edgeswin.toolchain.export import export  # noqa: E402
 

@@ -12,7 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edgeswin.demo_assets import make_image_folder  # noqa: E402
+from edgeswin.demo.assets import make_image_folder  # noqa: E402
 from edgeswin.errors import EdgeswinError  # noqa: E402
 from edgeswin.toolchain.quantize import DEFAULT_OPS, quantize  # noqa: E402
 

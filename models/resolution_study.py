@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO / "models"))
 
 from checkpoint_from_onnx import write_checkpoint  # noqa: E402
 
-from edgeswin.demo_assets import make_image_folder  # noqa: E402
+from edgeswin.demo.assets import make_image_folder  # noqa: E402
 from edgeswin.engine import open_engine  # noqa: E402
 from edgeswin.toolchain.export import export  # noqa: E402
 from edgeswin.toolchain.quantize import quantize  # noqa: E402

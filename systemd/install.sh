@@ -217,7 +217,7 @@ from pathlib import Path
 
 import pycuda.driver as cuda
 
-from edgeswin.preprocess_cuda import kernel_module
+from edgeswin.prepare.preprocess_cuda import kernel_module
 
 cuda.init()
 context = cuda.Device(0).retain_primary_context()

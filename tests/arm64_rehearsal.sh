@@ -148,8 +148,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from edgeswin.demo import Scoreboard
-from edgeswin.demo_assets import read_ground_truth
+from edgeswin.demo.live import Scoreboard
+from edgeswin.demo.assets import read_ground_truth
 
 port, clip = int(sys.argv[1]), Path(sys.argv[2])
 board, got = Scoreboard({"demo-clip": read_ground_truth(clip)}), []

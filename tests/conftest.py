@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
-from edgeswin.demo_assets import VideoSpec, make_video
+from edgeswin.demo.assets import VideoSpec, make_video
 
 from .streams import free_port
 

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgeswin.engine import open_engine
 from edgeswin.errors import ModelError
-from edgeswin.preprocess import Preprocessor
+from edgeswin.prepare.preprocess import Preprocessor
 from edgeswin.scenes import random_scene
 
 from .conftest import FAKE_CUDA, FAKE_TRT, PRIMARY, REPO, Subscriber

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgeswin.config import load_config
+from edgeswin.daemon import Daemon
 from edgeswin.errors import ConfigError
-from edgeswin.pipeline import Daemon
 
 from .conftest import PRIMARY, REPO, SMALL, Broker, free_port
 

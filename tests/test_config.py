@@ -121,7 +121,7 @@ def test_check_command_accepts_the_demo_config():
 def test_opencv_threads_is_set_by_the_daemon_and_checked(tmp_path):
     import cv2
 
-    from edgeswin.pipeline import Daemon
+    from edgeswin.daemon import Daemon
 
     before = cv2.getNumThreads()
     state = f"state_dir: {tmp_path / 'state'}\n"

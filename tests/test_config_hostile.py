@@ -14,7 +14,7 @@ import pytest
 
 from edgeswin.config import MAX_FILE_BYTES, load_config
 from edgeswin.errors import ConfigError
-from edgeswin.homeassistant import device_configs
+from edgeswin.publish.homeassistant import device_configs
 
 from .conftest import REPO
 from .test_config import DEVICE, issues_of, make
@@ -171,7 +171,7 @@ def test_check_accepts_only_what_run_can_start(tmp_path):
             accepted.append((key, value, config))
     # What was accepted must make a Publisher (its constructor is where run broke before),
     # and paho must take a publish to the longest topic (where the sender thread died).
-    from edgeswin.publish import Publisher
+    from edgeswin.publish.mqtt import Publisher
     for _key, _value, config in accepted:
         publisher = Publisher(config.device.mqtt, config.device.topic_root,
                               config.device.mqtt.client_id or f"edgeswin-{config.device.device_id}")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgeswin.config import load_config
-from edgeswin.credentials import redact, with_credentials
+from edgeswin.config.credentials import redact, with_credentials
 from edgeswin.errors import ConfigError
 
 from .conftest import write_config
@@ -87,7 +87,7 @@ def test_a_camera_password_from_a_file_opens_the_stream_and_is_never_said(
 def test_log_lines_and_tracebacks_are_masked(capsys):
     import logging
 
-    from edgeswin.service import setup_logging
+    from edgeswin.service.notify import setup_logging
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     setup_logging("info")  # what the daemon installs

@@ -13,7 +13,7 @@ from datetime import datetime
 
 import pytest
 
-from edgeswin.outbox import Outbox
+from edgeswin.publish.outbox import Outbox
 
 from .conftest import Broker, Subscriber, write_config
 

@@ -12,7 +12,7 @@ import time
 import jsonschema
 import pytest
 
-from edgeswin.demo_assets import labels_path, read_ground_truth
+from edgeswin.demo.assets import labels_path, read_ground_truth
 from edgeswin.scenes import LABELS
 
 from .conftest import PRIMARY, REPO, SMALL, write_config

@@ -14,7 +14,7 @@ import pytest
 
 from edgeswin.engine import open_engine, read_model_info
 from edgeswin.errors import EdgeswinError
-from edgeswin.preprocess import Preprocessor
+from edgeswin.prepare.preprocess import Preprocessor
 from edgeswin.scenes import random_scene
 
 from .conftest import REPO, SMALL
@@ -173,7 +173,7 @@ def test_export_command_reports_and_refuses_bad_input(tmp_path):
 
 
 def test_the_daemon_never_imports_torch():
-    code = ("import sys, edgeswin.cli, edgeswin.pipeline, edgeswin.engine.ort, "
+    code = ("import sys, edgeswin.cli, edgeswin.daemon, edgeswin.engine.ort, "
             "edgeswin.toolchain.quantize, edgeswin.toolchain.evaluate; "
             "bad = [m for m in ('torch', 'torchvision', 'timm') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from edgeswin.config import FallbackConfig
-from edgeswin.fallback import FallbackPolicy, Readings
-from edgeswin.sensors import ThermalSensor
+from edgeswin.govern.fallback import FallbackPolicy, Readings
+from edgeswin.govern.sensors import ThermalSensor
 
 CFG = FallbackConfig(degrade_above_c=85, recover_below_c=75, hold_s=5, cooldown_s=30,
                      min_dwell_s=10, latency_budget_ms=50, latency_retry_s=300)
@@ -231,7 +231,7 @@ def test_fallback_sim_replays_the_bundled_jetson_trace():
 
 
 def test_probe_lists_zones_and_marks_the_selected(tmp_path):
-    from edgeswin.tools import probe
+    from edgeswin.tools.probe import probe
 
     _zone(tmp_path, 0, "TJ-therm", "48000", [("passive", "99000"), ("critical", "105000")])
     _zone(tmp_path, 1, "PMIC-Die", "100000")

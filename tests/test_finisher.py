@@ -13,9 +13,9 @@ import time
 
 import pytest
 
+from edgeswin.classify.finisher import THREAD_NAME, Finisher, HandOffPolicy
 from edgeswin.config import load_config
-from edgeswin.finisher import THREAD_NAME, Finisher, HandOffPolicy
-from edgeswin.pipeline import Daemon
+from edgeswin.daemon import Daemon
 
 from .conftest import PRIMARY, write_config
 

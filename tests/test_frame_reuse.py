@@ -8,7 +8,7 @@ import weakref
 
 import numpy as np
 
-from edgeswin.camera import Capture
+from edgeswin.capture.camera import Capture
 from edgeswin.config import CameraConfig
 
 

@@ -12,7 +12,7 @@ from datetime import datetime
 import jsonschema
 import pytest
 
-from edgeswin.demo_assets import read_ground_truth
+from edgeswin.demo.assets import read_ground_truth
 
 from .conftest import REPO, write_config
 from .streams import free_port
@@ -133,7 +133,7 @@ def test_the_dla_lever_moves_the_primary_to_its_dla_build_before_the_rung_lever(
     import threading
 
     from edgeswin.config import load_config
-    from edgeswin.pipeline import Daemon
+    from edgeswin.daemon import Daemon
 
     from .conftest import PRIMARY, SMALL
     zone = tmp_path / "thermal" / "thermal_zone0"

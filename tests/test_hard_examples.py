@@ -11,12 +11,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from edgeswin.classify.schedule import region_runtimes
 from edgeswin.config import CameraConfig, HardExamplesConfig
-from edgeswin.hard_examples import HardExamples
+from edgeswin.publish.hard_examples import HardExamples
+from edgeswin.publish.snapshot import ImageStore
+from edgeswin.publish.stats import CameraStats
 from edgeswin.records import Frame
-from edgeswin.schedule import region_runtimes
-from edgeswin.snapshot import ImageStore
-from edgeswin.stats import CameraStats
 
 from .conftest import PRIMARY, REPO, write_config
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeswin.demo import Scoreboard
-from edgeswin.demo_assets import read_ground_truth
+from edgeswin.demo.assets import read_ground_truth
+from edgeswin.demo.live import Scoreboard
 
 from .conftest import REPO, Subscriber
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
+from edgeswin.classify.schedule import governed_fps
 from edgeswin.config import CameraConfig, FallbackConfig, dla_twins
 from edgeswin.errors import ConfigError
-from edgeswin.fallback import FallbackPolicy, Readings
-from edgeswin.schedule import governed_fps
+from edgeswin.govern.fallback import FallbackPolicy, Readings
 
 from .conftest import PRIMARY, SMALL, write_config
 

@@ -210,7 +210,7 @@ def test_the_demo_config_is_found_from_any_directory(tmp_path):
     assert bad.returncode == 1 and "stats_interval_s" in bad.stderr
     assert not (tmp_path / "videos").exists()
     # without -c, from another directory: the bundled config, found from the package
-    from edgeswin.demo import default_demo_config
+    from edgeswin.demo.live import default_demo_config
     assert default_demo_config() == REPO / "configs" / "demo"
     assert time.monotonic() - started < 600
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from edgeswin.outbox import Outbox
+from edgeswin.publish.outbox import Outbox
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def test_a_full_disk_degrades_the_outbox_then_it_recovers(small_disk):
 
 
 def test_an_outbox_that_could_not_open_opens_later(tmp_path, monkeypatch):
-    import edgeswin.outbox as outbox_module
+    import edgeswin.publish.outbox as outbox_module
     state = tmp_path / "state"
     state.write_text("a file where the state directory should be")
     box = Outbox(state / "outbox.sqlite3", 1_000_000)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeswin.nvpmodel import Mode, PowerModes, query, read_modes
-from edgeswin.power import EnergyMeter, PowerSensor, discover_rails
+from edgeswin.govern.nvpmodel import Mode, PowerModes, query, read_modes
+from edgeswin.govern.power import EnergyMeter, PowerSensor, discover_rails
 
 from .conftest import REPO
 
@@ -187,7 +187,7 @@ def test_the_helper_units_verify(tmp_path):
 
 
 def test_probe_shows_rails_gpu_and_modes(tmp_path, nvpmodel):
-    from edgeswin.tools import probe
+    from edgeswin.tools.probe import probe
 
     from .conftest import write_config
 
@@ -207,7 +207,7 @@ def test_probe_shows_rails_gpu_and_modes(tmp_path, nvpmodel):
 
 def test_a_run_that_stops_with_the_power_mode_lowered_restores_it(nvpmodel, tmp_path, caplog):
     from edgeswin.config import load_config
-    from edgeswin.governor import Governor
+    from edgeswin.govern.governor import Governor
 
     from .conftest import write_config
 

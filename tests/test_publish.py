@@ -14,8 +14,8 @@ import time
 import pytest
 
 from edgeswin.config import MqttConfig
-from edgeswin.outbox import Outbox
-from edgeswin.publish import Message, Publisher
+from edgeswin.publish.mqtt import Message, Publisher
+from edgeswin.publish.outbox import Outbox
 
 from .conftest import REPO, Subscriber, write_config
 
@@ -129,7 +129,7 @@ def test_two_clients_with_one_id_are_named_as_the_cause(tmp_path, broker):
         records: list[str] = []
         handler = logging.Handler()
         handler.emit = lambda record: records.append(record.getMessage())
-        logging.getLogger("edgeswin.publish").addHandler(handler)
+        logging.getLogger("edgeswin.publish.mqtt").addHandler(handler)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not any("client id" in r for r in records):
             time.sleep(0.2)
@@ -142,7 +142,7 @@ def test_two_clients_with_one_id_are_named_as_the_cause(tmp_path, broker):
 
 
 def test_the_packet_size_guard_needs_two_drops_after_the_same_large_message():
-    from edgeswin.packet_limit import PacketSizeGuard
+    from edgeswin.publish.packet_limit import PacketSizeGuard
     guard = PacketSizeGuard()
     guard.sent("t/state", 200, 0.0)
     guard.sent("t/stats", 5000, 10.0)  # went through: the link stayed up past the window
@@ -162,7 +162,7 @@ def test_the_packet_size_guard_needs_two_drops_after_the_same_large_message():
 
 
 def test_the_packet_size_guard_acquits_restarts_and_ordinary_sizes():
-    from edgeswin.packet_limit import PacketSizeGuard
+    from edgeswin.publish.packet_limit import PacketSizeGuard
     restarts = PacketSizeGuard()
     for t in (0.0, 10.0, 20.0):
         restarts.sent("t/stats", 5000, t)
@@ -286,7 +286,7 @@ def test_a_message_over_the_brokers_packet_limit_is_named_and_no_reconnect_loop(
     records: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: records.append(record.getMessage())
-    logging.getLogger("edgeswin.publish").addHandler(handler)
+    logging.getLogger("edgeswin.publish.mqtt").addHandler(handler)
     sub = Subscriber(broker.port, "t/#")
     pub = publisher(broker, tmp_path, reconnect_max_s=1)
     connects = []
@@ -317,7 +317,7 @@ def test_a_message_over_the_brokers_packet_limit_is_named_and_no_reconnect_loop(
         assert any("not sending t/stats (6014 bytes)" in r for r in records), records
         assert not any("another client" in r for r in records), "not a client-id clash"
     finally:
-        logging.getLogger("edgeswin.publish").removeHandler(handler)
+        logging.getLogger("edgeswin.publish.mqtt").removeHandler(handler)
         pub.stop([])
         sub.close()
         broker.stop()

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from edgeswin.config import load_config
-from edgeswin.demo_assets import read_ground_truth
+from edgeswin.demo.assets import read_ground_truth
 from edgeswin.errors import ConfigError
-from edgeswin.preprocess import crop
+from edgeswin.prepare.preprocess import crop
 
 from .conftest import REPO, write_config
 
@@ -95,10 +95,10 @@ def test_regions_take_fair_turns_at_their_own_rates():
     four turns for each of a 1/s region's, and two fps-0 regions alternate."""
     from types import SimpleNamespace
 
+    from edgeswin.classify.schedule import next_job, region_runtimes, served
     from edgeswin.config import CameraConfig
+    from edgeswin.publish.stats import CameraStats
     from edgeswin.records import Frame
-    from edgeswin.schedule import next_job, region_runtimes, served
-    from edgeswin.stats import CameraStats
 
     cfg = CameraConfig(name="c", source="rtsp://cam/stream", fps=4, regions=[
         {"name": "fast", "box": [0, 0, 0.5, 1]},

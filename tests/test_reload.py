@@ -104,10 +104,10 @@ def test_a_reload_plan_keeps_what_is_unchanged_and_restarts_what_changed(tmp_pat
     camera's regions keep their seq when they keep their name."""
     from types import SimpleNamespace
 
+    from edgeswin.classify.schedule import region_runtimes
     from edgeswin.config import load_config
-    from edgeswin.reload import carry_counters, plan_reload
-    from edgeswin.schedule import region_runtimes
-    from edgeswin.stats import CameraStats
+    from edgeswin.publish.stats import CameraStats
+    from edgeswin.service.reload import carry_counters, plan_reload
 
     def camera(source, **extra):
         return {"source": str(source), "fps": 2, **extra}

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from edgeswin.config import DeviceConfig, RolloutConfig
-from edgeswin.demo_assets import VideoSpec, make_image_folder, make_video
-from edgeswin.reload import device_changes
-from edgeswin.rollout import Comparison, verdict, watch_verdict
+from edgeswin.demo.assets import VideoSpec, make_image_folder, make_video
+from edgeswin.rollout.gate import Comparison, verdict, watch_verdict
+from edgeswin.service.reload import device_changes
 
 from .conftest import PRIMARY, REPO, SMALL, Subscriber, write_config
 from .model_variants import median_ms, random_weights, reexported, relabelled
@@ -504,7 +504,7 @@ def test_a_tensorrt_rung_rolls_out_through_a_build_and_an_engine_error_rolls_it_
     import threading
 
     from edgeswin.config import load_config
-    from edgeswin.pipeline import Daemon
+    from edgeswin.daemon import Daemon
     tensorrt, _ = trt
     cfg, model = _setup(tmp_path, broker.port, long_video, {"min_frames": 10, "watch_s": 120,
                                                              "max_latency_ratio": 4})
@@ -553,7 +553,7 @@ def test_a_rung_built_in_the_background_is_recorded_so_rollout_and_rollback_surv
     import threading
 
     from edgeswin.config import load_config
-    from edgeswin.pipeline import Daemon
+    from edgeswin.daemon import Daemon
     tensorrt, _ = trt
     monkeypatch.setattr(tensorrt, "BUILD_STEP_S", 0.3)  # the small rung serves first
     served = tmp_path / "models" / "served.onnx"  # what _setup writes
@@ -679,8 +679,8 @@ def test_an_identical_model_is_never_rejected_on_a_busy_machine_and_a_slow_one_a
 
     from edgeswin.config import EngineRung
     from edgeswin.engine import open_engine
-    from edgeswin.ladder import activate
-    from edgeswin.model_rollout import compare_on
+    from edgeswin.engine.ladder import activate
+    from edgeswin.rollout.rollouts import compare_on
     from edgeswin.scenes import random_scene
 
     from .slow_model import slowed_copy

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from edgeswin.camera import open_capture
+from edgeswin.capture.camera import open_capture
+from edgeswin.capture.gst_pipeline import decode_width, flavour, quote, rtsp_pipeline
+from edgeswin.capture.stream_open import MAX_STUCK, unreachable
 from edgeswin.config import CameraConfig, load_config, opencv_has_gstreamer, parse_source
-from edgeswin.demo_assets import read_ground_truth
+from edgeswin.demo.assets import read_ground_truth
 from edgeswin.errors import ConfigError
-from edgeswin.gst_pipeline import decode_width, flavour, quote, rtsp_pipeline
-from edgeswin.stream_open import MAX_STUCK, unreachable
 
 from .conftest import write_config
 from .rtsp_server import RtspCamera, available, h264_copy

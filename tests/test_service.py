@@ -171,7 +171,7 @@ def test_watchdog_pings_stop_when_the_inference_worker_hangs(tmp_path, broker, v
 
 @pytest.mark.parametrize("library", [False, True], ids=["plain-datagram", "systemd-python"])
 def test_notifier_speaks_the_protocol_to_abstract_sockets(library, monkeypatch):
-    from edgeswin.service import Notifier
+    from edgeswin.service.notify import Notifier
 
     if library:
         pytest.importorskip("systemd.daemon")

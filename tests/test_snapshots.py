@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeswin.snapshot import ImageStore
+from edgeswin.publish.snapshot import ImageStore
 
 from .conftest import Subscriber, write_config
 from .test_regions import side_by_side  # noqa: F401 (fixture)
@@ -95,11 +95,11 @@ def test_regions_that_change_inside_one_interval_each_get_their_crop(tmp_path):
     import time
     from types import SimpleNamespace
 
+    from edgeswin.classify.schedule import region_runtimes
     from edgeswin.config import CameraConfig, SnapshotConfig
+    from edgeswin.publish.snapshot import Snapshots
+    from edgeswin.publish.stats import CameraStats
     from edgeswin.records import Frame
-    from edgeswin.schedule import region_runtimes
-    from edgeswin.snapshot import Snapshots
-    from edgeswin.stats import CameraStats
 
     cfg = CameraConfig(name="c", source="rtsp://cam/stream", regions=[
         {"name": "left", "box": [0, 0, 0.5, 1]}, {"name": "right", "box": [0.5, 0, 1, 1]}])

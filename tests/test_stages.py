@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
+from edgeswin.classify.postprocess import UNKNOWN, CameraPostprocessor, PublishGate, softmax
 from edgeswin.config import CameraConfig
 from edgeswin.engine import open_engine, read_model_info
 from edgeswin.errors import ModelError
-from edgeswin.postprocess import UNKNOWN, CameraPostprocessor, PublishGate, softmax
-from edgeswin.preprocess import Preprocessor, shrink_area
+from edgeswin.prepare.preprocess import Preprocessor, shrink_area
 from edgeswin.records import InputSpec
 from edgeswin.scenes import LABELS, random_scene
 

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from edgeswin.config import load_config
+from edgeswin.daemon import Daemon
 from edgeswin.engine import open_engine
-from edgeswin.pipeline import Daemon
 
 from .conftest import FAKE_CUDA, FAKE_TRT, PRIMARY, REPO, SMALL, Subscriber, write_config
 from .test_build import copy_primary

@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeswin.demo_assets import make_image_folder
+from edgeswin.demo.assets import make_image_folder
 from edgeswin.errors import EdgeswinError
 from edgeswin.toolchain.evaluate import evaluate
 from edgeswin.toolchain.quantize import qdq_violations, quantize

@@ -15,7 +15,7 @@ import pytest
 
 from edgeswin.engine import open_engine
 from edgeswin.errors import BackendUnavailable, ModelError
-from edgeswin.preprocess import Preprocessor
+from edgeswin.prepare.preprocess import Preprocessor
 from edgeswin.scenes import random_scene
 
 from .conftest import FAKE_CUDA, FAKE_TRT, PRIMARY, REPO, write_config
@@ -201,8 +201,8 @@ def test_daemon_serves_a_tensorrt_rung_like_any_other(tmp_path, trt, broker, sub
                                                       daemon_factory, preprocess):
     """One camera prepared ahead by its capture thread (fps 0), one on the inference thread
     (fps 5); with GPU preprocessing both go through the kernel and answer like the CPU."""
-    from edgeswin.demo_assets import read_ground_truth
-    from edgeswin.preprocess_cuda import cached_kernel_path
+    from edgeswin.demo.assets import read_ground_truth
+    from edgeswin.prepare.preprocess_cuda import cached_kernel_path
 
     tensorrt, _ = trt
     engine_path = plan(tmp_path, tensorrt, input_dtype="HALF", output_dtype="HALF")
@@ -258,8 +258,8 @@ def test_gpu_preprocessing_without_a_compiler_or_cached_kernel_falls_back_to_the
     """No nvcc (the unit's PATH, a device without the CUDA toolkit) and no cached cubin: the
     rung serves with CPU preprocessing and says why, instead of being lost."""
     from edgeswin.config import EngineRung
-    from edgeswin.ladder import activate
-    from edgeswin.preprocess import Preprocessor
+    from edgeswin.engine.ladder import activate
+    from edgeswin.prepare.preprocess import Preprocessor
 
     tensorrt, _ = trt
     monkeypatch.setenv("PATH", str(tmp_path / "no-cuda-here"))  # the unit's PATH, no nvcc
@@ -277,8 +277,8 @@ def gpu_rung(tmp_path, tensorrt, **plan_kw):
     """An engine rung with GPU preprocessing, its kernel already compiled for the fake Orin
     (what the install or a first start with nvcc leaves in the state dir)."""
     from edgeswin.config import EngineRung
-    from edgeswin.ladder import activate
-    from edgeswin.preprocess_cuda import cached_kernel_path
+    from edgeswin.engine.ladder import activate
+    from edgeswin.prepare.preprocess_cuda import cached_kernel_path
 
     kernels = tmp_path / "kernels"
     kernels.mkdir(exist_ok=True)
@@ -295,7 +295,7 @@ def test_gpu_preprocessing_runs_on_the_preparing_threads_stream_and_inference_wa
     DeviceInput at once; the engine's stream waits for it on the GPU. The double runs queued
     work only when a stream is synchronised, so an engine that did not wait would read
     garbage. On a shared-memory GPU the kernel reads the mapped staging buffer (no copy)."""
-    from edgeswin.preprocess_cuda import DeviceInput
+    from edgeswin.prepare.preprocess_cuda import DeviceInput
 
     tensorrt, cuda = trt
     monkeypatch.setattr(cuda, "INTEGRATED", integrated)
@@ -374,7 +374,7 @@ def test_each_frame_size_goes_the_way_that_costs_less_and_a_busy_host_does_not_m
     smaller than the input always go the CPU way (the kernel only shrinks)."""
     import logging
 
-    from edgeswin.preprocess_cuda import ChoosePerSize, DeviceInput
+    from edgeswin.prepare.preprocess_cuda import ChoosePerSize, DeviceInput
 
     caplog.set_level(logging.INFO, logger="edgeswin")
     tensorrt, _ = trt
@@ -434,8 +434,8 @@ def test_the_kernel_is_compiled_once_and_later_starts_need_no_compiler(tmp_path,
     """With nvcc on PATH (install time, or a first start on a machine with the toolkit) the
     cubin is compiled for this GPU and kept; a start without nvcc then loads it."""
     from edgeswin.config import EngineRung
-    from edgeswin.ladder import activate
-    from edgeswin.preprocess_cuda import ChoosePerSize, cached_kernel_path
+    from edgeswin.engine.ladder import activate
+    from edgeswin.prepare.preprocess_cuda import ChoosePerSize, cached_kernel_path
 
     tensorrt, _ = trt
     tools = tmp_path / "cuda-bin"
@@ -461,7 +461,7 @@ def test_the_kernel_compiles_for_orin_and_thor_with_a_real_nvcc(tmp_path):
     import shutil
     import subprocess
 
-    from edgeswin.preprocess_cuda import KERNEL
+    from edgeswin.prepare.preprocess_cuda import KERNEL
 
     nvcc = shutil.which("nvcc")
     version = subprocess.run([nvcc, "--version"], capture_output=True, text=True) if nvcc else None

@@ -128,7 +128,7 @@ class EngineCache:
 def agreement(engine, reference, images: list[np.ndarray]) -> tuple[float, float]:
     """Share of images with the same top-1 through both engines, and the largest score diff.
     Each engine gets the input its own spec asks for (e.g. FP16 I/O)."""
-    from ..preprocess import Preprocessor
+    from ..prepare.preprocess import Preprocessor
 
     ours, theirs = Preprocessor(engine.info.input), Preprocessor(reference.info.input)
     same, worst = 0, 0.0

@@ -91,7 +91,7 @@ def parity(onnx: Path, converted: bytes) -> tuple[float, float]:
     Runtime on rendered scenes (the same generator the demo models and the self-test use)."""
     import onnxruntime as ort
 
-    from ..preprocess import Preprocessor
+    from ..prepare.preprocess import Preprocessor
     from ..scenes import random_scene
 
     options = ort.SessionOptions()

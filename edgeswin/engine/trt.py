@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BackendUnavailable, EdgeswinError, ModelError
-from ..preprocess_cuda import free_pinned
+from ..prepare.preprocess_cuda import free_pinned
 from ..records import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ class TrtEngine:
         """A CudaPreprocessor in this engine's context (its kernel compiled once, cached in
         `kernel_dir`), freed with the engine. KernelUnavailable when there is neither a cached
         kernel nor a compiler."""
-        from ..preprocess_cuda import CudaPreprocessor
+        from ..prepare.preprocess_cuda import CudaPreprocessor
 
         self._ctx.push()
         try:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..engine import open_engine
 from ..errors import EdgeswinError
-from ..preprocess import Preprocessor
+from ..prepare.preprocess import Preprocessor
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 

@@ -22,7 +22,7 @@ import numpy as np
 from ..engine import read_model_info, sidecar_path
 from ..engine.build import sha256, write_atomic
 from ..errors import EdgeswinError
-from ..preprocess import Preprocessor
+from ..prepare.preprocess import Preprocessor
 from ..records import InputSpec
 
 TORCHVISION = ("swin_t", "swin_s", "swin_b", "swin_v2_t", "swin_v2_s", "swin_v2_b")

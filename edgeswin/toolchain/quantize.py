@@ -20,7 +20,7 @@ import numpy as np
 from ..engine import read_model_info, sidecar_path
 from ..engine.build import write_atomic
 from ..errors import EdgeswinError
-from ..preprocess import Preprocessor
+from ..prepare.preprocess import Preprocessor
 from .evaluate import Evaluation, evaluate, labelled_images, read_image
 
 log = logging.getLogger(__name__)

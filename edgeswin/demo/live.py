@@ -1,0 +1,186 @@
+"""`edgeswin demo`: the daemon on bundled assets, with a live view and a closing summary.
+
+Generates missing demo videos (with ground truth) where the demo config's cameras expect
+them, runs the real daemon on `configs/demo` (ONNX Runtime, the bundled Swin models, the
+broker on localhost:1883), prints one line per camera every second and a paragraph at the end,
+including agreement with the ground truth. The config is found from the package, so the demo
+runs from any directory; everything else the config needs is checked before a video is made.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import TextIO
+
+from ..config import CAMERA_DIR, CAMERA_SUFFIXES, load_config, read_config_file
+from ..daemon import Daemon
+from ..errors import ConfigError, EdgeswinError
+from ..tools.probe import install_bases
+from .assets import VideoSpec, ensure_video, read_ground_truth
+
+DEMO_VIDEOS = {"lobby": 11, "yard": 23}  # camera -> seed
+# Frames this close to a label change are not scored: the newest frame may straddle it.
+TRANSITION_GUARD = 3
+
+
+def demo_config_places() -> list[Path]:
+    return [base / "configs" / "demo" for base in install_bases()]
+
+
+def default_demo_config() -> Path:
+    found = next((p for p in demo_config_places() if (p / "edgeswin.yaml").is_file()), None)
+    if found is None:
+        raise EdgeswinError("no demo config in " + ", ".join(map(str, demo_config_places()))
+                            + ": pass -c DIR")
+    return found
+
+
+def demo_videos(config_dir: Path) -> dict[Path, int]:
+    """The demo videos the config's cameras play, where they expect them -> seed."""
+    videos = {}
+    for path in sorted((config_dir / CAMERA_DIR).glob("*")):
+        if path.suffix not in CAMERA_SUFFIXES or path.stem not in DEMO_VIDEOS:
+            continue
+        raw = read_config_file(path)  # bounded as load_config reads it, which says what is wrong
+        source = raw.get("source") if isinstance(raw, dict) else None
+        if isinstance(source, str) and source.endswith(".mp4"):
+            video = Path(os.path.expanduser(source))
+            videos[(path.parent / video).resolve()] = DEMO_VIDEOS[path.stem]
+    return videos
+
+
+def prepare(config_dir: Path, seconds: float):
+    """The loaded config, after making the videos it lacks: a problem other than a missing
+    demo video is raised before anything is generated."""
+    videos = demo_videos(config_dir)
+    try:
+        return load_config(config_dir)
+    except ConfigError as exc:
+        missing = {str(v) for v in videos if not v.is_file()}
+        if not missing or any(not any(m in i.message for m in missing) for i in exc.issues):
+            raise
+    for video, seed in videos.items():
+        try:
+            video.parent.mkdir(parents=True, exist_ok=True)
+            ensure_video(video, VideoSpec(seconds=seconds, seed=seed))
+        except OSError as exc:
+            raise EdgeswinError(f"cannot write the demo video {video}: {exc.strerror} (run the "
+                                "demo as a user who can, or pass -c a copy of configs/demo "
+                                "in a folder of yours)") from None
+    return load_config(config_dir)
+
+
+class Scoreboard:
+    """Compares each classification with the source's ground truth, away from transitions."""
+
+    def __init__(self, truths: dict[str, list[str]]):
+        self.truths = truths
+        self.hits: dict[str, int] = defaultdict(int)
+        self.scored: dict[str, int] = defaultdict(int)
+
+    def __call__(self, payload: dict) -> None:
+        truth = self.truths.get(payload["camera"])
+        i = payload["frame_index"]
+        if not truth or i >= len(truth):
+            return
+        window = truth[max(0, i - TRANSITION_GUARD):i + TRANSITION_GUARD + 1]
+        if any(label != truth[i] for label in window):
+            return
+        self.scored[payload["camera"]] += 1
+        self.hits[payload["camera"]] += int(payload["label"] == truth[i])
+
+    def agreement(self, camera: str) -> float | None:
+        n = self.scored.get(camera, 0)
+        return self.hits[camera] / n if n else None
+
+
+class LiveView:
+    """One line per camera, redrawn in place on a terminal, every few seconds otherwise."""
+
+    def __init__(self, daemon: Daemon, out: TextIO = sys.stdout):
+        self.daemon = daemon
+        self.out = out
+        self.tty = out.isatty()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="liveview", daemon=True)
+        self._drawn = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+    def lines(self) -> list[str]:
+        stats = self.daemon.stats()
+        mqtt = "connected" if stats["mqtt"]["connected"] else "not connected (retrying)"
+        rows = [f"engine {stats['engine']} (rung {stats['rung']})  mqtt {mqtt}  "
+                f"up {stats['uptime_s']:.0f}s"]
+        for name, cam in stats["cameras"].items():
+            label = cam["label"] or "-"
+            rows.append(f"  {name:<10} {cam['state']:<8} {cam['fps']:5.1f} fps  "
+                        f"{label:<9} {cam['score']:.2f}  infer {cam['infer_ms_p50'] or 0:5.1f} ms"
+                        f"  capture->publish {cam['capture_to_publish_ms_p50'] or 0:5.1f} ms")
+        return rows
+
+    def _run(self) -> None:
+        period = 1.0 if self.tty else 5.0
+        while not self._stop.wait(period):
+            rows = self.lines()
+            if self.tty and self._drawn:
+                self.out.write(f"\x1b[{self._drawn}F")
+            self.out.write("".join(f"{r}\x1b[K\n" if self.tty else f"{r}\n" for r in rows))
+            self.out.flush()
+            self._drawn = len(rows)
+
+
+def summary(daemon: Daemon, board: Scoreboard, seconds: float) -> str:
+    stats = daemon.stats()
+    parts = []
+    for name, cam in stats["cameras"].items():
+        agree = board.agreement(name)
+        agree_text = f", {agree:.1%} agreement with ground truth" if agree is not None else ""
+        parts.append(f"{name}: {cam['classified']} frames classified at {cam['fps']:.1f}/s "
+                     f"({cam['skipped']} newer frames skipped by design), infer p50 "
+                     f"{cam['infer_ms_p50']} ms / p95 {cam['infer_ms_p95']} ms, "
+                     f"capture-to-publish p50 {cam['capture_to_publish_ms_p50']} ms"
+                     f"{agree_text}")
+    mqtt = stats["mqtt"]
+    broker = (f"{mqtt['sent']} messages handed to the broker"
+              if mqtt["sent"] else "no broker answered, nothing was published")
+    return (f"Demo finished after {seconds:.1f}s ({daemon.stop_reason}) on engine "
+            f"{stats['engine']} (rung {stats['rung']}): " + "; ".join(parts) + f". {broker}.")
+
+
+def run_demo(config_dir: Path | None, seconds: float, prepare_only: bool = False) -> int:
+    config = prepare(config_dir or default_demo_config(), seconds)
+    if prepare_only:
+        print(f"{config.directory}: OK: demo videos ready")
+        return 0
+    state = Path(config.device.state_dir)
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgeswinError(f"cannot make the demo's state_dir {state}: {exc.strerror}") from None
+    truths = {}
+    for entry in config.cameras:
+        if entry.source.kind == "file":
+            truths[entry.config.name] = read_ground_truth(Path(str(entry.source.target)))
+    daemon = Daemon(config)
+    board = Scoreboard(truths)
+    daemon.listeners.append(board)
+    view = LiveView(daemon)
+    view.start()
+    t0 = time.monotonic()
+    try:
+        code = daemon.run()
+    finally:
+        view.stop()
+    print(summary(daemon, board, time.monotonic() - t0))
+    return code
