@@ -10,7 +10,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgeswin import cli, preprocess_cuda  # noqa: E402
+from edgeswin import cli  # noqa: E402
+from edgeswin.prepare import preprocess_cuda  # noqa: E402
 from edgeswin.prepare.preprocess import to_bgr  # noqa: E402
 
 

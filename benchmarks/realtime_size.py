@@ -17,9 +17,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edgeswin.demo.assets import VideoSpec, make_video  # noqa: E402
+from edgeswin.demo.assets import (  # noqa: E402
+    VideoSpec,
+    default_demo_model,  # noqa: E402
+    make_video,
+)
 from edgeswin.tools.bench import _broker, daemon_run, machine  # noqa: E402
-from edgeswin.tools.probe import default_demo_model  # noqa: E402
 
 
 def main() -> int:

@@ -107,7 +107,7 @@ def table(model: type[BaseModel]) -> str:
 
 
 def config_page() -> str:
-    return (HEADER.format(source="the pydantic models in edgeswin/config.py") +
+    return (HEADER.format(source="the pydantic models in edgeswin/config/") +
             "# Configuration reference\n\n"
             "Every key `edgeswin check` and `edgeswin run` accept. Unknown keys are errors. "
             "A relative path is taken from the directory of the file it is written in. "

@@ -135,8 +135,8 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import json
 
+    from .demo.assets import default_demo_model
     from .tools.bench import bench_video, run_bench
-    from .tools.probe import default_demo_model
 
     model = args.model or default_demo_model()
     if model is None:
@@ -212,7 +212,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from .tools.probe import default_demo_model, demo_model_places, probe, selftest
+    from .demo.assets import default_demo_model, demo_model_places
+    from .tools.probe import probe, selftest
     if not args.selftest:
         print("\n".join(probe(args.config)))
         return 0

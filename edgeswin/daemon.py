@@ -25,6 +25,7 @@ from .capture.camera import Capture
 from .capture.gst_pipeline import decode_width
 from .classify.finisher import Finisher, HandOffPolicy
 from .classify.schedule import CameraRuntime, fps_adjustable, next_job, region_runtimes, set_fps_level
+from .classify.stats import CameraStats
 from .classify.step import Inferred, finish, infer, iso
 from .config import CameraEntry, Config, dla_twins, load_config
 from .engine import open_engine
@@ -38,7 +39,6 @@ from .publish.mqtt import Message, Publisher, json_message
 from .publish.outbox import Outbox
 from .publish.report import discovery_messages, stats_payload, status_line
 from .publish.snapshot import ImageStore, Snapshots
-from .publish.stats import CameraStats
 from .rollout.rollouts import ModelRollouts
 from .rollout.store import ModelStore
 from .scenes import random_scene
@@ -50,6 +50,20 @@ from .service.reload import carry_counters, plan_reload
 log = logging.getLogger(__name__)
 
 BUILD_PROGRESS_EVERY_S = 5.0  # a running build's step republished on <root>/engine at most this often
+
+
+class Every:
+    """A loop step's cadence: due from `first` on, then once per `period_s` after each run."""
+
+    def __init__(self, period_s: float, first: float):
+        self.period_s = period_s
+        self.next = first
+
+    def due(self, now: float) -> bool:
+        return now >= self.next
+
+    def done(self, now: float) -> None:
+        self.next = now + self.period_s
 
 
 class Daemon:
@@ -103,6 +117,7 @@ class Daemon:
         self.control = ControlSocket(dev.state_dir)
         self.finisher: Finisher[Inferred] | None = None  # started in run()
         self.hand_off = HandOffPolicy()
+        self._ready = False  # READY=1 sent
 
     # --- wiring ------------------------------------------------------------------------
     @property
@@ -267,76 +282,117 @@ class Daemon:
             cam.capture.start()
         log.info("running %d camera(s) on engine %s (rung %d, %s)", len(self.cameras),
                  active.name, active.rung, active.engine.backend)
+        now = time.monotonic()
+        self._poll = Every(fb.poll_s, now)
+        self._progress = Every(BUILD_PROGRESS_EVERY_S, now)
+        self._report = Every(self.config.device.stats_interval_s,
+                             now + self.config.device.stats_interval_s)
         return True
 
     def _loop(self) -> None:
-        fb = self.config.device.fallback
-        next_stats = time.monotonic() + self.config.device.stats_interval_s
-        next_poll = next_progress = time.monotonic()
-        ready = False
+        """One pass per frame or wake-up, as named steps. A periodic step keeps its own
+        cadence (`Every`): a new concern is one line here and one method of its own."""
         self.notifier.status(f"loaded {len(self.ladder)} engine rung(s); waiting for cameras")
         while not self._stop.is_set():
             now = time.monotonic()
-            self.notifier.watchdog(now)
-            if self.metrics:
-                self.metrics.beat(now)
-            if not ready and all(c.stats.classified or c.capture.state in ("offline", "ended")
-                                 for c in self.cameras):
-                # Engines warm and every camera classified once or found dead and retrying:
-                # a dead camera must not hold the service in "activating".
-                ready = True
-                self._drain()
-                self.notifier.ready(self._status())
-            if self._reload.is_set():
-                self._reload.clear()
-                self._apply_reload()
-            if self._retired:  # let go of retired captures once their threads are done
-                still = [c for c in self._retired if not c.finished]
-                if len(still) < len(self._retired):
-                    self._retired = still
-                    heap.trim()  # what their decoders and frames held, back to the system
-            if self.engines.arrived:
-                self._adopt_builds()
-            elif now >= next_progress and self.engines.progressed():
-                # A build's step on the retained engine topic, at most every few seconds.
-                self._publish_engine(None, self._last_reason, Readings(now, self.temps))
-                next_progress = now + BUILD_PROGRESS_EVERY_S
-            job, wait = next_job(self.cameras, now)
-            if job is not None:
-                self._classify_or_roll_back(*job)
-            else:
-                shadowed, replaced = self.rollouts.shadow_idle()  # spare time: compare
-                self._rungs_replaced(replaced)
-                if not shadowed:
-                    # Ended, and no last frame handed on since next_job looked (a file's last
-                    # frame and its end can both come in between).
-                    if all(c.capture.ended for c in self.cameras) and \
-                            next_job(self.cameras, time.monotonic())[0] is None:
-                        self.request_stop("every source has ended")
-                        break
-                    with self._wake:
-                        self._wake.wait(min(wait, 0.5, max(next_poll - now, 0.0)))
+            self._keep_alive(now)
+            self._apply_reload_when_asked()
+            self._release_retired()
+            self._adopt_builds_or_show_progress(now)
+            if not self._classify_next(now):
+                break  # every source has ended
             now = time.monotonic()
-            for cam in self.cameras:
-                cam.capture.check_stall(now)
-            if now >= next_poll:
-                # Between two frames: a switch here loses no frame and classifies none twice.
-                self._drain()
-                action = self.governor.poll(
-                    now, self.latency.p95(("inference", self.active.rung)), self._slow_cameras())
-                if action:
-                    self._act(action)
-                for request in self.control.pending():
-                    self._on_request(request)
-                self._rungs_replaced(self.rollouts.step(now))
-                next_poll = now + fb.poll_s
-            if now >= next_stats:
-                self._drain()
-                self.governor.refresh_mode()
-                self.publisher.publish(json_message(f"{self.root}/stats", self.stats()))
-                if ready:
-                    self.notifier.status(self._status())
-                next_stats = now + self.config.device.stats_interval_s
+            self._check_stalls(now)
+            if self._poll.due(now):  # between two frames: a switch loses and repeats none
+                self._govern(now)
+                self._serve_requests()
+                self._step_rollouts(now)
+                self._poll.done(now)
+            if self._report.due(now):
+                self._publish_stats()
+                self._report.done(now)
+
+    # --- the loop's steps --------------------------------------------------------------
+    def _keep_alive(self, now: float) -> None:
+        """The watchdog and /healthz fed; READY once engines are warm and every camera has
+        classified once or is found dead and retrying (a dead camera must not hold the
+        service in "activating")."""
+        self.notifier.watchdog(now)
+        if self.metrics:
+            self.metrics.beat(now)
+        if not self._ready and all(c.stats.classified or c.capture.state in ("offline", "ended")
+                                   for c in self.cameras):
+            self._ready = True
+            self._drain()
+            self.notifier.ready(self._status())
+
+    def _apply_reload_when_asked(self) -> None:
+        if self._reload.is_set():
+            self._reload.clear()
+            self._apply_reload()
+
+    def _release_retired(self) -> None:
+        """Let go of retired captures once their threads are done."""
+        if self._retired:
+            still = [c for c in self._retired if not c.finished]
+            if len(still) < len(self._retired):
+                self._retired = still
+                heap.trim()  # what their decoders and frames held, back to the system
+
+    def _adopt_builds_or_show_progress(self, now: float) -> None:
+        if self.engines.arrived:
+            self._adopt_builds()
+        elif self._progress.due(now) and self.engines.progressed():
+            # A build's step on the retained engine topic, at most every few seconds.
+            self._publish_engine(None, self._last_reason, Readings(now, self.temps))
+            self._progress.done(now)
+
+    def _classify_next(self, now: float) -> bool:
+        """The next due frame through the engine; with none due, a shadow comparison in the
+        spare time, or a wait for a frame, a wake-up or the next poll. False once every
+        source has ended."""
+        job, wait = next_job(self.cameras, now)
+        if job is not None:
+            self._classify_or_roll_back(*job)
+            return True
+        shadowed, replaced = self.rollouts.shadow_idle()
+        self._rungs_replaced(replaced)
+        if shadowed:
+            return True
+        # Ended, and no last frame handed on since next_job looked (a file's last frame and
+        # its end can both come in between).
+        if all(c.capture.ended for c in self.cameras) and \
+                next_job(self.cameras, time.monotonic())[0] is None:
+            self.request_stop("every source has ended")
+            return False
+        with self._wake:
+            self._wake.wait(min(wait, 0.5, max(self._poll.next - now, 0.0)))
+        return True
+
+    def _check_stalls(self, now: float) -> None:
+        for cam in self.cameras:
+            cam.capture.check_stall(now)
+
+    def _govern(self, now: float) -> None:
+        self._drain()  # the latency windows read here are complete
+        action = self.governor.poll(
+            now, self.latency.p95(("inference", self.active.rung)), self._slow_cameras())
+        if action:
+            self._act(action)
+
+    def _serve_requests(self) -> None:
+        for request in self.control.pending():
+            self._on_request(request)
+
+    def _step_rollouts(self, now: float) -> None:
+        self._rungs_replaced(self.rollouts.step(now))
+
+    def _publish_stats(self) -> None:
+        self._drain()
+        self.governor.refresh_mode()
+        self.publisher.publish(json_message(f"{self.root}/stats", self.stats()))
+        if self._ready:
+            self.notifier.status(self._status())
 
     def _act(self, action: Action) -> None:
         """Carry out a lever's move between two frames (power_mode is already done), log it

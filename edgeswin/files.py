@@ -7,6 +7,7 @@ read whole. `write_whole` leaves either the old file or the new one, never half 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -47,3 +48,12 @@ def write_whole(path: Path, data: bytes) -> None:
         except OSError:  # the folder itself is what failed
             pass
         raise
+
+
+def sha256(path: Path) -> str:
+    """The file's SHA-256 in hex, read a megabyte at a time (models are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

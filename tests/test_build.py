@@ -63,7 +63,8 @@ def tiny_model(tmp_path, name, opset=16, qdq=False):
 
 
 def test_fp16_build_loads_and_answers_like_onnxruntime(tmp_path, trt):
-    from edgeswin.engine.build import build_engine, sha256
+    from edgeswin.engine.build import build_engine
+    from edgeswin.files import sha256
 
     tensorrt, _ = trt
     onnx_path = copy_primary(tmp_path)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeswin.config import MAX_FILE_BYTES, load_config
+from edgeswin.config import load_config
+from edgeswin.config.fields import MAX_FILE_BYTES
 from edgeswin.errors import ConfigError
 from edgeswin.publish.homeassistant import device_configs
 

@@ -26,7 +26,7 @@ def test_a_worker_thread_that_dies_stops_the_daemon_with_exit_1(tmp_path, broker
         import sys, threading, time
         from edgeswin.config import load_config
         from edgeswin.daemon import Daemon
-        from edgeswin.service import setup_logging
+        from edgeswin.service.notify import setup_logging
         setup_logging("info")
         daemon = Daemon(load_config({str(cfg)!r}))
         def inject():

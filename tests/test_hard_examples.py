@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from edgeswin.classify.schedule import region_runtimes
+from edgeswin.classify.stats import CameraStats
 from edgeswin.config import CameraConfig, HardExamplesConfig
 from edgeswin.publish.hard_examples import HardExamples
 from edgeswin.publish.snapshot import ImageStore
-from edgeswin.publish.stats import CameraStats
 from edgeswin.records import Frame
 
 from .conftest import PRIMARY, REPO, write_config

@@ -96,8 +96,8 @@ def test_regions_take_fair_turns_at_their_own_rates():
     from types import SimpleNamespace
 
     from edgeswin.classify.schedule import next_job, region_runtimes, served
+    from edgeswin.classify.stats import CameraStats
     from edgeswin.config import CameraConfig
-    from edgeswin.publish.stats import CameraStats
     from edgeswin.records import Frame
 
     cfg = CameraConfig(name="c", source="rtsp://cam/stream", fps=4, regions=[

@@ -105,8 +105,8 @@ def test_a_reload_plan_keeps_what_is_unchanged_and_restarts_what_changed(tmp_pat
     from types import SimpleNamespace
 
     from edgeswin.classify.schedule import region_runtimes
+    from edgeswin.classify.stats import CameraStats
     from edgeswin.config import load_config
-    from edgeswin.publish.stats import CameraStats
     from edgeswin.service.reload import carry_counters, plan_reload
 
     def camera(source, **extra):

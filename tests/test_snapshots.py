@@ -96,9 +96,9 @@ def test_regions_that_change_inside_one_interval_each_get_their_crop(tmp_path):
     from types import SimpleNamespace
 
     from edgeswin.classify.schedule import region_runtimes
+    from edgeswin.classify.stats import CameraStats
     from edgeswin.config import CameraConfig, SnapshotConfig
     from edgeswin.publish.snapshot import Snapshots
-    from edgeswin.publish.stats import CameraStats
     from edgeswin.records import Frame
 
     cfg = CameraConfig(name="c", source="rtsp://cam/stream", regions=[

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 from ..capture.camera import Capture
 from ..config import CameraConfig, CameraEntry, RegionConfig
-from ..publish.stats import CameraStats
 from ..records import Frame
 from .postprocess import CameraPostprocessor, PublishGate
+from .stats import CameraStats
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,3 +107,19 @@ def make_image_folder(folder: Path, per_class: int, seed: int, width: int = 640,
             cv2.imwrite(str(folder / label / f"{counts[label]:04d}.png"), image)
             counts[label] += 1
     return folder
+
+
+def install_bases() -> list[Path]:
+    """Where the bundled files (models/, configs/, clips/) may be: beside the package in a
+    checkout, beside the venv that runs this (install.sh and the images put them next to
+    venv/), /opt/edgeswin."""
+    return [Path(__file__).resolve().parents[2], Path(sys.prefix).resolve().parent,
+            Path("/opt/edgeswin")]
+
+
+def demo_model_places() -> list[Path]:
+    return [base / "models" / "swin-demo-112.onnx" for base in install_bases()]
+
+
+def default_demo_model() -> Path | None:
+    return next((p for p in demo_model_places() if p.is_file()), None)

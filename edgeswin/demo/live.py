@@ -20,8 +20,7 @@ from typing import TextIO
 from ..config import CAMERA_DIR, CAMERA_SUFFIXES, load_config, read_config_file
 from ..daemon import Daemon
 from ..errors import ConfigError, EdgeswinError
-from ..tools.probe import install_bases
-from .assets import VideoSpec, ensure_video, read_ground_truth
+from .assets import VideoSpec, ensure_video, install_bases, read_ground_truth
 
 DEMO_VIDEOS = {"lobby": 11, "yard": 23}  # camera -> seed
 # Frames this close to a label change are not scored: the newest frame may straddle it.

@@ -13,8 +13,9 @@ from typing import Protocol
 
 import numpy as np
 
+from ..config.engines import backend_for
 from ..errors import ModelError
-from ..files import NotASmallFile, read_small
+from ..files import NotASmallFile, read_small, write_whole
 from ..records import InputSpec, ModelInfo
 
 
@@ -87,14 +88,6 @@ def read_model_info(model: Path) -> ModelInfo:
         raise ModelError(f"{path}: invalid model metadata: {exc}") from None
 
 
-def backend_for(model: Path, requested: str) -> str:
-    if requested != "auto":
-        return requested
-    if model.suffix in (".engine", ".plan"):
-        return "tensorrt"
-    return "onnxruntime"
-
-
 def open_engine(model: Path, backend: str = "auto", threads: int = 0,
                 host_code_allowed: bool = False) -> Engine:
     """Load a model with the right backend and warm it up."""
@@ -108,3 +101,11 @@ def open_engine(model: Path, backend: str = "auto", threads: int = 0,
                          "device; run ONNX models with backend onnxruntime")
     from .trt import TrtEngine
     return TrtEngine(model, info, host_code_allowed=host_code_allowed)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """`files.write_whole`, failing as a ModelError that names the file."""
+    try:
+        write_whole(path, data)
+    except OSError as exc:
+        raise ModelError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -21,21 +21,13 @@ import time
 from pathlib import Path
 
 from ..errors import BackendUnavailable, ModelError
-from ..files import write_whole
-from . import read_model_info, sidecar_path
+from ..files import sha256
+from . import read_model_info, sidecar_path, write_atomic
 from .trt import cuda_errors, expect_cancel, forget_messages, labelled, process_logger, recent_messages
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def device_identity() -> dict:
@@ -339,11 +331,3 @@ def _keep_layernorm_fp32(trt, network, config) -> int:
     if pinned:
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     return pinned
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """`files.write_whole`, failing as a ModelError that names the file."""
-    try:
-        write_whole(path, data)
-    except OSError as exc:
-        raise ModelError(f"cannot write {path}: {exc.strerror or exc}") from None

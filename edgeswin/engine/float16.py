@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
-from . import read_model_info, sidecar_path
-from .build import sha256, write_atomic  # build imports this module only when it runs
+from ..files import sha256
+from . import read_model_info, sidecar_path, write_atomic
 
 log = logging.getLogger(__name__)
 

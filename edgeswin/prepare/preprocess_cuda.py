@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeswinError
+from ..files import write_whole
 from ..records import InputSpec
 from .preprocess import to_bgr
 
@@ -122,13 +123,12 @@ def kernel_module(cache_dir: Path | None):
             f"cannot compile the preprocessing kernel for sm_{major}{minor} and none is cached"
             f"{f' in {cache_dir}' if cache_dir else ''} ({type(exc).__name__}: {exc})") from None
     if cached is not None:
-        from ..engine.build import write_atomic  # engine.trt imports this module
-        from ..errors import ModelError
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
-            write_atomic(cached, cubin)
-        except (OSError, ModelError) as exc:  # compiled fine; the next start compiles again
-            log.warning("preprocessing kernel not cached in %s: %s", cache_dir, exc)
+            write_whole(cached, cubin)
+        except OSError as exc:  # compiled fine; the next start compiles again
+            log.warning("preprocessing kernel not cached in %s: %s", cache_dir,
+                        exc.strerror or exc)
     return cuda.module_from_buffer(cubin)
 
 

@@ -200,8 +200,8 @@ class ModelRollouts:
             return None
         import cv2
 
+        from ..labelled import labelled_images
         from ..prepare.preprocess import Preprocessor
-        from ..toolchain.evaluate import labelled_images
         try:
             items = labelled_images(Path(self.cfg.check_images), engine.info.labels)
         except Exception as exc:

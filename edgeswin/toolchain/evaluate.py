@@ -12,14 +12,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..engine import open_engine
 from ..errors import EdgeswinError
+from ..labelled import labelled_images, read_image
 from ..prepare.preprocess import Preprocessor
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
 
 @dataclass
@@ -34,33 +32,6 @@ class Evaluation:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def labelled_images(folder: Path, labels: tuple[str, ...], limit: int | None = None
-                    ) -> list[tuple[Path, int]]:
-    """(image, label index) for every image under folder/<label>/; unknown folders are errors."""
-    if not folder.is_dir():
-        raise EdgeswinError(f"{folder}: not a folder of labelled images (one sub-folder per class)")
-    index = {label: i for i, label in enumerate(labels)}
-    unknown = sorted(d.name for d in folder.iterdir() if d.is_dir() and d.name not in index)
-    if unknown:
-        raise EdgeswinError(f"{folder}: sub-folders {unknown} are not labels of the model "
-                            f"({', '.join(labels)})")
-    items = sorted((p, index[p.parent.name]) for p in folder.glob("*/*")
-                   if p.suffix.lower() in IMAGE_SUFFIXES and p.parent.name in index)
-    if not items:
-        raise EdgeswinError(f"{folder}: no images found (expected {folder}/<label>/*.png)")
-    if limit:
-        step = max(len(items) // limit, 1)  # spread over the classes, not the first ones
-        items = items[::step][:limit]
-    return items
-
-
-def read_image(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise EdgeswinError(f"{path}: cannot read this image")
-    return image
 
 
 def evaluate(model: Path, data: Path, reference: Path | None = None,

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine import read_model_info, sidecar_path
-from ..engine.build import sha256, write_atomic
+from ..engine import read_model_info, sidecar_path, write_atomic
 from ..errors import EdgeswinError
+from ..files import sha256
 from ..prepare.preprocess import Preprocessor
 from ..records import InputSpec
 
@@ -282,7 +282,7 @@ def scene_inputs(spec: InputSpec, count: int, folder: Path | None) -> list[np.nd
     daemon's own preprocessing."""
     prep = Preprocessor(spec)
     if folder is not None:
-        from .evaluate import read_image
+        from ..labelled import read_image
         from .quantize import image_files
         images = [read_image(p) for p in image_files(folder)[:count]]
     else:

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine import read_model_info, sidecar_path
-from ..engine.build import write_atomic
+from ..engine import read_model_info, sidecar_path, write_atomic
 from ..errors import EdgeswinError
+from ..labelled import labelled_images, read_image
 from ..prepare.preprocess import Preprocessor
-from .evaluate import Evaluation, evaluate, labelled_images, read_image
+from .evaluate import Evaluation, evaluate
 
 log = logging.getLogger(__name__)
 

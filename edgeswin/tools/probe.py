@@ -5,7 +5,6 @@ modes as the governor sees them."""
 from __future__ import annotations
 
 import csv
-import sys
 import threading
 from pathlib import Path
 
@@ -139,22 +138,6 @@ def _power_lines(pw: PowerConfig) -> list[str]:
     return lines
 
 
-def install_bases() -> list[Path]:
-    """Where the bundled files (models/, configs/, clips/) may be: beside the package in a
-    checkout, beside the venv that runs this (install.sh and the images put them next to
-    venv/), /opt/edgeswin."""
-    return [Path(__file__).resolve().parent.parent, Path(sys.prefix).resolve().parent,
-            Path("/opt/edgeswin")]
-
-
-def demo_model_places() -> list[Path]:
-    return [base / "models" / "swin-demo-112.onnx" for base in install_bases()]
-
-
-def default_demo_model() -> Path | None:
-    return next((p for p in demo_model_places() if p.is_file()), None)
-
-
 def _platform() -> list[str]:
     import platform
 
@@ -254,12 +237,12 @@ def grab_snapshot(config_dir: Path, camera: str, out: Path) -> list[str]:
     from ..capture.camera import open_capture
     from ..capture.stream_open import GRACE_S, Opener
     from ..classify.schedule import region_runtimes
+    from ..classify.stats import CameraStats
     from ..config.credentials import redact
     from ..engine import open_engine
     from ..errors import EdgeswinError
     from ..prepare.preprocess import Preprocessor, crop
     from ..publish.snapshot import annotate, jpeg
-    from ..publish.stats import CameraStats
 
     config = load_config(config_dir)
     entries = {e.config.name: e for e in config.cameras}
