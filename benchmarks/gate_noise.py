@@ -2,7 +2,7 @@
 idle and with every core kept busy by other processes; and that a truly slower copy is still
 rejected. Two ways of timing, each judged as its gate judged it:
 
-- `paired` (the gate now, `model_rollout.compare_on` + `rollout.verdict`): both models on the
+- `paired` (the gate now, `rollout.shadow.compare_on` + `rollout.gate.verdict`): both models on the
   same frame, back to back, alternating which goes first; the median paired ratio, proven.
 - `apart` (the gate before): the current model timed on the live frame, the candidate later
   in the loop's spare time (after the classification's tail: postprocessing, publishing),
@@ -34,7 +34,7 @@ from edgeswin.config import EngineRung, RolloutConfig  # noqa: E402
 from edgeswin.engine import open_engine  # noqa: E402
 from edgeswin.engine.ladder import activate  # noqa: E402
 from edgeswin.rollout.gate import Comparison, latency_frames, verdict  # noqa: E402
-from edgeswin.rollout.rollouts import _timed, compare_on  # noqa: E402
+from edgeswin.rollout.shadow import _timed, compare_on  # noqa: E402
 from edgeswin.scenes import random_scene  # noqa: E402
 from tests.model_variants import reexported  # noqa: E402
 from tests.slow_model import slowed_copy  # noqa: E402

@@ -227,6 +227,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Long: one declaration per subcommand and option, in the order `--help` shows them.
     parser = argparse.ArgumentParser(prog="edgeswin", description="Camera classification "
                                      "daemon: OpenCV capture -> Swin engine -> MQTT.",
                                      formatter_class=_Help)

@@ -171,7 +171,7 @@ def _start_then_stop(daemon: Daemon, limit_s: float) -> tuple[int, bool]:
     def watch() -> None:
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline and not daemon._stop.is_set():
-            if daemon.finisher is not None:
+            if daemon.serving.finisher is not None:
                 past.set()
                 daemon.request_stop("the property test saw the start-up through")
                 return

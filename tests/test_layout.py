@@ -14,7 +14,7 @@ LAYERS = [
     {"errors", "files", "records", "scenes", "labelled", "schemas"},
     {"config"},
     {"capture", "prepare", "engine", "classify", "publish", "govern", "rollout", "service"},
-    {"daemon"},
+    {"daemon", "serving", "lineup"},
     {"cli", "__main__", "tools", "demo", "toolchain"},
 ]
 # Imports inside a function that reach up a layer, each for a reason of its own.
@@ -23,16 +23,9 @@ UPWARD_OK = {
     # store whether a rung served before: `check` must refuse what `run` would refuse.
     ("config.engines", "engine.check"), ("config.fields", "rollout.store"),
 }
-MAX_LINES = 400
-# Still larger than one sitting; each is next to be split along the seam named here.
-TOO_LONG_FOR_NOW = {
-    "daemon": "the lever moves and the classification's tail, into hand-over objects",
-    "rollout.rollouts": "opening and shadowing a candidate apart from promotion and watch",
-    "publish.mqtt": "the sender thread apart from paho's connection handling",
-    "tools.bench": "the measurements apart from the report",
-    "prepare.preprocess_cuda": "the kernel source and its cache apart from the buffers",
-    "toolchain.export": "the checks against PyTorch apart from the export",
-}
+# "About 400" and "about 60": a hard line exactly there would move code for the count alone.
+MAX_LINES = 420
+MAX_FUNCTION_LINES = 70  # longer only with a comment in it that starts "# Long:" and says why
 
 
 def modules() -> dict[str, Path]:
@@ -132,10 +125,18 @@ def test_no_import_cycle():
     assert cycle(groups) is None, " -> ".join(cycle(groups))
 
 
-def test_modules_stay_small():
-    long = {name: len(path.read_text().splitlines()) for name, path in modules().items()
-            if len(path.read_text().splitlines()) > MAX_LINES}
-    assert set(long) <= set(TOO_LONG_FOR_NOW), {k: v for k, v in long.items()
-                                                if k not in TOO_LONG_FOR_NOW}
-    # Split ones come off the list: it only shrinks.
-    assert set(TOO_LONG_FOR_NOW) <= set(long), set(TOO_LONG_FOR_NOW) - set(long)
+def test_modules_and_functions_stay_small():
+    long_modules, long_functions = [], []
+    for name, path in modules().items():
+        text = path.read_text()
+        lines = text.splitlines()
+        if len(lines) > MAX_LINES:
+            long_modules.append(f"{name}: {len(lines)} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = lines[node.lineno - 1:node.end_lineno]
+                if len(body) > MAX_FUNCTION_LINES and \
+                        not any(line.strip().startswith("# Long:") for line in body):
+                    long_functions.append(f"{name}.{node.name}: {len(body)} lines")
+    assert not long_modules, long_modules
+    assert not long_functions, long_functions

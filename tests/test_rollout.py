@@ -680,7 +680,7 @@ def test_an_identical_model_is_never_rejected_on_a_busy_machine_and_a_slow_one_a
     from edgeswin.config import EngineRung
     from edgeswin.engine import open_engine
     from edgeswin.engine.ladder import activate
-    from edgeswin.rollout.rollouts import compare_on
+    from edgeswin.rollout.shadow import compare_on
     from edgeswin.scenes import random_scene
 
     from .slow_model import slowed_copy

@@ -2,7 +2,7 @@
 
 Hands on (label, score, top-k) from `CameraPostprocessor.apply` and a yes/no from
 `PublishGate.should_publish`. Per-camera state (the smoothing window, the last label) lives
-here, so the pipeline stays a loop.
+here, so the daemon stays a loop.
 """
 
 from __future__ import annotations

@@ -105,6 +105,8 @@ def build_engine(onnx: Path, out: Path, precision: str = "fp16", *, workspace_mb
     made beside `out`. `progress` hears each stage and, on TensorRT 10 and later, the
     builder's own phases; setting `cancel` stops a build at its next step (10 and later) or
     before it starts (8.6), with BuildCancelled."""
+    # Long: one procedure read top to bottom, in TensorRT's own order (builder, network,
+    # parser, config, build, serialise); each step names what failed.
     if precision not in PRECISIONS:
         raise ModelError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if dla_core is not None and precision == "fp32":

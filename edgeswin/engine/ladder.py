@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import EngineRung
+from ..config import EngineRung, dla_twins
 from ..errors import EdgeswinError
 from ..prepare.preprocess import Preprocessor
 from ..prepare.preprocess_cuda import ChoosePerSize, DeviceInput, KernelUnavailable
@@ -150,6 +150,17 @@ class EngineLadder:
             self.adopt()
         if not any(self.rungs):
             raise EdgeswinError("no engine rung is usable:\n  " + "\n  ".join(problems))
+
+    def start_rung(self, configured: list[EngineRung], pinned: int | None,
+                   dla_lever: bool) -> int:
+        """The rung to serve first: the pinned one (else the primary) or the next usable one
+        below it. With the dla lever a rung's DLA build serves only through that lever, never
+        at start."""
+        usable = [i for i, engine in enumerate(self.rungs) if engine]
+        builds = set(dla_twins(configured).values()) if dla_lever else set()
+        mains = [i for i in usable if i not in builds] or usable
+        wanted = pinned if pinned is not None else 0
+        return next((i for i in mains if i >= wanted), mains[0])
 
     def _open(self, rung: int, spec: EngineRung) -> ActiveEngine:
         model = Path(spec.model)

@@ -1,7 +1,7 @@
 """The thermal and power governor's loop side: reads the sensors (thermal zones, power rails,
 GPU, nvpmodel mode) every poll, asks `fallback` what to do, and moves the power_mode lever.
 
-Hands the pipeline `Readings` and `Action`s (it moves the fps, rung and dla levers itself,
+Hands the daemon `Readings` and `Action`s (it moves the fps, rung and dla levers itself,
 since those touch cameras and engines), and the `power` part of `<root>/stats`: watts per
 rail, the module's total, the nvpmodel mode, GPU load and clock, energy per classification.
 """

@@ -1,5 +1,5 @@
 """Home Assistant MQTT discovery: retained config messages so the cameras and the device show
-up in Home Assistant without YAML. Hands on `Message`s for `publish`; the pipeline sends them
+up in Home Assistant without YAML. Hands on `Message`s for `publish`; the daemon sends them
 after start and after a reload, and clears (empty retained payload) the entries of cameras that
 are gone — also across restarts, from the list kept in `<state_dir>/homeassistant.json`.
 

@@ -77,6 +77,7 @@ class Metrics:
         return []  # collected at scrape time; nothing to describe up front
 
     def collect(self):
+        # Long: one metric family after another, in the order /metrics lists them.
         counter, gauge = self._families
         d = self._daemon
         per_camera = {
@@ -126,7 +127,7 @@ class Metrics:
             rung.add_metric([active.name, active.engine.backend], active.rung)
         yield rung
         yield counter("edgeswin_engine_switches", "Rung switches since start.",
-                      value=d.switches)
+                      value=d.serving.switches)
         rollouts = counter("edgeswin_rollout_transitions", "Model rollouts entering each state "
                            "(building, shadow, promoted, rejected, rolled_back) since start.",
                            labels=["state"])

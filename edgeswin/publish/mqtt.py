@@ -4,7 +4,8 @@ Hands `Message`s to the broker. The last will marks `<root>/status` offline; aft
 (re)connect the client publishes `online` and re-sends the retained state it holds (camera
 availability, labels, engine), so a restarted broker without persistence is brought up to
 date; a retained message still in the outbox goes out with the backlog instead, in order.
-Connection trouble is logged once per outage, not once per retry.
+Connection trouble is logged once per outage, not once per retry, with a diagnosis
+(`connection`) where one can be made.
 
 QoS >= 1 messages go through the durable `Outbox` when there is one: stored first, handed to
 paho at once while connected and caught up, kept on disk while the broker is away, and sent in
@@ -19,22 +20,17 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import os
 import queue
 import random
-import socket
-import ssl
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from ..config import MqttConfig
-from ..config.credentials import read_secret
-from ..errors import EdgeswinError
+from .connection import plain_diagnosis, read_password, tls_context, tls_diagnosis
 from .outbox import Outbox
 from .packet_limit import PacketSizeGuard, packet_bytes
 
@@ -51,74 +47,6 @@ class Message:
 
 def json_message(topic: str, obj: Any, qos: int = 0, retain: bool = False) -> Message:
     return Message(topic, json.dumps(obj, separators=(",", ":")).encode(), qos, retain)
-
-
-def read_password(cfg: MqttConfig) -> str | None:
-    """Password from a file, an environment variable or systemd credentials (never inline)."""
-    if cfg.password_file or cfg.password_env:
-        return read_secret("mqtt", cfg.password_file, cfg.password_env)
-    creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if creds and (Path(creds) / "mqtt_password").is_file():
-        # install.sh always creates the credential (LoadCredential fails on a missing file),
-        # so an empty one means "no password".
-        return read_secret("mqtt", credential="mqtt_password") or None
-    return None
-
-
-def tls_context(cfg: MqttConfig) -> ssl.SSLContext:
-    """The client's TLS context; an error names the file that is wrong."""
-    tls = cfg.tls
-    try:
-        context = ssl.create_default_context(cafile=tls.ca_file)
-    except (ssl.SSLError, OSError) as exc:
-        raise EdgeswinError(f"mqtt.tls.ca_file {tls.ca_file}: not a usable CA certificate "
-                            f"({exc})") from None
-    context.check_hostname = tls.check_hostname
-    if tls.cert_file:
-        try:
-            context.load_cert_chain(tls.cert_file, tls.key_file)
-        except (ssl.SSLError, OSError) as exc:
-            raise EdgeswinError(f"mqtt.tls.cert_file/key_file {tls.cert_file}, {tls.key_file}: "
-                                f"cannot load the client certificate and key ({exc})") from None
-    return context
-
-
-def tls_diagnosis(cfg: MqttConfig, timeout: float = 3.0) -> str | None:
-    """Why a TLS connection to the broker fails, in words that point at the setting."""
-    try:
-        with socket.create_connection((cfg.host, cfg.port), timeout) as raw, \
-                tls_context(cfg).wrap_socket(raw, server_hostname=cfg.host):
-            return None
-    except ssl.SSLCertVerificationError as exc:
-        if "hostname" in str(exc) or "IP address mismatch" in str(exc):
-            return (f"the broker's certificate does not name {cfg.host!r} ({exc.verify_message}); "
-                    "connect by a name on the certificate")
-        return (f"the broker's certificate is not trusted by mqtt.tls.ca_file "
-                f"({exc.verify_message})")
-    except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError,
-            ConnectionAbortedError, BrokenPipeError) as exc:
-        why = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
-        return (f"the broker hung up during the TLS handshake ({why}): port {cfg.port} may be "
-                "a plain (non-TLS) listener")
-    except ssl.SSLError as exc:
-        return f"TLS handshake failed ({exc.reason or exc}); is {cfg.port} a TLS port?"
-    except (OSError, EdgeswinError) as exc:
-        return str(exc)
-
-
-def plain_diagnosis(cfg: MqttConfig, timeout: float = 3.0) -> str | None:
-    """Why a plain connection was dropped before the broker answered: a TLS listener, most
-    often (the broker hangs up on bytes that are no TLS handshake)."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    try:
-        with socket.create_connection((cfg.host, cfg.port), timeout) as raw, \
-                context.wrap_socket(raw, server_hostname=cfg.host):
-            return (f"port {cfg.port} is a TLS listener: set mqtt.tls (ca_file) or use the "
-                    "broker's plain port")
-    except (OSError, ssl.SSLError):
-        return None
 
 
 _PUMP = object()  # a queue item that only asks the sender to hand stored rows on

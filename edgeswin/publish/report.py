@@ -43,7 +43,7 @@ def stats_payload(daemon) -> dict:
         "mqtt": {"connected": publisher.connected.is_set(),
                  "sent": publisher.sent, "dropped": publisher.dropped},
         "outbox": publisher.outbox.state() if publisher.outbox else None,
-        "finisher": finisher_state(daemon.hand_off),
+        "finisher": finisher_state(daemon.serving.hand_off),
         "cameras": {
             c.name: {**c.stats.snapshot(), "fps_in": fps_in[c.name],
                      "state": c.capture.state,

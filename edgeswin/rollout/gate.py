@@ -2,7 +2,7 @@
 and the verdicts (promote, reject, roll back). Pure: numbers in, decisions out; no engines,
 threads or MQTT, so every rule is tested with made-up outputs and a fake clock.
 
-Hands `model_rollout` a `Comparison` to feed and `verdict()` / `watch_verdict()` answers, and
+Hands `rollouts` a `Comparison` to feed and `verdict()` / `watch_verdict()` answers, and
 `status_payload()` for the retained `<root>/rollout` message.
 """
 

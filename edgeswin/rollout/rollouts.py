@@ -5,8 +5,8 @@ promotion and rolled back automatically or by hand (`edgeswin rollback`).
 The loop calls `offer()` after each classification, `shadow_idle()` when nothing is due (spare
 time), `step()` between frames and `engine_failed()` when an engine raised. Each returns or
 performs nothing the loop must know about except which rungs got another engine: the loop
-then points the cameras at it (`Daemon._rung_replaced`). The rules themselves are in
-`rollout`; what served before is in `model_store`. One rollout at a time; others queue.
+then points the cameras at it (`Serving.rungs_replaced`). The rules themselves are in
+`gate`, the comparisons in `shadow`; what served before is in `store`. One rollout at a time; others queue.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ..classify.step import iso
 from ..config import EngineRung, RolloutConfig
 from ..engine.ladder import ActiveEngine, EngineLadder, activate, close_engine
 from ..service.control import Request
 from .gate import Comparison, status_payload, verdict, watch_verdict
-from .rung_plan import WAY_OUT, plan_rung
-from .store import ModelStore, StoredModel, sha256_of
+from .rung_plan import WAY_OUT
+from .served import ServedModels
+from .shadow import accuracy_on, compare_on
+from .store import ModelStore, StoredModel
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class ModelRollouts:
         self._latency_budget_ms = latency_budget_ms
         self._publish = publish
         self._wake = wake
-        self.serving: dict[int, StoredModel] = {}  # rung -> the model it serves
+        self.serving = ServedModels(store)  # rung -> the model it serves
         self.active: Rollout | None = None
         self.queue: list[Rollout] = []
         self.events: dict[str, int] = {}  # state -> how many times it was entered (metrics)
@@ -72,29 +72,12 @@ class ModelRollouts:
 
     # --- start and reload -------------------------------------------------------------
     def startup(self, specs: list[EngineRung]) -> list[EngineRung]:
-        """The specs to load now, as `rung_plan` decides: a rung whose model is rolled out or
-        was refused starts on the model it served last time (its stored copy); every other
-        rung on its configured file."""
-        out = []
-        for rung, spec in enumerate(specs):
-            configured = Path(spec.model)
-            sha = _sha256_or_say(rung, spec)
-            if sha is None:
-                out.append(spec)
-                continue
-            plan = plan_rung(spec, sha, self.store, self.cfg)
-            if plan.action != "configured":
-                log.log(logging.WARNING if plan.action in ("refused", "replace") else logging.INFO,
-                        "engine rung %d (%s): %s", rung, spec.name, plan.text)
-            if plan.served is not None:
-                if plan.action == "rollout":
-                    self._enqueue(rung, spec, configured, sha, plan.served, plan.replacement)
-                out.append(spec.model_copy(update={"model": str(plan.served.path)}))
-                self.serving[rung] = plan.served
-            else:
-                self.serving[rung] = StoredModel(configured, sha, str(configured))
-                out.append(spec)
-        return out
+        """The specs to load now (`ServedModels.startup`); a rung whose new file waits for
+        its gate gets a rollout."""
+        load, waiting = self.serving.startup(specs, self.cfg)
+        for args in waiting:
+            self._enqueue(*args)
+        return load
 
     def started(self, rungs: list[ActiveEngine | None]) -> None:
         """After the ladder loaded: record what each usable rung serves, and begin a queued
@@ -106,42 +89,16 @@ class ModelRollouts:
 
     def now_serving(self, rung: int) -> None:
         """The rung started serving the model it was loaded with (at start, or later when
-        its background build was adopted): keep a copy of it and record it as current, so
-        that a later rollout has a previous model to go back to."""
-        model = self.serving.get(rung)
-        if model is None:
-            return
-        name = self.ladder.specs[rung].name
-        stored = self.store.keep(Path(model.path), model.sha256)
-        stored = StoredModel(stored.path, stored.sha256, model.source)
-        self.serving[rung] = stored
-        entry = self.store.record.get(name, {})
-        if (entry.get("current") or {}).get("sha256") != stored.sha256:
-            self.store.set_current(name, stored, self.store.stored(entry.get("current")))
+        its background build was adopted)."""
+        self.serving.now_serving(rung, self.ladder.specs[rung].name)
 
     def reloaded(self, cfg: RolloutConfig, specs: list[EngineRung], rungs: list[int]) -> None:
         """A reload: the new rollout settings apply now; each of `rungs` (settings otherwise
         unchanged) whose model file differs from what it serves and rolls out gets a rollout."""
         self.cfg = cfg
-        for rung in rungs:
-            spec = specs[rung]
-            configured = Path(spec.model)
-            sha = _sha256_or_say(rung, spec)
-            if sha is None:
-                continue
-            pending = [r.candidate.sha256 for r in self._all() if r.rung == rung]
-            current = self.serving.get(rung)
-            if (current and current.sha256 == sha) or sha in pending:
-                continue
-            if not cfg.enabled:
-                log.warning("reload: engine rung %d (%s): %s changed; rollout.enabled is false, "
-                            "so it serves from the next restart", rung, spec.name, configured)
-                continue
-            plan = plan_rung(spec, sha, self.store, cfg)
-            if plan.action == "refused":
-                log.warning("reload: engine rung %d (%s): %s", rung, spec.name, plan.text)
-                continue
-            self._enqueue(rung, spec, configured, sha, current, plan.replacement)
+        pending = {(r.rung, r.candidate.sha256) for r in self._all()}
+        for args in self.serving.changed(specs, rungs, cfg, pending):
+            self._enqueue(*args)
         self._next()
 
     def _all(self) -> list[Rollout]:
@@ -198,21 +155,7 @@ class ModelRollouts:
         if current is None or current.engine.info.labels == engine.info.labels \
                 or not self.cfg.check_images:
             return None
-        import cv2
-
-        from ..labelled import labelled_images
-        from ..prepare.preprocess import Preprocessor
-        try:
-            items = labelled_images(Path(self.cfg.check_images), engine.info.labels)
-        except Exception as exc:
-            log.error("rollout: check_images: %s", exc)
-            return 0.0
-        prep, right = Preprocessor(engine.info.input), 0
-        for path, index in items:
-            image = cv2.imread(str(path))
-            if image is not None:
-                right += int(int(np.argmax(engine.infer(prep(image)))) == index)
-        return right / len(items) if items else 0.0
+        return accuracy_on(Path(self.cfg.check_images), engine)
 
     def _arrive(self) -> list[int]:
         with self._wake:
@@ -473,35 +416,3 @@ class ModelRollouts:
                 close_engine(ro.previous.engine)
             if ro.request is not None:
                 ro.request.reply(False, "the daemon is stopping")
-
-
-def _sha256_or_say(rung: int, spec: EngineRung) -> str | None:
-    """The model file's sha256, or None after saying why it cannot be read (the rung then
-    loads or keeps what it has, and its own errors speak)."""
-    try:
-        return sha256_of(Path(spec.model))
-    except OSError as exc:
-        log.error("engine rung %d (%s): cannot read %s: %s", rung, spec.name, spec.model, exc)
-        return None
-
-
-def compare_on(old: ActiveEngine, new: ActiveEngine, image, cmp: Comparison,
-               old_first: bool) -> None:
-    """Both models on one frame, back to back (callers alternate which goes first): a busy
-    moment of the device (another process, the capture threads, heat) falls on both timings
-    alike, which two models timed at other moments cannot promise."""
-    if old_first:
-        old_out, old_ms = _timed(old, image)
-        new_out, new_ms = _timed(new, image)
-    else:
-        new_out, new_ms = _timed(new, image)
-        old_out, old_ms = _timed(old, image)
-    cmp.add(old_out, old.engine.info.output_kind, old_ms,
-            new_out, new.engine.info.output_kind, new_ms)
-
-
-def _timed(active: ActiveEngine, image) -> tuple[np.ndarray, float]:
-    x = active.preprocess(image)
-    t0 = time.perf_counter()
-    out = active.engine.infer(x)
-    return out, (time.perf_counter() - t0) * 1000

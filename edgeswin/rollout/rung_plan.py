@@ -12,13 +12,16 @@ Hands on a `RungPlan` per rung. The rules:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import EngineRung, RolloutConfig
 from ..engine import read_model_info
 from ..errors import EdgeswinError
-from .store import ModelStore, StoredModel
+from .store import ModelStore, StoredModel, sha256_of
+
+log = logging.getLogger(__name__)
 
 # Refusals written before a replacement could serve without a gate: not a refusal now.
 _OLD_LABEL_REFUSAL = "the label sets differ, so agreement cannot be measured"
@@ -64,4 +67,14 @@ def _labels(model: Path) -> tuple[str, ...] | None:
     try:
         return read_model_info(model).labels
     except EdgeswinError:
+        return None
+
+
+def sha256_or_say(rung: int, spec: EngineRung) -> str | None:
+    """The model file's sha256, or None after saying why it cannot be read (the rung then
+    loads or keeps what it has, and its own errors speak)."""
+    try:
+        return sha256_of(Path(spec.model))
+    except OSError as exc:
+        log.error("engine rung %d (%s): cannot read %s: %s", rung, spec.name, spec.model, exc)
         return None

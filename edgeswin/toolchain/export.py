@@ -304,6 +304,8 @@ def export(arch_name: str, out: Path, checkpoint: Path | None = None,
            resolution: int | None = None, opset: int = 17, fused_preprocess: bool = False,
            check_images: Path | None = None, tolerance: float = 1e-3,
            progress=print) -> ExportResult:
+    # Long: one procedure read top to bottom; each step may refuse, and nothing is
+    # written before every check has passed.
     torch = _torch()
     import onnx
     import onnxruntime as ort

@@ -1,0 +1,106 @@
+"""The cameras the daemon runs: each made from its config entry (a capture thread, its
+schedule state, the size a GStreamer decoder scales to, and its preparation on the capture
+thread when every frame is classified), changed by a reload without touching the others, and
+let go of once a stopped camera's thread has ended.
+
+Hands on `CameraRuntime`s to `Serving` (which classifies them) and says each camera's
+availability on its retained `<root>/<camera>/availability`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+
+from .capture.camera import Capture
+from .capture.gst_pipeline import decode_width
+from .classify.schedule import CameraRuntime, region_runtimes, set_fps_level
+from .classify.stats import CameraStats
+from .config import CameraEntry, DeviceConfig
+from .publish.mqtt import Message, Publisher
+from .scenes import random_scene
+from .service import heap
+from .service.reload import ReloadPlan, carry_counters
+from .serving import Serving
+
+log = logging.getLogger(__name__)
+
+
+class Lineup:
+    def __init__(self, device: DeviceConfig, root: str, serving: Serving, publisher: Publisher,
+                 wake: threading.Condition):
+        self.device, self.root, self.serving, self.publisher = device, root, serving, publisher
+        self._wake = wake
+        self.retired: list[Capture] = []  # stopped by a reload, until their threads end
+
+    def make(self, entry: CameraEntry) -> CameraRuntime:
+        serving = self.serving
+        capture = Capture(entry.config, entry.source, self._notify, self._on_availability)
+        specs = [e.engine.info.input for e in serving.engines.rungs if e is not None]
+        if specs:  # a GStreamer-decoded camera is scaled to what the largest input needs
+            spec = max(specs, key=lambda s: s.width * s.height)
+            snapshots = self.device.snapshots
+            capture.decode_width = decode_width(
+                spec.width, spec.height, [r.box for r in entry.config.regions or []],
+                snapshots.max_width if snapshots.enabled else 0)
+        stats = CameraStats()
+        labels = serving.active.engine.info.labels
+        cam = CameraRuntime(entry, capture, region_runtimes(entry.config, labels, stats), stats)
+        fps_level = serving.policy.level["fps"] if serving.policy else 0
+        set_fps_level([cam], fps_level, self.device.fallback.fps_steps)
+        if cam.regions[0].fps == 0 and not entry.config.regions:
+            # Every frame is classified: prepare it on the capture thread, overlapping the
+            # engine (regions are cropped on the loop's thread).
+            capture.prepare = serving.active.preprocess
+        return cam
+
+    def check_frames(self, wanted: int = 8) -> list:
+        """The newest camera frames, topped up with rendered scenes, to compare engines on."""
+        frames = [f.image for c in self.serving.cameras if (f := c.capture.latest()) is not None]
+        rng = np.random.default_rng(0)
+        while len(frames) < wanted:
+            frames.append(random_scene(rng, 640, 360)[0])
+        return frames[:wanted]
+
+    def change(self, plan: ReloadPlan) -> list[CameraRuntime]:
+        """A reload's cameras: stopped ones retired (joined later: a slow stream must not
+        stall the loop), removed ones said offline, new and changed ones started, the rest
+        left running; the new list."""
+        for cam in plan.stop:
+            cam.capture.retire()
+            self.retired.append(cam.capture)
+        for name in plan.removed:
+            log.info("reload: camera %s removed", name)
+            self.publisher.publish(Message(f"{self.root}/{name}/availability", b"offline", 1,
+                                           True))
+        cameras = plan.keep
+        for entry, before in plan.start:
+            cam = self.make(entry)
+            if before is not None:
+                carry_counters(before, cam)
+            log.info("reload: camera %s %s", entry.config.name,
+                     "changed" if before is not None else "added")
+            cam.capture.start()
+            cameras.append(cam)
+        return cameras
+
+    def release_retired(self) -> None:
+        """Let go of retired captures once their threads are done."""
+        if self.retired:
+            still = [c for c in self.retired if not c.finished]
+            if len(still) < len(self.retired):
+                self.retired = still
+                heap.trim()  # what their decoders and frames held, back to the system
+
+    def _notify(self) -> None:
+        with self._wake:
+            self._wake.notify()
+
+    def _on_availability(self, camera: str, state: str, reason: str) -> None:
+        log.info("camera %s: %s (%s)", camera, state, reason, extra={"CAMERA": camera})
+        online = "online" if state == "online" else "offline"
+        self.publisher.publish(Message(f"{self.root}/{camera}/availability", online.encode(),
+                                       1, True))
+        self._notify()

@@ -1,0 +1,52 @@
+"""A finished classification's tail: `classify.step.finish` turns it into payloads, and this
+publishes them and records it everywhere the daemon keeps figures.
+
+Takes an `Inferred` (on the finisher's thread, or the loop's when nothing was handed off) and
+hands on MQTT messages (classification, retained state, snapshots), the payload to listeners
+(the demo, the bench), latency samples, camera and region counts, hard examples and metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..classify.step import Inferred, finish
+from ..govern.sensors import LatencyWindows
+from .hard_examples import HardExamples
+from .mqtt import Publisher, json_message
+from .snapshot import Snapshots
+
+
+class Recorder:
+    def __init__(self, publisher: Publisher, root: str, qos: int, latency: LatencyWindows,
+                 snapshots: Snapshots, hard: HardExamples):
+        self.publisher, self.root, self.qos = publisher, root, qos
+        self.latency, self.snapshots, self.hard = latency, snapshots, hard
+        # Called with every classification payload (published or not), e.g. by the demo.
+        self.listeners: list[Callable[[dict], None]] = []
+        self.metrics = None  # publish.metrics.Metrics, once the daemon has started it
+
+    def __call__(self, done: Inferred) -> None:
+        active, cam, region, frame = done.active, done.cam, done.region, done.frame
+        out = finish(done, self.root)
+        if out.publish:
+            self.publisher.publish(json_message(f"{out.topic}/classification", out.payload,
+                                                self.qos))
+        for listener in self.listeners:
+            listener(out.payload)
+        if out.state is not None:
+            self.publisher.publish(json_message(f"{out.topic}/state", out.state, self.qos, True))
+        label, score = out.payload["label"], out.payload["score"]
+        self.latency.add(("inference", active.rung), out.infer_ms)
+        self.latency.add(("capture_to_publish", active.rung), out.total_ms)
+        self.latency.add(("camera", cam.name), out.total_ms)
+        cam.stats.record(label, score, out.infer_ms, out.total_ms, out.publish)
+        if region.stats is not cam.stats:
+            region.stats.record(label, score, out.infer_ms, out.total_ms, out.publish)
+        for message in self.snapshots.after(cam, region, frame, out.state is not None):
+            self.publisher.publish(message)
+        self.hard.after(cam, region, frame, out.payload)
+        if self.metrics:
+            self.metrics.inference.labels(str(active.rung), active.name).observe(
+                out.infer_ms / 1000)
+            self.metrics.capture_to_publish.labels(cam.name).observe(out.total_ms / 1000)
