@@ -77,7 +77,7 @@ class Daemon:
             # hand-offs and worker threads that take CPU from the engine and the other
             # cameras (benchmarks/RESULTS.md, "What changed the figures").
             cv2.setNumThreads(dev.opencv_threads)
-        heap.map_large_blocks()  # frames and decoders given back when freed (see heap)
+        heap.tune()  # two arenas, large blocks mapped: memory given back when freed (see heap)
         outbox = Outbox(Path(dev.state_dir) / "outbox.sqlite3",
                         int(dev.mqtt.outbox_max_mb * 1e6)) if dev.mqtt.outbox_max_mb else None
         self.publisher = Publisher(dev.mqtt, self.root,

@@ -1,15 +1,19 @@
-"""The C heap of a long-running video daemon: blocks of a megabyte and more (decoder frame
-pools, frames) mapped on their own and unmapped when freed, and every arena trimmed once a
-retired camera's thread has ended (glibc's `mallopt` and `malloc_trim`; nothing elsewhere).
+"""The C heap of a long-running video daemon: at most two heap arenas, blocks of a megabyte and
+more (decoder frame pools, frames) mapped on their own and unmapped when freed, and every arena
+trimmed once a retired camera's thread has ended (glibc's `mallopt` and `malloc_trim`; nothing
+elsewhere).
 
-Why: a camera's decoder and frames are large (a 4K stream's are hundreds of MB) and come from
-the heap arena of its own capture thread. glibc raises its mmap threshold as large blocks are
-freed, after which they are carved from arenas that keep what a finished thread freed, so a
-4K camera removed by reload gave little back and each re-add grew the process (+20 % over
-eight add/remove cycles; flat with this: benchmarks/results/reload-rss-cpu.json). A fixed
-threshold costs page faults on each new large block, which is why each capture decodes into
-its own frames again (`camera._unused`) instead of a new one per frame. `MALLOC_MMAP_THRESHOLD_`
-in the environment is the operator's choice and is left alone.
+Why: glibc gives each new thread a heap arena of its own, up to eight per core (128 on a
+16-core host), and an arena keeps what its threads freed. Every camera added by reload brings
+a capture thread and FFmpeg's decoder threads (one per core for a 4K stream), so each re-add
+filled fresh arenas until all existed: on a 16-core host twenty add/remove cycles of a 4K
+camera grew the process by 37-49 % before it levelled off; with two arenas it stayed within
+1 % (benchmarks/results/reload-rss-gpu-h200.json). Large blocks go the same way unless mapped
+on their own: glibc raises its mmap threshold as large blocks are freed, after which they are
+carved from the arenas. A fixed threshold costs page faults on each new large block, which is
+why each capture decodes into its own frames again (`camera._unused`) instead of a new one per
+frame. `MALLOC_ARENA_MAX` and `MALLOC_MMAP_THRESHOLD_` in the environment are the operator's
+choice and are left alone.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import ctypes.util
 import os
 
 MMAP_THRESHOLD = 1 << 20  # bytes: a 640x360 BGR frame is 0.7 MB, a 720p one 2.8 MB
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
+ARENAS = 2  # the loop and the capture threads take turns at the GIL: more arenas buy no speed
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter numbers (malloc.h)
+_M_ARENA_MAX = -8
 
 _libc = None
 
@@ -33,17 +39,25 @@ def _glibc():
             _libc = lib if hasattr(lib, "mallopt") and hasattr(lib, "malloc_trim") else False
         except OSError:
             _libc = False
+        if _libc:
+            _libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+            _libc.malloc_trim.argtypes = [ctypes.c_size_t]
     return _libc or None
 
 
-def map_large_blocks() -> bool:
-    """From now on, blocks of MMAP_THRESHOLD bytes and more are mapped on their own and go back
-    to the system when freed. False where unsupported or set from the environment."""
+def _set(param: int, value: int, env: str) -> bool:
     libc = _glibc()
-    if libc is None or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+    if libc is None or env in os.environ:
         return False
-    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    return bool(libc.mallopt(param, value))
+
+
+def tune() -> dict[str, bool]:
+    """Before the threads start: at most ARENAS heap arenas, and blocks of MMAP_THRESHOLD
+    bytes and more mapped on their own (back to the system when freed). Says which took
+    effect: neither on another C library, nor one set from the environment."""
+    return {"arenas": _set(_M_ARENA_MAX, ARENAS, "MALLOC_ARENA_MAX"),
+            "mmap_threshold": _set(_M_MMAP_THRESHOLD, MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_")}
 
 
 def trim() -> bool:
@@ -51,5 +65,27 @@ def trim() -> bool:
     libc = _glibc()
     if libc is None:
         return False
-    libc.malloc_trim.argtypes = [ctypes.c_size_t]
     return bool(libc.malloc_trim(0))
+
+
+def arenas() -> int | None:
+    """How many heap arenas the process has (glibc's `malloc_info`), or None where unknown."""
+    libc = _glibc()
+    if libc is None or not hasattr(libc, "malloc_info"):
+        return None
+    libc.open_memstream.restype = ctypes.c_void_p
+    libc.open_memstream.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_size_t)]
+    libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    libc.fclose.argtypes = [ctypes.c_void_p]
+    buf, size = ctypes.c_char_p(), ctypes.c_size_t()
+    stream = libc.open_memstream(ctypes.byref(buf), ctypes.byref(size))
+    if not stream:
+        return None
+    try:
+        libc.malloc_info(0, stream)
+    finally:
+        libc.fclose(stream)
+    text = ctypes.string_at(buf, size.value).decode()
+    libc.free.argtypes = [ctypes.c_void_p]
+    libc.free(ctypes.cast(buf, ctypes.c_void_p))
+    return text.count("<heap nr=")

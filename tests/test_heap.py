@@ -1,0 +1,56 @@
+"""The daemon's C heap: at most two arenas however many threads its cameras bring, so that a
+camera removed by reload leaves no arena of its own behind (the growth that reload_rss.py
+measured on a 16-core host), and the operator's own MALLOC_ARENA_MAX wins."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Eight threads alive at once, each allocating: glibc gives each a heap arena of its own
+# unless the limit holds.
+THREADS = """
+import sys, threading
+from edgeswin.service import heap
+tuned = heap.tune() if sys.argv[1] == "tune" else None
+gate = threading.Barrier(8)
+def work():
+    held = [bytearray(20_000) for _ in range(50)]
+    gate.wait()
+threads = [threading.Thread(target=work) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(tuned, heap.arenas())
+"""
+
+
+def arenas(mode: str, env: dict[str, str] | None = None) -> tuple[str, int]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    run = subprocess.run([sys.executable, "-c", THREADS, mode], capture_output=True, text=True,
+                         cwd=REPO, env={**clean, **(env or {})}, timeout=60)
+    assert run.returncode == 0, run.stderr
+    tuned, count = run.stdout.rsplit(" ", 1)
+    return tuned, int(count)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's heap")
+def test_eight_live_threads_share_two_heap_arenas():
+    _, untuned = arenas("plain")
+    tuned, count = arenas("tune")
+    assert untuned > 2  # glibc's own default: one arena per thread here
+    assert count <= 2 and "'arenas': True" in tuned
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's heap")
+def test_the_operators_malloc_arena_max_is_left_alone():
+    tuned, count = arenas("tune", {"MALLOC_ARENA_MAX": "4"})
+    assert "'arenas': False" in tuned
+    assert 2 < count <= 4
