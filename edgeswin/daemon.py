@@ -22,6 +22,7 @@ import cv2
 
 from .classify.finisher import Finisher
 from .classify.schedule import CameraRuntime, fps_adjustable, next_job
+from .classify.step import iso
 from .config import Config, load_config
 from .engine import open_engine
 from .engine.ladder import ActiveEngine, EngineLadder
@@ -29,6 +30,7 @@ from .errors import ConfigError, EdgeswinError
 from .govern.fallback import FallbackPolicy, Readings
 from .govern.governor import Governor
 from .govern.sensors import LatencyWindows
+from .health.board import HealthBoard
 from .lineup import Lineup
 from .publish.hard_examples import HardExamples
 from .publish.mqtt import Message, Publisher, json_message
@@ -105,8 +107,9 @@ class Daemon:
             fb.latency_budget_ms, lambda payload: self.publisher.publish(
                 json_message(f"{self.root}/rollout", payload, 1, True)), self._wake)
         self.control = ControlSocket(dev.state_dir)
+        self.health = HealthBoard(dev.health, self.root, iso)
         self.recorder = Recorder(self.publisher, self.root, dev.mqtt.qos, self.latency,
-                                 self.snapshots, self.hard)
+                                 self.snapshots, self.hard, self.health)
         self.serving = Serving(dev, self.root, self.engines, self.rollouts, self.governor,
                                self.latency, self.publisher, self.recorder)
         self.lineup = Lineup(dev, self.root, self.serving, self.publisher, self._wake)
@@ -372,6 +375,7 @@ class Daemon:
                         directory / "edgeswin.yaml", ", ".join(plan.restart))
         self.rollouts.reloaded(new.device.rollout, new.device.engines, plan.model_rungs)
         self.serving.cameras = cameras = self.lineup.change(plan)
+        self.health.forget(set(plan.removed))
         self.config = Config(self.config.device, new.cameras, directory)
         self.policy.set_limit("fps", self.config.device.fallback.fps_steps
                               if fps_adjustable(cameras) else 0)

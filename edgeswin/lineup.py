@@ -66,8 +66,8 @@ class Lineup:
 
     def change(self, plan: ReloadPlan) -> list[CameraRuntime]:
         """A reload's cameras: stopped ones retired (joined later: a slow stream must not
-        stall the loop), removed ones said offline, new and changed ones started, the rest
-        left running; the new list."""
+        stall the loop), removed ones said offline and their retained health cleared, new and
+        changed ones started, the rest left running; the new list."""
         for cam in plan.stop:
             cam.capture.retire()
             self.retired.append(cam.capture)
@@ -75,6 +75,8 @@ class Lineup:
             log.info("reload: camera %s removed", name)
             self.publisher.publish(Message(f"{self.root}/{name}/availability", b"offline", 1,
                                            True))
+            # Its health said nothing of it any more: the retained message goes.
+            self.publisher.publish(Message(f"{self.root}/{name}/health", b"", 1, True))
         cameras = plan.keep
         for entry, before in plan.start:
             cam = self.make(entry)

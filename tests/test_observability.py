@@ -144,17 +144,19 @@ def test_home_assistant_discovery_announces_and_clears(tmp_path, broker, subscri
                        {"homeassistant": {"enabled": True}})
     daemon = daemon_factory(cfg)
     prefix = "homeassistant/sensor/edgeswin_testdev"
-    # Eleven distinct entities (retained ones published before the first connect can also come
-    # a second time, replayed on connect, so count topics, not messages).
-    assert ha.wait_for(lambda: len({t for t, _, _ in ha.messages}) >= 11, 20), daemon.log()
+    # Thirteen distinct entities (retained ones published before the first connect can also
+    # come a second time, replayed on connect, so count topics, not messages).
+    assert ha.wait_for(lambda: len({t for t, _, _ in ha.messages}) >= 13, 20), daemon.log()
     configs = {topic: json.loads(payload) for topic, payload, _ in ha.messages if payload}
     pictures = "homeassistant/camera/edgeswin_testdev"
+    health = "homeassistant/binary_sensor/edgeswin_testdev"
     assert set(configs) == {f"{prefix}/north_label/config", f"{prefix}/south_label/config",
                             f"{prefix}/engine_rung/config", f"{prefix}/temperature/config",
                             f"{prefix}/model_rollout/config", f"{prefix}/power/config",
                             f"{prefix}/energy_per_classification/config",
                             f"{prefix}/power_mode/config",
                             "homeassistant/binary_sensor/edgeswin_testdev/online/config",
+                            f"{health}/north_health/config", f"{health}/south_health/config",
                             f"{pictures}/north_snapshot/config",
                             f"{pictures}/south_snapshot/config"}
     for topic, payload in configs.items():
@@ -164,7 +166,7 @@ def test_home_assistant_discovery_announces_and_clears(tmp_path, broker, subscri
     assert subscriber.wait_for(lambda: subscriber.on(snapshot), 20), "the entity's picture"
     assert subscriber.on(snapshot)[-1][:2] == b"\xff\xd8", "a JPEG, as the entity expects"
     late = Subscriber(broker.port, "homeassistant/#")  # Home Assistant starting later
-    assert late.wait_for(lambda: len({t for t, _, _ in late.messages}) >= 11, 10)
+    assert late.wait_for(lambda: len({t for t, _, _ in late.messages}) >= 13, 10)
     assert {t for t, _, retained in late.messages if retained} == set(configs), "retained"
     late.close()
     north = configs[f"{prefix}/north_label/config"]
@@ -173,6 +175,11 @@ def test_home_assistant_discovery_announces_and_clears(tmp_path, broker, subscri
     assert "label" in json.loads(subscriber.on(north["state_topic"])[-1])
     assert [a["topic"] for a in north["availability"]] == [f"{ROOT}/status",
                                                            f"{ROOT}/north/availability"]
+    # The health sensor reads a topic the daemon fills, with the field its template reads.
+    north_health = configs[f"{health}/north_health/config"]
+    assert north_health["device_class"] == "problem"
+    assert subscriber.wait_for(lambda: subscriber.on(north_health["state_topic"]), 20)
+    assert subscriber.json_on(north_health["state_topic"])[-1]["ok"] in (True, False)
     rung = configs[f"{prefix}/engine_rung/config"]
     assert subscriber.wait_for(lambda: subscriber.on(rung["state_topic"]), 10)
     assert subscriber.json_on(rung["state_topic"])[-1]["rung"] == 0
@@ -185,6 +192,8 @@ def test_home_assistant_discovery_announces_and_clears(tmp_path, broker, subscri
                        [(t, p) for t, p, _ in ha.messages[seen:]], 15), daemon.log()
     assert ha.wait_for(lambda: (f"{pictures}/south_snapshot/config", b"") in
                        [(t, p) for t, p, _ in ha.messages[seen:]], 15), "its camera goes too"
+    assert ha.wait_for(lambda: (f"{health}/south_health/config", b"") in
+                       [(t, p) for t, p, _ in ha.messages[seen:]], 15), "and its health"
     assert daemon.terminate(timeout=10)[0] == 0
 
     # And across a restart: a camera dropped while the daemon was down is cleared at start.

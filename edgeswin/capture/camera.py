@@ -122,13 +122,14 @@ class Capture:
         # sets it from the engine's input and the regions), and which decoder opened it.
         self.decode_width = DECODE_WIDTH
         self.decoder = ""
+        self.source_fps: float | None = None  # a file's own frame rate, once it is open
         self._opener = Opener(self.name)
         self._told_stuck = False
-        # Set by the pipeline for cameras whose every frame is classified (fps 0): the input is
+        # Set by the daemon for cameras whose every frame is classified (fps 0): the input is
         # then prepared here, overlapping the engine's work on the previous frame.
         self.prepare: Callable[[np.ndarray], np.ndarray] | None = None
 
-    # --- the pipeline's side ------------------------------------------------------------
+    # --- the daemon's side ------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
 
@@ -271,9 +272,11 @@ class Capture:
         """Read until stop, end of file or failure; return why it stopped."""
         is_file = self.source.kind == "file"
         period = 0.0
-        if is_file and self.cfg.realtime:
+        if is_file:
             fps = cap.get(cv2.CAP_PROP_FPS)
-            period = 1.0 / fps if fps and 0 < fps < 1000 else 1 / 25
+            self.source_fps = fps if fps and 0 < fps < 1000 else None
+            if self.cfg.realtime:
+                period = 1.0 / (self.source_fps or 25)
         index = 0
         next_due = time.monotonic()
         self._reconnect.clear()

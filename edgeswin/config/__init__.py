@@ -1,10 +1,10 @@
 """Configuration: `edgeswin.yaml` (device-wide) plus `cameras/*.yaml` (one file per camera).
 
 Hands on a validated `Config` (`load_config`). Every key is checked by strict pydantic models,
-one module per section (`mqtt`, `engines`, `fallback`, `outputs`, `rollout`, `device`,
-`cameras`, built from `fields`); every problem in every file is collected and raised at once as
-a `ConfigError` whose lines read `file:line: key.path: message` (`reading` keeps the lines,
-`load` collects). Relative paths are resolved against the file they appear in. Secrets are read
+one module per section (`mqtt`, `engines`, `fallback`, `outputs`, `rollout`, `health`,
+`device`, `cameras`, built from `fields`); every problem in every file is collected and raised
+at once as a `ConfigError` whose lines read `file:line: key.path: message` (`reading` keeps the
+lines, `load` collects). Relative paths are resolved against the file they appear in. Secrets are read
 by `credentials`, never from the YAML.
 """
 
@@ -23,6 +23,7 @@ from .device import DeviceConfig
 from .engines import EngineRung, backend_for, dla_twins
 from .fallback import FallbackConfig, PowerConfig
 from .fields import CAMERA_DIR, CAMERA_SUFFIXES, DEVICE_FILE
+from .health import HealthConfig
 from .load import CameraEntry, Config, load_config
 from .mqtt import MqttConfig, TlsConfig
 from .outputs import HardExamplesConfig, HomeAssistantConfig, MetricsConfig, SnapshotConfig
@@ -32,7 +33,7 @@ from .rollout import RolloutConfig
 __all__ = [
     "CAMERA_DIR", "CAMERA_SUFFIXES", "DEVICE_FILE", "CameraConfig", "CameraCredentials",
     "CameraEntry", "Config", "DeviceConfig", "EngineRung", "FallbackConfig",
-    "HardExamplesConfig", "HomeAssistantConfig", "MetricsConfig", "MqttConfig", "PowerConfig",
+    "HardExamplesConfig", "HealthConfig", "HomeAssistantConfig", "MetricsConfig", "MqttConfig", "PowerConfig",
     "PublishPolicy", "Reconnect", "RegionConfig", "RolloutConfig", "SnapshotConfig",
     "Smoothing", "SourceSpec", "TlsConfig", "backend_for", "dla_twins", "load_config",
     "opencv_has_gstreamer", "parse_source", "read_config_file",

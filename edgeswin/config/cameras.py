@@ -20,6 +20,7 @@ from pydantic import (
 
 from .credentials import redact
 from .fields import CAMERA_NAME, DAY, NAME_MAX, At, ExistingFile, _earlier, _secret_readable, _Strict
+from .health import HealthConfig
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,8 @@ class CameraConfig(_Strict):
     read_timeout_s: float = Field(5.0, gt=0, le=3600, description="Stream read timeout (FFmpeg/GStreamer).")
     reconnect: Reconnect = Field(default_factory=Reconnect, description="Backoff after failures.")
     topk: int = Field(3, ge=1, le=20, description="How many classes each message lists.")
+    health: HealthConfig | None = Field(None, description="This camera's own health settings, "
+                                        "over edgeswin.yaml's (only the keys given).")
     threshold: float = Field(0.0, ge=0, le=1, description="Below this score the label is 'unknown'.")
     latency_budget_ms: float | None = Field(
         None, gt=0, le=DAY * 1000, description="p95 capture-to-publish budget of this camera; over it for "

@@ -15,6 +15,7 @@ from pydantic import (
 from .engines import EngineRung, backend_for, dla_twins
 from .fallback import FallbackConfig, PowerConfig
 from .fields import DAY, NAME_MAX, At, ConfigPath, _earlier, _Strict
+from .health import HealthConfig
 from .mqtt import MqttConfig
 from .outputs import HardExamplesConfig, HomeAssistantConfig, MetricsConfig, SnapshotConfig
 from .rollout import RolloutConfig
@@ -42,6 +43,9 @@ class DeviceConfig(_Strict):
                                    description="How a changed model takes over (on reload).")
     power: PowerConfig = Field(default_factory=PowerConfig,
                                description="Power rails, GPU load and nvpmodel mode to report.")
+    health: HealthConfig = Field(default_factory=HealthConfig,
+                                 description="Camera health: covered, frozen, blurred, moved "
+                                             "(a camera file's own health: keys win).")
     opencv_threads: int | None = Field(
         1, ge=1, le=256,
         description="Threads of OpenCV's own parallel loops (resize, colour conversion); "

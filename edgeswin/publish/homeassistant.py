@@ -6,10 +6,11 @@ are gone — also across restarts, from the list kept in `<state_dir>/homeassist
 Entities: per camera (per region for a camera with regions) a `sensor` with the label
 (attributes: score, since) and availability from both the device status and the camera's
 stream; with snapshots on, a `camera` per camera and per region showing the retained
-snapshot; per device a `sensor` for the engine rung, one for the model rollout's state, one
-for the hottest temperature, the module's power (W, with each rail as an attribute), the
-energy per classification (mJ) and the nvpmodel power mode, and a connectivity
-`binary_sensor`.
+snapshot; with health on, a `problem` `binary_sensor` per camera (on while its retained
+`<root>/<camera>/health` lists a problem, the kinds as attributes); per device a `sensor` for
+the engine rung, one for the model rollout's state, one for the hottest temperature, the
+module's power (W, with each rail as an attribute), the energy per classification (mJ) and the
+nvpmodel power mode, and a connectivity `binary_sensor`.
 """
 
 from __future__ import annotations
@@ -92,6 +93,23 @@ def snapshot_config(prefix: str, device_id: str, root: str, camera: str,
                         {"topic": f"{_base(root, camera, region)}/snapshot"})
 
 
+def _health_id(camera: str) -> str:
+    return f"{camera}_health"
+
+
+def health_config(prefix: str, device_id: str, root: str, camera: str) -> Message:
+    """A problem sensor on the camera's retained health: on while it lists a problem."""
+    topic = f"{root}/{camera}/health"
+    return _unit_entity(prefix, "binary_sensor", device_id, root, camera, None,
+                        _health_id(camera), "health",
+                        {"state_topic": topic, "device_class": "problem",
+                         "value_template": "{{ 'OFF' if value_json.ok else 'ON' }}",
+                         "json_attributes_topic": topic,
+                         "json_attributes_template":
+                             "{{ {'problems': value_json.problems | map(attribute='kind') "
+                             "| list} | tojson }}"})
+
+
 def device_configs(prefix: str, device_id: str, root: str) -> list[Message]:
     device = _device(device_id)
     status = {"availability_topic": f"{root}/status", "payload_available": "online",
@@ -148,12 +166,16 @@ def device_configs(prefix: str, device_id: str, root: str) -> list[Message]:
 
 def removal(prefix: str, device_id: str, unit: str) -> list[Message]:
     """Empty retained configs remove a unit's entities from Home Assistant (`unit`: a camera,
-    or `camera/region`): its label sensor and its snapshot camera."""
+    or `camera/region`): its label sensor and its snapshot camera, and a camera's health."""
     camera, _, region = unit.partition("/")
-    return [Message(_topic(prefix, "sensor", device_id, _label_id(camera, region or None)), b"",
-                    1, True),
-            Message(_topic(prefix, "camera", device_id, _snapshot_id(camera, region or None)),
-                    b"", 1, True)]
+    out = [Message(_topic(prefix, "sensor", device_id, _label_id(camera, region or None)), b"",
+                   1, True),
+           Message(_topic(prefix, "camera", device_id, _snapshot_id(camera, region or None)),
+                   b"", 1, True)]
+    if not region:
+        out.append(Message(_topic(prefix, "binary_sensor", device_id, _health_id(camera)), b"",
+                           1, True))
+    return out
 
 
 class Discovery:
@@ -177,10 +199,11 @@ class Discovery:
         except OSError as exc:  # a read-only state dir must not stop discovery
             log.warning("cannot record announced cameras in %s: %s", self._record, exc)
 
-    def messages(self, units: list[tuple[str, str | None]],
-                 snapshots: bool = False) -> list[Message]:
-        """Configs for (camera, region) label sensors (region None: the whole frame) and, with
-        snapshots on, a camera entity per camera and per region."""
+    def messages(self, units: list[tuple[str, str | None]], snapshots: bool = False,
+                 health: dict[str, bool] | None = None) -> list[Message]:
+        """Configs for (camera, region) label sensors (region None: the whole frame), with
+        snapshots on a camera entity per camera and per region, and a health sensor for each
+        camera whose `health` is on (camera -> on)."""
         keys = {camera if region is None else f"{camera}/{region}" for camera, region in units}
         gone = self._announced() - keys
         out = [m for name in sorted(gone) for m in removal(self.prefix, self.device_id, name)]
@@ -196,6 +219,10 @@ class Discovery:
             else:  # turned off: no entity left showing a stale picture
                 out.append(Message(_topic(self.prefix, "camera", self.device_id,
                                           _snapshot_id(camera, region)), b"", 1, True))
+        for camera, on in sorted((health or {}).items()):
+            out.append(health_config(self.prefix, self.device_id, self.root, camera) if on
+                       else Message(_topic(self.prefix, "binary_sensor", self.device_id,
+                                           _health_id(camera)), b"", 1, True))
         self._remember(keys)
         if gone:
             log.info("home assistant: cleared %s", ", ".join(sorted(gone)))

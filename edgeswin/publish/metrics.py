@@ -120,6 +120,12 @@ class Metrics:
                 per_region["edgeswin_region_published_total"].add_metric(
                     [cam.name, region.name], region.stats.published)
         yield from per_region.values()
+        problem = gauge("edgeswin_camera_problem", "1 while the camera's health lists this "
+                        "problem (covered, frozen, blurred, moved).", labels=["camera", "kind"])
+        for camera, kinds in sorted(d.health.problems().items()):
+            for kind, raised in kinds.items():
+                problem.add_metric([camera, kind], int(raised))
+        yield problem
         active = d.active
         rung = gauge("edgeswin_engine_rung", "Active rung of the engine ladder (0 = primary).",
                      labels=["engine", "backend"])

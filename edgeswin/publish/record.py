@@ -3,7 +3,8 @@ publishes them and records it everywhere the daemon keeps figures.
 
 Takes an `Inferred` (on the finisher's thread, or the loop's when nothing was handed off) and
 hands on MQTT messages (classification, retained state, snapshots), the payload to listeners
-(the demo, the bench), latency samples, camera and region counts, hard examples and metrics.
+(the demo, the bench), latency samples, camera and region counts, hard examples, the camera's
+health (retained `<root>/<camera>/health` when it changes) and metrics.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 
 from ..classify.step import Inferred, finish
 from ..govern.sensors import LatencyWindows
+from ..health.board import HealthBoard
 from .hard_examples import HardExamples
 from .mqtt import Publisher, json_message
 from .snapshot import Snapshots
@@ -19,9 +21,10 @@ from .snapshot import Snapshots
 
 class Recorder:
     def __init__(self, publisher: Publisher, root: str, qos: int, latency: LatencyWindows,
-                 snapshots: Snapshots, hard: HardExamples):
+                 snapshots: Snapshots, hard: HardExamples, health: HealthBoard):
         self.publisher, self.root, self.qos = publisher, root, qos
         self.latency, self.snapshots, self.hard = latency, snapshots, hard
+        self.health = health
         # Called with every classification payload (published or not), e.g. by the demo.
         self.listeners: list[Callable[[dict], None]] = []
         self.metrics = None  # publish.metrics.Metrics, once the daemon has started it
@@ -46,6 +49,10 @@ class Recorder:
         for message in self.snapshots.after(cam, region, frame, out.state is not None):
             self.publisher.publish(message)
         self.hard.after(cam, region, frame, out.payload)
+        health = self.health.after(cam.entry, frame, cam.capture.source_fps)
+        if health is not None:
+            self.publisher.publish(json_message(f"{self.root}/{cam.name}/health", health, 1,
+                                                True))
         if self.metrics:
             self.metrics.inference.labels(str(active.rung), active.name).observe(
                 out.infer_ms / 1000)

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..classify.schedule import CameraRuntime
 from ..classify.step import iso
 from ..config import DeviceConfig
+from ..config.health import effective
 from ..engine.ladder import ActiveEngine
 from .homeassistant import Discovery
 from .mqtt import Message
@@ -85,4 +86,6 @@ def discovery_messages(device: DeviceConfig, root: str,
         return []
     discovery = Discovery(ha.prefix, device.device_id, root, Path(device.state_dir))
     return discovery.messages([(c.name, r.name) for c in cameras for r in c.regions],
-                              device.snapshots.enabled)
+                              device.snapshots.enabled,
+                              {c.name: effective(device.health, c.entry.config.health).enabled
+                               for c in cameras})

@@ -146,11 +146,13 @@ def raw_engine(model: Path, frames: list[np.ndarray], threads: int, seconds: flo
 def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: float,
                port: int, warmup_s: float = 2.0, realtime: bool = False,
                regions: int = 0, engine_ms: float | None = None,
-               opencv_threads: int | None = 1, finisher: bool = True) -> dict:
+               opencv_threads: int | None = 1, finisher: bool = True,
+               health: bool = True) -> dict:
     """The real daemon in this process on `cameras` copies of one video: unpaced (as fast as
     the engine takes frames), or at the video's own rate for latency without queueing. With
     `regions`, each camera is cut into that many vertical strips classified on their own.
-    `finisher=False` finishes every classification on the loop's thread (the A/B)."""
+    `finisher=False` finishes every classification on the loop's thread, `health=False` judges
+    no camera's health (the A/Bs)."""
     # Long: the config written, the daemon run and the figures read in one place, so that
     # one function says exactly what a bench run did.
     from ..daemon import Daemon
@@ -165,6 +167,7 @@ def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: fl
             "engines": [{"name": "bench", "model": str(model), "threads": threads}],
             "state_dir": str(cfg_dir / "state"), "stats_interval_s": 3600,
             "opencv_threads": opencv_threads,
+            "health": {"enabled": health},
             "fallback": {"thermal_root": str(cfg_dir / "no-thermal")}}))
         for i in range(cameras):
             camera = {"source": str(video), "fps": 0, "loop": True, "realtime": realtime}

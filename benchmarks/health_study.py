@@ -1,0 +1,66 @@
+"""Camera health on fixed-camera videos (tests/fixed_camera.py), judged as the daemon judges
+(every 0.5 s of video, the default settings): for each kind, the delay from the start of the
+tampering to the alarm beyond its hold time, and to the clearing beyond `clear_after_s`; and
+the alarms raised on clean videos of the same kind of camera (other views, other seeds).
+
+    python benchmarks/health_study.py -o benchmarks/results/health-study.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from edgeswin.config import HealthConfig  # noqa: E402
+from edgeswin.tools.measure import machine  # noqa: E402
+from tests import fixed_camera  # noqa: E402
+from tests.test_health import EVENTS, FPS, SECONDS, judged  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, default=5, help="tampered and clean videos each")
+    ap.add_argument("--clean-seconds", type=float, default=300.0)
+    ap.add_argument("-o", "--output", type=Path)
+    args = ap.parse_args()
+    cfg = HealthConfig()
+    delays: dict[str, list] = {k: [] for k in EVENTS}
+    false_alarms = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(args.seeds):
+            video = fixed_camera.make(Path(tmp) / f"t{seed}.mp4", SECONDS, FPS, EVENTS, seed)
+            changes = judged(video, cfg)
+            for kind, (start, end) in EVENTS.items():
+                raised = next((t for t, kinds in changes if kind in kinds), None)
+                cleared = next((t for t, kinds in changes
+                                if raised is not None and t > raised and kind not in kinds), None)
+                delays[kind].append({
+                    "seed": seed,
+                    "raise_s_beyond_hold": None if raised is None else
+                    round(raised - start - getattr(cfg, f"{kind}_after_s"), 2),
+                    "clear_s_beyond_hold": None if cleared is None else
+                    round(cleared - end - cfg.clear_after_s, 2)})
+            other = [(t, k) for t, k in changes
+                     if not any(a <= t < b + cfg.clear_after_s + 3 for a, b in EVENTS.values())]
+            false_alarms.append({"tampered_video_seed": seed, "outside_the_events": other})
+            clean = fixed_camera.make(Path(tmp) / f"c{seed}.mp4", args.clean_seconds, FPS,
+                                      seed=100 + seed)
+            false_alarms.append({"clean_video_seed": 100 + seed, "seconds": args.clean_seconds,
+                                 "changes": judged(clean, cfg)})
+            print(seed, {k: v[-1] for k, v in delays.items()}, false_alarms[-1], flush=True)
+    report = {"machine": machine(), "settings": cfg.model_dump(), "events": EVENTS,
+              "delays": delays, "false_alarms": false_alarms}
+    text = json.dumps(report, indent=1)
+    if args.output:
+        args.output.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,37 @@
+"""The `health:` section (in edgeswin.yaml, and per camera in its own file): when a camera that
+still delivers frames counts as covered, frozen, blurred or moved, and how long each must last
+before it is raised and before it clears."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from .fields import DAY, _Strict
+
+
+class HealthConfig(_Strict):
+    enabled: bool = Field(True, description="Judge each camera's view (about 2 frames a "
+                          "second, on frames already decoded) and publish <root>/<camera>/health.")
+    covered_after_s: float = Field(3.0, gt=0, le=DAY, description="A (nearly) flat view for "
+                                   "this long is `covered`: a blocked or sprayed lens, a black "
+                                   "or single-colour frame.")
+    frozen_after_s: float = Field(5.0, gt=0, le=DAY, description="The same picture again and "
+                                  "again for this long is `frozen`.")
+    blurred_after_s: float = Field(5.0, gt=0, le=DAY, description="Sharpness far below this "
+                                   "camera's own normal for this long is `blurred`.")
+    moved_after_s: float = Field(10.0, gt=0, le=DAY, description="A static view that no "
+                                 "longer matches the camera's reference view for this long is "
+                                 "`moved`.")
+    clear_after_s: float = Field(5.0, gt=0, le=DAY, description="A problem clears after this "
+                                 "long without it.")
+    learn_s: float = Field(10.0, gt=0, le=DAY, description="The camera's normal (contrast, "
+                           "sharpness, change between frames, reference view) is learned over "
+                           "this long of healthy running after a start; a problem is judged "
+                           "once it is learned.")
+
+
+def effective(device: HealthConfig, camera: HealthConfig | None) -> HealthConfig:
+    """The device's settings with the keys a camera file sets itself laid over them."""
+    if camera is None:
+        return device
+    return device.model_copy(update={k: getattr(camera, k) for k in camera.model_fields_set})

@@ -1,0 +1,134 @@
+"""One camera's health, judged frame by frame on its own clock: the video's own time for a file
+read as fast as it decodes (`realtime: false`), the time of capture otherwise.
+
+Takes `Signals` and hands on a change (or None): the problems now raised, each with the frame
+that raised it. A condition must hold for its `*_after_s` before it is raised, and be gone for
+`clear_after_s` before it clears, so a passing truck or a light switched on raises nothing.
+
+`covered` and `frozen` are judged from the first frame (a flat view, a repeated picture need no
+normal); `blurred` and `moved` once the camera's normal is learned: over `learn_s` of frames
+that were neither, the median contrast and sharpness, and the reference view (the median
+thumbnail: what stays put while things come and go) with how alike each frame was to it.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..config import HealthConfig
+from .signals import Signals, change, likeness
+
+KINDS = ("covered", "frozen", "blurred", "moved")
+FLAT = 6.0  # grey levels of standard deviation: below this a view is flat whatever its normal
+COVERED_OF_NORMAL = 0.25  # ... or below this fraction of the camera's own contrast
+SAME = 0.05  # grey levels of mean change between two thumbnails: the same picture
+BLURRED_OF_NORMAL = 0.3  # sharpness below this fraction of the camera's own
+MOVED_BELOW_NORMAL = 0.35  # likeness to the reference this far below its normal ...
+MOVED_AT_MOST = 0.5  # ... and at most this
+
+
+@dataclass
+class Problem:
+    kind: str
+    since: float  # wall time of the first frame that showed it
+    frame_index: int  # the frame that raised it
+    detail: str
+
+    def as_dict(self, iso) -> dict:
+        return {"kind": self.kind, "since": iso(self.since), "frame_index": self.frame_index,
+                "detail": self.detail}
+
+
+@dataclass
+class _Hold:
+    seen_at: float | None = None  # clock time the condition began (or ended, while raised)
+    first_wall: float = 0.0
+    raised: Problem | None = None
+
+
+@dataclass
+class Normal:
+    contrast: float
+    sharpness: float
+    reference: np.ndarray
+    likeness: float
+
+
+@dataclass
+class CameraJudge:
+    cfg: HealthConfig
+    normal: Normal | None = None
+    _learning: list[Signals] = field(default_factory=list)
+    _learn_from: float | None = None
+    _last: Signals | None = None
+    _holds: dict[str, _Hold] = field(default_factory=lambda: {k: _Hold() for k in KINDS})
+
+    def judge(self, s: Signals, clock: float, wall: float, index: int
+              ) -> tuple[bool, list[Problem]]:
+        """(changed, the problems raised now) for one frame."""
+        conditions = self._conditions(s)
+        self._learn(s, clock, conditions)
+        self._last = s
+        changed = False
+        for kind, (holds, detail) in conditions.items():
+            hold = self._holds[kind]
+            after = getattr(self.cfg, f"{kind}_after_s")
+            if hold.raised is None:
+                if not holds:
+                    hold.seen_at = None
+                    continue
+                if hold.seen_at is None:
+                    hold.seen_at, hold.first_wall = clock, wall
+                if clock - hold.seen_at >= after:
+                    hold.raised = Problem(kind, hold.first_wall, index, detail)
+                    hold.seen_at = None
+                    changed = True
+            elif holds:
+                hold.seen_at = None  # still there: the clearing starts again
+            else:
+                if hold.seen_at is None:
+                    hold.seen_at = clock
+                if clock - hold.seen_at >= self.cfg.clear_after_s:
+                    hold.raised, hold.seen_at = None, None
+                    changed = True
+        return changed, [h.raised for h in self._holds.values() if h.raised is not None]
+
+    def _conditions(self, s: Signals) -> dict[str, tuple[bool, str]]:
+        normal = self.normal
+        flat_below = max(FLAT, COVERED_OF_NORMAL * normal.contrast) if normal else FLAT
+        covered = s.contrast < flat_below
+        moved_by = change(s.thumb, self._last.thumb) if self._last is not None else None
+        frozen = not covered and moved_by is not None and moved_by < SAME
+        out = {"covered": (covered, f"contrast {s.contrast:.1f} (flat below {flat_below:.1f})"),
+               "frozen": (frozen, "the same picture as the frame before"
+                          if moved_by is not None else "")}
+        if normal is None:
+            out["blurred"] = out["moved"] = (False, "")
+            return out
+        blurred = not covered and s.sharpness < BLURRED_OF_NORMAL * normal.sharpness
+        alike = likeness(s.thumb, normal.reference)
+        moved_below = min(MOVED_AT_MOST, normal.likeness - MOVED_BELOW_NORMAL)
+        moved = not covered and alike < moved_below
+        out["blurred"] = (blurred, f"sharpness {s.sharpness:.0f}, normal "
+                                   f"{normal.sharpness:.0f}")
+        out["moved"] = (moved, f"likeness to the reference view {alike:.2f}, normal "
+                               f"{normal.likeness:.2f}")
+        return out
+
+    def _learn(self, s: Signals, clock: float, conditions: dict) -> None:
+        if self.normal is not None or conditions["covered"][0] or conditions["frozen"][0]:
+            return
+        if self._learn_from is None:
+            self._learn_from = clock
+        self._learning.append(s)
+        if clock - self._learn_from < self.cfg.learn_s or len(self._learning) < 5:
+            return
+        reference = np.median(np.stack([x.thumb for x in self._learning]), axis=0)
+        self.normal = Normal(
+            statistics.median(x.contrast for x in self._learning),
+            statistics.median(x.sharpness for x in self._learning), reference,
+            statistics.median(likeness(x.thumb, reference) for x in self._learning))
+        self._learning = []

@@ -1,0 +1,107 @@
+"""Camera health: a fixed camera's video with a covered, a frozen, a blurred and a turned
+interval (tests/fixed_camera.py) goes through the real daemon, a real broker and the demo
+model; each problem is raised with the right kind within its hold time plus a few seconds of
+video, and cleared after; a clean video of the same camera raises nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import jsonschema
+import pytest
+
+from edgeswin.config import HealthConfig
+from edgeswin.health.board import JUDGE_EVERY_S
+from edgeswin.health.judge import CameraJudge
+from edgeswin.health.signals import measure
+
+from . import fixed_camera
+from .conftest import Subscriber, write_config
+
+FPS = 10
+EVENTS = {"covered": (15.0, 21.0), "frozen": (27.0, 35.0), "blurred": (41.0, 49.0),
+          "moved": (55.0, 70.0)}
+SECONDS = 78.0
+SLACK_S = 3.0  # judged every 0.5 s of video; the edge of an event can fall either side
+
+
+@pytest.fixture(scope="module")
+def tampered(tmp_path_factory) -> Path:
+    return fixed_camera.make(tmp_path_factory.mktemp("health") / "tampered.mp4", SECONDS, FPS,
+                             EVENTS)
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory) -> Path:
+    return fixed_camera.make(tmp_path_factory.mktemp("health") / "clean.mp4", 120.0, FPS,
+                             seed=9)
+
+
+def judged(video: Path, cfg: HealthConfig) -> list[tuple[float, tuple[str, ...]]]:
+    """(video time, problems raised then) at each change, as the daemon judges."""
+    cap, judge, index, next_at, out = cv2.VideoCapture(str(video)), CameraJudge(cfg), 0, 0.0, []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            return out
+        t = index / FPS
+        if t >= next_at:
+            next_at = t + JUDGE_EVERY_S
+            changed, problems = judge.judge(measure(frame), t, t, index)
+            if changed:
+                out.append((t, tuple(p.kind for p in problems)))
+        index += 1
+
+
+def check_events(changes: list[tuple[float, tuple[str, ...]]], cfg: HealthConfig) -> None:
+    for kind, (start, end) in EVENTS.items():
+        raised = [t for t, kinds in changes if kind in kinds]
+        assert raised, f"{kind} never raised: {changes}"
+        after = getattr(cfg, f"{kind}_after_s")
+        assert start + after <= raised[0] <= start + after + SLACK_S, (kind, raised[0], changes)
+        cleared = next(t for t, kinds in changes if t > raised[0] and kind not in kinds)
+        assert end + cfg.clear_after_s <= cleared <= end + cfg.clear_after_s + SLACK_S, \
+            (kind, cleared, changes)
+        assert all(set(kinds) <= {kind} for t, kinds in changes if start <= t < end), \
+            f"only {kind} during its interval: {changes}"
+
+
+def test_each_problem_is_raised_after_its_hold_time_and_cleared_after(tampered):
+    cfg = HealthConfig()
+    check_events(judged(tampered, cfg), cfg)
+
+
+def test_a_clean_fixed_camera_raises_nothing(clean):
+    assert judged(clean, HealthConfig()) == []
+
+
+@pytest.mark.mqtt
+def test_the_daemon_publishes_each_change_on_the_retained_health_topic(
+        tmp_path, broker, subscriber, tampered, daemon_factory):
+    cfg = write_config(tmp_path / "cfg", broker.port, {
+        "door": {"source": str(tampered), "fps": 0, "realtime": False}},
+        {"health": {"covered_after_s": 2}})  # a device setting, seen in the timing below
+    (cfg / "cameras" / "quiet.yaml").write_text(json.dumps(
+        {"source": str(tampered), "fps": 0, "realtime": False, "health": {"enabled": False}}))
+    daemon = daemon_factory(cfg)
+    topic = "edgeswin/testdev/door/health"
+    assert daemon.proc.wait(180) == 0, daemon.log()
+    messages = subscriber.json_on(topic)
+    assert messages and messages[0]["ok"] and messages[0]["problems"] == [], messages[:2]
+    changes = [(m["frame_index"] / FPS, tuple(p["kind"] for p in m["problems"]))
+               for m in messages[1:]]
+    check_events(changes, HealthConfig(covered_after_s=2))
+    schema = json.loads((Path(__file__).resolve().parent.parent / "edgeswin" / "schemas" /
+                         "health.schema.json").read_text())
+    for m in messages:
+        jsonschema.validate(m, schema)
+        assert m["camera"] == "door" and m["ok"] == (not m["problems"])
+        for p in m["problems"]:
+            assert p["since"].endswith("+00:00") and p["detail"]
+    assert not subscriber.on("edgeswin/testdev/quiet/health"), "health off for that camera"
+    late = Subscriber(broker.port, topic)  # retained: the last word stays
+    assert late.wait_for(lambda: late.on(topic), 10)
+    assert json.loads(late.on(topic)[-1]) == messages[-1]
+    late.close()
