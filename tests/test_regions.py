@@ -176,11 +176,11 @@ def test_each_region_is_classified_on_its_own(tmp_path, broker, subscriber, side
 @pytest.mark.mqtt
 def test_a_camera_without_regions_sends_what_it_always_did(tmp_path, broker, subscriber, videos,
                                                             daemon_factory):
-    """Same topics and the same fields in the same order as before regions existed (snapshots,
-    a new topic of their own, are off here)."""
+    """Same topics and the same fields in the same order as before regions existed (snapshots
+    and health, new topics of their own, are off here)."""
     cfg = write_config(tmp_path / "cfg", broker.port,
                        {"north": {"source": str(videos["north"]), "fps": 0, "realtime": False}},
-                       {"snapshots": {"enabled": False}})
+                       {"snapshots": {"enabled": False}, "health": {"enabled": False}})
     daemon = daemon_factory(cfg)
     assert daemon.proc.wait(120) == 0, daemon.log()
     topics = {t for t, _, _ in subscriber.messages if t.startswith("edgeswin/testdev/north")}

@@ -24,7 +24,7 @@ JUDGE_EVERY_S = 0.5  # of the camera's clock: two frames a second at most
 @dataclass
 class _Camera:
     entry: CameraEntry
-    judge: CameraJudge
+    judge: CameraJudge | None  # None: health is off for this camera
     next_at: float = float("-inf")
     loops: float = 0.0  # video time of the loops before this one (a looping file)
     last_clock: float = 0.0
@@ -41,12 +41,13 @@ class HealthBoard:
     def after(self, entry: CameraEntry, frame: Frame, source_fps: float | None
               ) -> dict | None:
         """The health payload to publish when this frame changed something, else None."""
-        cfg = effective(self.device, entry.config.health)
-        if not cfg.enabled:
-            return None
         cam = self._cameras.get(entry.config.name)
-        if cam is None or cam.entry != entry:  # new, or changed by a reload: learn afresh
-            cam = self._cameras[entry.config.name] = _Camera(entry, CameraJudge(cfg))
+        if cam is None or cam.entry is not entry:  # new, or changed by a reload: learn afresh
+            cfg = effective(self.device, entry.config.health)
+            cam = self._cameras[entry.config.name] = _Camera(
+                entry, CameraJudge(cfg) if cfg.enabled else None)
+        if cam.judge is None:
+            return None
         clock = self._clock(cam, entry, frame, source_fps)
         if clock < cam.next_at:
             return None
@@ -65,7 +66,7 @@ class HealthBoard:
         """camera -> kind -> raised now, for every camera judged so far."""
         with self._lock:
             return {name: {k: any(p.kind == k for p in cam.problems) for k in KINDS}
-                    for name, cam in self._cameras.items()}
+                    for name, cam in self._cameras.items() if cam.judge is not None}
 
     def forget(self, names: set[str]) -> None:
         """Cameras gone by reload: no judge, no metric."""

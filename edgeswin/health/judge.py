@@ -8,7 +8,9 @@ that raised it. A condition must hold for its `*_after_s` before it is raised, a
 `covered` and `frozen` are judged from the first frame (a flat view, a repeated picture need no
 normal); `blurred` and `moved` once the camera's normal is learned: over `learn_s` of frames
 that were neither, the median contrast and sharpness, and the reference view (the median
-thumbnail: what stays put while things come and go) with how alike each frame was to it.
+thumbnail: what stays put while things come and go) with how alike each frame was to it. A
+camera whose learned frames are not alike to their reference (its whole view changes) is not
+judged `blurred` or `moved`: it has no view of its own to lose.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ SAME = 0.05  # grey levels of mean change between two thumbnails: the same pictu
 BLURRED_OF_NORMAL = 0.3  # sharpness below this fraction of the camera's own
 MOVED_BELOW_NORMAL = 0.35  # likeness to the reference this far below its normal ...
 MOVED_AT_MOST = 0.5  # ... and at most this
+FIXED_VIEW = 0.5  # learned frames at least this alike to their reference: a camera that stays put
 
 
 @dataclass
@@ -105,7 +108,9 @@ class CameraJudge:
         out = {"covered": (covered, f"contrast {s.contrast:.1f} (flat below {flat_below:.1f})"),
                "frozen": (frozen, "the same picture as the frame before"
                           if moved_by is not None else "")}
-        if normal is None:
+        if normal is None or normal.likeness < FIXED_VIEW:
+            # Not learned yet, or a view that changes as a whole (a camera that pans, a feed
+            # that cuts between scenes): it has no normal sharpness or reference to leave.
             out["blurred"] = out["moved"] = (False, "")
             return out
         blurred = not covered and s.sharpness < BLURRED_OF_NORMAL * normal.sharpness
