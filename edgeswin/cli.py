@@ -1,4 +1,4 @@
-"""Command line: `edgeswin run | check | demo | rollback | fallback-sim | probe | snapshot | bench |
+"""Command line: `edgeswin run | check | demo | rollback | relearn | fallback-sim | probe | snapshot | bench |
 eval | export | quantize | build-engine` (also `python -m edgeswin`)."""
 
 from __future__ import annotations
@@ -66,6 +66,14 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     request: dict = {"command": "rollback"}
     if args.rung is not None:
         request["rung"] = args.rung
+    answer = ask(_state_dir(args.config), request, args.timeout)
+    print(answer.get("message", answer), file=sys.stdout if answer.get("ok") else sys.stderr)
+    return 0 if answer.get("ok") else 1
+
+
+def cmd_relearn(args: argparse.Namespace) -> int:
+    from .service.control import ask
+    request = {"command": "relearn", "cameras": args.cameras or None}
     answer = ask(_state_dir(args.config), request, args.timeout)
     print(answer.get("message", answer), file=sys.stdout if answer.get("ok") else sys.stderr)
     return 0 if answer.get("ok") else 1
@@ -268,6 +276,15 @@ def build_parser() -> argparse.ArgumentParser:
     back.add_argument("--timeout", type=float, default=600.0,
                       help="seconds to wait for the daemon to answer (opening a model)")
     back.set_defaults(func=cmd_rollback)
+    relearn = add("relearn", help="ask the running daemon to forget what cameras' health "
+                  "learned (normal, reference view, drift baseline) and learn it again from "
+                  "now: after a camera was moved or its scene changed on purpose")
+    relearn.add_argument("cameras", nargs="*", help="camera names (default: every camera)")
+    relearn.add_argument("-c", "--config", default="/etc/edgeswin", type=Path,
+                         help="the running daemon's config directory (for its state_dir)")
+    relearn.add_argument("--timeout", type=float, default=30.0,
+                         help="seconds to wait for the daemon to answer")
+    relearn.set_defaults(func=cmd_relearn)
     sim = add("fallback-sim", help="replay a sensor trace through the fallback "
               "levers (fps, rung, dla, power_mode)")
     sim.add_argument("--trace", required=True, type=Path,

@@ -41,6 +41,7 @@ from .publish.snapshot import ImageStore, Snapshots
 from .rollout.rollouts import ModelRollouts
 from .rollout.store import ModelStore
 from .service import heap
+from .service.cadence import Every
 from .service.control import ControlSocket, Request
 from .service.notify import Notifier
 from .service.reload import plan_reload
@@ -49,20 +50,6 @@ from .serving import Serving
 log = logging.getLogger(__name__)
 
 BUILD_PROGRESS_EVERY_S = 5.0  # a running build's step republished on <root>/engine at most this often
-
-
-class Every:
-    """A loop step's cadence: due from `first` on, then once per `period_s` after each run."""
-
-    def __init__(self, period_s: float, first: float):
-        self.period_s = period_s
-        self.next = first
-
-    def due(self, now: float) -> bool:
-        return now >= self.next
-
-    def done(self, now: float) -> None:
-        self.next = now + self.period_s
 
 
 class Daemon:
@@ -107,7 +94,7 @@ class Daemon:
             fb.latency_budget_ms, lambda payload: self.publisher.publish(
                 json_message(f"{self.root}/rollout", payload, 1, True)), self._wake)
         self.control = ControlSocket(dev.state_dir)
-        self.health = HealthBoard(dev.health, self.root, iso)
+        self.health = HealthBoard(dev.health, self.root, iso, Path(dev.state_dir))
         self.recorder = Recorder(self.publisher, self.root, dev.mqtt.qos, self.latency,
                                  self.snapshots, self.hard, self.health)
         self.serving = Serving(dev, self.root, self.engines, self.rollouts, self.governor,
@@ -347,9 +334,13 @@ class Daemon:
             self.notifier.status(self._status())
 
     def _on_request(self, request: Request) -> None:
-        """A command from the control socket (`edgeswin rollback`), between two frames."""
+        """A command from the control socket (`edgeswin rollback`, `edgeswin relearn`),
+        between two frames (the finisher drained: nothing is being judged)."""
         if request.command == "rollback":
             self.serving.rungs_replaced(self.rollouts.rollback_by_hand(request))
+        elif request.command == "relearn":
+            self.serving.drain()
+            self.health.relearn_asked(request, {c.name for c in self.cameras})
         else:
             request.reply(False, f"unknown command {request.command!r}")
 

@@ -75,8 +75,9 @@ class Lineup:
             log.info("reload: camera %s removed", name)
             self.publisher.publish(Message(f"{self.root}/{name}/availability", b"offline", 1,
                                            True))
-            # Its health said nothing of it any more: the retained message goes.
-            self.publisher.publish(Message(f"{self.root}/{name}/health", b"", 1, True))
+            # Its health says nothing of it any more: the retained messages go.
+            for topic in (f"{self.root}/{name}/health", f"{self.root}/{name}/health/snapshot"):
+                self.publisher.publish(Message(topic, b"", 1, True))
         cameras = plan.keep
         for entry, before in plan.start:
             cam = self.make(entry)

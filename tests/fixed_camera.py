@@ -1,7 +1,8 @@
 """A fixed camera as video: one structured view that stays put (walls, shelves, a floor), sensor
 noise, things crossing it now and then, and tampering where asked: `covered` (a flat dark
 view), `frozen` (the last picture repeated), `blurred` (defocused), `moved` (the camera turned
-and shifted). For the health tests: the events, in seconds of the video, are the ground truth.
+and shifted), `dark` (night falls: a third of the light and a noisy sensor; for drift). For the
+health tests: the events, in seconds of the video, are the ground truth.
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ def make(path: Path, seconds: float, fps: int = 10, events: dict[str, tuple[floa
             frame = cv2.GaussianBlur(frame, (0, 0), 6)
         if "covered" in active:
             frame = np.full_like(frame, 25)
-        noise = rng.normal(0, 2.0, frame.shape)
+        if "dark" in active:
+            frame = (frame * 0.35).astype(np.uint8)
+        noise = rng.normal(0, 12.0 if "dark" in active else 2.0, frame.shape)
         frame = np.clip(frame.astype(np.float32) + noise, 0, 255).astype(np.uint8)
         writer.write(frame)
         last = frame

@@ -1,12 +1,23 @@
 """The `health:` section (in edgeswin.yaml, and per camera in its own file): when a camera that
-still delivers frames counts as covered, frozen, blurred or moved, and how long each must last
-before it is raised and before it clears."""
+still delivers frames counts as covered, frozen, blurred, moved or drifting, and how long each
+must last before it is raised and before it clears."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
 from .fields import DAY, _Strict
+
+
+class DriftConfig(_Strict):
+    enabled: bool = Field(True, description="Compare the camera's recent inputs (brightness, "
+                          "contrast, sharpness, colour) and outputs (top score, label mix, "
+                          "unknown rate) with its baseline, and raise `drift` when they differ.")
+    baseline_s: float = Field(600.0, gt=0, le=30 * DAY, description="The baseline is learned "
+                              "over this long of healthy running, kept in <state_dir>/health/ "
+                              "across restarts (`edgeswin health relearn` starts it again).")
+    window_s: float = Field(120.0, gt=0, le=DAY, description="Recent means the last this long: "
+                            "a change is seen about half a window after it began.")
 
 
 class HealthConfig(_Strict):
@@ -28,10 +39,16 @@ class HealthConfig(_Strict):
                            "sharpness, change between frames, reference view) is learned over "
                            "this long of healthy running after a start; a problem is judged "
                            "once it is learned.")
+    drift: DriftConfig = Field(default_factory=DriftConfig, description="Drift of the inputs "
+                               "or outputs from this camera's learned baseline.")
 
 
 def effective(device: HealthConfig, camera: HealthConfig | None) -> HealthConfig:
     """The device's settings with the keys a camera file sets itself laid over them."""
     if camera is None:
         return device
-    return device.model_copy(update={k: getattr(camera, k) for k in camera.model_fields_set})
+    update = {k: getattr(camera, k) for k in camera.model_fields_set}
+    if "drift" in update:  # a camera's own drift keys, over the device's drift
+        update["drift"] = device.drift.model_copy(update={
+            k: getattr(camera.drift, k) for k in camera.drift.model_fields_set})
+    return device.model_copy(update=update)

@@ -59,5 +59,7 @@ class HardExamplesConfig(_Strict):
     min_interval_s: float = Field(5.0, ge=0, le=DAY, description="At most one low-score frame "
                                                                  "per camera region this often.")
     quality: int = Field(95, ge=10, le=100, description="JPEG quality.")
+    during_drift: bool = Field(True, description="While a camera's health says `drift`, keep "
+                               "its frames below `below_score` even when `enabled` is false.")
     keep_files: int = Field(1000, ge=0, le=1_000_000, description="Images kept (oldest dropped).")
     keep_mb: float = Field(500.0, ge=0, le=1_000_000, description="Disk they may use.")

@@ -11,6 +11,11 @@ that were neither, the median contrast and sharpness, and the reference view (th
 thumbnail: what stays put while things come and go) with how alike each frame was to it. A
 camera whose learned frames are not alike to their reference (its whole view changes) is not
 judged `blurred` or `moved`: it has no view of its own to lose.
+
+`drift` (see `drift`) is judged on frames that show none of the others, and raised as soon as
+the recent window shows it (the window is its hold); it clears after `clear_after_s` like the
+rest. A normal or a baseline learned here, or kept from before (`store`), is handed on through
+`learned_now` so the board can keep it.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import HealthConfig
-from .signals import Signals, change, likeness
+from .drift import Baseline, Drift
+from .signals import THUMB, Signals, change, likeness
 
-KINDS = ("covered", "frozen", "blurred", "moved")
+KINDS = ("covered", "frozen", "blurred", "moved", "drift")
 FLAT = 6.0  # grey levels of standard deviation: below this a view is flat whatever its normal
 COVERED_OF_NORMAL = 0.25  # ... or below this fraction of the camera's own contrast
 SAME = 0.05  # grey levels of mean change between two thumbnails: the same picture
@@ -59,15 +65,40 @@ class Normal:
     reference: np.ndarray
     likeness: float
 
+    def as_dict(self) -> dict:
+        return {"contrast": self.contrast, "sharpness": self.sharpness, "likeness": self.likeness,
+                "reference": np.round(self.reference, 2).tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Normal:
+        """ValueError, KeyError or TypeError for anything but what `as_dict` wrote."""
+        reference = np.asarray(d["reference"], np.float32)
+        if reference.shape != THUMB[::-1] or not np.isfinite(reference).all():
+            raise ValueError(f"a reference view of shape {reference.shape}")
+        return cls(float(d["contrast"]), float(d["sharpness"]), reference, float(d["likeness"]))
+
 
 @dataclass
 class CameraJudge:
     cfg: HealthConfig
     normal: Normal | None = None
+    baseline: Baseline | None = None  # a drift baseline kept from before, if any
+    learned_now: bool = False  # a normal or a drift baseline was just learned: keep it
+    drift: Drift | None = field(init=False, default=None)
+    healthy: bool = field(init=False, default=False)  # the last judged frame showed nothing
     _learning: list[Signals] = field(default_factory=list)
     _learn_from: float | None = None
     _last: Signals | None = None
     _holds: dict[str, _Hold] = field(default_factory=lambda: {k: _Hold() for k in KINDS})
+
+    def __post_init__(self):
+        if self.cfg.drift.enabled:
+            self.drift = Drift(self.cfg.drift, self.baseline)
+
+    def answer(self, clock: float, label: str, score: float, engine: str) -> None:
+        """A classification of this camera: counted for drift while the camera is healthy."""
+        if self.drift is not None and self.healthy:
+            self.drift.answer(clock, label, score, engine)
 
     def judge(self, s: Signals, clock: float, wall: float, index: int
               ) -> tuple[bool, list[Problem]]:
@@ -75,10 +106,19 @@ class CameraJudge:
         conditions = self._conditions(s)
         self._learn(s, clock, conditions)
         self._last = s
+        self.healthy = not any(holds for holds, _ in conditions.values())
+        if self.drift is not None:
+            if self.healthy:
+                self.drift.frame(clock, s)
+                conditions["drift"] = self.drift.check(clock)
+                if self.drift.learned_now:
+                    self.drift.learned_now, self.learned_now = False, True
+            else:  # another problem explains the view: drift neither raised nor cleared
+                conditions["drift"] = (self._holds["drift"].raised is not None, "")
         changed = False
         for kind, (holds, detail) in conditions.items():
             hold = self._holds[kind]
-            after = getattr(self.cfg, f"{kind}_after_s")
+            after = getattr(self.cfg, f"{kind}_after_s", 0.0)  # drift: its window is the hold
             if hold.raised is None:
                 if not holds:
                     hold.seen_at = None
@@ -136,4 +176,4 @@ class CameraJudge:
             statistics.median(x.contrast for x in self._learning),
             statistics.median(x.sharpness for x in self._learning), reference,
             statistics.median(likeness(x.thumb, reference) for x in self._learning))
-        self._learning = []
+        self._learning, self.learned_now = [], True

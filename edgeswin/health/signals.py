@@ -3,7 +3,8 @@ size): the frame seen 320 pixels wide (nearest pixels, no filtering: the same fo
 of a camera, which is all a comparison with its own normal needs), in grey.
 
 Hands on `Signals`: contrast (the grey standard deviation), sharpness (the variance of the
-Laplacian), the mean, and a 64x36 thumbnail for frame-to-frame change and the reference view.
+Laplacian), the mean, the colour (mean blue, green, red), and a 64x36 thumbnail for
+frame-to-frame change and the reference view.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class Signals:
     contrast: float
     sharpness: float
     thumb: np.ndarray  # float32, THUMB[1] x THUMB[0]
+    colour: tuple[float, float, float] = (0.0, 0.0, 0.0)  # mean blue, green, red
 
 
 def measure(image: np.ndarray) -> Signals:
@@ -30,12 +32,15 @@ def measure(image: np.ndarray) -> Signals:
     if w > VIEW_WIDTH:  # nearest pixels: reads only what it keeps, however large the frame
         image = cv2.resize(image, (VIEW_WIDTH, max(round(h * VIEW_WIDTH / w), 1)),
                            interpolation=cv2.INTER_NEAREST)
+    colour = cv2.mean(image)[:3] if image.ndim == 3 and image.shape[2] >= 3 else None
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 and image.shape[2] == 3 \
         else (image if image.ndim == 2 else np.ascontiguousarray(image[..., 0]))
     laplacian_std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_16S))[1][0][0]
     mean, std = cv2.meanStdDev(grey)
     thumb = cv2.resize(grey, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
-    return Signals(float(mean[0][0]), float(std[0][0]), float(laplacian_std) ** 2, thumb)
+    m = float(mean[0][0])
+    return Signals(m, float(std[0][0]), float(laplacian_std) ** 2, thumb,
+                   tuple(float(c) for c in colour) if colour else (m, m, m))
 
 
 def change(a: np.ndarray, b: np.ndarray) -> float:

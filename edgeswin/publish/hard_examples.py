@@ -6,7 +6,9 @@ within `flip_s` (the frame of the brief label), is saved as
 resolution) with a JSON sidecar (scores, engine, rung, why). `<label>` is the model's top-1,
 so the folder is the labelled layout `edgeswin eval` and `edgeswin quantize` read: move the
 wrong ones to the right folder and it is a dataset. Bounded like the snapshots (count and
-bytes, oldest dropped); a full disk costs this feature only. Off by default.
+bytes, oldest dropped); a full disk costs this feature only. Off by default, except while a
+camera's health says `drift` (`during_drift`): its unsure frames are what the model meets and
+was not trained on.
 """
 
 from __future__ import annotations
@@ -43,9 +45,10 @@ class HardExamples:
         self._count = 0
 
     def after(self, cam: CameraRuntime, region: RegionRuntime, frame: Frame,
-              payload: dict) -> int:
+              payload: dict, drifting: bool = False) -> int:
         """Called after every classification; returns how many images it kept."""
-        if not self.cfg.enabled:
+        drifting = drifting and self.cfg.during_drift
+        if not self.cfg.enabled and not drifting:
             return 0
         key, now, kept = (cam.name, region.name), time.monotonic(), 0
         top_score = payload["topk"][0]["score"]
@@ -53,7 +56,10 @@ class HardExamples:
                 now - self._last_low.get(key, -1e18) >= self.cfg.min_interval_s:
             self._last_low[key] = now
             kept += self._keep(cam, region, self._image(region, frame), payload,
-                               f"top score {top_score:.3f} below {self.cfg.below_score}")
+                               f"top score {top_score:.3f} below {self.cfg.below_score}"
+                               + (" while the camera drifts" if drifting else ""))
+        if not self.cfg.enabled:
+            return kept  # during drift: the unsure frames only
         label, seen = payload["label"], self._seen.get(key)
         if seen is None or label != seen.label:
             if seen is not None and label == seen.before and now - seen.at <= self.cfg.flip_s \

@@ -121,7 +121,7 @@ class Metrics:
                     [cam.name, region.name], region.stats.published)
         yield from per_region.values()
         problem = gauge("edgeswin_camera_problem", "1 while the camera's health lists this "
-                        "problem (covered, frozen, blurred, moved).", labels=["camera", "kind"])
+                        "problem (covered, frozen, blurred, moved, drift).", labels=["camera", "kind"])
         for camera, kinds in sorted(d.health.problems().items()):
             for kind, raised in kinds.items():
                 problem.add_metric([camera, kind], int(raised))

@@ -3,8 +3,9 @@ publishes them and records it everywhere the daemon keeps figures.
 
 Takes an `Inferred` (on the finisher's thread, or the loop's when nothing was handed off) and
 hands on MQTT messages (classification, retained state, snapshots), the payload to listeners
-(the demo, the bench), latency samples, camera and region counts, hard examples, the camera's
-health (retained `<root>/<camera>/health` when it changes) and metrics.
+(the demo, the bench), latency samples, camera and region counts, the camera's health (retained
+`<root>/<camera>/health` when it changes, with a snapshot of a problem raised), hard examples
+(more of them while the camera drifts) and metrics.
 """
 
 from __future__ import annotations
@@ -48,11 +49,14 @@ class Recorder:
             region.stats.record(label, score, out.infer_ms, out.total_ms, out.publish)
         for message in self.snapshots.after(cam, region, frame, out.state is not None):
             self.publisher.publish(message)
-        self.hard.after(cam, region, frame, out.payload)
-        health = self.health.after(cam.entry, frame, cam.capture.source_fps)
+        health = self.health.after(cam.entry, frame, cam.capture.source_fps,
+                                   (label, score, active.name))
         if health is not None:
             self.publisher.publish(json_message(f"{self.root}/{cam.name}/health", health, 1,
                                                 True))
+            for message in self.snapshots.problem(cam, frame, health):
+                self.publisher.publish(message)
+        self.hard.after(cam, region, frame, out.payload, self.health.drifting(cam.name))
         if self.metrics:
             self.metrics.inference.labels(str(active.rung), active.name).observe(
                 out.infer_ms / 1000)

@@ -6,6 +6,10 @@ images in a bounded folder, `<state_dir>/snapshots/<camera>/`.
 At most one per camera per `min_interval_s`: changes inside that interval are shown by the
 camera's next classification after it, with a crop for every region that changed. A full or
 read-only disk costs the folder only, with one warning, never a classification.
+
+When a camera's health raises a problem, the frame that raised it with the problems drawn on it
+(a red frame, each kind and why) is retained on `<root>/<camera>/health/snapshot` and kept as
+`<stamp>-health.jpg`, whatever the interval.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from .mqtt import Message
 
 log = logging.getLogger(__name__)
 
-GREEN, WHITE, BLACK = (60, 200, 60), (255, 255, 255), (0, 0, 0)
+GREEN, WHITE, BLACK, RED = (60, 200, 60), (255, 255, 255), (0, 0, 0), (40, 40, 220)
 
 
 def jpeg(image: np.ndarray, max_width: int, quality: int) -> bytes:
@@ -60,6 +64,24 @@ def annotate(image: np.ndarray, cam: CameraRuntime) -> np.ndarray:
         cv2.rectangle(out, (x0, y0), (x0 + tw + 6, y0 + th + base + 6), BLACK, -1)
         cv2.putText(out, label, (x0 + 3, y0 + th + 3), cv2.FONT_HERSHEY_SIMPLEX, scale, WHITE,
                     max(int(scale), 1), cv2.LINE_AA)
+    return out
+
+
+def annotate_problems(image: np.ndarray, problems: list[dict]) -> np.ndarray:
+    """A copy of the frame in a red frame with a line per problem: its kind and why."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    scale = max(w / 1000, 0.5)
+    thick = max(int(6 * scale), 2)
+    cv2.rectangle(out, (0, 0), (w - 1, h - 1), RED, thick)
+    y = thick
+    for p in problems:
+        text = f"{p['kind'].upper()}: {p['detail']}"[:120]
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        cv2.rectangle(out, (thick, y), (thick + tw + 6, y + th + base + 6), RED, -1)
+        cv2.putText(out, text, (thick + 3, y + th + 3), cv2.FONT_HERSHEY_SIMPLEX, scale, WHITE,
+                    max(int(scale), 1), cv2.LINE_AA)
+        y += th + base + 8
     return out
 
 
@@ -129,6 +151,21 @@ class Snapshots:
         self._last: dict[str, float] = {}  # camera -> monotonic time of its last snapshot
         # camera -> its regions that changed since its last snapshot, by name
         self._pending: dict[str, dict[str | None, RegionRuntime]] = {}
+
+    def problem(self, cam: CameraRuntime, frame: Frame, health: dict) -> list[Message]:
+        """The frame that raised a health problem, the problems drawn on it."""
+        if not self.cfg.enabled or not health["problems"]:
+            return []
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(frame.wall_ts))
+        try:
+            data = jpeg(annotate_problems(frame.image, health["problems"]), self.cfg.max_width,
+                        self.cfg.quality)
+        except (ValueError, cv2.error) as exc:
+            log.warning("camera %s: no health snapshot: %s", cam.name, exc,
+                        extra={"CAMERA": cam.name})
+            return []
+        self.store.add(cam.name, f"{stamp}-{frame.index}-health.jpg", data)
+        return [Message(f"{self.root}/{cam.name}/health/snapshot", data, 1, True)]
 
     def after(self, cam: CameraRuntime, region: RegionRuntime, frame: Frame,
               changed: bool) -> list[Message]:
