@@ -20,6 +20,7 @@ from pathlib import Path
 
 import cv2
 
+from .canary.run import Canary
 from .classify.finisher import Finisher
 from .classify.schedule import CameraRuntime, fps_adjustable, next_job
 from .classify.step import iso
@@ -95,6 +96,8 @@ class Daemon:
                 json_message(f"{self.root}/rollout", payload, 1, True)), self._wake)
         self.control = ControlSocket(dev.state_dir)
         self.health = HealthBoard(dev.health, self.root, iso, Path(dev.state_dir))
+        self.canary = Canary(dev.canary, lambda: self.engines.specs, time.monotonic()) \
+            if dev.canary.enabled else None
         self.recorder = Recorder(self.publisher, self.root, dev.mqtt.qos, self.latency,
                                  self.snapshots, self.hard, self.health)
         self.serving = Serving(dev, self.root, self.engines, self.rollouts, self.governor,
@@ -249,6 +252,8 @@ class Daemon:
             if not self._classify_next(now):
                 break  # every source has ended
             now = time.monotonic()
+            if self.canary and self.canary.overdue(now):  # no spare time for an interval
+                self.serving.canary_step(self.canary)
             self._check_stalls(now)
             if self._poll.due(now):  # between two frames: a switch loses and repeats none
                 self._govern(now)
@@ -287,16 +292,16 @@ class Daemon:
             self._progress.done(now)
 
     def _classify_next(self, now: float) -> bool:
-        """The next due frame through the engine; with none due, a shadow comparison in the
-        spare time, or a wait for a frame, a wake-up or the next poll. False once every
-        source has ended."""
+        """The next due frame through the engine; with none due, a shadow comparison or a
+        canary image in the spare time, or a wait for a frame, a wake-up or the next poll.
+        False once every source has ended."""
         job, wait = next_job(self.cameras, now)
         if job is not None:
             self.serving.classify(*job)
             return True
         shadowed, replaced = self.rollouts.shadow_idle()
         self.serving.rungs_replaced(replaced)
-        if shadowed:
+        if shadowed or (self.canary and self.serving.canary_step(self.canary)):
             return True
         # Ended, and no last frame handed on since next_job looked (a file's last frame and
         # its end can both come in between).

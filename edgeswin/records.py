@@ -55,3 +55,4 @@ class ModelInfo:
     precision: str = "fp32"
     output_name: str | None = None  # which output holds the scores when there are several
     output_scale: float | None = None  # dequantization scale of an INT8 output tensor
+    check_images: str | None = None  # a labelled folder shipped with the model (sidecar-relative)

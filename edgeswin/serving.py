@@ -5,7 +5,9 @@ waits and that is measured faster, on the finisher's thread (`classify.finisher`
 `publish.record.Recorder`). An engine that fails while its promotion is watched is rolled back;
 any other failure stops the daemon. Between two frames it carries out the governor's lever moves
 (rung, dla, fps), puts a rollout's promoted or rolled-back model into service, adopts engines
-built in the background, and says which engine serves on the retained `<root>/engine`.
+built in the background, says which engine serves on the retained `<root>/engine`, and runs
+the canary's images in spare time: the serving engine's result on the retained `<root>/canary`,
+and an engine that answers wrong stepped away from (or its watched promotion rolled back).
 
 The daemon owns the cameras' lifecycle and the loop; this owns which engine serves them.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 
+from .canary.run import Canary, Result
 from .classify.finisher import Finisher, HandOffPolicy
 from .classify.schedule import CameraRuntime, next_job, set_fps_level
 from .classify.step import Inferred, infer, iso
@@ -44,6 +47,7 @@ class Serving:
         self.hand_off = HandOffPolicy()
         self.switches = 0
         self.last_reason = "start"
+        self.canary_last: Result | None = None  # the serving engine's latest canary
 
     def adopt_builds(self) -> None:
         """Between frames: finished builds join the ladder; step up to one at once when the
@@ -163,12 +167,45 @@ class Serving:
             self._engine_failed(done.active.rung, exc, done.cam.name, done.frame.index)
 
     def _engine_failed(self, rung: int, exc: BaseException, camera: str, index: int) -> None:
-        replaced = self.rollouts.engine_failed(rung, exc)
+        replaced = self.rollouts.engine_failed(rung, f"engine error: {type(exc).__name__}: "
+                                                     f"{exc}")
         if not replaced:
             raise exc
         log.error("engine rung %d failed on camera %s frame %d", rung, camera, index,
                   exc_info=exc, extra={"CAMERA": camera})
         self.rungs_replaced(replaced)
+
+    def canary_step(self, canary: Canary) -> bool:
+        """One canary image through an engine (spare time, or overdue); whether one ran."""
+        ran, result = canary.step(time.monotonic(), self.engines.rungs, self.active)
+        if result is not None:
+            self.canary_result(result)
+        return ran
+
+    def canary_result(self, result: Result) -> None:
+        if result.rung == self.active.rung:
+            self.canary_last = result
+            self.publisher.publish(json_message(f"{self.root}/canary",
+                                                result.payload(iso(time.time())), 1, True))
+        readings = Readings(time.monotonic(), self.governor.temps)
+        if result.recovered:
+            log.warning("canary: rung %d (%s) answers right again", result.rung, result.engine)
+            action = self.policy.adopt(result.rung, readings, f"canary: {result.engine} "
+                                       "answers right again")
+            if action is not None:
+                self.act(action)
+        if result.ok:
+            return
+        why = f"canary: {len(result.wrong)} of {result.checked} wrong on {result.engine}: " \
+              f"{result.why()}"
+        log.error("%s", why, extra={"ENGINE": result.engine})
+        replaced = self.rollouts.engine_failed(result.rung, why)
+        if replaced:
+            self.rungs_replaced(replaced)
+            return
+        action = self.policy.drop(result.rung, readings, why)
+        if action is not None:
+            self.act(action)
 
     def slow_cameras(self) -> dict[str, tuple[float, float]]:
         slow = {}

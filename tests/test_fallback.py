@@ -273,3 +273,27 @@ def test_fallback_sim_shows_every_lever_with_the_power_of_the_orin_nano_trace(tm
     assert lines[1].endswith("[VDD_IN 14.1 W]")
     assert lines[-1].startswith("  2800.0s  end: fps 0, rung 0, power_mode 0 (6 action(s)); "
                                 "the trace's recorded power: 32755 J in 2800 s, 11.70 W mean")
+
+
+def test_an_engine_that_answers_wrong_is_stepped_away_from_until_it_passes_again():
+    policy = FallbackPolicy(CFG, 3, now=0.0, thermal=True)
+    r = Readings(1.0, {"tj-thermal": 50.0}, 5.0)
+    action = policy.drop(0, r, "canary: 12 of 12 wrong")
+    assert (action.lever, action.frm, action.to) == ("rung", 0, 1), action
+    assert policy.serving == 1 and 0 not in policy.usable
+    # Cool and fast for far longer than the cooldown: never back up to the wrong one.
+    for t in range(2, 400):
+        assert policy.update(Readings(float(t), {"tj-thermal": 50.0}, 5.0)) is None
+    assert policy.drop(2, r, "canary") is None, "not serving: only marked"
+    again = policy.adopt(0, Readings(400.0, {"tj-thermal": 50.0}, 5.0), "canary passes again")
+    assert (again.frm, again.to) == (1, 0) and policy.serving == 0
+
+
+def test_the_last_usable_engine_and_a_pinned_one_stay():
+    policy = FallbackPolicy(CFG, 1, now=0.0, thermal=True)
+    assert policy.drop(0, Readings(1.0, {}, None), "canary") is None and policy.serving == 0
+    pinned = FallbackPolicy(FallbackConfig(pinned_rung=0), 2, now=0.0, thermal=True)
+    assert pinned.drop(0, Readings(1.0, {}, None), "canary") is None
+    assert pinned.serving == 0
+    bottom = FallbackPolicy(CFG, 3, now=0.0, thermal=True, start=2)
+    assert bottom.drop(2, Readings(1.0, {}, None), "canary").to == 1  # none below: up

@@ -13,8 +13,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "edgeswin"
 LAYERS = [
     {"errors", "files", "records", "scenes", "labelled", "schemas"},
     {"config"},
-    {"capture", "prepare", "engine", "classify", "publish", "govern", "health", "rollout",
-     "service"},
+    {"capture", "prepare", "engine", "classify", "publish", "govern", "health", "canary",
+     "rollout", "service"},
     {"daemon", "serving", "lineup"},
     {"cli", "__main__", "tools", "demo", "toolchain"},
 ]

@@ -63,6 +63,10 @@ def test_metrics_and_healthz_from_a_running_daemon(tmp_path, broker, subscriber,
     assert second[("edgeswin_engine_rung", (("backend", "onnxruntime"),
                                             ("engine", "primary")))] == 0
     assert second[("edgeswin_mqtt_connected", ())] == 1
+    # The canary's first round ran in the first spare time: the demo model's check images.
+    assert subscriber.wait_for(lambda: subscriber.on(f"{ROOT}/canary"), 20)
+    assert samples(get(f"{base}/metrics")[1])[("edgeswin_canary_ok", (("engine", "primary"),
+                                                                      ("rung", "0")))] == 1
     assert second[("edgeswin_published_total", north)] <= second[key]
     count = second[("edgeswin_inference_seconds_count", (("engine", "primary"), ("rung", "0")))]
     assert count == pytest.approx(second[key], abs=2)
@@ -144,9 +148,9 @@ def test_home_assistant_discovery_announces_and_clears(tmp_path, broker, subscri
                        {"homeassistant": {"enabled": True}})
     daemon = daemon_factory(cfg)
     prefix = "homeassistant/sensor/edgeswin_testdev"
-    # Thirteen distinct entities (retained ones published before the first connect can also
+    # Fourteen distinct entities (retained ones published before the first connect can also
     # come a second time, replayed on connect, so count topics, not messages).
-    assert ha.wait_for(lambda: len({t for t, _, _ in ha.messages}) >= 13, 20), daemon.log()
+    assert ha.wait_for(lambda: len({t for t, _, _ in ha.messages}) >= 14, 20), daemon.log()
     configs = {topic: json.loads(payload) for topic, payload, _ in ha.messages if payload}
     pictures = "homeassistant/camera/edgeswin_testdev"
     health = "homeassistant/binary_sensor/edgeswin_testdev"
@@ -156,6 +160,7 @@ def test_home_assistant_discovery_announces_and_clears(tmp_path, broker, subscri
                             f"{prefix}/energy_per_classification/config",
                             f"{prefix}/power_mode/config",
                             "homeassistant/binary_sensor/edgeswin_testdev/online/config",
+                            f"{health}/canary/config",
                             f"{health}/north_health/config", f"{health}/south_health/config",
                             f"{pictures}/north_snapshot/config",
                             f"{pictures}/south_snapshot/config"}
@@ -166,7 +171,7 @@ def test_home_assistant_discovery_announces_and_clears(tmp_path, broker, subscri
     assert subscriber.wait_for(lambda: subscriber.on(snapshot), 20), "the entity's picture"
     assert subscriber.on(snapshot)[-1][:2] == b"\xff\xd8", "a JPEG, as the entity expects"
     late = Subscriber(broker.port, "homeassistant/#")  # Home Assistant starting later
-    assert late.wait_for(lambda: len({t for t, _, _ in late.messages}) >= 13, 10)
+    assert late.wait_for(lambda: len({t for t, _, _ in late.messages}) >= 14, 10)
     assert {t for t, _, retained in late.messages if retained} == set(configs), "retained"
     late.close()
     north = configs[f"{prefix}/north_label/config"]
@@ -180,6 +185,10 @@ def test_home_assistant_discovery_announces_and_clears(tmp_path, broker, subscri
     assert north_health["device_class"] == "problem"
     assert subscriber.wait_for(lambda: subscriber.on(north_health["state_topic"]), 20)
     assert subscriber.json_on(north_health["state_topic"])[-1]["ok"] in (True, False)
+    canary = configs[f"{health}/canary/config"]  # the demo model's check images
+    assert canary["device_class"] == "problem" and canary["state_topic"] == f"{ROOT}/canary"
+    assert subscriber.wait_for(lambda: subscriber.on(canary["state_topic"]), 20)
+    assert subscriber.json_on(canary["state_topic"])[-1]["ok"] is True
     rung = configs[f"{prefix}/engine_rung/config"]
     assert subscriber.wait_for(lambda: subscriber.on(rung["state_topic"]), 10)
     assert subscriber.json_on(rung["state_topic"])[-1]["rung"] == 0

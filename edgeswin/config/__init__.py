@@ -2,7 +2,7 @@
 
 Hands on a validated `Config` (`load_config`). Every key is checked by strict pydantic models,
 one module per section (`mqtt`, `engines`, `fallback`, `outputs`, `rollout`, `health`,
-`device`, `cameras`, built from `fields`); every problem in every file is collected and raised
+`canary`, `device`, `cameras`, built from `fields`); every problem in every file is collected and raised
 at once as a `ConfigError` whose lines read `file:line: key.path: message` (`reading` keeps the
 lines, `load` collects). Relative paths are resolved against the file they appear in. Secrets are read
 by `credentials`, never from the YAML.
@@ -19,6 +19,7 @@ from .cameras import (
     opencv_has_gstreamer,
     parse_source,
 )
+from .canary import CanaryConfig
 from .device import DeviceConfig
 from .engines import EngineRung, backend_for, dla_twins
 from .fallback import FallbackConfig, PowerConfig
@@ -31,7 +32,7 @@ from .reading import read_config_file
 from .rollout import RolloutConfig
 
 __all__ = [
-    "CAMERA_DIR", "CAMERA_SUFFIXES", "DEVICE_FILE", "CameraConfig", "CameraCredentials",
+    "CAMERA_DIR", "CAMERA_SUFFIXES", "DEVICE_FILE", "CameraConfig", "CanaryConfig", "CameraCredentials",
     "CameraEntry", "Config", "DeviceConfig", "EngineRung", "FallbackConfig",
     "HardExamplesConfig", "HealthConfig", "HomeAssistantConfig", "MetricsConfig", "MqttConfig", "PowerConfig",
     "PublishPolicy", "Reconnect", "RegionConfig", "RolloutConfig", "SnapshotConfig",

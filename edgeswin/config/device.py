@@ -12,6 +12,7 @@ from pydantic import (
     field_validator,
 )
 
+from .canary import CanaryConfig
 from .engines import EngineRung, backend_for, dla_twins
 from .fallback import FallbackConfig, PowerConfig
 from .fields import DAY, NAME_MAX, At, ConfigPath, _earlier, _Strict
@@ -44,8 +45,11 @@ class DeviceConfig(_Strict):
     power: PowerConfig = Field(default_factory=PowerConfig,
                                description="Power rails, GPU load and nvpmodel mode to report.")
     health: HealthConfig = Field(default_factory=HealthConfig,
-                                 description="Camera health: covered, frozen, blurred, moved "
-                                             "(a camera file's own health: keys win).")
+                                 description="Camera health: covered, frozen, blurred, moved, "
+                                             "drift (a camera file's own health: keys win).")
+    canary: CanaryConfig = Field(default_factory=CanaryConfig,
+                                 description="Known images through the serving engine now and "
+                                             "then: <root>/canary.")
     opencv_threads: int | None = Field(
         1, ge=1, le=256,
         description="Threads of OpenCV's own parallel loops (resize, colour conversion); "

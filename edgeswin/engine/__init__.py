@@ -83,7 +83,9 @@ def read_model_info(model: Path) -> ModelInfo:
                          output_kind=output.get("kind", "logits"),
                          precision=str(meta.get("precision", "fp32")),
                          output_name=output.get("name"),
-                         output_scale=float(scale) if scale is not None else None)
+                         output_scale=float(scale) if scale is not None else None,
+                         check_images=str(meta["check_images"]) if meta.get("check_images")
+                         else None)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{path}: invalid model metadata: {exc}") from None
 

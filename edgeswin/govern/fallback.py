@@ -19,7 +19,9 @@ Rules:
   so recovery undoes the levers in reverse; a rung left for being slow is retried only after
   `latency_retry_s`, so a model that cannot meet the budget is not re-tried every cooldown;
 - never act within `min_dwell_s` of the last action; a pinned rung moves neither rung nor dla;
-- thermal zones that were configured but now read nothing hold everything (no step up blind).
+- thermal zones that were configured but now read nothing hold everything (no step up blind);
+- an engine that answers its canary wrong is not usable (`drop`), and is stepped away from at
+  once when it serves, whatever the dwell, until it passes again (`adopt`).
 """
 
 from __future__ import annotations
@@ -137,6 +139,18 @@ class FallbackPolicy:
                 and self.may_step_up(r.temps)):
             return self._act("rung", engine, detail, r)
         return None
+
+    def drop(self, engine: int, r: Readings, reason: str) -> Action | None:
+        """An engine answers wrong (its canary): not usable until it passes again (`adopt`).
+        Served now: step to the next usable rung below, else above; a pinned rung stays."""
+        self.usable.discard(engine)
+        if engine != self.serving or self.cfg.pinned_rung is not None:
+            return None
+        if self.twins.get(self.rung) == engine:  # its DLA build: back to the GPU rung
+            return self._act("dla", 0, reason, r)
+        to = self._rung_towards(1)
+        to = to if to is not None else self._rung_towards(-1)
+        return self._act("rung", to, reason, r) if to is not None else None
 
     # --- the decision ------------------------------------------------------------------
     def update(self, r: Readings) -> Action | None:

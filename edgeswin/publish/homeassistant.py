@@ -110,7 +110,10 @@ def health_config(prefix: str, device_id: str, root: str, camera: str) -> Messag
                              "| list} | tojson }}"})
 
 
-def device_configs(prefix: str, device_id: str, root: str) -> list[Message]:
+def device_configs(prefix: str, device_id: str, root: str, canary: bool = True
+                   ) -> list[Message]:
+    """The device's entities; the canary's problem sensor only while the canary runs (else its
+    retained config is cleared)."""
     device = _device(device_id)
     status = {"availability_topic": f"{root}/status", "payload_available": "online",
               "payload_not_available": "offline", "device": device}
@@ -151,13 +154,24 @@ def device_configs(prefix: str, device_id: str, root: str) -> list[Message]:
             "value_template": "{{ value_json.power.mode.name if value_json.power.mode "
                               "else 'unknown' }}",
             "icon": "mdi:flash-outline", "entity_category": "diagnostic", **status}),
+        ("binary_sensor", "canary", {
+            "name": "canary", "state_topic": f"{root}/canary", "device_class": "problem",
+            "value_template": "{{ 'OFF' if value_json.ok else 'ON' }}",
+            "json_attributes_topic": f"{root}/canary",
+            "json_attributes_template": "{{ {'engine': value_json.engine, 'checked': "
+                                        "value_json.checked, 'wrong': value_json.wrong | "
+                                        "map(attribute='image') | list} | tojson }}",
+            "entity_category": "diagnostic", **status}),
         ("binary_sensor", "online", {
             "name": "online", "state_topic": f"{root}/status", "payload_on": "online",
             "payload_off": "offline", "device_class": "connectivity",
             "entity_category": "diagnostic", "device": device}),
     ]
-    messages = []
+    messages = [] if canary else [Message(_topic(prefix, "binary_sensor", device_id, "canary"),
+                                          b"", 1, True)]
     for component, object_id, payload in entities:
+        if object_id == "canary" and not canary:
+            continue
         payload["unique_id"] = f"edgeswin_{device_id}_{object_id}"
         messages.append(Message(_topic(prefix, component, device_id, object_id),
                                 json.dumps(payload).encode(), 1, True))
@@ -200,14 +214,14 @@ class Discovery:
             log.warning("cannot record announced cameras in %s: %s", self._record, exc)
 
     def messages(self, units: list[tuple[str, str | None]], snapshots: bool = False,
-                 health: dict[str, bool] | None = None) -> list[Message]:
+                 health: dict[str, bool] | None = None, canary: bool = True) -> list[Message]:
         """Configs for (camera, region) label sensors (region None: the whole frame), with
         snapshots on a camera entity per camera and per region, and a health sensor for each
         camera whose `health` is on (camera -> on)."""
         keys = {camera if region is None else f"{camera}/{region}" for camera, region in units}
         gone = self._announced() - keys
         out = [m for name in sorted(gone) for m in removal(self.prefix, self.device_id, name)]
-        out += device_configs(self.prefix, self.device_id, self.root)
+        out += device_configs(self.prefix, self.device_id, self.root, canary)
         out += [camera_config(self.prefix, self.device_id, self.root, camera, region)
                 for camera, region in units]
         pictures = sorted({(camera, None) for camera, _ in units} |

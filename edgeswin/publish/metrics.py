@@ -121,11 +121,19 @@ class Metrics:
                     [cam.name, region.name], region.stats.published)
         yield from per_region.values()
         problem = gauge("edgeswin_camera_problem", "1 while the camera's health lists this "
-                        "problem (covered, frozen, blurred, moved, drift).", labels=["camera", "kind"])
+                        "problem (covered, frozen, blurred, moved, drift).",
+                        labels=["camera", "kind"])
         for camera, kinds in sorted(d.health.problems().items()):
             for kind, raised in kinds.items():
                 problem.add_metric([camera, kind], int(raised))
         yield problem
+        canary = gauge("edgeswin_canary_ok", "1 when the serving engine's latest canary "
+                       "answered every image right, 0 when one was wrong.",
+                       labels=["engine", "rung"])
+        last = d.serving.canary_last
+        if last is not None:
+            canary.add_metric([last.engine, str(last.rung)], int(last.ok))
+        yield canary
         active = d.active
         rung = gauge("edgeswin_engine_rung", "Active rung of the engine ladder (0 = primary).",
                      labels=["engine", "backend"])

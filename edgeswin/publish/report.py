@@ -88,4 +88,4 @@ def discovery_messages(device: DeviceConfig, root: str,
     return discovery.messages([(c.name, r.name) for c in cameras for r in c.regions],
                               device.snapshots.enabled,
                               {c.name: effective(device.health, c.entry.config.health).enabled
-                               for c in cameras})
+                               for c in cameras}, device.canary.enabled)

@@ -3,8 +3,9 @@ background, shadowed on live frames, promoted between two frames or rejected, wa
 promotion and rolled back automatically or by hand (`edgeswin rollback`).
 
 The loop calls `offer()` after each classification, `shadow_idle()` when nothing is due (spare
-time), `step()` between frames and `engine_failed()` when an engine raised. Each returns or
-performs nothing the loop must know about except which rungs got another engine: the loop
+time), `step()` between frames and `engine_failed()` when an engine raised or answered its
+canary wrong. Each returns or performs nothing the loop must know about except which rungs got
+another engine: the loop
 then points the cameras at it (`Serving.rungs_replaced`). The rules themselves are in
 `gate`, the comparisons in `shadow`; what served before is in `store`. One rollout at a time; others queue.
 """
@@ -293,13 +294,14 @@ class ModelRollouts:
                              "problem; the previous model is kept on disk for edgeswin rollback")
         return replaced
 
-    def engine_failed(self, rung: int, exc: BaseException) -> list[int]:
-        """An engine raised on a live frame. A promotion still watched is rolled back (the
-        frame is lost); anything else is not ours to handle (empty list: re-raise)."""
+    def engine_failed(self, rung: int, why: str) -> list[int]:
+        """An engine raised on a live frame, or answered its canary wrong. A promotion still
+        watched is rolled back (a frame that raised is lost); anything else is not ours to
+        handle (empty list)."""
         ro = self.active
         if ro is None or ro.state != "promoted" or ro.rung != rung:
             return []
-        return self._roll_back(ro, f"engine error: {type(exc).__name__}: {exc}")
+        return self._roll_back(ro, why)
 
     def _roll_back(self, ro: Rollout, why: str) -> list[int]:
         failed = self.ladder.rungs[ro.rung]

@@ -1,0 +1,74 @@
+"""The canary through the real daemon, a real broker and the demo models: a healthy engine
+publishes `ok` every interval with the check images its sidecar names; a rung whose model is
+replaced by a wrong one (the same network with random weights) is caught, stepped away from,
+and not stepped back up to while it stays wrong."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from . import model_variants
+from .conftest import MODELS, PRIMARY, REPO, SMALL, write_config
+
+SCHEMA = json.loads((REPO / "edgeswin" / "schemas" / "canary.schema.json").read_text())
+TOPIC = "edgeswin/testdev/canary"
+
+
+def _camera(videos) -> dict:
+    return {"lobby": {"source": str(videos["north"]), "fps": 5, "loop": True,
+                      "health": {"enabled": False}}}
+
+
+@pytest.mark.mqtt
+def test_a_healthy_engine_says_ok_every_interval(tmp_path, broker, subscriber, videos,
+                                                daemon_factory):
+    cfg = write_config(tmp_path / "cfg", broker.port, _camera(videos),
+                       {"canary": {"interval_s": 2}})
+    daemon = daemon_factory(cfg)
+    assert subscriber.wait_for(lambda: len(subscriber.on(TOPIC)) >= 3, 60), daemon.log()
+    runs = subscriber.json_on(TOPIC)
+    for run in runs:
+        jsonschema.validate(run, SCHEMA)
+        assert run["ok"] and run["wrong"] == [] and run["rung"] == 0, run
+        assert run["engine"] == "primary" and run["model"] == "swin-demo-112"
+        assert run["checked"] == 12 and run["latency_ms"] > 0  # models/check: 2 per label
+    classified = subscriber.json_on("edgeswin/testdev/lobby/classification")
+    assert classified and all(c["rung"] == 0 for c in classified)
+    assert daemon.terminate()[0] == 0
+
+
+@pytest.mark.mqtt
+def test_a_rung_whose_model_turned_wrong_is_stepped_away_from(tmp_path, broker, subscriber,
+                                                             videos, daemon_factory):
+    wrong = model_variants.random_weights(PRIMARY, tmp_path / "primary.onnx", "swin-demo-112")
+    cfg = write_config(tmp_path / "cfg", broker.port, _camera(videos), {
+        "engines": [{"name": "primary", "model": str(wrong)},
+                    {"name": "small", "model": str(SMALL)}],
+        "canary": {"interval_s": 2, "images": str(MODELS / "check")},
+        "fallback": {"cooldown_s": 1, "min_dwell_s": 1}})
+    daemon = daemon_factory(cfg)
+
+    def served_after_canary():
+        return [m for m in subscriber.json_on("edgeswin/testdev/engine")
+                if m["rung"] == 1 and m["reason"].startswith("canary:")]
+
+    assert subscriber.wait_for(served_after_canary, 60), daemon.log()
+    runs = subscriber.json_on(TOPIC)
+    assert not runs[0]["ok"] and runs[0]["rung"] == 0 and runs[0]["wrong"], runs[0]
+    jsonschema.validate(runs[0], SCHEMA)
+    switch = served_after_canary()[0]
+    assert (switch["from"], switch["lever"]["name"]) == (0, "rung"), switch
+    # The small rung answers right, and the wrong one is re-checked but never served again,
+    # however cool the device stays (cooldown 1 s).
+    assert subscriber.wait_for(lambda: sum(r["ok"] and r["rung"] == 1
+                                           for r in subscriber.json_on(TOPIC)) >= 3, 60)
+    after = subscriber.json_on(TOPIC)[1:]
+    assert all(r["rung"] == 1 and r["ok"] for r in after), after
+    engine = subscriber.json_on("edgeswin/testdev/engine")
+    assert all(m["rung"] == 1 for m in engine[engine.index(switch):]), engine
+    log = daemon.log()
+    assert " ERROR " in log and "canary: " in log and "wrong on primary" in log
+    assert daemon.terminate()[0] == 0
