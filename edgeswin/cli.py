@@ -1,5 +1,5 @@
-"""Command line: `edgeswin run | check | demo | rollback | relearn | fallback-sim | probe | snapshot | bench |
-eval | export | quantize | build-engine` (also `python -m edgeswin`)."""
+"""Command line: `edgeswin run | check | demo | rollback | relearn | watch | fallback-sim | probe |
+snapshot | bench | eval | export | quantize | build-engine` (also `python -m edgeswin`)."""
 
 from __future__ import annotations
 
@@ -77,6 +77,11 @@ def cmd_relearn(args: argparse.Namespace) -> int:
     answer = ask(_state_dir(args.config), request, args.timeout)
     print(answer.get("message", answer), file=sys.stdout if answer.get("ok") else sys.stderr)
     return 0 if answer.get("ok") else 1
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from .watch.command import run
+    return run(args)
 
 
 def _state_dir(config_dir: Path) -> str:
@@ -285,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
     relearn.add_argument("--timeout", type=float, default=30.0,
                          help="seconds to wait for the daemon to answer")
     relearn.set_defaults(func=cmd_relearn)
+    from .watch.command import add_arguments
+    watch = add("watch", help="watch many devices through the broker: status, cameras, "
+                "health, canary, stats; --once exits 1 when anything is wrong or silent")
+    add_arguments(watch)
+    watch.set_defaults(func=cmd_watch)
     sim = add("fallback-sim", help="replay a sensor trace through the fallback "
               "levers (fps, rung, dla, power_mode)")
     sim.add_argument("--trace", required=True, type=Path,

@@ -14,12 +14,14 @@ for group in "$@"; do
           why="$why demo:venv,OpenCV,broker,mosquitto_sub" ;;
     # Each test starts its own mosquitto; RTSP tests serve streams through GStreamer; the
     # unit files are checked by systemd-analyze, the compose file by docker-compose; the
-    # docs are built by mkdocs (in the venv).
+    # docs are built by mkdocs (in the venv); the alert rules are checked by promtool (in
+    # Debian's prometheus package; its server is not started by the tests).
     test) want="$want python3 python3-venv python3-pip python3-opencv python3-yaml mosquitto
                 mosquitto-clients ffmpeg gstreamer1.0-plugins-base gstreamer1.0-plugins-good
                 gstreamer1.0-plugins-bad gstreamer1.0-libav gstreamer1.0-tools
-                gir1.2-gst-rtsp-server-1.0 python3-gi systemd python3-systemd docker-compose"
-          why="$why test:broker,RTSP,GStreamer,systemd-analyze,docker-compose" ;;
+                gir1.2-gst-rtsp-server-1.0 python3-gi systemd python3-systemd docker-compose
+                prometheus"
+          why="$why test:broker,RTSP,GStreamer,systemd-analyze,docker-compose,promtool" ;;
     # The emulated Jetson install (make rehearse-arm64).
     arm64) want="$want qemu-user-static binfmt-support debootstrap"
            why="$why arm64:qemu,debootstrap" ;;

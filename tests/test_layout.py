@@ -16,7 +16,7 @@ LAYERS = [
     {"capture", "prepare", "engine", "classify", "publish", "govern", "health", "canary",
      "rollout", "service"},
     {"daemon", "serving", "lineup"},
-    {"cli", "__main__", "tools", "demo", "toolchain"},
+    {"cli", "__main__", "tools", "demo", "toolchain", "watch"},
 ]
 # Imports inside a function that reach up a layer, each for a reason of its own.
 UPWARD_OK = {

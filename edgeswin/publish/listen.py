@@ -1,0 +1,56 @@
+"""Subscribing, for the other side of the broker (`edgeswin watch`): a paho client that
+connects with the same settings as the daemon's (`mqtt:`: host, port, user, password, TLS),
+subscribes to one filter and hands every message on as (topic, payload, retained), on paho's
+network thread. The daemon itself only publishes (`mqtt`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+
+from ..config import MqttConfig
+from ..errors import EdgeswinError
+from .connection import read_password, tls_context
+
+
+class Listener:
+    def __init__(self, cfg: MqttConfig, topic_filter: str,
+                 on_message: Callable[[str, bytes, bool], None]):
+        self.cfg, self.filter = cfg, topic_filter
+        self.connected = threading.Event()
+        self.refused: str | None = None  # the broker's reason, when it refused us
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        if cfg.username:
+            self._client.username_pw_set(cfg.username, read_password(cfg))
+        if cfg.tls:
+            self._client.tls_set_context(tls_context(cfg))
+        self._client.on_connect = self._on_connect
+        self._client.on_message = lambda c, u, m: on_message(m.topic, m.payload, bool(m.retain))
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.refused = str(reason_code)
+            return
+        client.subscribe(self.filter, qos=1)
+        self.connected.set()
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Connect and subscribe; EdgeswinError saying why not within the timeout."""
+        where = f"{self.cfg.host}:{self.cfg.port}"
+        try:
+            self._client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+        except OSError as exc:
+            raise EdgeswinError(f"cannot reach the broker at {where}: "
+                                f"{exc.strerror or exc}") from None
+        self._client.loop_start()
+        if not self.connected.wait(timeout_s):
+            self.stop()
+            why = f"the broker refused: {self.refused}" if self.refused else "no answer"
+            raise EdgeswinError(f"cannot subscribe at {where}: {why} within {timeout_s:g} s")
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()

@@ -1,0 +1,91 @@
+"""`edgeswin watch`: connect, gather, print; the exit status for cron, CI and monitoring.
+
+With `--once`: the retained topics come at once; then it waits for every online device's next
+stats (at most `--timeout`), prints the fleet once and exits 1 when a device has a problem or
+none answered. Without: the fleet redrawn every `--every` seconds (the screen cleared on a
+terminal) until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+
+from ..config import MqttConfig, load_config
+from ..errors import EdgeswinError
+from .fleet import Fleet
+from .view import render
+
+SETTLE_S = 1.0  # retained messages arrive within this of subscribing
+
+
+def broker_settings(args: argparse.Namespace) -> MqttConfig:
+    """A config directory's `mqtt:` (user, password, TLS too), or the command line's."""
+    base = load_config(Path(args.config)).device.mqtt if args.config else MqttConfig()
+    given = {k: v for k, v in (("host", args.host), ("port", args.port),
+                               ("username", args.username),
+                               ("password_file", args.password_file)) if v is not None}
+    return MqttConfig.model_validate({**base.model_dump(exclude_none=True), **given}) \
+        if given else base
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..publish.listen import Listener  # paho: only when watching, not for `--help`
+    try:
+        fleet = Fleet(args.root)
+    except ValueError as exc:
+        raise EdgeswinError(str(exc)) from None
+    lock = threading.Lock()
+
+    def take(topic: str, payload: bytes, retained: bool) -> None:
+        with lock:
+            fleet.take(topic, payload, time.monotonic())
+
+    listener = Listener(broker_settings(args), fleet.topic_filter, take)
+    listener.start()
+    started = time.monotonic()
+    try:
+        if args.once:
+            while time.monotonic() - started < args.timeout:
+                time.sleep(0.2)
+                with lock:
+                    online = [d for d in fleet.devices.values() if d.status == "online"]
+                    heard = all(d.stats_at is not None for d in online)
+                if time.monotonic() - started >= SETTLE_S and fleet.devices and heard:
+                    break
+            with lock:
+                text, bad = render(fleet, time.monotonic(), args.stale_after)
+            print(text)
+            return 1 if bad else 0
+        tty = sys.stdout.isatty()
+        while True:
+            with lock:
+                text, _ = render(fleet, time.monotonic(), args.stale_after)
+            print(("\x1b[H\x1b[2J" if tty else "") + text + ("" if tty else "\n"), flush=True)
+            time.sleep(args.every)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        listener.stop()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", help="broker host (default: the config's, else 127.0.0.1)")
+    p.add_argument("--port", type=int, help="broker port (default: the config's, else 1883)")
+    p.add_argument("-c", "--config", type=Path, help="take the broker settings (user, "
+                   "password, TLS) from this config directory's edgeswin.yaml")
+    p.add_argument("--username", help="broker user name")
+    p.add_argument("--password-file", help="file holding the broker password")
+    p.add_argument("--root", default="edgeswin/+", help="the devices' topic roots, + for any "
+                   "one level (default: edgeswin/+)")
+    p.add_argument("--stale-after", type=float, default=90.0, help="seconds without stats "
+                   "before a device counts as silent (default 90: three default intervals)")
+    p.add_argument("--once", action="store_true", help="print once and exit: 1 when anything "
+                   "is wrong or silent, 0 when all is well")
+    p.add_argument("--timeout", type=float, default=35.0, help="with --once: how long to wait "
+                   "for every online device's stats (default 35: longer than the default "
+                   "stats interval)")
+    p.add_argument("--every", type=float, default=2.0, help="seconds between redraws")
