@@ -62,45 +62,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from .service.control import ask
     request: dict = {"command": "rollback"}
     if args.rung is not None:
         request["rung"] = args.rung
-    answer = ask(_state_dir(args.config), request, args.timeout)
-    print(answer.get("message", answer), file=sys.stdout if answer.get("ok") else sys.stderr)
-    return 0 if answer.get("ok") else 1
+    return _ask(args, request)
 
 
 def cmd_relearn(args: argparse.Namespace) -> int:
-    from .service.control import ask
-    request = {"command": "relearn", "cameras": args.cameras or None}
-    answer = ask(_state_dir(args.config), request, args.timeout)
+    return _ask(args, {"command": "relearn", "cameras": args.cameras or None})
+
+
+def _ask(args: argparse.Namespace, request: dict) -> int:
+    """A request to the running daemon through its control socket; its answer printed."""
+    from .service.control import ask, state_dir_of
+    answer = ask(state_dir_of(args.config), request, args.timeout)
     print(answer.get("message", answer), file=sys.stdout if answer.get("ok") else sys.stderr)
     return 0 if answer.get("ok") else 1
-
-
-def cmd_watch(args: argparse.Namespace) -> int:
-    from .watch.command import run
-    return run(args)
-
-
-def _state_dir(config_dir: Path) -> str:
-    """The state dir of a config directory; from edgeswin.yaml alone when a camera file is
-    broken, since a rollback is what one reaches for when an update went wrong."""
-    try:
-        return load_config(config_dir).device.state_dir
-    except ConfigError:
-        import yaml
-        try:
-            raw = yaml.safe_load((config_dir / "edgeswin.yaml").read_text())
-        except (OSError, yaml.YAMLError):
-            raw = None
-        state_dir = raw.get("state_dir", "/var/lib/edgeswin") if isinstance(raw, dict) else None
-        if not isinstance(state_dir, str):
-            raise
-        log.warning("%s has config errors (see `edgeswin check`); asking the daemon whose "
-                    "state_dir is %s", config_dir, state_dir)
-        return state_dir
 
 
 def cmd_fallback_sim(args: argparse.Namespace) -> int:
@@ -290,11 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     relearn.add_argument("--timeout", type=float, default=30.0,
                          help="seconds to wait for the daemon to answer")
     relearn.set_defaults(func=cmd_relearn)
-    from .watch.command import add_arguments
+    from .watch import command as watching
     watch = add("watch", help="watch many devices through the broker: status, cameras, "
                 "health, canary, stats; --once exits 1 when anything is wrong or silent")
-    add_arguments(watch)
-    watch.set_defaults(func=cmd_watch)
+    watching.add_arguments(watch)
+    watch.set_defaults(func=watching.run)
     sim = add("fallback-sim", help="replay a sensor trace through the fallback "
               "levers (fps, rung, dla, power_mode)")
     sim.add_argument("--trace", required=True, type=Path,

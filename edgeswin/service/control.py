@@ -1,6 +1,7 @@
 """The running daemon's local control socket, `<state_dir>/control.sock` (mode 0600): one JSON
-request a connection, one JSON answer. `edgeswin rollback` speaks through it, so a rollback
-goes through the daemon (between two frames) rather than around it by editing files.
+request a connection, one JSON answer. `edgeswin rollback` and `edgeswin relearn` speak
+through it (`ask`), so a rollback goes through the daemon (between two frames) rather than
+around it by editing files.
 
 Hands the loop `Request`s (`pending()`); the loop answers each with `reply()`. Only the
 socket's owner (the service user) and root can connect.
@@ -17,12 +18,33 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import EdgeswinError
+import yaml
+
+from ..config import load_config
+from ..errors import ConfigError, EdgeswinError
 
 log = logging.getLogger(__name__)
 
 MAX_REQUEST = 4096
 SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes with its NUL
+
+
+def state_dir_of(config_dir: Path) -> str:
+    """The state dir of a config directory; from edgeswin.yaml alone when a camera file is
+    broken, since a rollback is what one reaches for when an update went wrong."""
+    try:
+        return load_config(config_dir).device.state_dir
+    except ConfigError:
+        try:
+            raw = yaml.safe_load((config_dir / "edgeswin.yaml").read_text())
+        except (OSError, yaml.YAMLError):
+            raw = None
+        state_dir = raw.get("state_dir", "/var/lib/edgeswin") if isinstance(raw, dict) else None
+        if not isinstance(state_dir, str):
+            raise
+        log.warning("%s has config errors (see `edgeswin check`); asking the daemon whose "
+                    "state_dir is %s", config_dir, state_dir)
+        return state_dir
 
 
 def socket_path(state_dir: Path | str) -> Path:
