@@ -1,4 +1,5 @@
-"""Camera health on fixed-camera videos (tests/fixed_camera.py), judged as the daemon judges
+"""Camera health on fixed-camera videos (edgeswin/demo/fixed_camera.py), judged as the daemon
+judges
 (every 0.5 s of video, the default settings): for each kind, the delay from the start of the
 tampering to the alarm beyond its hold time, and to the clearing beyond `clear_after_s`; and
 the alarms raised on clean videos of the same kind of camera (other views, other seeds).
@@ -18,8 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from edgeswin.config import HealthConfig  # noqa: E402
+from edgeswin.demo import fixed_camera  # noqa: E402
 from edgeswin.tools.measure import machine  # noqa: E402
-from tests import fixed_camera  # noqa: E402
 from tests.test_health import EVENTS, FPS, SECONDS, judged  # noqa: E402
 
 

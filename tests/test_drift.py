@@ -16,11 +16,11 @@ import pytest
 
 from edgeswin.config import HealthConfig
 from edgeswin.config.health import DriftConfig
+from edgeswin.demo import fixed_camera
 from edgeswin.health.drift import Drift
 from edgeswin.health.signals import Signals
 from edgeswin.health.store import LearnedStore
 
-from . import fixed_camera
 from .conftest import REPO, write_config
 from .test_health import judged
 

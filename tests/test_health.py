@@ -1,6 +1,6 @@
 """Camera health: a fixed camera's video with a covered, a frozen, a blurred and a turned
-interval (tests/fixed_camera.py) goes through the real daemon, a real broker and the demo
-model; each problem is raised with the right kind within its hold time plus a few seconds of
+interval (edgeswin/demo/fixed_camera.py) goes through the real daemon, a real broker and the
+demo model; each problem is raised with the right kind within its hold time plus a few seconds of
 video, and cleared after; a clean video of the same camera raises nothing."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import jsonschema
 import pytest
 
 from edgeswin.config import HealthConfig
+from edgeswin.demo import fixed_camera
 from edgeswin.demo.assets import VideoSpec, make_video
 from edgeswin.health.board import JUDGE_EVERY_S
 from edgeswin.health.judge import CameraJudge
 from edgeswin.health.signals import measure
 
-from . import fixed_camera
 from .conftest import Subscriber, write_config
 
 FPS = 10

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from . import fixed_camera
+from edgeswin.demo import fixed_camera
+
 from .conftest import REPO, free_port, write_config
 
 pytestmark = pytest.mark.mqtt

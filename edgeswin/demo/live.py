@@ -2,9 +2,11 @@
 
 Generates missing demo videos (with ground truth) where the demo config's cameras expect
 them, runs the real daemon on `configs/demo` (ONNX Runtime, the bundled Swin models, the
-broker on localhost:1883), prints one line per camera every second and a paragraph at the end,
-including agreement with the ground truth. The config is found from the package, so the demo
-runs from any directory; everything else the config needs is checked before a video is made.
+broker on localhost:1883), prints one line per camera every second (its health too) and a
+paragraph at the end, including agreement with the ground truth and each camera's health
+problems (the `door` camera is a fixed camera whose lens is covered midway). The config is
+found from the package, so the demo runs from any directory; everything else the config needs
+is checked before a video is made.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from typing import TextIO
 from ..config import CAMERA_DIR, CAMERA_SUFFIXES, load_config, read_config_file
 from ..daemon import Daemon
 from ..errors import ConfigError, EdgeswinError
-from .assets import VideoSpec, ensure_video, install_bases, read_ground_truth
+from . import fixed_camera
+from .assets import VideoSpec, ensure_video, install_bases, labels_path, read_ground_truth
 
 DEMO_VIDEOS = {"lobby": 11, "yard": 23}  # camera -> seed
+FIXED_VIDEOS = {"door": 31}  # a fixed camera, its lens covered midway -> seed
+COVERED = (0.45, 0.7)  # of the video's length: at 30 s, 13.5 s to 21 s
 # Frames this close to a label change are not scored: the newest frame may straddle it.
 TRANSITION_GUARD = 3
 
@@ -39,17 +44,18 @@ def default_demo_config() -> Path:
     return found
 
 
-def demo_videos(config_dir: Path) -> dict[Path, int]:
-    """The demo videos the config's cameras play, where they expect them -> seed."""
+def demo_videos(config_dir: Path) -> dict[Path, tuple[str, int]]:
+    """The demo videos the config's cameras play, where they expect them -> (camera, seed)."""
     videos = {}
     for path in sorted((config_dir / CAMERA_DIR).glob("*")):
-        if path.suffix not in CAMERA_SUFFIXES or path.stem not in DEMO_VIDEOS:
+        if path.suffix not in CAMERA_SUFFIXES or path.stem not in DEMO_VIDEOS | FIXED_VIDEOS:
             continue
         raw = read_config_file(path)  # bounded as load_config reads it, which says what is wrong
         source = raw.get("source") if isinstance(raw, dict) else None
         if isinstance(source, str) and source.endswith(".mp4"):
             video = Path(os.path.expanduser(source))
-            videos[(path.parent / video).resolve()] = DEMO_VIDEOS[path.stem]
+            seed = (DEMO_VIDEOS | FIXED_VIDEOS)[path.stem]
+            videos[(path.parent / video).resolve()] = (path.stem, seed)
     return videos
 
 
@@ -63,10 +69,15 @@ def prepare(config_dir: Path, seconds: float):
         missing = {str(v) for v in videos if not v.is_file()}
         if not missing or any(not any(m in i.message for m in missing) for i in exc.issues):
             raise
-    for video, seed in videos.items():
+    for video, (camera, seed) in videos.items():
         try:
             video.parent.mkdir(parents=True, exist_ok=True)
-            ensure_video(video, VideoSpec(seconds=seconds, seed=seed))
+            if camera in FIXED_VIDEOS:
+                if not video.is_file():
+                    covered = (COVERED[0] * seconds, COVERED[1] * seconds)
+                    fixed_camera.make(video, seconds, 10, {"covered": covered}, seed)
+            else:
+                ensure_video(video, VideoSpec(seconds=seconds, seed=seed))
         except OSError as exc:
             raise EdgeswinError(f"cannot write the demo video {video}: {exc.strerror} (run the "
                                 "demo as a user who can, or pass -c a copy of configs/demo "
@@ -108,6 +119,9 @@ class LiveView:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="liveview", daemon=True)
         self._drawn = 0
+        self._t0 = time.monotonic()
+        # camera -> kind -> [seconds after start it was seen raised, last seen raised]
+        self.seen: dict[str, dict[str, list[float]]] = defaultdict(dict)
 
     def start(self) -> None:
         self._thread.start()
@@ -116,7 +130,17 @@ class LiveView:
         self._stop.set()
         self._thread.join(2)
 
+    def health(self) -> dict[str, list[str]]:
+        """Each judged camera's problems raised now, noted for the summary."""
+        now, out = time.monotonic() - self._t0, {}
+        for camera, kinds in self.daemon.health.problems().items():
+            out[camera] = [k for k, raised in kinds.items() if raised]
+            for kind in out[camera]:
+                self.seen[camera].setdefault(kind, [now, now])[1] = now
+        return out
+
     def lines(self) -> list[str]:
+        health = self.health()
         stats = self.daemon.stats()
         mqtt = "connected" if stats["mqtt"]["connected"] else "not connected (retrying)"
         rows = [f"engine {stats['engine']} (rung {stats['rung']})  mqtt {mqtt}  "
@@ -125,12 +149,17 @@ class LiveView:
             label = cam["label"] or "-"
             rows.append(f"  {name:<10} {cam['state']:<8} {cam['fps']:5.1f} fps  "
                         f"{label:<9} {cam['score']:.2f}  infer {cam['infer_ms_p50'] or 0:5.1f} ms"
-                        f"  capture->publish {cam['capture_to_publish_ms_p50'] or 0:5.1f} ms")
+                        f"  capture->publish {cam['capture_to_publish_ms_p50'] or 0:5.1f} ms"
+                        f"  health {', '.join(health[name]) or 'ok' if name in health else '-'}")
         return rows
 
     def _run(self) -> None:
-        period = 1.0 if self.tty else 5.0
-        while not self._stop.wait(period):
+        period, ticks = 1.0 if self.tty else 5.0, 0
+        while not self._stop.wait(1.0):  # health noted every second, drawn every period
+            ticks += 1
+            if ticks % period:
+                self.health()
+                continue
             rows = self.lines()
             if self.tty and self._drawn:
                 self.out.write(f"\x1b[{self._drawn}F")
@@ -139,12 +168,15 @@ class LiveView:
             self._drawn = len(rows)
 
 
-def summary(daemon: Daemon, board: Scoreboard, seconds: float) -> str:
+def summary(daemon: Daemon, board: Scoreboard, seconds: float,
+            seen: dict[str, dict[str, list[float]]] | None = None) -> str:
     stats = daemon.stats()
     parts = []
     for name, cam in stats["cameras"].items():
         agree = board.agreement(name)
         agree_text = f", {agree:.1%} agreement with ground truth" if agree is not None else ""
+        agree_text += "".join(f", health said {kind} from {a:.0f} s to {b:.0f} s"
+                              for kind, (a, b) in (seen or {}).get(name, {}).items())
         parts.append(f"{name}: {cam['classified']} frames classified at {cam['fps']:.1f}/s "
                      f"({cam['skipped']} newer frames skipped by design), infer p50 "
                      f"{cam['infer_ms_p50']} ms / p95 {cam['infer_ms_p95']} ms, "
@@ -169,8 +201,9 @@ def run_demo(config_dir: Path | None, seconds: float, prepare_only: bool = False
         raise EdgeswinError(f"cannot make the demo's state_dir {state}: {exc.strerror}") from None
     truths = {}
     for entry in config.cameras:
-        if entry.source.kind == "file":
-            truths[entry.config.name] = read_ground_truth(Path(str(entry.source.target)))
+        video = Path(str(entry.source.target))
+        if entry.source.kind == "file" and labels_path(video).is_file():
+            truths[entry.config.name] = read_ground_truth(video)
     daemon = Daemon(config)
     board = Scoreboard(truths)
     daemon.listeners.append(board)
@@ -181,5 +214,5 @@ def run_demo(config_dir: Path | None, seconds: float, prepare_only: bool = False
         code = daemon.run()
     finally:
         view.stop()
-    print(summary(daemon, board, time.monotonic() - t0))
+    print(summary(daemon, board, time.monotonic() - t0, view.seen))
     return code
