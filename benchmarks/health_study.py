@@ -1,8 +1,10 @@
 """Camera health on fixed-camera videos (edgeswin/demo/fixed_camera.py), judged as the daemon
-judges
-(every 0.5 s of video, the default settings): for each kind, the delay from the start of the
-tampering to the alarm beyond its hold time, and to the clearing beyond `clear_after_s`; and
-the alarms raised on clean videos of the same kind of camera (other views, other seeds).
+judges (every 0.5 s of video, the default settings but drift's baseline and window, which are
+shortened to fit the videos): for each kind, the delay from the start of the tampering to the
+alarm beyond its hold time, and to the clearing beyond `clear_after_s`; for drift, a night
+(a third of the light, a noisy sensor) from 120 s to 240 s of a 360 s video, the delay to the
+alarm and past the night's end to the clearing; and the alarms raised on clean videos of the
+same kind of camera (other views, other seeds).
 
     python benchmarks/health_study.py -o benchmarks/results/health-study.json
 """
@@ -19,6 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from edgeswin.config import HealthConfig  # noqa: E402
+from edgeswin.config.health import DriftConfig  # noqa: E402
 from edgeswin.demo import fixed_camera  # noqa: E402
 from edgeswin.tools.measure import machine  # noqa: E402
 from tests.test_health import EVENTS, FPS, SECONDS, judged  # noqa: E402
@@ -30,8 +33,9 @@ def main() -> int:
     ap.add_argument("--clean-seconds", type=float, default=300.0)
     ap.add_argument("-o", "--output", type=Path)
     args = ap.parse_args()
-    cfg = HealthConfig()
-    delays: dict[str, list] = {k: [] for k in EVENTS}
+    cfg = HealthConfig(drift=DriftConfig(baseline_s=60, window_s=60))
+    night = (120.0, 240.0)
+    delays: dict[str, list] = {k: [] for k in [*EVENTS, "drift"]}
     false_alarms = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
@@ -50,12 +54,23 @@ def main() -> int:
             other = [(t, k) for t, k in changes
                      if not any(a <= t < b + cfg.clear_after_s + 3 for a, b in EVENTS.values())]
             false_alarms.append({"tampered_video_seed": seed, "outside_the_events": other})
+            dark = fixed_camera.make(Path(tmp) / f"d{seed}.mp4", 360.0, FPS,
+                                     {"dark": night}, 200 + seed)
+            changes = judged(dark, cfg)
+            raised = next((t for t, kinds in changes if "drift" in kinds), None)
+            cleared = next((t for t, kinds in changes
+                            if raised is not None and t > raised and "drift" not in kinds), None)
+            delays["drift"].append({
+                "seed": 200 + seed, "changes": changes,
+                "raise_s_after_start": None if raised is None else round(raised - night[0], 2),
+                "clear_s_after_end": None if cleared is None else round(cleared - night[1], 2)})
             clean = fixed_camera.make(Path(tmp) / f"c{seed}.mp4", args.clean_seconds, FPS,
                                       seed=100 + seed)
             false_alarms.append({"clean_video_seed": 100 + seed, "seconds": args.clean_seconds,
                                  "changes": judged(clean, cfg)})
             print(seed, {k: v[-1] for k, v in delays.items()}, false_alarms[-1], flush=True)
-    report = {"machine": machine(), "settings": cfg.model_dump(), "events": EVENTS,
+    report = {"machine": machine(), "settings": cfg.model_dump(),
+              "events": {**EVENTS, "drift (own videos)": night},
               "delays": delays, "false_alarms": false_alarms}
     text = json.dumps(report, indent=1)
     if args.output:

@@ -38,6 +38,7 @@ MIN_FRAMES = 10  # judged frames in the window (about 5 s)
 MIN_ANSWERS = 20  # answers of the baseline's engine in the window
 KEEP_SAMPLES = 4000  # frames kept to learn from (a reservoir: a long baseline stays small)
 MAX_ANSWERS = 20_000  # answers kept in the window (the window is shorter at higher rates)
+CHECK_EVERY_S = 2.0  # the window compared with the baseline this often (medians of thousands)
 
 
 def inputs_of(s: Signals) -> dict[str, float]:
@@ -84,6 +85,8 @@ class Drift:
         self._learn_answers: Counter[str] = Counter()
         self._learn_scores: dict[str, list[float]] = {}
         self._labels_seen: dict[str, Counter[str]] = {}
+        self._checked_at = float("-inf")
+        self._verdict: tuple[bool, str] = (False, "")
 
     def answer(self, clock: float, label: str, score: float, engine: str) -> None:
         """A classification of this camera while it was healthy."""
@@ -114,12 +117,16 @@ class Drift:
         self._frames.append((clock, values))
 
     def check(self, clock: float) -> tuple[bool, str]:
-        """(drifting now, why in words). Learns the baseline once `baseline_s` has passed."""
+        """(drifting now, why in words), compared afresh every CHECK_EVERY_S of the camera's
+        clock. Learns the baseline once `baseline_s` has passed."""
         if self.baseline is None:
             if self._learn_from is not None and clock - self._learn_from >= \
                     self.cfg.baseline_s and len(self._sample) >= MIN_FRAMES:
                 self.baseline, self.learned_now = self._learned(), True
             return False, ""
+        if clock - self._checked_at < CHECK_EVERY_S:
+            return self._verdict
+        self._checked_at = clock
         start = clock - self.cfg.window_s
         while self._frames and self._frames[0][0] < start:
             self._frames.popleft()
@@ -128,9 +135,11 @@ class Drift:
         # Half a window at least: right after a start, a few frames are not "recent".
         if len(self._frames) < MIN_FRAMES or \
                 clock - self._frames[0][0] < min(self.cfg.window_s / 2, self.cfg.window_s - 1):
-            return False, ""
-        why = self._inputs_apart() + self._outputs_apart()
-        return bool(why), "; ".join(why)
+            self._verdict = (False, "")
+        else:
+            why = self._inputs_apart() + self._outputs_apart()
+            self._verdict = (bool(why), "; ".join(why))
+        return self._verdict
 
     def _inputs_apart(self) -> list[str]:
         out = []
