@@ -38,6 +38,8 @@ def test_bench_reports_every_figure(tmp_path, videos):
     assert report["ratios"]["4regions_vs_4cams"] > 0
     assert report["raw_engine"]["fps"] > 0 and report["serial_loop"]["fps"] > 0
     assert report["preprocess_1080p"]["ms_p50"] > 0
+    assert report["health"]["on"]["n"] > 0 and report["health"]["off"]["n"] > 0
+    assert report["ratios"]["health_on_vs_off_cpu_per_classification"] > 0
     assert report["mqtt"]["per_second"]["qos0"] > 0 and report["mqtt"]["per_second"]["qos1"] > 0
     assert set(report["goals"]) == {"daemon_1cam_vs_raw >= 0.95", "daemon_8cam_vs_raw >= 0.90",
                                     "overhead p50 <= 3 ms", "preprocess 1080p p50 <= 2 ms"}

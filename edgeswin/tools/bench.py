@@ -128,6 +128,10 @@ def run_bench(model: Path, video: Path, cameras: list[int], seconds: float, thre
         progress("latency: 1 camera at the video's own rate ...")
         report["latency_realtime_1cam"] = daemon_run(model, video, 1, threads, seconds,
                                                      broker_port, realtime=True)
+        progress("camera health: 1 camera with health off and on ...")
+        report["health"] = {
+            "off": daemon_run(model, video, 1, threads, seconds, broker_port, health=False),
+            "on": daemon_run(model, video, 1, threads, seconds, broker_port, health=True)}
         progress("preprocessing 1920x1080 ...")
         report["preprocess_1080p"] = preprocess_1080p(model, frames)
         progress("MQTT publish rate ...")
@@ -140,6 +144,10 @@ def run_bench(model: Path, video: Path, cameras: list[int], seconds: float, thre
                                                   / split["4cams"]["fps"], 3)
     one = next((d for d in report["daemon"] if d["cameras"] == 1), report["daemon"][0])
     report["ratios"]["daemon_1cam_vs_serial"] = round(one["fps"] / report["serial_loop"]["fps"], 3)
+    health = report["health"]
+    report["ratios"]["health_on_vs_off_cpu_per_classification"] = round(
+        health["on"]["process_cpu_ms_per_classification"]
+        / health["off"]["process_cpu_ms_per_classification"], 3)
     live = report["latency_realtime_1cam"]
     report["goals"] = {
         "daemon_1cam_vs_raw >= 0.95": report["ratios"].get("daemon_1cam_vs_raw", 0) >= 0.95,

@@ -168,6 +168,9 @@ def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: fl
             "state_dir": str(cfg_dir / "state"), "stats_interval_s": 3600,
             "opencv_threads": opencv_threads,
             "health": {"enabled": health},
+            # The canary's images would count as classifications' CPU in spare time; a
+            # synthetic engine answers them wrong besides.
+            "canary": {"enabled": False},
             "fallback": {"thermal_root": str(cfg_dir / "no-thermal")}}))
         for i in range(cameras):
             camera = {"source": str(video), "fps": 0, "loop": True, "realtime": realtime}
