@@ -1,4 +1,4 @@
-"""Command line: `edgeswin run | check | demo | rollback | relearn | watch | fallback-sim | probe |
+"""Command line: `edgeswin run | check | demo | rollback | relearn | watch | fleet | fallback-sim | probe |
 snapshot | bench | eval | export | quantize | build-engine` (also `python -m edgeswin`)."""
 
 from __future__ import annotations
@@ -272,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
                 "health, canary, stats; --once exits 1 when anything is wrong or silent")
     watching.add_arguments(watch)
     watch.set_defaults(func=watching.run)
+    from .fleet import operator
+    fleet = add("fleet", help="a fleet on your broker: keygen, push a signed config, status")
+    operator.add_arguments(fleet)
+    fleet.set_defaults(func=operator.run)
     sim = add("fallback-sim", help="replay a sensor trace through the fallback "
               "levers (fps, rung, dla, power_mode)")
     sim.add_argument("--trace", required=True, type=Path,

@@ -28,7 +28,8 @@ from .config import Config, load_config
 from .engine import open_engine
 from .engine.ladder import ActiveEngine, EngineLadder
 from .errors import ConfigError, EdgeswinError
-from .govern.fallback import FallbackPolicy, Readings
+from .fleet.agent import RESTART_EXIT, FleetAgent, observe
+from .govern.fallback import Readings
 from .govern.governor import Governor
 from .govern.sensors import LatencyWindows
 from .health.board import HealthBoard
@@ -44,6 +45,7 @@ from .rollout.store import ModelStore
 from .service import heap
 from .service.cadence import Every
 from .service.control import ControlSocket, Request
+from .service.deaths import thread_died
 from .service.notify import Notifier
 from .service.reload import plan_reload
 from .serving import Serving
@@ -98,6 +100,9 @@ class Daemon:
         self.health = HealthBoard(dev.health, self.root, iso, Path(dev.state_dir))
         self.canary = Canary(dev.canary, lambda: self.engines.specs, time.monotonic()) \
             if dev.canary.enabled else None
+        self.fleet = FleetAgent(dev, self.root, config.directory, lambda p: self.publisher.publish(
+            json_message(f"{self.root}/reported", p, 1, True)), self.publisher.follow,
+            self._notify) if dev.fleet.enabled else None
         self.recorder = Recorder(self.publisher, self.root, dev.mqtt.qos, self.latency,
                                  self.snapshots, self.hard, self.health)
         self.serving = Serving(dev, self.root, self.engines, self.rollouts, self.governor,
@@ -120,17 +125,9 @@ class Daemon:
         return self.serving.cameras
 
     @property
-    def policy(self) -> FallbackPolicy | None:
-        return self.serving.policy
-
-    @property
     def listeners(self) -> list[Callable[[dict], None]]:
         """Called with every classification payload (published or not), e.g. by the demo."""
         return self.recorder.listeners
-
-    @property
-    def temps(self) -> dict[str, float]:
-        return self.governor.temps  # the last sensor poll
 
     def _notify(self) -> None:
         with self._wake:
@@ -156,20 +153,12 @@ class Daemon:
 
     # --- the loop ----------------------------------------------------------------------
     def _thread_died(self, args: threading.ExceptHookArgs) -> None:
-        """A worker thread ended on an exception: say so and stop with a failure, so the
-        service manager restarts the daemon instead of it running on, deaf or blind."""
-        if issubclass(args.exc_type, SystemExit):
-            return
-        name = args.thread.name if args.thread else "a thread"
-        log.critical("thread %s died: %s: %s; stopping (exit 1) so the service restarts",
-                     name, args.exc_type.__name__, args.exc_value,
-                     exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
-        self.failure = f"thread {name} died: {args.exc_type.__name__}: {args.exc_value}"
-        self.request_stop(self.failure)
+        self.failure = thread_died(args, self.request_stop) or self.failure
 
     def run(self) -> int:
         """Run until stopped; 0 after a clean stop, 1 when a worker thread died or a camera
-        never delivered a frame before every source ended."""
+        never delivered a frame before every source ended, 75 to be restarted (a fleet
+        bundle that changed settings a reload cannot apply)."""
         previous_hook = threading.excepthook
         threading.excepthook = self._thread_died
         try:
@@ -191,6 +180,8 @@ class Daemon:
             self._shutdown()
         if self.failure:
             return 1
+        if self.fleet and self.fleet.restart_reason:
+            return RESTART_EXIT
         never = [c.name for c in self.cameras if c.capture.frames_read == 0]
         if never and self.stop_reason == "every source has ended":
             log.error("camera(s) %s ended without delivering a frame", ", ".join(never))
@@ -221,6 +212,8 @@ class Daemon:
             self.metrics = Metrics(self, m.address, m.port, m.stale_after_s,
                                    m.no_frames_after_s)
         self.publisher.start()
+        if self.fleet:
+            self.fleet.started()
         self.recorder.metrics = self.metrics
         self.serving.finisher = Finisher(self.recorder)
         self.rollouts.started(self.ladder)
@@ -254,7 +247,8 @@ class Daemon:
             now = time.monotonic()
             if self.canary and self.canary.overdue(now):  # no spare time for an interval
                 self.serving.canary_step(self.canary)
-            self._check_stalls(now)
+            for cam in self.cameras:
+                cam.capture.check_stall(now)
             if self._poll.due(now):  # between two frames: a switch loses and repeats none
                 self._govern(now)
                 self._serve_requests()
@@ -279,16 +273,22 @@ class Daemon:
             self.notifier.ready(self._status())
 
     def _apply_reload_when_asked(self) -> None:
+        """SIGHUP, or a fleet's bundle (taken, then watched: `fleet.agent`)."""
         if self._reload.is_set():
             self._reload.clear()
             self._apply_reload()
+        if self.fleet:
+            self.fleet.step(time.monotonic(), self._apply_reload, lambda: observe(
+                self.cameras, self.serving.canary_last, self.health.problems()))
+            if self.fleet.restart_reason:
+                self.request_stop(self.fleet.restart_reason)
 
     def _adopt_builds_or_show_progress(self, now: float) -> None:
         if self.engines.arrived:
             self.serving.adopt_builds()
         elif self._progress.due(now) and self.engines.progressed():
             # A build's step on the retained engine topic, at most every few seconds.
-            self.serving.publish_engine(None, self.serving.last_reason, Readings(now, self.temps))
+            self.serving.publish_engine(None, self.serving.last_reason, Readings(now, self.governor.temps))
             self._progress.done(now)
 
     def _classify_next(self, now: float) -> bool:
@@ -312,10 +312,6 @@ class Daemon:
         with self._wake:
             self._wake.wait(min(wait, 0.5, max(self._poll.next - now, 0.0)))
         return True
-
-    def _check_stalls(self, now: float) -> None:
-        for cam in self.cameras:
-            cam.capture.check_stall(now)
 
     def _govern(self, now: float) -> None:
         self.serving.drain()  # the latency windows read here are complete
@@ -350,9 +346,10 @@ class Daemon:
             request.reply(False, f"unknown command {request.command!r}")
 
     # --- reload ------------------------------------------------------------------------
-    def _apply_reload(self) -> None:
+    def _apply_reload(self) -> list[str] | None:
         """Apply camera additions, removals and changes; leave untouched cameras running. An
-        invalid directory changes nothing. Device settings apply at the next restart."""
+        invalid directory changes nothing (None). Device settings apply at the next restart:
+        the list of those that changed."""
         self.notifier.reloading()
         self.serving.drain()  # carried counters and retired cameras: nothing of theirs in flight
         directory = self.config.directory
@@ -363,7 +360,7 @@ class Daemon:
                 log.error("reload rejected: %s", issue)
             self.notifier.ready(f"reload rejected ({len(exc.issues)} config error(s), see the "
                                 f"log); still running the previous config; {self._status()}")
-            return
+            return None
         plan = plan_reload(self.cameras, self.config, new)
         if plan.restart:
             log.warning("reload: %s: %s changed; applied at the next restart (cameras, rollout "
@@ -372,11 +369,12 @@ class Daemon:
         self.rollouts.reloaded(new.device.rollout, new.device.engines, plan.model_rungs)
         self.serving.cameras = cameras = self.lineup.change(plan)
         self.health.forget(set(plan.removed))
-        self.config = Config(self.config.device, new.cameras, directory)
-        self.policy.set_limit("fps", self.config.device.fallback.fps_steps
+        self.config = Config(self.config.device, new.cameras, directory, new.overlay)
+        self.serving.policy.set_limit("fps", self.config.device.fallback.fps_steps
                               if fps_adjustable(cameras) else 0)
         self._announce()
         self.notifier.ready(self._status())
+        return plan.restart
 
     # --- reporting and shutdown ----------------------------------------------------------
     def stats(self) -> dict:
@@ -402,7 +400,7 @@ class Daemon:
         self.engines.stop_builds()
         if self.engines.builds:
             self.serving.publish_engine(None, self.serving.last_reason,
-                                        Readings(time.monotonic(), self.temps))
+                                        Readings(time.monotonic(), self.governor.temps))
         final = [Message(f"{self.root}/{c.name}/availability", b"offline", 1, True)
                  for c in self.cameras]
         self.publisher.stop(final)

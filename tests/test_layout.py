@@ -14,7 +14,7 @@ LAYERS = [
     {"errors", "files", "records", "scenes", "labelled", "schemas"},
     {"config"},
     {"capture", "prepare", "engine", "classify", "publish", "govern", "health", "canary",
-     "rollout", "service"},
+     "rollout", "service", "fleet"},
     {"daemon", "serving", "lineup"},
     {"cli", "__main__", "tools", "demo", "toolchain", "watch"},
 ]

@@ -16,6 +16,7 @@ from .canary import CanaryConfig
 from .engines import EngineRung, backend_for, dla_twins
 from .fallback import FallbackConfig, PowerConfig
 from .fields import DAY, NAME_MAX, At, ConfigPath, _earlier, _Strict
+from .fleet import FleetConfig
 from .health import HealthConfig
 from .mqtt import MqttConfig
 from .outputs import HardExamplesConfig, HomeAssistantConfig, MetricsConfig, SnapshotConfig
@@ -50,6 +51,8 @@ class DeviceConfig(_Strict):
     canary: CanaryConfig = Field(default_factory=CanaryConfig,
                                  description="Known images through the serving engine now and "
                                              "then: <root>/canary.")
+    fleet: FleetConfig = Field(default_factory=FleetConfig,
+                               description="Signed desired state from the broker (local only).")
     opencv_threads: int | None = Field(
         1, ge=1, le=256,
         description="Threads of OpenCV's own parallel loops (resize, colour conversion); "

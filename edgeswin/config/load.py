@@ -1,8 +1,14 @@
 """Loading a config directory: every file read and validated, every problem collected and
-raised at once as a `ConfigError` whose lines read `file:line: key.path: message`."""
+raised at once as a `ConfigError` whose lines read `file:line: key.path: message`.
+
+With a fleet (`fleet.enabled` in the local edgeswin.yaml), the bundle applied last is an
+overlay, `<state_dir>/fleet/applied/`: its `edgeswin.yaml` sections replace the local ones, its
+`cameras/*.yaml` replace or add cameras, and `removed.json` lists cameras it removes. Paths in
+it are taken from the local directory, as if written there; an error in it names its file."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -42,16 +48,33 @@ class Config:
     device: DeviceConfig
     cameras: list[CameraEntry]
     directory: Path
+    overlay: Path | None = None  # the fleet bundle laid over the directory, if any
+
+
+OVERLAY_REMOVED = "removed.json"
+
+
+def fleet_overlay(directory: Path, data: Any) -> Path | None:
+    """`<state_dir>/fleet/applied` when the local edgeswin.yaml enables a fleet and a bundle
+    was applied, else None."""
+    fleet = data.get("fleet") if isinstance(data, dict) else None
+    if not (isinstance(fleet, dict) and fleet.get("enabled") is True):
+        return None
+    state_dir = data.get("state_dir", DeviceConfig.model_fields["state_dir"].default)
+    if not isinstance(state_dir, str) or not state_dir or "\x00" in state_dir:
+        return None
+    applied = (directory / os.path.expanduser(state_dir)).resolve() / "fleet" / "applied"
+    return applied if applied.is_dir() else None
 
 
 
 
 def _validate(model: type[BaseModel], data: Any, path: Path, lines: dict[tuple, int],
-              issues: list[ConfigIssue]) -> BaseModel | None:
+              issues: list[ConfigIssue], base: Path | None = None) -> BaseModel | None:
     if not isinstance(data, dict):
         issues.append(ConfigIssue(str(path), 1, "", "expected a mapping of keys to values"))
         return None
-    context = {"base": str(path.parent)}
+    context = {"base": str(base or path.parent)}
     state_dir = data.get("state_dir", DeviceConfig.model_fields["state_dir"].default)
     if model is DeviceConfig and isinstance(state_dir, str) and state_dir and "\x00" not in state_dir:
         # Read by the engines' checks, which come before state_dir in the file's order.
@@ -77,26 +100,72 @@ def _validate(model: type[BaseModel], data: Any, path: Path, lines: dict[tuple, 
         return None
 
 
-def load_config(directory: str | Path) -> Config:
-    """Load and validate a config directory; raise ConfigError listing every problem."""
+def _device(directory: Path, overlay: Path | None | bool, issues: list[ConfigIssue]
+            ) -> tuple[DeviceConfig | None, dict[tuple, int], Path | None]:
+    """The device settings, the local file's lines, and the overlay used (if any)."""
+    device_path = directory / DEVICE_FILE
+    parsed = _read_yaml(device_path, issues)
+    if parsed is None:
+        return None, {}, None
+    data, lines = parsed
+    if overlay is None:
+        overlay = fleet_overlay(directory, data)
+    if not overlay or not isinstance(data, dict):
+        return _validate(DeviceConfig, data, device_path, lines, issues), lines, None
+    overlay_path = Path(overlay) / DEVICE_FILE
+    over = _read_yaml(overlay_path, issues) if overlay_path.is_file() else ({}, {})
+    if over is None or not isinstance(over[0], dict):
+        return None, lines, Path(overlay)
+    merged = {**data, **over[0]}
+    merged_lines = {**lines, **{k: v for k, v in over[1].items() if k and k[0] in over[0]}}
+    found: list[ConfigIssue] = []
+    device = _validate(DeviceConfig, merged, device_path, merged_lines, found, directory)
+    for issue in found:  # an error in a section the bundle set is the bundle's
+        if issue.path.split(".")[0] in over[0]:
+            issue = ConfigIssue(str(overlay_path), issue.line, issue.path, issue.message)
+        issues.append(issue)
+    return device, lines, Path(overlay)
+
+
+def _camera_files(directory: Path, overlay: Path | None,
+                  issues: list[ConfigIssue]) -> list[tuple[Path, Path]]:
+    """(file, the folder its paths are taken from): the local cameras, with the overlay's
+    replacing or adding cameras of the same file name and its removed ones gone."""
+    def files(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.glob("*")
+                      if p.suffix in CAMERA_SUFFIXES and not p.name.startswith("."))
+
+    local = directory / CAMERA_DIR
+    if overlay is None:
+        return [(p, local) for p in files(local)]
+    try:
+        removed = json.loads((overlay / OVERLAY_REMOVED).read_text()) \
+            if (overlay / OVERLAY_REMOVED).is_file() else []
+    except (OSError, ValueError) as exc:
+        issues.append(ConfigIssue(str(overlay / OVERLAY_REMOVED), 0, "", str(exc)))
+        removed = []
+    over = files(overlay / CAMERA_DIR)
+    gone = {p.stem for p in over} | {str(n) for n in (removed if isinstance(removed, list) else [])}
+    return sorted([(p, local) for p in files(local) if p.stem not in gone] +
+                  [(p, local) for p in over], key=lambda pair: pair[0].name)
+
+
+def load_config(directory: str | Path, overlay: Path | None | bool = None) -> Config:
+    """Load and validate a config directory; raise ConfigError listing every problem.
+    `overlay`: None takes the fleet's applied bundle when the local file enables a fleet;
+    a folder lays that one over the directory (a bundle being staged); False: none."""
     directory = Path(directory)
     issues: list[ConfigIssue] = []
     device_path = directory / DEVICE_FILE
-    device = None
-    device_lines: dict[tuple, int] = {}
-    parsed = _read_yaml(device_path, issues)
-    if parsed is not None:
-        device_lines = parsed[1]
-        device = _validate(DeviceConfig, parsed[0], device_path, device_lines, issues)
+    device, device_lines, used = _device(directory, overlay, issues)
 
     cameras: list[CameraEntry] = []
     names: dict[str, Path] = {}
-    camera_files = sorted(p for p in (directory / CAMERA_DIR).glob("*")
-                          if p.suffix in CAMERA_SUFFIXES and not p.name.startswith("."))
+    camera_files = _camera_files(directory, used, issues)
     if not camera_files:
         issues.append(ConfigIssue(str(directory / CAMERA_DIR), 0, "",
                                   "no camera files (*.yaml or *.yml) found"))
-    for path in camera_files:
+    for path, base in camera_files:
         parsed = _read_yaml(path, issues)
         if parsed is None:
             continue
@@ -110,7 +179,7 @@ def load_config(directory: str | Path) -> Config:
                 data = {"name": "_", **data}  # the rest of the file is still checked
             else:
                 data = {"name": path.stem, **data}
-        camera = _validate(CameraConfig, data, path, lines, issues)
+        camera = _validate(CameraConfig, data, path, lines, issues, base)
         if camera is None:
             continue
         if camera.name in names:
@@ -119,7 +188,7 @@ def load_config(directory: str | Path) -> Config:
                                       f"{names[camera.name]}"))
             continue
         names[camera.name] = path
-        entry = CameraEntry(camera, path, camera.source_spec(path.parent))
+        entry = CameraEntry(camera, path, camera.source_spec(base))
         cameras.append(entry)
         if camera.enabled and entry.source.kind == "gstreamer" and not opencv_has_gstreamer():
             issues.append(ConfigIssue(str(path), lines.get(("source",), 1), "source", NO_GST))
@@ -142,4 +211,4 @@ def load_config(directory: str | Path) -> Config:
     host = os.environ.get("EDGESWIN_MQTT_HOST")
     if host:  # containers: the broker's service name differs from the config's host
         device = device.model_copy(update={"mqtt": device.mqtt.model_copy(update={"host": host})})
-    return Config(device, cameras, directory)  # type: ignore[arg-type]
+    return Config(device, cameras, directory, used)  # type: ignore[arg-type]

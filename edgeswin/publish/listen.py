@@ -1,7 +1,7 @@
-"""Subscribing, for the other side of the broker (`edgeswin watch`): a paho client that
+"""The other side of the broker (`edgeswin watch`, `edgeswin fleet`): a paho client that
 connects with the same settings as the daemon's (`mqtt:`: host, port, user, password, TLS),
 subscribes to one filter and hands every message on as (topic, payload, retained), on paho's
-network thread. The daemon itself only publishes (`mqtt`).
+network thread; and `publish_retained`, one retained message acknowledged by the broker.
 """
 
 from __future__ import annotations
@@ -54,3 +54,17 @@ class Listener:
     def stop(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+
+
+def publish_retained(cfg: MqttConfig, topic: str, payload: bytes, timeout_s: float = 10.0
+                     ) -> None:
+    """One retained QoS 1 message, returned once the broker has acknowledged it."""
+    listener = Listener(cfg, topic, lambda *_: None)
+    listener.start(timeout_s)
+    try:
+        info = listener._client.publish(topic, payload, qos=1, retain=True)
+        info.wait_for_publish(timeout_s)
+        if not info.is_published():
+            raise EdgeswinError(f"the broker did not acknowledge {topic} within {timeout_s:g} s")
+    finally:
+        listener.stop()

@@ -156,7 +156,7 @@ class Metrics:
         gov = d.governor
         levels = gauge("edgeswin_fallback_level", "Each fallback lever's level (0 = untouched; "
                        "rung: the rung).", labels=["lever"])
-        for lever, level in (d.policy.levels() if d.policy else {}).items():
+        for lever, level in (d.serving.policy.levels() if d.serving.policy else {}).items():
             levels.add_metric([lever], level)
         yield levels
         actions = counter("edgeswin_fallback_actions", "Fallback lever moves since start.",
@@ -184,7 +184,7 @@ class Metrics:
             if key in gpu:
                 yield gauge(name, text, value=gpu[key])
         temps = gauge("edgeswin_temperature_celsius", "Selected thermal zones.", labels=["zone"])
-        for zone, celsius in dict(d.temps).items():
+        for zone, celsius in dict(d.governor.temps).items():
             temps.add_metric([zone], celsius)
         yield temps
         pub = d.publisher

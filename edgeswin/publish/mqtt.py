@@ -1,4 +1,4 @@
-"""Stage 5: MQTT. The only module that imports paho.
+"""Stage 5: MQTT: the daemon's client (and `listen`, the watcher's, imports paho too).
 
 Hands `Message`s to the broker. The last will marks `<root>/status` offline; after every
 (re)connect the client publishes `online` and re-sends the retained state it holds (camera
@@ -13,6 +13,9 @@ order (left-overs of a previous run first) by the sender thread after each conne
 deleted when the broker acknowledges it (the sender applies acks, so an ack that beats the
 sender's note of its row still finds it). The session is persistent (clean_session false, a
 stable client id), so the broker holds QoS 1 traffic for this client too.
+
+The daemon also follows a few topics (`follow`: a fleet's desired state), subscribed again on
+every connect; their messages are handed to the follower on paho's thread.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import queue
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +92,8 @@ class Publisher:
         # and a new publish goes out at once whenever an ack frees a slot, ahead of them.
         self._client.max_inflight_messages_set(0)
         self._client.on_connect = self._on_connect
+        self._followed: dict[str, Callable[[str, bytes], None]] = {}
+        self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_publish = self._on_publish
@@ -140,6 +146,8 @@ class Publisher:
             return
         log.info("connected to MQTT broker %s:%d", self.cfg.host, self.cfg.port)
         self._connections += 1
+        for topic in list(self._followed):
+            client.subscribe(topic, qos=1)
         with self._lock:
             why = self._sizes.connected()
             # `online` below is acknowledged on this connection in any case
@@ -161,6 +169,16 @@ class Publisher:
                 client.publish(msg.topic, msg.payload, msg.qos, msg.retain)
         self._backlog = True  # whatever waited on disk goes out now, in order
         self._queue.put(_PUMP)
+
+    def _on_message(self, client, userdata, message) -> None:
+        handler = self._followed.get(message.topic)
+        if handler is not None:
+            handler(message.topic, bytes(message.payload))
+
+    def follow(self, topic: str, handler: Callable[[str, bytes], None]) -> None:
+        """Hand every message on `topic` (retained ones too) to `handler`, from the next
+        connect on (call before `start`)."""
+        self._followed[topic] = handler
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         # The sender notes a row's mid when paho's publish returns, and the broker's ack can

@@ -36,10 +36,10 @@ def stats_payload(daemon) -> dict:
         "engine": active.name if active else None,
         "rung": active.rung if active else None,
         "degraded": bool(active and active.rung > 0),
-        "temps_c": daemon.temps,
-        "temp_max_c": max(daemon.temps.values()) if daemon.temps else None,
+        "temps_c": daemon.governor.temps,  # the last sensor poll
+        "temp_max_c": max(daemon.governor.temps.values()) if daemon.governor.temps else None,
         "rungs": daemon.latency.by_rung(),
-        "levels": daemon.policy.levels() if daemon.policy else {},
+        "levels": daemon.serving.policy.levels() if daemon.serving.policy else {},
         "power": daemon.governor.power_report(sum(c.stats.classified for c in daemon.cameras)),
         "mqtt": {"connected": publisher.connected.is_set(),
                  "sent": publisher.sent, "dropped": publisher.dropped},

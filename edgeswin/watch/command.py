@@ -24,7 +24,8 @@ SETTLE_S = 1.0  # retained messages arrive within this of subscribing
 
 def broker_settings(args: argparse.Namespace) -> MqttConfig:
     """A config directory's `mqtt:` (user, password, TLS too), or the command line's."""
-    base = load_config(Path(args.config)).device.mqtt if args.config else MqttConfig()
+    folder = getattr(args, "broker_config", None) or getattr(args, "config", None)
+    base = load_config(Path(folder)).device.mqtt if folder else MqttConfig()
     given = {k: v for k, v in (("host", args.host), ("port", args.port),
                                ("username", args.username),
                                ("password_file", args.password_file)) if v is not None}

@@ -1,0 +1,191 @@
+"""`edgeswin fleet keygen | push | status`: the operator's side of a fleet.
+
+`push` turns a config folder (an `edgeswin.yaml` with only the sections it changes, and
+`cameras/*.yaml`, an empty one removing that camera) into a bundle one version above the one
+retained on the topic, signs it and publishes it retained; `status` reads every device's
+retained `<root>/reported` of a group and, with `--wait-version`, waits until each has applied
+that version (exit 1 when one refused it, rolled it back or stayed silent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from ..config import MqttConfig
+from ..config.fields import CAMERA_DIR, CAMERA_SUFFIXES, DEVICE_FILE
+from ..errors import EdgeswinError
+from .bundle import keygen, load_private, sign
+
+RETAINED_S = 1.5  # retained messages arrive within this of subscribing
+
+
+def bundle_from(folder: Path, version: int, ring: str) -> dict:
+    def read(path: Path):
+        try:
+            return yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise EdgeswinError(f"{path}: {exc}") from None
+
+    config = read(folder / DEVICE_FILE) if (folder / DEVICE_FILE).is_file() else {}
+    if not isinstance(config, dict):
+        raise EdgeswinError(f"{folder / DEVICE_FILE}: a mapping of the sections to change")
+    cameras = {}
+    for path in sorted((folder / CAMERA_DIR).glob("*")):
+        if path.suffix in CAMERA_SUFFIXES and not path.name.startswith("."):
+            camera = read(path)
+            if camera is not None and not isinstance(camera, dict):
+                raise EdgeswinError(f"{path}: a camera's mapping, or empty to remove it")
+            cameras[path.stem] = camera
+    if not config and not cameras:
+        raise EdgeswinError(f"{folder}: nothing to push (no {DEVICE_FILE}, no {CAMERA_DIR}/)")
+    return {"version": version, "created": datetime.now(timezone.utc).isoformat(
+        timespec="seconds"), "config": config, "cameras": cameras, "models": [], "ring": ring}
+
+
+def retained(cfg: MqttConfig, topic_filter: str, wait_s: float = RETAINED_S
+             ) -> dict[str, bytes]:
+    from ..publish.listen import Listener
+    found: dict[str, bytes] = {}
+    lock = threading.Lock()
+
+    def take(topic: str, payload: bytes, was_retained: bool) -> None:
+        with lock:
+            found[topic] = payload
+
+    listener = Listener(cfg, topic_filter, take)
+    listener.start()
+    time.sleep(wait_s)
+    listener.stop()
+    with lock:
+        return dict(found)
+
+
+def topic_of(args: argparse.Namespace) -> str:
+    if args.device:
+        root = args.device if "/" in args.device else f"edgeswin/{args.device}"
+        return f"{root}/desired"
+    if not args.group:
+        raise EdgeswinError("--group G or --device D: where the bundle goes")
+    return f"edgeswin/fleet/{args.group}/desired"
+
+
+def push(args: argparse.Namespace, cfg: MqttConfig) -> int:
+    from ..publish.listen import publish_retained
+    key = load_private(Path(args.key))
+    topic = topic_of(args)
+    version = args.version
+    if version is None:
+        before = retained(cfg, topic).get(topic) or b"{}"
+        try:
+            version = int(json.loads(before).get("version", 0)) + 1
+        except (ValueError, TypeError, AttributeError):
+            version = 1
+    bundle = sign(bundle_from(Path(args.config_dir), version, args.ring), key)
+    publish_retained(cfg, topic, json.dumps(bundle).encode())
+    print(f"pushed version {version} to {topic} (ring {args.ring}, key "
+          f"{bundle['signature']['key_id']})")
+    return 0
+
+
+def status(args: argparse.Namespace, cfg: MqttConfig) -> int:
+    from ..publish.listen import Listener
+    reports: dict[str, dict] = {}
+    lock = threading.Lock()
+
+    def take(topic: str, payload: bytes, was_retained: bool) -> None:
+        try:
+            report = json.loads(payload)
+        except ValueError:
+            return
+        if isinstance(report, dict) and report.get("group") == args.group:
+            with lock:
+                reports[topic.removesuffix("/reported")] = {**report, "_at": time.time()}
+
+    listener = Listener(cfg, f"{args.root}/reported", take)
+    listener.start()
+    started = time.monotonic()
+    try:
+        while True:
+            time.sleep(0.3)
+            with lock:
+                now = dict(reports)
+            waited = time.monotonic() - started
+            if args.wait_version is None:
+                if waited >= RETAINED_S:
+                    break
+                continue
+            done = [r for r in now.values() if r.get("version") == args.wait_version and
+                    r.get("state") in ("applied", "refused", "rolled_back")]
+            if now and len(done) == len(now) and waited >= RETAINED_S or \
+                    waited >= args.timeout:
+                break
+    finally:
+        listener.stop()
+    print(f"{'DEVICE':<28} {'VERSION':>7}  {'STATE':<12} {'AGE':>6}  REASON")
+    bad = not now
+    for root, r in sorted(now.items()):
+        age = time.time() - _ts(r.get("ts"))
+        print(f"{root:<28} {r.get('version')!s:>7}  {r.get('state')!s:<12} {age:5.0f}s  "
+              f"{r.get('reason', '')}")
+        if args.wait_version is not None and not (
+                r.get("version") == args.wait_version and r.get("state") == "applied"):
+            bad = True
+    if not now:
+        print(f"no device of group {args.group} has reported under {args.root}/reported")
+    return 1 if bad and args.wait_version is not None or not now else 0
+
+
+def _ts(text) -> float:
+    try:
+        return datetime.fromisoformat(str(text)).timestamp()
+    except ValueError:
+        return time.time()
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.fleet_command == "keygen":
+        key, pub = keygen(Path(args.out), args.name)
+        print(f"private key {key} (keep it secret; mode 0600)\npublic key {pub} (copy it into "
+              "each device's fleet.trusted_keys folder)")
+        return 0
+    from ..watch.command import broker_settings
+    cfg = broker_settings(args)
+    return push(args, cfg) if args.fleet_command == "push" else status(args, cfg)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="fleet_command", required=True)
+    gen = sub.add_parser("keygen", help="a new signing key pair")
+    gen.add_argument("--out", required=True, help="folder for <name>.key and <name>.pub")
+    gen.add_argument("--name", default="fleet")
+    for name, text in (("push", "sign a config folder and publish it to a group or device"),
+                       ("status", "what each device of a group reports")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--host")
+        p.add_argument("--port", type=int)
+        p.add_argument("--broker-config", type=Path, help="take the broker settings (user, "
+                       "password, TLS) from this config directory's edgeswin.yaml")
+        p.add_argument("--username")
+        p.add_argument("--password-file")
+        p.add_argument("--group", help="the devices' fleet.group")
+        if name == "push":
+            p.add_argument("--config", dest="config_dir", required=True, type=Path,
+                           help="a folder: edgeswin.yaml with the sections to change, and "
+                           "cameras/*.yaml (an empty one removes that camera)")
+            p.add_argument("--device", help="one device's topic root (or device_id): "
+                           "<root>/desired, which wins over its group's")
+            p.add_argument("--ring", choices=("canary", "all"), default="all")
+            p.add_argument("--key", required=True, help="the private key from keygen")
+            p.add_argument("--version", type=int, help="default: one above the retained one")
+        else:
+            p.add_argument("--root", default="edgeswin/+", help="the devices' topic roots")
+            p.add_argument("--wait-version", type=int, help="wait until every device of the "
+                           "group reports this version applied")
+            p.add_argument("--timeout", type=float, default=120.0)

@@ -1,0 +1,60 @@
+"""Whether this device may take a bundle: its shape, its signature, its version, and what it
+changes. Pure: takes the bundle, the device's `fleet:` settings, the last version taken from
+that topic and the trusted keys; hands on None (take it) or why not, in words a fleet operator
+acts on.
+
+Never from a bundle, whatever `fleet.allow` says: the device's identity and connection
+(`device_id`, `mqtt`, `state_dir`, `fleet`), an engine's `host_code_allowed` (an engine file
+with host code is code), and `gst:` camera sources (a GStreamer pipeline can run anything its
+plugins can).
+"""
+
+from __future__ import annotations
+
+from ..config import FleetConfig
+from .bundle import verify
+
+NEVER = ("device_id", "mqtt", "state_dir", "fleet")
+
+
+def refusal(bundle, cfg: FleetConfig, last_version: int | None, keys: dict
+            ) -> tuple[str | None, bool]:
+    """(why not, or None; signed by a trusted key)."""
+    if not isinstance(bundle, dict):
+        return "not a JSON object", False
+    version = bundle.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        return f"version {version!r}: a whole number from 1", False
+    why = verify(bundle, keys)  # before anything else is believed
+    if why:
+        return why, False
+    return _content(bundle, cfg, version, last_version), True
+
+
+def _content(bundle: dict, cfg: FleetConfig, version: int, last_version: int | None
+             ) -> str | None:
+    if last_version is not None and version <= last_version:
+        return f"version {version} is not newer than {last_version}, taken before"
+    config, cameras = bundle.get("config", {}), bundle.get("cameras", {})
+    if not isinstance(config, dict) or not isinstance(cameras, dict):
+        return "config and cameras must be mappings"
+    if bundle.get("models"):
+        return "models by bundle are not supported by this version of edgeswin"
+    for key in config:
+        if key in NEVER:
+            return f"config.{key}: never set by a bundle (the device's own)"
+        if key not in cfg.allow:
+            return f"config.{key}: not in this device's fleet.allow"
+    if cameras and "cameras" not in cfg.allow:
+        return "cameras: not in this device's fleet.allow"
+    engines = config.get("engines")
+    for i, engine in enumerate(engines if isinstance(engines, list) else []):
+        if isinstance(engine, dict) and engine.get("host_code_allowed"):
+            return f"config.engines.{i}.host_code_allowed: never set by a bundle"
+    for name, camera in cameras.items():
+        if camera is not None and not isinstance(camera, dict):
+            return f"cameras.{name}: a mapping, or null to remove the camera"
+        source = camera.get("source") if isinstance(camera, dict) else None
+        if isinstance(source, str) and source.strip().startswith("gst:"):
+            return f"cameras.{name}.source: a gst: pipeline is never set by a bundle"
+    return None

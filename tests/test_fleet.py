@@ -1,0 +1,150 @@
+"""A fleet on one real broker: three real daemons of group `site`, each trusting one key. A
+signed camera change reaches all three and is applied without a restart, with the same
+config_sha256; a bundle signed by another key, an old version, one that sets a forbidden
+section and one whose config is broken are refused by every device, which says why and keeps
+serving; a bundle that breaks a camera is reverted by each device on its own."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from edgeswin.fleet.bundle import keygen, load_private, sign, trusted_keys, verify
+from edgeswin.fleet.operator import bundle_from
+
+from .conftest import REPO, write_config
+from .streams import free_port
+
+pytestmark = pytest.mark.mqtt
+DEVICES = ("dev0", "dev1", "dev2")
+
+
+def edgeswin(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgeswin", *args], capture_output=True,
+                          text=True, cwd=REPO, timeout=180)
+
+
+@pytest.fixture
+def fleet(tmp_path, broker, videos, daemon_factory):
+    keygen(tmp_path / "keys")
+    trusted = tmp_path / "trusted"
+    trusted.mkdir()
+    shutil.copy(tmp_path / "keys" / "fleet.pub", trusted)
+    daemons = {}
+    for name in DEVICES:
+        cfg = write_config(tmp_path / name, broker.port, {
+            "lobby": {"source": str(videos["north"]), "fps": 2, "loop": True}},
+            {"device_id": name, "canary": {"enabled": False},
+             "fleet": {"enabled": True, "group": "site", "trusted_keys": str(trusted),
+                       "revert_after_s": 4}})
+        daemons[name] = daemon_factory(cfg)
+    return tmp_path, daemons
+
+
+def push(tmp_path, broker, folder: dict, *extra: str, key: str = "keys") -> str:
+    """`edgeswin fleet push` of a folder made from {relative path: YAML text}."""
+    src = tmp_path / f"push-{time.monotonic_ns()}"
+    for rel, text in folder.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(text)
+    done = edgeswin("fleet", "push", "--config", str(src), "--group", "site", "--key",
+                    str(tmp_path / key / "fleet.key"), "--port", str(broker.port), *extra)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def reports(subscriber, version: int) -> dict[str, dict]:
+    out = {}
+    for name in DEVICES:
+        for r in subscriber.json_on(f"edgeswin/{name}/reported"):
+            if r["version"] == version:
+                out[name] = r
+    return out
+
+
+def settled(subscriber, version: int, state: str):
+    return lambda: {r["state"] for r in reports(subscriber, version).values()} == {state} \
+        and len(reports(subscriber, version)) == len(DEVICES)
+
+
+def test_a_signed_change_converges_and_bad_bundles_are_refused(fleet, broker, subscriber,
+                                                               videos):
+    tmp_path, daemons = fleet
+    yard = yaml.safe_dump({"source": str(videos["south"]), "fps": 2, "loop": True})
+    out = push(tmp_path, broker, {"cameras/yard.yaml": yard})
+    assert "pushed version 1 to edgeswin/fleet/site/desired" in out
+    assert subscriber.wait_for(settled(subscriber, 1, "applied"), 90), \
+        {n: d.log()[-2000:] for n, d in daemons.items()}
+    assert len({r["config_sha256"] for r in reports(subscriber, 1).values()}) == 1
+    for name in DEVICES:  # applied by reload: the new camera classifies, nothing restarted
+        assert subscriber.wait_for(
+            lambda n=name: subscriber.on(f"edgeswin/{n}/yard/classification"), 30)
+        assert daemons[name].proc.poll() is None
+    status = edgeswin("fleet", "status", "--group", "site", "--port", str(broker.port),
+                      "--wait-version", "1", "--timeout", "30")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert all(f"edgeswin/{n}" in status.stdout for n in DEVICES), status.stdout
+
+    keygen(tmp_path / "other")
+    push(tmp_path, broker, {"cameras/gate.yaml": yard}, key="other")  # version 2
+    push(tmp_path, broker, {"cameras/gate.yaml": yard}, "--version", "1")
+    push(tmp_path, broker, {"edgeswin.yaml": "mqtt: {host: 10.0.0.9}\n"}, "--version", "4")
+    push(tmp_path, broker, {"cameras/gate.yaml": "source: /nowhere/gate.mp4\n"},
+         "--version", "5")
+    expected = {2: "does not trust", 1: "not newer than 1", 4: "config.mqtt: never set",
+                5: "the config it makes is invalid"}
+    for version, why in expected.items():
+        assert subscriber.wait_for(settled(subscriber, version, "refused"), 60), version
+        assert all(why in r["reason"] for r in reports(subscriber, version).values()), \
+            reports(subscriber, version)
+    status = edgeswin("fleet", "status", "--group", "site", "--port", str(broker.port),
+                      "--wait-version", "5", "--timeout", "10")
+    assert status.returncode == 1 and "refused" in status.stdout
+    for name in DEVICES:  # still serving what they had
+        seen = len(subscriber.on(f"edgeswin/{name}/yard/classification"))
+        assert subscriber.wait_for(
+            lambda n=name, k=seen: len(subscriber.on(f"edgeswin/{n}/yard/classification")) > k,
+            30)
+        assert not subscriber.on(f"edgeswin/{name}/gate/classification")
+
+
+def test_a_bundle_that_breaks_a_camera_is_reverted_by_each_device(fleet, broker, subscriber):
+    tmp_path, daemons = fleet
+    for name in DEVICES:
+        assert subscriber.wait_for(
+            lambda n=name: subscriber.on(f"edgeswin/{n}/lobby/availability")[-1:] ==
+            [b"online"], 60)
+    dead = yaml.safe_dump({"source": f"rtsp://127.0.0.1:{free_port()}/gone", "fps": 2})
+    push(tmp_path, broker, {"cameras/lobby.yaml": dead})
+    assert subscriber.wait_for(settled(subscriber, 1, "rolled_back"), 90), \
+        {n: d.log()[-3000:] for n, d in daemons.items()}
+    for r in reports(subscriber, 1).values():
+        assert "camera lobby delivered before and is offline now" in r["reason"], r
+    for name in DEVICES:  # back on the local file, and delivering again
+        assert subscriber.wait_for(
+            lambda n=name: subscriber.on(f"edgeswin/{n}/lobby/availability")[-1:] ==
+            [b"online"], 60)
+        assert daemons[name].terminate()[0] == 0
+
+
+def test_the_signature_covers_every_byte(tmp_path):
+    keygen(tmp_path)
+    keys, bad = trusted_keys(tmp_path)
+    assert len(keys) == 1 and not bad
+    folder = tmp_path / "push"
+    (folder / "cameras").mkdir(parents=True)
+    (folder / "cameras" / "a.yaml").write_text("source: x.mp4\n")
+    (folder / "cameras" / "b.yaml").write_text("")  # removes camera b
+    bundle = sign(bundle_from(folder, 3, "all"), load_private(tmp_path / "fleet.key"))
+    assert bundle["cameras"] == {"a": {"source": "x.mp4"}, "b": None}
+    assert verify(bundle, keys) is None
+    for change in ({"version": 4}, {"ring": "canary"}, {"extra": 1},
+                   {"cameras": {"a": {"source": "y.mp4"}, "b": None}}):
+        assert "does not match" in verify({**bundle, **change}, keys), change
+    assert verify(json.loads(json.dumps(bundle)), keys) is None  # survives the wire
