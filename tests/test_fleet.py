@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import jsonschema
 import pytest
 import yaml
 
@@ -23,6 +24,7 @@ from .streams import free_port
 
 pytestmark = pytest.mark.mqtt
 DEVICES = ("dev0", "dev1", "dev2")
+SCHEMAS = REPO / "edgeswin" / "schemas"
 
 
 def edgeswin(*args: str) -> subprocess.CompletedProcess:
@@ -82,6 +84,12 @@ def test_a_signed_change_converges_and_bad_bundles_are_refused(fleet, broker, su
     assert subscriber.wait_for(settled(subscriber, 1, "applied"), 90), \
         {n: d.log()[-2000:] for n, d in daemons.items()}
     assert len({r["config_sha256"] for r in reports(subscriber, 1).values()}) == 1
+    schema = json.loads((SCHEMAS / "reported.schema.json").read_text())
+    for name in DEVICES:
+        for report in subscriber.json_on(f"edgeswin/{name}/reported"):
+            jsonschema.validate(report, schema)
+    bundle = json.loads(subscriber.on("edgeswin/fleet/site/desired")[-1])
+    jsonschema.validate(bundle, json.loads((SCHEMAS / "bundle.schema.json").read_text()))
     for name in DEVICES:  # applied by reload: the new camera classifies, nothing restarted
         assert subscriber.wait_for(
             lambda n=name: subscriber.on(f"edgeswin/{n}/yard/classification"), 30)

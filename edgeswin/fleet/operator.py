@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"private key {key} (keep it secret; mode 0600)\npublic key {pub} (copy it into "
               "each device's fleet.trusted_keys folder)")
         return 0
-    from ..watch.command import broker_settings
+    from ..publish.listen import broker_settings
     cfg = broker_settings(args)
     return push(args, cfg) if args.fleet_command == "push" else status(args, cfg)
 

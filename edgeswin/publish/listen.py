@@ -6,12 +6,14 @@ network thread; and `publish_retained`, one retained message acknowledged by the
 
 from __future__ import annotations
 
+import argparse
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from ..config import MqttConfig
+from ..config import MqttConfig, load_config
 from ..errors import EdgeswinError
 from .connection import read_password, tls_context
 
@@ -68,3 +70,14 @@ def publish_retained(cfg: MqttConfig, topic: str, payload: bytes, timeout_s: flo
             raise EdgeswinError(f"the broker did not acknowledge {topic} within {timeout_s:g} s")
     finally:
         listener.stop()
+
+
+def broker_settings(args: argparse.Namespace) -> MqttConfig:
+    """A config directory's `mqtt:` (user, password, TLS too), or the command line's."""
+    folder = getattr(args, "broker_config", None) or getattr(args, "config", None)
+    base = load_config(Path(folder)).device.mqtt if folder else MqttConfig()
+    given = {k: v for k, v in (("host", args.host), ("port", args.port),
+                               ("username", args.username),
+                               ("password_file", args.password_file)) if v is not None}
+    return MqttConfig.model_validate({**base.model_dump(exclude_none=True), **given}) \
+        if given else base

@@ -14,7 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-from ..config import MqttConfig, load_config
 from ..errors import EdgeswinError
 from .fleet import Fleet
 from .view import render
@@ -22,19 +21,8 @@ from .view import render
 SETTLE_S = 1.0  # retained messages arrive within this of subscribing
 
 
-def broker_settings(args: argparse.Namespace) -> MqttConfig:
-    """A config directory's `mqtt:` (user, password, TLS too), or the command line's."""
-    folder = getattr(args, "broker_config", None) or getattr(args, "config", None)
-    base = load_config(Path(folder)).device.mqtt if folder else MqttConfig()
-    given = {k: v for k, v in (("host", args.host), ("port", args.port),
-                               ("username", args.username),
-                               ("password_file", args.password_file)) if v is not None}
-    return MqttConfig.model_validate({**base.model_dump(exclude_none=True), **given}) \
-        if given else base
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..publish.listen import Listener  # paho: only when watching, not for `--help`
+    from ..publish.listen import Listener, broker_settings  # paho: when watching, not --help
     try:
         fleet = Fleet(args.root)
     except ValueError as exc:
