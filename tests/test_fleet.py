@@ -19,7 +19,7 @@ import yaml
 from edgeswin.fleet.bundle import keygen, load_private, sign, trusted_keys, verify
 from edgeswin.fleet.operator import bundle_from
 
-from .conftest import REPO, write_config
+from .conftest import REPO, Broker, Subscriber, write_config
 from .streams import free_port
 
 pytestmark = pytest.mark.mqtt
@@ -32,21 +32,26 @@ def edgeswin(*args: str) -> subprocess.CompletedProcess:
                           text=True, cwd=REPO, timeout=180)
 
 
-@pytest.fixture
-def fleet(tmp_path, broker, videos, daemon_factory):
-    keygen(tmp_path / "keys")
+def start_fleet(tmp_path, port: int, videos, daemon_factory) -> dict:
+    if not (tmp_path / "keys").exists():
+        keygen(tmp_path / "keys")
     trusted = tmp_path / "trusted"
-    trusted.mkdir()
+    trusted.mkdir(exist_ok=True)
     shutil.copy(tmp_path / "keys" / "fleet.pub", trusted)
     daemons = {}
     for name in DEVICES:
-        cfg = write_config(tmp_path / name, broker.port, {
+        cfg = write_config(tmp_path / name, port, {
             "lobby": {"source": str(videos["north"]), "fps": 2, "loop": True}},
             {"device_id": name, "canary": {"enabled": False},
              "fleet": {"enabled": True, "group": "site", "trusted_keys": str(trusted),
                        "revert_after_s": 4}})
         daemons[name] = daemon_factory(cfg)
-    return tmp_path, daemons
+    return daemons
+
+
+@pytest.fixture
+def fleet(tmp_path, broker, videos, daemon_factory):
+    return tmp_path, start_fleet(tmp_path, broker.port, videos, daemon_factory)
 
 
 def push(tmp_path, broker, folder: dict, *extra: str, key: str = "keys") -> str:
@@ -139,6 +144,31 @@ def test_a_bundle_that_breaks_a_camera_is_reverted_by_each_device(fleet, broker,
             lambda n=name: subscriber.on(f"edgeswin/{n}/lobby/availability")[-1:] ==
             [b"online"], 60)
         assert daemons[name].terminate()[0] == 0
+
+
+def test_a_device_that_was_down_and_a_broker_restart_mid_push_converge(
+        tmp_path, videos, daemon_factory):
+    broker = Broker(tmp_path, persistent=True)  # retained bundles survive its restart
+    broker.start()
+    subscriber = Subscriber(broker.port)
+    try:
+        daemons = start_fleet(tmp_path, broker.port, videos, daemon_factory)
+        assert subscriber.wait_for(lambda: all(subscriber.on(f"edgeswin/{n}/status")[-1:] ==
+                                               [b"online"] for n in DEVICES), 60)
+        assert daemons["dev2"].terminate()[0] == 0  # down during the push
+        yard = yaml.safe_dump({"source": str(videos["south"]), "fps": 2, "loop": True})
+        push(tmp_path, broker, {"cameras/yard.yaml": yard})
+        broker.stop(graceful=True)  # the broker restarts while the devices take it
+        broker.start()
+        dev2 = daemon_factory(tmp_path / "dev2")  # and the device comes back
+        assert subscriber.wait_for(settled(subscriber, 1, "applied"), 120), \
+            {n: d.log()[-2000:] for n, d in {**daemons, "dev2": dev2}.items()}
+        assert len({r["config_sha256"] for r in reports(subscriber, 1).values()}) == 1
+        assert subscriber.wait_for(
+            lambda: subscriber.on("edgeswin/dev2/yard/classification"), 30), dev2.log()
+    finally:
+        subscriber.close()
+        broker.stop()
 
 
 def test_the_signature_covers_every_byte(tmp_path):
