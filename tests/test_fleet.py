@@ -6,11 +6,16 @@ serving; a bundle that breaks a camera is reverted by each device on its own."""
 
 from __future__ import annotations
 
+import hashlib
+import http.server
 import json
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -19,7 +24,8 @@ import yaml
 from edgeswin.fleet.bundle import keygen, load_private, sign, trusted_keys, verify
 from edgeswin.fleet.operator import bundle_from
 
-from .conftest import REPO, Broker, Subscriber, write_config
+from . import model_variants
+from .conftest import PRIMARY, REPO, Broker, Subscriber, write_config
 from .streams import free_port
 
 pytestmark = pytest.mark.mqtt
@@ -186,3 +192,102 @@ def test_the_signature_covers_every_byte(tmp_path):
                    {"cameras": {"a": {"source": "y.mp4"}, "b": None}}):
         assert "does not match" in verify({**bundle, **change}, keys), change
     assert verify(json.loads(json.dumps(bundle)), keys) is None  # survives the wire
+
+
+class _Models(http.server.BaseHTTPRequestHandler):
+    """Serves a folder with Range requests; the first whole-file request of each file is cut
+    off halfway, as a dropped connection would."""
+    folder: Path
+    cut: set[str] = set()
+    ranges: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        path = self.folder / self.path.lstrip("/")
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        start = 0
+        if self.headers.get("Range"):
+            self.ranges.append(self.headers["Range"])
+            start = int(self.headers["Range"].removeprefix("bytes=").split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        if path.name not in self.cut and not start:
+            self.cut.add(path.name)
+            self.wfile.write(data[:len(data) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(data[start:])
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_model_is_fetched_resumed_checked_and_gated_before_it_serves(
+        tmp_path, broker, subscriber, videos, daemon_factory):
+    served = tmp_path / "served"
+    served.mkdir()
+    new = model_variants.reexported(PRIMARY, served / "primary-v2.onnx", "swin-demo-112-v2")
+    handler = type("Handler", (_Models,), {"folder": served, "cut": set(), "ranges": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        keygen(tmp_path / "keys")
+        (tmp_path / "trusted").mkdir()
+        shutil.copy(tmp_path / "keys" / "fleet.pub", tmp_path / "trusted")
+        cfg = write_config(tmp_path / "dev0", broker.port, {
+            "lobby": {"source": str(videos["north"]), "fps": 5, "loop": True}},
+            {"device_id": "dev0", "canary": {"enabled": False},
+             "rollout": {"min_frames": 10},
+             "fleet": {"enabled": True, "group": "site", "revert_after_s": 2,
+                       "trusted_keys": str(tmp_path / "trusted")}})
+        daemon = daemon_factory(cfg)
+        assert subscriber.wait_for(lambda: subscriber.on("edgeswin/dev0/status")[-1:] ==
+                                   [b"online"], 60)
+        done = edgeswin("fleet", "push", "--model", f"0={new}", "--models-url", url,
+                        "--group", "site", "--key", str(tmp_path / "keys" / "fleet.key"),
+                        "--port", str(broker.port))
+        assert done.returncode == 0, done.stderr
+        reported = "edgeswin/dev0/reported"
+        assert subscriber.wait_for(lambda: any(r["state"] == "applied" for r in
+                                               subscriber.json_on(reported)), 90), daemon.log()
+        states = [r["state"] for r in subscriber.json_on(reported)]
+        assert states[:3] == ["downloading", "rolling_out", "applied"], states
+        digest = hashlib.sha256(new.read_bytes()).hexdigest()
+        assert subscriber.json_on(reported)[-1]["models"] == {"0": digest}
+        assert handler.ranges and handler.ranges[0] != "bytes=0-", "resumed, not restarted"
+        # The daemon's rollout gates it in shadow and promotes it: it serves the new model.
+        assert subscriber.wait_for(lambda: any(
+            c["model"] == "swin-demo-112-v2"
+            for c in subscriber.json_on("edgeswin/dev0/lobby/classification")), 120), \
+            daemon.log()[-3000:]
+
+        # A served file whose bytes are not the ones signed is refused; the device keeps
+        # serving what it had.
+        signed = tmp_path / "signed"
+        signed.mkdir()
+        (signed / new.name).write_bytes(new.read_bytes()[:-1] + b"!")  # same size
+        shutil.copy(new.with_suffix(".json"), signed / new.with_suffix(".json").name)
+        (served / "v3").mkdir()
+        shutil.copy(new, served / "v3" / new.name)
+        done = edgeswin("fleet", "push", "--model", f"0={signed / new.name}", "--models-url",
+                        f"{url}/v3", "--group", "site", "--key",
+                        str(tmp_path / "keys" / "fleet.key"), "--port", str(broker.port))
+        assert done.returncode == 0, done.stderr
+        assert subscriber.wait_for(lambda: subscriber.json_on(reported)[-1]["state"] ==
+                                   "refused", 60), subscriber.json_on(reported)
+        why = subscriber.json_on(reported)[-1]["reason"]
+        assert "model download" in why and "SHA-256 is not the bundle's" in why, why
+        seen = len(subscriber.on("edgeswin/dev0/lobby/classification"))
+        assert subscriber.wait_for(
+            lambda: len(subscriber.on("edgeswin/dev0/lobby/classification")) > seen + 3, 30)
+        assert daemon.terminate()[0] == 0
+    finally:
+        server.shutdown()

@@ -9,8 +9,13 @@ restart, asked of the service manager with exit status 75). For `revert_after_s`
 watched against the one before: a camera that delivered and is now offline, a canary that
 passed and now fails, or a health problem that was not there reverts to the last good overlay.
 
+A bundle that names models is fetched first (`download`, on a thread; state `downloading`),
+each rung's model then replaced in the engines section, and taken like any other: the daemon's
+model rollout gates each new model in shadow before it serves.
+
 Hands on the retained `<root>/reported`: `{"version", "state", "reason", "config_sha256",
-"models", "ts"}` with state `refused`, `rolling_out`, `applied` or `rolled_back`.
+"models", "group", "ring", "ts"}` with state `downloading`, `refused`, `rolling_out`, `applied`
+or `rolled_back`.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from ..classify.step import iso
 from ..config import DeviceConfig, load_config
 from ..errors import ConfigError
 from .bundle import MAX_BUNDLE, trusted_keys
+from .download import DownloadError, fetch
 from .overlay import FleetFiles, config_sha256
 from .policy import refusal
 
@@ -55,6 +61,8 @@ class FleetAgent:
         self._latest: dict[str, bytes] = {}  # the last retained payload per source
         self._lock = threading.Lock()
         self._watch: _Watch | None = None
+        self._fetching: threading.Thread | None = None
+        self._fetched: tuple | None = None
         self.state = self.files.state()
         self.restart_reason: str | None = None
         for source, topic in self.topics.items():
@@ -93,6 +101,15 @@ class FleetAgent:
                 self._watch = None
                 self._say("applied", f"watched {self.cfg.revert_after_s:g} s: no camera, "
                           "canary or health check got worse")
+        if self._fetching is not None:
+            if self._fetching.is_alive():
+                return  # what arrives meanwhile waits for the models being fetched
+            source, bundle, fetched = self._fetched
+            self._fetching = self._fetched = None
+            if isinstance(fetched, str):
+                self._refuse(bundle["version"], fetched, source)
+            else:
+                self._take(source, bundle, now, reload, observe, fetched)
         with self._lock:
             pending, self._pending = self._pending, {}
         for source in ("group", "device"):  # the device's own last: it wins
@@ -126,16 +143,41 @@ class FleetAgent:
                 config_sha256(bundle) == self.state.get("config_sha256")
             return self._refuse(version, why, source, keep=again,
                                 shown=bundle.get("version") if isinstance(bundle, dict) else None)
-        staged = self.files.stage(bundle)
+        if bundle.get("models"):  # fetched on a thread; taken by the step after
+            self._fetching = threading.Thread(target=self._fetch, args=(source, bundle),
+                                              name="fleet-fetch", daemon=True)
+            self._fetching.start()
+            self._say("downloading", f"{len(bundle['models'])} model(s)", version)
+            return
+        self._take(source, bundle, now, reload, observe, {})
+
+    def _fetch(self, source: str, bundle: dict) -> None:
+        """Each model the bundle names, checked (the fleet-fetch thread)."""
         try:
+            paths = {m["rung"]: fetch(m, self.files.dir / "models") for m in bundle["models"]}
+            self._fetched = (source, bundle, paths)
+        except DownloadError as exc:
+            self._fetched = (source, bundle, f"model download: {exc}")
+        except OSError as exc:
+            self._fetched = (source, bundle, f"model download: {exc.strerror or exc}")
+        self.wake()
+
+    def _take(self, source: str, bundle: dict, now: float, reload, observe,
+              models: dict[int, Path]) -> None:
+        version, versions = bundle["version"], self.state.get("versions", {})
+        try:
+            staged = self.files.stage(self._with_models(bundle, models) if models else bundle)
             load_config(self.directory, overlay=staged)
         except ConfigError as exc:
             return self._refuse(version, "the config it makes is invalid: " +
                                 "; ".join(str(i) for i in exc.issues[:3]), source)
+        except ValueError as exc:
+            return self._refuse(version, str(exc), source)
         before = observe()
         self.files.take()
         self.state.update(versions={**versions, source: version}, version=version,
                           source=source, config_sha256=config_sha256(bundle),
+                          models={str(m["rung"]): m["sha256"] for m in bundle.get("models", [])},
                           good=[self.state.get("version"), self.state.get("config_sha256")])
         restart = reload()
         if restart is None:  # cannot happen after validation; said and reverted all the same
@@ -147,6 +189,22 @@ class FleetAgent:
             return
         self._watch = _Watch(now, before, version)
         self._say("rolling_out", f"applied; watched for {self.cfg.revert_after_s:g} s")
+
+    def _with_models(self, bundle: dict, models: dict[int, Path]) -> dict:
+        """The bundle with its fetched models in the engines section (the bundle's own, else
+        the device's): each rung's model is the file fetched for it."""
+        config = dict(bundle.get("config") or {})
+        engines = config.get("engines")
+        if engines is None:
+            engines = [e.model_dump(mode="json", exclude_none=True)
+                       for e in load_config(self.directory).device.engines]
+        engines = [dict(e) for e in engines]
+        for rung, path in models.items():
+            if rung >= len(engines):
+                raise ValueError(f"models: rung {rung}, and the device has {len(engines)} "
+                                 "rung(s)")
+            engines[rung]["model"] = str(path)
+        return {**bundle, "config": {**config, "engines": engines}}
 
     def _refuse(self, version: int | None, why: str, source: str, keep: bool = False,
                 shown=None) -> None:
@@ -192,7 +250,8 @@ class FleetAgent:
         self.files.save_state(self.state)
         log.info("fleet: %s: version %s: %s", state, payload_version, reason)
         self.publish({"version": payload_version, "state": state, "reason": reason,
-                      "config_sha256": self.state.get("config_sha256"), "models": {},
+                      "config_sha256": self.state.get("config_sha256"),
+                      "models": self.state.get("models", {}),
                       "group": self.cfg.group, "ring": self.cfg.ring, "ts": iso(time.time())})
 
 

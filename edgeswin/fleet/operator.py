@@ -21,32 +21,57 @@ import yaml
 from ..config import MqttConfig
 from ..config.fields import CAMERA_DIR, CAMERA_SUFFIXES, DEVICE_FILE
 from ..errors import EdgeswinError
+from ..files import sha256
 from .bundle import keygen, load_private, sign
 
 RETAINED_S = 1.5  # retained messages arrive within this of subscribing
 
 
-def bundle_from(folder: Path, version: int, ring: str) -> dict:
+def model_entries(models: list[str], url: str | None) -> list[dict]:
+    """`RUNG=PATH` each: the model's digest, size, where the devices fetch it (`url` + its
+    file name: serve the folder there) and its sidecar."""
+    out = []
+    for item in models:
+        rung, _, path = item.partition("=")
+        if not rung.isdigit() or not path:
+            raise EdgeswinError(f"--model {item!r}: RUNG=PATH, e.g. 0=models/new.onnx")
+        if not url:
+            raise EdgeswinError("--model needs --models-url: where the devices fetch it")
+        model = Path(path)
+        try:
+            sidecar = json.loads(model.with_suffix(".json").read_text())
+            size = model.stat().st_size
+        except (OSError, ValueError) as exc:
+            raise EdgeswinError(f"{model}: the model and its sidecar .json: {exc}") from None
+        out.append({"rung": int(rung), "sha256": sha256(model), "size": size,
+                    "url": f"{url.rstrip('/')}/{model.name}", "sidecar": sidecar})
+    return out
+
+
+def bundle_from(folder: Path | None, version: int, ring: str,
+                models: list[dict] | None = None) -> dict:
     def read(path: Path):
         try:
             return yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as exc:
             raise EdgeswinError(f"{path}: {exc}") from None
 
-    config = read(folder / DEVICE_FILE) if (folder / DEVICE_FILE).is_file() else {}
+    config = read(folder / DEVICE_FILE) if folder and (folder / DEVICE_FILE).is_file() else {}
     if not isinstance(config, dict):
         raise EdgeswinError(f"{folder / DEVICE_FILE}: a mapping of the sections to change")
     cameras = {}
-    for path in sorted((folder / CAMERA_DIR).glob("*")):
+    for path in sorted((folder / CAMERA_DIR).glob("*")) if folder else []:
         if path.suffix in CAMERA_SUFFIXES and not path.name.startswith("."):
             camera = read(path)
             if camera is not None and not isinstance(camera, dict):
                 raise EdgeswinError(f"{path}: a camera's mapping, or empty to remove it")
             cameras[path.stem] = camera
-    if not config and not cameras:
-        raise EdgeswinError(f"{folder}: nothing to push (no {DEVICE_FILE}, no {CAMERA_DIR}/)")
+    if not config and not cameras and not models:
+        raise EdgeswinError(f"{folder}: nothing to push (no {DEVICE_FILE}, no {CAMERA_DIR}/, "
+                            "no --model)")
     return {"version": version, "created": datetime.now(timezone.utc).isoformat(
-        timespec="seconds"), "config": config, "cameras": cameras, "models": [], "ring": ring}
+        timespec="seconds"), "config": config, "cameras": cameras, "models": models or [],
+        "ring": ring}
 
 
 def retained(cfg: MqttConfig, topic_filter: str, wait_s: float = RETAINED_S
@@ -87,7 +112,9 @@ def push(args: argparse.Namespace, cfg: MqttConfig) -> int:
             version = int(json.loads(before).get("version", 0)) + 1
         except (ValueError, TypeError, AttributeError):
             version = 1
-    bundle = sign(bundle_from(Path(args.config_dir), version, args.ring), key)
+    models = model_entries(args.model or [], args.models_url)
+    folder = Path(args.config_dir) if args.config_dir else None
+    bundle = sign(bundle_from(folder, version, args.ring, models), key)
     publish_retained(cfg, topic, json.dumps(bundle).encode())
     print(f"pushed version {version} to {topic} (ring {args.ring}, key "
           f"{bundle['signature']['key_id']})")
@@ -176,9 +203,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--password-file")
         p.add_argument("--group", help="the devices' fleet.group")
         if name == "push":
-            p.add_argument("--config", dest="config_dir", required=True, type=Path,
+            p.add_argument("--config", dest="config_dir", type=Path,
                            help="a folder: edgeswin.yaml with the sections to change, and "
                            "cameras/*.yaml (an empty one removes that camera)")
+            p.add_argument("--model", action="append", metavar="RUNG=PATH", help="a new "
+                           "model for a rung (its sidecar .json beside it); repeatable")
+            p.add_argument("--models-url", help="where the devices fetch the models: this "
+                           "URL + the model's file name (serve the folder there)")
             p.add_argument("--device", help="one device's topic root (or device_id): "
                            "<root>/desired, which wins over its group's")
             p.add_argument("--ring", choices=("canary", "all"), default="all")

@@ -11,10 +11,13 @@ plugins can).
 
 from __future__ import annotations
 
+import re
+
 from ..config import FleetConfig
 from .bundle import verify
 
 NEVER = ("device_id", "mqtt", "state_dir", "fleet")
+MAX_MODEL = 20_000_000_000  # bytes
 
 
 def refusal(bundle, cfg: FleetConfig, last_version: int | None, keys: dict
@@ -38,8 +41,13 @@ def _content(bundle: dict, cfg: FleetConfig, version: int, last_version: int | N
     config, cameras = bundle.get("config", {}), bundle.get("cameras", {})
     if not isinstance(config, dict) or not isinstance(cameras, dict):
         return "config and cameras must be mappings"
-    if bundle.get("models"):
-        return "models by bundle are not supported by this version of edgeswin"
+    models = bundle.get("models") or []
+    if models and "engines" not in cfg.allow:
+        return "models: engines are not in this device's fleet.allow"
+    for i, model in enumerate(models if isinstance(models, list) else [None]):
+        why = _model(model)
+        if why:
+            return f"models.{i}: {why}"
     for key in config:
         if key in NEVER:
             return f"config.{key}: never set by a bundle (the device's own)"
@@ -57,4 +65,22 @@ def _content(bundle: dict, cfg: FleetConfig, version: int, last_version: int | N
         source = camera.get("source") if isinstance(camera, dict) else None
         if isinstance(source, str) and source.strip().startswith("gst:"):
             return f"cameras.{name}.source: a gst: pipeline is never set by a bundle"
+    return None
+
+
+def _model(model) -> str | None:
+    if not isinstance(model, dict):
+        return "a mapping of rung, sha256, size, url and sidecar"
+    rung, digest, size, url = (model.get(k) for k in ("rung", "sha256", "size", "url"))
+    if not isinstance(rung, int) or isinstance(rung, bool) or rung < 0:
+        return f"rung {rung!r}: a rung index from 0"
+    if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+        return "sha256: 64 lowercase hex digits"
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_MODEL:
+        return f"size {size!r}: bytes, from 1 to {MAX_MODEL:,}"
+    if not (isinstance(url, str) and url.split(":", 1)[0] in ("http", "https")):
+        return "url: an http:// or https:// address (the operator's server)"
+    sidecar = model.get("sidecar")
+    if not (isinstance(sidecar, dict) and isinstance(sidecar.get("labels"), list)):
+        return "sidecar: the model's sidecar (labels, input) as a mapping"
     return None
