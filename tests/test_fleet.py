@@ -38,7 +38,7 @@ def edgeswin(*args: str) -> subprocess.CompletedProcess:
                           text=True, cwd=REPO, timeout=180)
 
 
-def start_fleet(tmp_path, port: int, videos, daemon_factory) -> dict:
+def start_fleet(tmp_path, port: int, videos, daemon_factory, rings=None) -> dict:
     if not (tmp_path / "keys").exists():
         keygen(tmp_path / "keys")
     trusted = tmp_path / "trusted"
@@ -50,7 +50,7 @@ def start_fleet(tmp_path, port: int, videos, daemon_factory) -> dict:
             "lobby": {"source": str(videos["north"]), "fps": 2, "loop": True}},
             {"device_id": name, "canary": {"enabled": False},
              "fleet": {"enabled": True, "group": "site", "trusted_keys": str(trusted),
-                       "revert_after_s": 4}})
+                       "revert_after_s": 4, "ring": (rings or {}).get(name, "all")}})
         daemons[name] = daemon_factory(cfg)
     return daemons
 
@@ -175,6 +175,30 @@ def test_a_device_that_was_down_and_a_broker_restart_mid_push_converge(
     finally:
         subscriber.close()
         broker.stop()
+
+
+def test_the_canary_ring_first_then_promoted_to_all(tmp_path, broker, subscriber, videos,
+                                                    daemon_factory):
+    daemons = start_fleet(tmp_path, broker.port, videos, daemon_factory, {"dev0": "canary"})
+    yard = yaml.safe_dump({"source": str(videos["south"]), "fps": 2, "loop": True})
+    push(tmp_path, broker, {"cameras/yard.yaml": yard}, "--ring", "canary")
+
+    def promote() -> subprocess.CompletedProcess:
+        return edgeswin("fleet", "promote", "--group", "site", "--key",
+                        str(tmp_path / "keys" / "fleet.key"), "--port", str(broker.port),
+                        "--min-applied-s", "0")
+
+    assert subscriber.wait_for(lambda: [r["state"] for r in reports(subscriber, 1).values()]
+                               == ["applied"], 60), daemons["dev0"].log()[-2000:]
+    assert set(reports(subscriber, 1)) == {"dev0"}, "only the canary ring took it"
+    assert not subscriber.on("edgeswin/dev1/yard/classification")
+    done = promote()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "promoted version 1 (applied on 1 canary device(s)) as version 2" in done.stdout
+    assert subscriber.wait_for(settled(subscriber, 2, "applied"), 90)
+    assert subscriber.wait_for(lambda: subscriber.on("edgeswin/dev1/yard/classification"), 30)
+    again = promote()  # the retained bundle is for every ring now
+    assert again.returncode == 1 and "nothing to promote" in again.stderr
 
 
 def test_the_signature_covers_every_byte(tmp_path):

@@ -1,10 +1,11 @@
-"""`edgeswin fleet keygen | push | status`: the operator's side of a fleet.
+"""`edgeswin fleet keygen | push | promote | status`: the operator's side of a fleet.
 
 `push` turns a config folder (an `edgeswin.yaml` with only the sections it changes, and
 `cameras/*.yaml`, an empty one removing that camera) into a bundle one version above the one
 retained on the topic, signs it and publishes it retained; `status` reads every device's
 retained `<root>/reported` of a group and, with `--wait-version`, waits until each has applied
-that version (exit 1 when one refused it, rolled it back or stayed silent).
+that version (exit 1 when one refused it, rolled it back or stayed silent); `promote` hands a
+group's canary-ring bundle to every device once each canary device applied it.
 """
 
 from __future__ import annotations
@@ -121,6 +122,49 @@ def push(args: argparse.Namespace, cfg: MqttConfig) -> int:
     return 0
 
 
+def promote(args: argparse.Namespace, cfg: MqttConfig) -> int:
+    """The group's canary-ring bundle to every device, once each device of the canary ring
+    reports it applied for at least `--min-applied-s`."""
+    from ..publish.listen import publish_retained
+    if not args.group:
+        raise EdgeswinError("--group G: the group whose canary-ring bundle to promote")
+    key = load_private(Path(args.key))
+    topic = f"edgeswin/fleet/{args.group}/desired"
+    try:
+        bundle = json.loads(retained(cfg, topic).get(topic) or b"null")
+    except ValueError:
+        bundle = None
+    if not isinstance(bundle, dict) or bundle.get("ring") != "canary":
+        raise EdgeswinError(f"{topic} holds no bundle for the canary ring: nothing to promote")
+    canaries = {}
+    for rtopic, payload in retained(cfg, f"{args.root}/reported").items():
+        try:
+            report = json.loads(payload)
+        except ValueError:
+            continue
+        if isinstance(report, dict) and report.get("group") == args.group and \
+                report.get("ring") == "canary":
+            canaries[rtopic.removesuffix("/reported")] = report
+    if not canaries:
+        raise EdgeswinError(f"no device of group {args.group}'s canary ring has reported")
+    waiting = {root: r for root, r in canaries.items()
+               if r.get("version") != bundle["version"] or r.get("state") != "applied"
+               or time.time() - _ts(r.get("ts")) < args.min_applied_s}
+    if waiting:
+        for root, r in sorted(waiting.items()):
+            print(f"{root}: version {r.get('version')} {r.get('state')}: {r.get('reason')}")
+        print(f"not promoted: {len(waiting)} of {len(canaries)} canary device(s) have not "
+              f"applied version {bundle['version']} for {args.min_applied_s:g} s")
+        return 1
+    version = bundle["version"] + 1
+    promoted = sign({**bundle, "version": version, "ring": "all", "created": datetime.now(
+        timezone.utc).isoformat(timespec="seconds")}, key)
+    publish_retained(cfg, topic, json.dumps(promoted).encode())
+    print(f"promoted version {bundle['version']} (applied on {len(canaries)} canary "
+          f"device(s)) as version {version} to ring all on {topic}")
+    return 0
+
+
 def status(args: argparse.Namespace, cfg: MqttConfig) -> int:
     from ..publish.listen import Listener
     reports: dict[str, dict] = {}
@@ -184,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from ..publish.listen import broker_settings
     cfg = broker_settings(args)
-    return push(args, cfg) if args.fleet_command == "push" else status(args, cfg)
+    return {"push": push, "promote": promote, "status": status}[args.fleet_command](args, cfg)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -193,6 +237,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--out", required=True, help="folder for <name>.key and <name>.pub")
     gen.add_argument("--name", default="fleet")
     for name, text in (("push", "sign a config folder and publish it to a group or device"),
+                       ("promote", "a group's canary-ring bundle to all its devices, once "
+                                   "the canary ring applied it"),
                        ("status", "what each device of a group reports")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--host")
@@ -215,6 +261,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--ring", choices=("canary", "all"), default="all")
             p.add_argument("--key", required=True, help="the private key from keygen")
             p.add_argument("--version", type=int, help="default: one above the retained one")
+        elif name == "promote":
+            p.add_argument("--root", default="edgeswin/+", help="the devices' topic roots")
+            p.add_argument("--key", required=True, help="the private key from keygen")
+            p.add_argument("--min-applied-s", type=float, default=60.0, help="each canary "
+                           "device reported it applied at least this long ago")
         else:
             p.add_argument("--root", default="edgeswin/+", help="the devices' topic roots")
             p.add_argument("--wait-version", type=int, help="wait until every device of the "
