@@ -315,3 +315,36 @@ def test_a_model_is_fetched_resumed_checked_and_gated_before_it_serves(
         assert daemon.terminate()[0] == 0
     finally:
         server.shutdown()
+
+
+def test_a_model_through_the_broker_alone(tmp_path, broker, subscriber, videos,
+                                          daemon_factory):
+    """No file server: the model goes as retained chunks on edgeswin/fleet/blobs/<sha256>/."""
+    new = model_variants.reexported(PRIMARY, tmp_path / "primary-v2.onnx", "swin-demo-112-v2")
+    keygen(tmp_path / "keys")
+    (tmp_path / "trusted").mkdir()
+    shutil.copy(tmp_path / "keys" / "fleet.pub", tmp_path / "trusted")
+    cfg = write_config(tmp_path / "dev0", broker.port, {
+        "lobby": {"source": str(videos["north"]), "fps": 5, "loop": True}},
+        {"device_id": "dev0", "canary": {"enabled": False}, "rollout": {"min_frames": 10},
+         "fleet": {"enabled": True, "group": "site", "revert_after_s": 2,
+                   "trusted_keys": str(tmp_path / "trusted")}})
+    daemon = daemon_factory(cfg)
+    assert subscriber.wait_for(lambda: subscriber.on("edgeswin/dev0/status")[-1:] ==
+                               [b"online"], 60)
+    done = edgeswin("fleet", "push", "--model", f"0={new}", "--models-url", "mqtt:",
+                    "--group", "site", "--key", str(tmp_path / "keys" / "fleet.key"),
+                    "--port", str(broker.port))
+    assert done.returncode == 0, done.stderr
+    digest = hashlib.sha256(new.read_bytes()).hexdigest()
+    chunks = -(-new.stat().st_size // (256 * 1024))
+    assert f"as {chunks} retained chunk(s) on edgeswin/fleet/blobs/{digest}/" in done.stdout
+    reported = "edgeswin/dev0/reported"
+    assert subscriber.wait_for(lambda: any(r["state"] == "applied" for r in
+                                           subscriber.json_on(reported)), 90), daemon.log()
+    assert subscriber.json_on(reported)[-1]["models"] == {"0": digest}
+    assert subscriber.wait_for(lambda: any(
+        c["model"] == "swin-demo-112-v2"
+        for c in subscriber.json_on("edgeswin/dev0/lobby/classification")), 120), \
+        daemon.log()[-3000:]
+    assert daemon.terminate()[0] == 0

@@ -52,6 +52,7 @@ class FleetAgent:
     def __init__(self, device: DeviceConfig, root: str, directory: Path,
                  publish: Callable[[dict], None], follow: Callable, wake: Callable[[], None]):
         self.cfg, self.root, self.directory = device.fleet, root, directory
+        self.mqtt = device.mqtt  # models sent as chunks come through the broker too
         self.files = FleetFiles(Path(device.state_dir))
         self.publish, self.wake = publish, wake
         self.topics = {"device": f"{root}/desired"}
@@ -154,7 +155,8 @@ class FleetAgent:
     def _fetch(self, source: str, bundle: dict) -> None:
         """Each model the bundle names, checked (the fleet-fetch thread)."""
         try:
-            paths = {m["rung"]: fetch(m, self.files.dir / "models") for m in bundle["models"]}
+            paths = {m["rung"]: fetch(m, self.files.dir / "models", self.mqtt)
+                     for m in bundle["models"]}
             self._fetched = (source, bundle, paths)
         except DownloadError as exc:
             self._fetched = (source, bundle, f"model download: {exc}")

@@ -1,21 +1,27 @@
-"""A model a bundle names, fetched from the operator's server (`http://` or `https://`) into
-`<state_dir>/fleet/models/<sha256><suffix>` with its sidecar (carried, signed, in the bundle).
+"""A model a bundle names, fetched into `<state_dir>/fleet/models/<sha256><suffix>` with its
+sidecar (carried, signed, in the bundle): from the operator's server (`http://`, `https://`),
+or from the broker itself (`mqtt:edgeswin/fleet/blobs/<sha256>`: retained chunks of `CHUNK`
+bytes on `.../<n>`, n from 0), for fleets without a file server.
 
-Written to `<sha256>.part` first and resumed with a Range request after a dropped connection
-(from the start again when the server ignores ranges), at most `TRIES` attempts with a growing
-wait; used only when its size and SHA-256 are those the bundle names. A file already there with
-the right digest is not fetched again. Hands on the model's path, or `DownloadError` saying why.
+By URL: written to `<sha256>.part` first and resumed with a Range request after a dropped
+connection (from the start again when the server ignores ranges), at most `TRIES` attempts
+with a growing wait. By MQTT: the chunks as they come, kept across the client's reconnects,
+until all are there or `mqtt_timeout` passes. Either way used only when its size and SHA-256
+are those the bundle names; a file already there with the right digest is not fetched again.
+Hands on the model's path, or `DownloadError` saying why.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ..errors import EdgeswinError
 from ..files import sha256, write_whole
 
 log = logging.getLogger(__name__)
@@ -23,13 +29,24 @@ log = logging.getLogger(__name__)
 TRIES = 5
 CHUNK = 1 << 20
 TIMEOUT_S = 30.0
+BLOBS = "edgeswin/fleet/blobs"
+MQTT_CHUNK = 256 * 1024  # bytes per retained chunk
+
+
+def blob_url(digest: str) -> str:
+    return f"mqtt:{BLOBS}/{digest}"
+
+
+def mqtt_timeout(size: int) -> float:
+    return 60.0 + 2.0 * size / 1e6  # a minute, and two seconds a megabyte
 
 
 class DownloadError(Exception):
     pass
 
 
-def fetch(model: dict, folder: Path, stop=lambda: False) -> Path:
+def fetch(model: dict, folder: Path, mqtt=None, stop=lambda: False) -> Path:
+    """`mqtt`: the device's broker settings, for an `mqtt:` model."""
     digest, size, url = model["sha256"], model["size"], model["url"]
     suffix = Path(url.split("?")[0]).suffix or ".onnx"
     target = folder / f"{digest}{suffix}"
@@ -38,6 +55,9 @@ def fetch(model: dict, folder: Path, stop=lambda: False) -> Path:
         _sidecar(target, model)
         return target
     part = target.with_suffix(target.suffix + ".part")
+    if url.startswith("mqtt:"):
+        _chunks(mqtt, digest, size, part)
+        return _checked(part, target, model)
     for attempt in range(1, TRIES + 1):
         if stop():
             raise DownloadError("stopped")
@@ -53,6 +73,11 @@ def fetch(model: dict, folder: Path, stop=lambda: False) -> Path:
             if attempt == TRIES:
                 raise DownloadError(f"{url}: {exc} ({TRIES} attempts)") from None
             time.sleep(min(2 ** attempt * 0.25, 5.0))
+    return _checked(part, target, model)
+
+
+def _checked(part: Path, target: Path, model: dict) -> Path:
+    url, size, digest = model["url"], model["size"], model["sha256"]
     got = part.stat().st_size
     if got != size:
         part.unlink(missing_ok=True)
@@ -78,6 +103,33 @@ def _get(url: str, part: Path, have: int, size: int) -> None:
                 fh.write(chunk)
     if written < size:
         raise DownloadError(f"the connection ended at {written:,} of {size:,} bytes")
+
+
+def _chunks(mqtt, digest: str, size: int, part: Path) -> None:
+    from ..publish.listen import Listener
+    count = max((size + MQTT_CHUNK - 1) // MQTT_CHUNK, 1)
+    chunks: dict[int, bytes] = {}
+    done = threading.Event()
+
+    def take(topic: str, payload: bytes, retained: bool) -> None:
+        tail = topic.rsplit("/", 1)[-1]
+        if tail.isdigit() and int(tail) < count and payload:
+            chunks[int(tail)] = payload
+            if len(chunks) == count:
+                done.set()
+
+    listener = Listener(mqtt, f"{BLOBS}/{digest}/+", take)
+    try:
+        listener.start()
+    except EdgeswinError as exc:
+        raise DownloadError(str(exc)) from None
+    try:
+        if not done.wait(mqtt_timeout(size)):
+            raise DownloadError(f"{BLOBS}/{digest}: {len(chunks)} of {count} chunks within "
+                                f"{mqtt_timeout(size):.0f} s")
+    finally:
+        listener.stop()
+    write_whole(part, b"".join(chunks[i] for i in range(count)))
 
 
 def _sidecar(model_path: Path, model: dict) -> None:

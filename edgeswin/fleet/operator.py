@@ -24,6 +24,7 @@ from ..config.fields import CAMERA_DIR, CAMERA_SUFFIXES, DEVICE_FILE
 from ..errors import EdgeswinError
 from ..files import sha256
 from .bundle import keygen, load_private, sign
+from .download import MQTT_CHUNK, blob_url
 
 RETAINED_S = 1.5  # retained messages arrive within this of subscribing
 
@@ -44,9 +45,22 @@ def model_entries(models: list[str], url: str | None) -> list[dict]:
             size = model.stat().st_size
         except (OSError, ValueError) as exc:
             raise EdgeswinError(f"{model}: the model and its sidecar .json: {exc}") from None
-        out.append({"rung": int(rung), "sha256": sha256(model), "size": size,
-                    "url": f"{url.rstrip('/')}/{model.name}", "sidecar": sidecar})
+        digest = sha256(model)
+        where = blob_url(digest) if url == "mqtt:" else f"{url.rstrip('/')}/{model.name}"
+        out.append({"rung": int(rung), "sha256": digest, "size": size, "url": where,
+                    "sidecar": sidecar, "_path": str(model)})
     return out
+
+
+def publish_chunks(cfg: MqttConfig, model: dict) -> int:
+    """A model as retained chunks on the broker (`--models-url mqtt:`); how many."""
+    from ..publish.listen import publish_retained_many
+    data = Path(model["_path"]).read_bytes()
+    prefix = model["url"].removeprefix("mqtt:")
+    messages = [(f"{prefix}/{n}", data[i:i + MQTT_CHUNK])
+                for n, i in enumerate(range(0, max(len(data), 1), MQTT_CHUNK))]
+    publish_retained_many(cfg, messages)
+    return len(messages)
 
 
 def bundle_from(folder: Path | None, version: int, ring: str,
@@ -114,6 +128,12 @@ def push(args: argparse.Namespace, cfg: MqttConfig) -> int:
         except (ValueError, TypeError, AttributeError):
             version = 1
     models = model_entries(args.model or [], args.models_url)
+    for model in models:
+        if model["url"].startswith("mqtt:"):  # the chunks first: the bundle points at them
+            n = publish_chunks(cfg, model)
+            print(f"published {model['_path']} as {n} retained chunk(s) on "
+                  f"{model['url'].removeprefix('mqtt:')}/")
+    models = [{k: v for k, v in m.items() if k != "_path"} for m in models]
     folder = Path(args.config_dir) if args.config_dir else None
     bundle = sign(bundle_from(folder, version, args.ring, models), key)
     publish_retained(cfg, topic, json.dumps(bundle).encode())
@@ -255,7 +275,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--model", action="append", metavar="RUNG=PATH", help="a new "
                            "model for a rung (its sidecar .json beside it); repeatable")
             p.add_argument("--models-url", help="where the devices fetch the models: this "
-                           "URL + the model's file name (serve the folder there)")
+                           "URL + the model's file name (serve the folder there), or mqtt: "
+                           "to send them as retained chunks through the broker")
             p.add_argument("--device", help="one device's topic root (or device_id): "
                            "<root>/desired, which wins over its group's")
             p.add_argument("--ring", choices=("canary", "all"), default="all")

@@ -15,6 +15,7 @@ import re
 
 from ..config import FleetConfig
 from .bundle import verify
+from .download import blob_url
 
 NEVER = ("device_id", "mqtt", "state_dir", "fleet")
 MAX_MODEL = 20_000_000_000  # bytes
@@ -78,8 +79,11 @@ def _model(model) -> str | None:
         return "sha256: 64 lowercase hex digits"
     if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_MODEL:
         return f"size {size!r}: bytes, from 1 to {MAX_MODEL:,}"
-    if not (isinstance(url, str) and url.split(":", 1)[0] in ("http", "https")):
-        return "url: an http:// or https:// address (the operator's server)"
+    if url == blob_url(digest):
+        pass  # chunks on the broker
+    elif not (isinstance(url, str) and url.split(":", 1)[0] in ("http", "https")):
+        return (f"url: an http:// or https:// address (the operator's server), or "
+                f"{blob_url(digest)}")
     sidecar = model.get("sidecar")
     if not (isinstance(sidecar, dict) and isinstance(sidecar.get("labels"), list)):
         return "sidecar: the model's sidecar (labels, input) as a mapping"

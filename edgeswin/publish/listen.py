@@ -61,13 +61,21 @@ class Listener:
 def publish_retained(cfg: MqttConfig, topic: str, payload: bytes, timeout_s: float = 10.0
                      ) -> None:
     """One retained QoS 1 message, returned once the broker has acknowledged it."""
-    listener = Listener(cfg, topic, lambda *_: None)
+    publish_retained_many(cfg, [(topic, payload)], timeout_s)
+
+
+def publish_retained_many(cfg: MqttConfig, messages: list[tuple[str, bytes]],
+                          timeout_s: float = 10.0) -> None:
+    """Retained QoS 1 messages, in order, returned once the broker has acknowledged each."""
+    listener = Listener(cfg, messages[0][0], lambda *_: None)
     listener.start(timeout_s)
     try:
-        info = listener._client.publish(topic, payload, qos=1, retain=True)
-        info.wait_for_publish(timeout_s)
-        if not info.is_published():
-            raise EdgeswinError(f"the broker did not acknowledge {topic} within {timeout_s:g} s")
+        for topic, payload in messages:
+            info = listener._client.publish(topic, payload, qos=1, retain=True)
+            info.wait_for_publish(timeout_s)
+            if not info.is_published():
+                raise EdgeswinError(f"the broker did not acknowledge {topic} within "
+                                    f"{timeout_s:g} s")
     finally:
         listener.stop()
 
