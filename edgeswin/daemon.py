@@ -94,8 +94,8 @@ class Daemon:
             int(dev.hard_examples.keep_mb * 1e6)))
         self.rollouts = ModelRollouts(
             dev.rollout, ModelStore(Path(dev.state_dir)), self.engines,
-            fb.latency_budget_ms, lambda payload: self.publisher.publish(
-                json_message(f"{self.root}/rollout", payload, 1, True)), self._wake)
+            fb.latency_budget_ms, lambda payload: self.serving.rollout_said(payload),
+            self._wake)
         self.control = ControlSocket(dev.state_dir)
         self.health = HealthBoard(dev.health, self.root, iso, Path(dev.state_dir))
         self.canary = Canary(dev.canary, lambda: self.engines.specs, time.monotonic()) \
@@ -279,7 +279,7 @@ class Daemon:
             self._apply_reload()
         if self.fleet:
             self.fleet.step(time.monotonic(), self._apply_reload, lambda: observe(
-                self.cameras, self.serving.canary_last, self.health.problems()))
+                self.cameras, self.serving, self.health.problems()))
             if self.fleet.restart_reason:
                 self.request_stop(self.fleet.restart_reason)
 

@@ -48,6 +48,7 @@ class Serving:
         self.switches = 0
         self.last_reason = "start"
         self.canary_last: Result | None = None  # the serving engine's latest canary
+        self.rollbacks = 0  # model rollouts rolled back since the start (a fleet's watch)
 
     def adopt_builds(self) -> None:
         """Between frames: finished builds join the ladder; step up to one at once when the
@@ -174,6 +175,11 @@ class Serving:
         log.error("engine rung %d failed on camera %s frame %d", rung, camera, index,
                   exc_info=exc, extra={"CAMERA": camera})
         self.rungs_replaced(replaced)
+
+    def rollout_said(self, payload: dict) -> None:
+        """A model rollout's state, on the retained `<root>/rollout`."""
+        self.rollbacks += payload.get("state") == "rolled_back"
+        self.publisher.publish(json_message(f"{self.root}/rollout", payload, 1, True))
 
     def canary_step(self, canary: Canary) -> bool:
         """One canary image through an engine (spare time, or overdue); whether one ran."""

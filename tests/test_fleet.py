@@ -348,3 +348,39 @@ def test_a_model_through_the_broker_alone(tmp_path, broker, subscriber, videos,
         for c in subscriber.json_on("edgeswin/dev0/lobby/classification")), 120), \
         daemon.log()[-3000:]
     assert daemon.terminate()[0] == 0
+
+
+def test_a_push_from_the_centre_reaches_devices_behind_a_bridge(tmp_path, videos,
+                                                                daemon_factory):
+    """Devices on a site broker, the operator on a central one, joined by a mosquitto bridge
+    (both real). The bridge goes down right after the push (the centre restarts): the devices
+    converge once it is back, and every report reaches the centre."""
+    (tmp_path / "central").mkdir()
+    (tmp_path / "site").mkdir()
+    central = Broker(tmp_path / "central", persistent=True)
+    central.start()
+    site = Broker(tmp_path / "site", persistent=True)
+    with site.conf.open("a") as fh:
+        fh.write(f"connection central\naddress 127.0.0.1:{central.port}\n"
+                 "cleansession false\nrestart_timeout 1 2\n"
+                 "topic edgeswin/fleet/# in 1\ntopic edgeswin/+/desired in 1\n"
+                 "topic edgeswin/+/reported out 1\ntopic edgeswin/+/status out 1\n")
+    site.start()
+    centre = Subscriber(central.port)
+    try:
+        daemons = start_fleet(tmp_path, site.port, videos, daemon_factory)
+        assert centre.wait_for(lambda: all(centre.on(f"edgeswin/{n}/status")[-1:] ==
+                                           [b"online"] for n in DEVICES), 60), \
+            "the devices' status crosses the bridge"
+        yard = yaml.safe_dump({"source": str(videos["south"]), "fps": 2, "loop": True})
+        push(tmp_path, central, {"cameras/yard.yaml": yard})
+        central.stop(graceful=True)  # the bridge is down mid-push
+        time.sleep(2)
+        central.start()
+        assert centre.wait_for(settled(centre, 1, "applied"), 120), \
+            {n: d.log()[-1500:] for n, d in daemons.items()}
+        assert len({r["config_sha256"] for r in reports(centre, 1).values()}) == 1
+    finally:
+        centre.close()
+        site.stop()
+        central.stop()

@@ -39,7 +39,7 @@ class FleetConfig(_Strict):
     revert_after_s: float = Field(120.0, ge=0, le=DAY, description="A new state is watched "
                                   "this long: a camera that delivered and stops, a failing "
                                   "canary, a new health problem or a rolled-back model "
-                                  "reverts it to the last good one.")
+                                  "rollout reverts it to the last good one.")
 
     @field_validator("allow")
     @classmethod

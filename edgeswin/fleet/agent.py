@@ -239,6 +239,8 @@ class FleetAgent:
                 return f"camera {name} delivered before and is offline now"
         if before["canary_ok"] is not False and now["canary_ok"] is False:
             return "the canary fails"
+        if now["rollbacks"] > before["rollbacks"]:
+            return "a model rollout was rolled back"
         for name, kinds in sorted(now["problems"].items()):
             new = sorted(set(kinds) - set(before["problems"].get(name, ())))
             if new:
@@ -257,9 +259,11 @@ class FleetAgent:
                       "group": self.cfg.group, "ring": self.cfg.ring, "ts": iso(time.time())})
 
 
-def observe(cameras, canary_last, problems: dict[str, dict[str, bool]]) -> dict:
-    """What the watch compares: each camera's state, the canary, each camera's problems."""
+def observe(cameras, serving, problems: dict[str, dict[str, bool]]) -> dict:
+    """What the watch compares: each camera's state, the canary, model rollouts rolled back,
+    each camera's problems."""
+    last = serving.canary_last
     return {"cameras": {c.name: c.capture.state for c in cameras},
-            "canary_ok": None if canary_last is None else canary_last.ok,
+            "canary_ok": None if last is None else last.ok, "rollbacks": serving.rollbacks,
             "problems": {name: [k for k, on in kinds.items() if on]
                          for name, kinds in problems.items()}}
