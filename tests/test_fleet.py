@@ -384,3 +384,31 @@ def test_a_push_from_the_centre_reaches_devices_behind_a_bridge(tmp_path, videos
         centre.close()
         site.stop()
         central.stop()
+
+
+def test_what_a_signed_bundle_still_cannot_do(tmp_path):
+    """Checked after the signature: a trusted key does not make every bundle safe."""
+    from edgeswin.config import FleetConfig
+    from edgeswin.fleet.policy import refusal
+    keygen(tmp_path)
+    keys, _ = trusted_keys(tmp_path)
+    key = load_private(tmp_path / "fleet.key")
+    cfg = FleetConfig(enabled=True, group="g", allow=["cameras", "engines"])
+
+    def why(**fields) -> str | None:
+        bundle = sign({"version": 2, "config": {}, "cameras": {}, "models": [], **fields}, key)
+        return refusal(bundle, cfg, 1, keys)[0]
+
+    assert why() is None
+    assert "a camera name" in why(cameras={"../../etc/cron.d/x": {"source": "a.mp4"}})
+    assert "never set by a bundle" in why(config={"state_dir": "/tmp"})
+    assert "not in this device's fleet.allow" in why(config={"fallback": {}})
+    assert "host_code_allowed" in why(config={"engines": [{"name": "a", "model": "m.onnx",
+                                                          "host_code_allowed": True}]})
+    assert "gst: pipeline" in why(cameras={"a": {"source": "gst:filesrc location=/x ! ..."}})
+    model = {"rung": 0, "sha256": "0" * 64, "size": 10, "url": "file:///etc/shadow",
+             "sidecar": {"labels": ["a"]}}
+    assert "url: an http" in why(models=[model])
+    assert why(models=[{**model, "url": "mqtt:edgeswin/fleet/blobs/" + "0" * 64}]) is None
+    assert "not newer than 1" in refusal(sign({"version": 1, "config": {}, "cameras": {}},
+                                              key), cfg, 1, keys)[0]

@@ -1,4 +1,4 @@
-"""A model a bundle names, fetched into `<state_dir>/fleet/models/<sha256><suffix>` with its
+"""A model a bundle names, fetched into `<state_dir>/fleet/models/<sha256>.onnx` with its
 sidecar (carried, signed, in the bundle): from the operator's server (`http://`, `https://`),
 or from the broker itself (`mqtt:edgeswin/fleet/blobs/<sha256>`: retained chunks of `CHUNK`
 bytes on `.../<n>`, n from 0), for fleets without a file server.
@@ -48,8 +48,7 @@ class DownloadError(Exception):
 def fetch(model: dict, folder: Path, mqtt=None, stop=lambda: False) -> Path:
     """`mqtt`: the device's broker settings, for an `mqtt:` model."""
     digest, size, url = model["sha256"], model["size"], model["url"]
-    suffix = Path(url.split("?")[0]).suffix or ".onnx"
-    target = folder / f"{digest}{suffix}"
+    target = folder / f"{digest}.onnx"  # ONNX only: the device builds its own engines
     folder.mkdir(parents=True, exist_ok=True)
     if target.exists() and sha256(target) == digest:
         _sidecar(target, model)

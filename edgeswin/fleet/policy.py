@@ -3,6 +3,9 @@ changes. Pure: takes the bundle, the device's `fleet:` settings, the last versio
 that topic and the trusted keys; hands on None (take it) or why not, in words a fleet operator
 acts on.
 
+A camera's name becomes a file name, so it must be a camera name (no path). A model comes as
+ONNX only: the device builds its own engines (a prebuilt engine file is code).
+
 Never from a bundle, whatever `fleet.allow` says: the device's identity and connection
 (`device_id`, `mqtt`, `state_dir`, `fleet`), an engine's `host_code_allowed` (an engine file
 with host code is code), and `gst:` camera sources (a GStreamer pipeline can run anything its
@@ -14,6 +17,7 @@ from __future__ import annotations
 import re
 
 from ..config import FleetConfig
+from ..config.fields import CAMERA_NAME, NAME_MAX
 from .bundle import verify
 from .download import blob_url
 
@@ -61,6 +65,9 @@ def _content(bundle: dict, cfg: FleetConfig, version: int, last_version: int | N
         if isinstance(engine, dict) and engine.get("host_code_allowed"):
             return f"config.engines.{i}.host_code_allowed: never set by a bundle"
     for name, camera in cameras.items():
+        if not re.fullmatch(CAMERA_NAME, name) or len(name) > NAME_MAX:
+            return f"cameras.{name[:80]!r}: a camera name is letters, digits, _ and - (at " \
+                   f"most {NAME_MAX})"
         if camera is not None and not isinstance(camera, dict):
             return f"cameras.{name}: a mapping, or null to remove the camera"
         source = camera.get("source") if isinstance(camera, dict) else None
