@@ -3,6 +3,8 @@ demo model, health and canary off, so that many fit on a small machine) on one p
 A signed camera change is pushed to their group; measured: the time from the push to every
 device reporting it applied (and to the first and the median), the messages and bytes each
 device received and sent for it (its bundle, its reports), and the broker's retained messages.
+"taken" is the first report (`rolling_out`: checked, staged, validated, reloaded); `applied`
+follows `revert_after_s` (5 s here) later.
 
     python benchmarks/fleet_converge.py --devices 20 50 -o benchmarks/results/fleet-converge.json
 """
@@ -100,6 +102,8 @@ def run(n: int, work: Path, video: Path, port: int) -> dict:
                         str(change), "--group", "bench", "--key", str(keys / "fleet.key"),
                         "--port", str(port)], check=True, cwd=REPO, capture_output=True)
         applied: dict[str, float] = {}
+        taken: dict[str, float] = {}
+        digests: set[str] = set()
         deadline = time.monotonic() + 120 + 2 * n
         while len(applied) < n and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -107,8 +111,11 @@ def run(n: int, work: Path, video: Path, port: int) -> dict:
                 for at, topic, _, payload in tap.messages[before:]:
                     if topic.endswith("/reported"):
                         report = json.loads(payload)
+                        if report.get("version") == 1 and report.get("state") == "rolling_out":
+                            taken.setdefault(topic, at - t0)
                         if report.get("version") == 1 and report.get("state") == "applied":
                             applied.setdefault(topic, at - t0)
+                            digests.add(report.get("config_sha256"))
         time.sleep(1.5)  # the $SYS count is published every few seconds
         with tap.lock:
             after = tap.messages[before:]
@@ -117,10 +124,13 @@ def run(n: int, work: Path, video: Path, port: int) -> dict:
         reports = [size for _, t, size, _ in after if t.endswith("/reported")]
         times = sorted(applied.values())
         return {"devices": n, "online_before_push": started, "applied": len(applied),
+                "distinct_config_sha256": len(digests),
                 "seconds_to_first_applied": round(times[0], 2) if times else None,
                 "seconds_to_median_applied": round(statistics.median(times), 2) if times
                 else None,
                 "seconds_to_all_applied": round(times[-1], 2) if len(times) == n else None,
+                "seconds_to_all_taken": round(max(taken.values()), 2) if len(taken) == n
+                else None,
                 "revert_after_s": 5,
                 "per_device": {"received": {"messages": 1, "bytes": bundle[0] if bundle
                                             else None},
