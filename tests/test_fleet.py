@@ -412,3 +412,51 @@ def test_what_a_signed_bundle_still_cannot_do(tmp_path):
     assert why(models=[{**model, "url": "mqtt:edgeswin/fleet/blobs/" + "0" * 64}]) is None
     assert "not newer than 1" in refusal(sign({"version": 1, "config": {}, "cameras": {}},
                                               key), cfg, 1, keys)[0]
+
+
+def test_settings_a_reload_cannot_apply_restart_the_daemon_and_are_watched_after(
+        tmp_path, broker, subscriber, videos, daemon_factory):
+    """The service manager's part is played here: exit 75 is restarted (as the unit's
+    RestartForceExitStatus=75 does). A good settings change is applied at the restart and
+    watched; one that also breaks a camera is reverted after its restart, with a restart
+    again to go back."""
+    daemons = {}
+    keygen(tmp_path / "keys")
+    (tmp_path / "trusted").mkdir()
+    shutil.copy(tmp_path / "keys" / "fleet.pub", tmp_path / "trusted")
+    cfg = write_config(tmp_path / "dev0", broker.port, {
+        "lobby": {"source": str(videos["north"]), "fps": 2, "loop": True}},
+        {"device_id": "dev0", "canary": {"enabled": False},
+         "fleet": {"enabled": True, "group": "site", "revert_after_s": 3,
+                   "trusted_keys": str(tmp_path / "trusted")}})
+    daemons[0] = daemon_factory(cfg)
+    reported = "edgeswin/dev0/reported"
+
+    def restarted(n: int) -> None:
+        assert daemons[n - 1].proc.wait(60) == 75, daemons[n - 1].log()[-2000:]
+        daemons[n] = daemon_factory(cfg)
+
+    assert subscriber.wait_for(lambda: subscriber.on("edgeswin/dev0/status")[-1:] ==
+                               [b"online"], 60)
+    push(tmp_path, broker, {"edgeswin.yaml": "stats_interval_s: 3\n"})
+    restarted(1)
+    assert subscriber.wait_for(lambda: subscriber.json_on(reported)[-1:] and
+                               subscriber.json_on(reported)[-1]["state"] == "applied", 60)
+    states = [(r["version"], r["state"]) for r in subscriber.json_on(reported)]
+    assert states == [(1, "rolling_out"), (1, "rolling_out"), (1, "applied")], states
+    assert "restarting to apply version 1 (stats_interval_s)" in \
+        subscriber.json_on(reported)[0]["reason"]
+    assert subscriber.wait_for(lambda: subscriber.on("edgeswin/dev0/lobby/availability")[-1:]
+                               == [b"online"], 30)
+
+    dead = yaml.safe_dump({"source": f"rtsp://127.0.0.1:{free_port()}/gone", "fps": 2})
+    push(tmp_path, broker, {"edgeswin.yaml": "stats_interval_s: 4\n", "cameras/lobby.yaml": dead})
+    restarted(2)  # to apply it
+    restarted(3)  # to go back from it: the camera went offline
+    assert subscriber.wait_for(lambda: subscriber.json_on(reported)[-1]["state"] ==
+                               "rolled_back", 60), daemons[3].log()[-2000:]
+    last = subscriber.json_on(reported)[-1]
+    assert last["version"] == 2 and "camera lobby delivered before" in last["reason"], last
+    assert subscriber.wait_for(lambda: subscriber.on("edgeswin/dev0/lobby/availability")[-1:]
+                               == [b"online"], 30)
+    assert daemons[3].terminate()[0] == 0

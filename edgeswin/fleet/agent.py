@@ -78,7 +78,14 @@ class FleetAgent:
 
     def started(self) -> None:
         """After a start: say what is applied (a restart asked to apply a bundle finishes it)."""
-        if self.state.get("state") == "rolling_out":
+        if self.state.get("state") == "rolling_out" and "before" in self.state:
+            # Restarted to apply it: watched from now against the state before the restart
+            # (model rollouts counted afresh in this run).
+            before = {**self.state.pop("before"), "rollbacks": 0}
+            self._watch = _Watch(time.monotonic(), before, self.state.get("version"))
+            self._say("rolling_out", f"restarted to apply it; watched for "
+                      f"{self.cfg.revert_after_s:g} s")
+        elif self.state.get("state") == "rolling_out":
             self._say("applied", "applied at the restart it needed")
         elif self.state.get("state") in ("applied", "rolled_back"):
             self._say(self.state["state"], self.state.get("reason", ""),
@@ -187,6 +194,7 @@ class FleetAgent:
         if restart:
             self.restart_reason = f"fleet: restarting to apply version {version} " \
                                   f"({', '.join(restart)})"
+            self.state["before"] = before  # the watch goes on after the restart
             self._say("rolling_out", self.restart_reason)
             return
         self._watch = _Watch(now, before, version)
@@ -227,8 +235,11 @@ class FleetAgent:
                   self.state.get("version"), why)
         self.files.revert()
         self._watch = None
-        reload()
+        restart = reload()
         bad = self.state.get("version")
+        if restart:  # going back changes settings a reload cannot apply either
+            self.restart_reason = f"fleet: restarting to go back from version {bad} " \
+                                  f"({', '.join(restart)})"
         self.state["version"], self.state["config_sha256"] = self.state.get("good", [None] * 2)
         self._say("rolled_back", f"{why}; serving version "
                   f"{self.state['version'] or '(local files)'} again", bad)
