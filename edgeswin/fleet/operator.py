@@ -187,6 +187,8 @@ def promote(args: argparse.Namespace, cfg: MqttConfig) -> int:
 
 def status(args: argparse.Namespace, cfg: MqttConfig) -> int:
     from ..publish.listen import Listener
+    if not args.group:
+        raise EdgeswinError("--group G: the group whose devices to list")
     reports: dict[str, dict] = {}
     lock = threading.Lock()
 
