@@ -7,7 +7,8 @@ Each bundle is checked (`policy`), staged and validated as `edgeswin check` woul
 overlay and the daemon reloads (cameras, rollout settings and models now; other settings by a
 restart, asked of the service manager with exit status 75). For `revert_after_s` the new state is
 watched against the one before: a camera that delivered and is now offline, a canary that
-passed and now fails, or a health problem that was not there reverts to the last good overlay.
+passed and now fails, a model rollout rolled back, or a health problem that was not there
+reverts to the last good overlay.
 
 A bundle that names models is fetched first (`download`, on a thread; state `downloading`),
 each rung's model then replaced in the engines section, and taken like any other: the daemon's
@@ -169,6 +170,8 @@ class FleetAgent:
             self._fetched = (source, bundle, f"model download: {exc}")
         except OSError as exc:
             self._fetched = (source, bundle, f"model download: {exc.strerror or exc}")
+        except Exception as exc:  # a URL urllib cannot take: refused, never the daemon down
+            self._fetched = (source, bundle, f"model download: {type(exc).__name__}: {exc}")
         self.wake()
 
     def _take(self, source: str, bundle: dict, now: float, reload, observe,
