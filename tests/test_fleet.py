@@ -55,6 +55,19 @@ def start_fleet(tmp_path, port: int, videos, daemon_factory, rings=None) -> dict
     return daemons
 
 
+def one_device(tmp_path, port: int, videos, fps: int, revert_after_s: float,
+               **device) -> Path:
+    """A key pair, a folder trusting it, and the config of device dev0 of group `site`."""
+    keygen(tmp_path / "keys")
+    (tmp_path / "trusted").mkdir()
+    shutil.copy(tmp_path / "keys" / "fleet.pub", tmp_path / "trusted")
+    return write_config(tmp_path / "dev0", port, {
+        "lobby": {"source": str(videos["north"]), "fps": fps, "loop": True}},
+        {"device_id": "dev0", "canary": {"enabled": False}, **device,
+         "fleet": {"enabled": True, "group": "site", "revert_after_s": revert_after_s,
+                   "trusted_keys": str(tmp_path / "trusted")}})
+
+
 @pytest.fixture
 def fleet(tmp_path, broker, videos, daemon_factory):
     return tmp_path, start_fleet(tmp_path, broker.port, videos, daemon_factory)
@@ -263,15 +276,7 @@ def test_a_model_is_fetched_resumed_checked_and_gated_before_it_serves(
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        keygen(tmp_path / "keys")
-        (tmp_path / "trusted").mkdir()
-        shutil.copy(tmp_path / "keys" / "fleet.pub", tmp_path / "trusted")
-        cfg = write_config(tmp_path / "dev0", broker.port, {
-            "lobby": {"source": str(videos["north"]), "fps": 5, "loop": True}},
-            {"device_id": "dev0", "canary": {"enabled": False},
-             "rollout": {"min_frames": 10},
-             "fleet": {"enabled": True, "group": "site", "revert_after_s": 2,
-                       "trusted_keys": str(tmp_path / "trusted")}})
+        cfg = one_device(tmp_path, broker.port, videos, 5, 2, rollout={"min_frames": 10})
         daemon = daemon_factory(cfg)
         assert subscriber.wait_for(lambda: subscriber.on("edgeswin/dev0/status")[-1:] ==
                                    [b"online"], 60)
@@ -321,14 +326,7 @@ def test_a_model_through_the_broker_alone(tmp_path, broker, subscriber, videos,
                                           daemon_factory):
     """No file server: the model goes as retained chunks on edgeswin/fleet/blobs/<sha256>/."""
     new = model_variants.reexported(PRIMARY, tmp_path / "primary-v2.onnx", "swin-demo-112-v2")
-    keygen(tmp_path / "keys")
-    (tmp_path / "trusted").mkdir()
-    shutil.copy(tmp_path / "keys" / "fleet.pub", tmp_path / "trusted")
-    cfg = write_config(tmp_path / "dev0", broker.port, {
-        "lobby": {"source": str(videos["north"]), "fps": 5, "loop": True}},
-        {"device_id": "dev0", "canary": {"enabled": False}, "rollout": {"min_frames": 10},
-         "fleet": {"enabled": True, "group": "site", "revert_after_s": 2,
-                   "trusted_keys": str(tmp_path / "trusted")}})
+    cfg = one_device(tmp_path, broker.port, videos, 5, 2, rollout={"min_frames": 10})
     daemon = daemon_factory(cfg)
     assert subscriber.wait_for(lambda: subscriber.on("edgeswin/dev0/status")[-1:] ==
                                [b"online"], 60)
@@ -421,14 +419,7 @@ def test_settings_a_reload_cannot_apply_restart_the_daemon_and_are_watched_after
     watched; one that also breaks a camera is reverted after its restart, with a restart
     again to go back."""
     daemons = {}
-    keygen(tmp_path / "keys")
-    (tmp_path / "trusted").mkdir()
-    shutil.copy(tmp_path / "keys" / "fleet.pub", tmp_path / "trusted")
-    cfg = write_config(tmp_path / "dev0", broker.port, {
-        "lobby": {"source": str(videos["north"]), "fps": 2, "loop": True}},
-        {"device_id": "dev0", "canary": {"enabled": False},
-         "fleet": {"enabled": True, "group": "site", "revert_after_s": 3,
-                   "trusted_keys": str(tmp_path / "trusted")}})
+    cfg = one_device(tmp_path, broker.port, videos, 2, 3)
     daemons[0] = daemon_factory(cfg)
     reported = "edgeswin/dev0/reported"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from .fields import DAY, _resolve, _Strict
+from .fields import DAY, _Strict, labelled_folder
 
 
 class CanaryConfig(_Strict):
@@ -22,9 +22,4 @@ class CanaryConfig(_Strict):
     @field_validator("images")
     @classmethod
     def _folder(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        path = _resolve(value, info)
-        if not path.is_dir():
-            raise ValueError(f"canary images is not a folder: {path}")
-        return str(path)
+        return labelled_folder(value, info, "canary images")

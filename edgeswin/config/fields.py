@@ -76,6 +76,16 @@ def _resolve(value: str, info: ValidationInfo) -> Path:
     return path.resolve()
 
 
+def labelled_folder(value: str | None, info: ValidationInfo, key: str) -> str | None:
+    """A folder of labelled images (`label/*.jpg`), resolved; None stays None."""
+    if value is None:
+        return None
+    path = _resolve(value, info)
+    if not path.is_dir():
+        raise ValueError(f"{key} is not a folder: {path}")
+    return str(path)
+
+
 def _path_setting(value: str, info: ValidationInfo) -> str:
     if not value or "\x00" in value:
         raise ValueError("a path: not empty, no NUL character")

@@ -8,7 +8,7 @@ from pydantic import (
     field_validator,
 )
 
-from .fields import DAY, _resolve, _Strict
+from .fields import DAY, _Strict, labelled_folder
 
 
 class RolloutConfig(_Strict):
@@ -39,9 +39,4 @@ class RolloutConfig(_Strict):
     @field_validator("check_images")
     @classmethod
     def _check_folder(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        path = _resolve(value, info)
-        if not path.is_dir():
-            raise ValueError(f"check_images is not a folder: {path}")
-        return str(path)
+        return labelled_folder(value, info, "check_images")

@@ -45,8 +45,7 @@ RESTART_EXIT = 75  # EX_TEMPFAIL: the unit's RestartForceExitStatus restarts the
 @dataclass
 class _Watch:
     since: float
-    before: dict
-    version: int
+    before: dict  # `observe()` just before the bundle was taken
 
 
 class FleetAgent:
@@ -83,7 +82,7 @@ class FleetAgent:
             # Restarted to apply it: watched from now against the state before the restart
             # (model rollouts counted afresh in this run).
             before = {**self.state.pop("before"), "rollbacks": 0}
-            self._watch = _Watch(time.monotonic(), before, self.state.get("version"))
+            self._watch = _Watch(time.monotonic(), before)
             self._say("rolling_out", f"restarted to apply it; watched for "
                       f"{self.cfg.revert_after_s:g} s")
         elif self.state.get("state") == "rolling_out":
@@ -200,7 +199,7 @@ class FleetAgent:
             self.state["before"] = before  # the watch goes on after the restart
             self._say("rolling_out", self.restart_reason)
             return
-        self._watch = _Watch(now, before, version)
+        self._watch = _Watch(now, before)
         self._say("rolling_out", f"applied; watched for {self.cfg.revert_after_s:g} s")
 
     def _with_models(self, bundle: dict, models: dict[int, Path]) -> dict:
