@@ -1,5 +1,6 @@
-"""Command line: `edgeswin run | check | demo | rollback | relearn | watch | fleet | fallback-sim | probe |
-snapshot | bench | eval | export | quantize | build-engine` (also `python -m edgeswin`)."""
+"""Command line: `edgeswin run | check | demo | rollback | relearn | watch | fleet | review |
+finetune | fallback-sim | probe | snapshot | bench | eval | export | quantize | build-engine`
+(also `python -m edgeswin`)."""
 
 from __future__ import annotations
 
@@ -276,6 +277,16 @@ def build_parser() -> argparse.ArgumentParser:
     fleet = add("fleet", help="a fleet on your broker: keygen, push a signed config, status")
     operator.add_arguments(fleet)
     fleet.set_defaults(func=operator.run)
+    from .review import command as reviewing
+    review = add("review", help="a local web page to confirm, relabel or discard the hard "
+                 "examples a device kept; decisions make a labelled folder")
+    reviewing.add_arguments(review)
+    review.set_defaults(func=reviewing.run)
+    from .toolchain import finetune_command
+    tune = add("finetune", help="fine-tune a model on confirmed frames (plus a sample of the "
+               "original data); prints held-out top-1 before and after (needs the toolchain)")
+    finetune_command.add_arguments(tune)
+    tune.set_defaults(func=finetune_command.run)
     sim = add("fallback-sim", help="replay a sensor trace through the fallback "
               "levers (fps, rung, dla, power_mode)")
     sim.add_argument("--trace", required=True, type=Path,

@@ -154,10 +154,16 @@ def random_look(rng: np.random.Generator) -> Look:
     )
 
 
+# Circumradius as a fraction of the frame height: what the demo models learned. A camera
+# mounted farther away sees smaller shapes (`FAR`), which they were never shown.
+NEAR = (0.18, 0.38)
+FAR = (0.10, 0.16)
+
+
 def random_shape(rng: np.random.Generator, kind: str, look: Look, width: int,
-                 height: int) -> Shape:
+                 height: int, sizes: tuple[float, float] = NEAR) -> Shape:
     """A shape of `kind` that fits in the frame and stands out from the background."""
-    size = float(rng.uniform(0.18, 0.38))
+    size = float(rng.uniform(*sizes))
     margin_x = size * height / width
     cx = float(rng.uniform(margin_x, 1 - margin_x))
     cy = float(rng.uniform(size, 1 - size))
@@ -166,14 +172,14 @@ def random_shape(rng: np.random.Generator, kind: str, look: Look, width: int,
     return Shape(kind, cx, cy, size, float(rng.uniform(0, 360)), contrasting_color(rng, mean))
 
 
-def random_scene(rng: np.random.Generator, width: int = 320,
-                 height: int = 180) -> tuple[np.ndarray, int]:
+def random_scene(rng: np.random.Generator, width: int = 320, height: int = 180,
+                 sizes: tuple[float, float] = NEAR) -> tuple[np.ndarray, int]:
     """One training image and its label index."""
     label = int(rng.integers(0, len(LABELS)))
     look = random_look(rng)
     shape = None
     if LABELS[label] != "empty":
-        shape = random_shape(rng, LABELS[label], look, width, height)
+        shape = random_shape(rng, LABELS[label], look, width, height, sizes)
     return render(shape, look, width, height, rng), label
 
 

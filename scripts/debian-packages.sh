@@ -15,13 +15,14 @@ for group in "$@"; do
     # Each test starts its own mosquitto; RTSP tests serve streams through GStreamer; the
     # unit files are checked by systemd-analyze, the compose file by docker-compose; the
     # docs are built by mkdocs (in the venv); the alert rules are checked by promtool (in
-    # Debian's prometheus package; its server is not started by the tests).
+    # Debian's prometheus package; its server is not started by the tests); the review page
+    # is driven in headless Chromium through its chromedriver.
     test) want="$want python3 python3-venv python3-pip python3-opencv python3-yaml mosquitto
                 mosquitto-clients ffmpeg gstreamer1.0-plugins-base gstreamer1.0-plugins-good
                 gstreamer1.0-plugins-bad gstreamer1.0-libav gstreamer1.0-tools
                 gir1.2-gst-rtsp-server-1.0 python3-gi systemd python3-systemd docker-compose
-                prometheus"
-          why="$why test:broker,RTSP,GStreamer,systemd-analyze,docker-compose,promtool" ;;
+                prometheus chromium chromium-driver"
+          why="$why test:broker,RTSP,GStreamer,systemd-analyze,docker-compose,promtool,chromium" ;;
     # The emulated Jetson install (make rehearse-arm64).
     arm64) want="$want qemu-user-static binfmt-support debootstrap"
            why="$why arm64:qemu,debootstrap" ;;

@@ -16,7 +16,7 @@ LAYERS = [
     {"capture", "prepare", "engine", "classify", "publish", "govern", "health", "canary",
      "rollout", "service", "fleet"},
     {"daemon", "serving", "lineup"},
-    {"cli", "__main__", "tools", "demo", "toolchain", "watch"},
+    {"cli", "__main__", "tools", "demo", "toolchain", "watch", "review"},
 ]
 # Imports inside a function that reach up a layer, each for a reason of its own.
 UPWARD_OK = {

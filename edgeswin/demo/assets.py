@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..scenes import LABELS, make_background, moved, random_look, random_scene, random_shape, render
+from ..scenes import LABELS, NEAR, make_background, moved, random_look, random_scene, random_shape, render
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ class VideoSpec:
     width: int = 1280
     height: int = 720
     seed: int = 0
+    sizes: tuple[float, float] = NEAR  # the shapes' circumradius, fraction of the height
 
 
 def labels_path(video: Path) -> Path:
@@ -61,7 +62,7 @@ def make_video(path: Path, spec: VideoSpec) -> list[str]:
         look = type(look)(look.background_seed, look.style, look.noise_sigma, look.blur_sigma, 0)
         bg = make_background(look, spec.width, spec.height)
         shape = None if kind == "empty" else random_shape(rng, kind, look, spec.width,
-                                                          spec.height)
+                                                          spec.height, spec.sizes)
         n = min(int(rng.uniform(1.2, 3.0) * spec.fps), total - len(labels))
         vx, vy, spin = rng.uniform(-0.004, 0.004), rng.uniform(-0.004, 0.004), rng.uniform(-3, 3)
         for _ in range(n):
@@ -93,7 +94,7 @@ def ensure_video(path: Path, spec: VideoSpec) -> None:
 
 
 def make_image_folder(folder: Path, per_class: int, seed: int, width: int = 640,
-                      height: int = 360) -> Path:
+                      height: int = 360, sizes: tuple[float, float] = NEAR) -> Path:
     """A labelled image folder (folder/<label>/NNNN.png) of rendered scenes, for `edgeswin
     eval` and `edgeswin quantize` on the demo models. Another seed gives other images."""
     rng = np.random.default_rng(seed)
@@ -101,7 +102,7 @@ def make_image_folder(folder: Path, per_class: int, seed: int, width: int = 640,
     for label in LABELS:
         (folder / label).mkdir(parents=True, exist_ok=True)
     while min(counts.values()) < per_class:
-        image, index = random_scene(rng, width, height)
+        image, index = random_scene(rng, width, height, sizes)
         label = LABELS[index]
         if counts[label] < per_class:
             cv2.imwrite(str(folder / label / f"{counts[label]:04d}.png"), image)
