@@ -123,11 +123,16 @@ class Examples:
         return dict(sorted(groups.items()))
 
     def find(self, key: str) -> Example | None:
-        given, _, name = key.partition("/")
-        for example in self.pending().get(given, []):
-            if example.image.name == name:
-                return example
-        return None
+        """The waiting frame `key` names, or None; a key never reaches outside the folder."""
+        given, sep, name = key.partition("/")
+        if not sep or "/" in name or "\\" in key or given.startswith(".") \
+                or name.startswith("."):
+            return None
+        image = self.source / given / name
+        if image.suffix.lower() not in IMAGE_SUFFIXES or image.is_symlink() \
+                or not image.is_file() or name in self._decided_names():
+            return None
+        return Example(key, image, given, read_sidecar(image.with_suffix(".json")))
 
     def decide(self, key: str, chosen: str | None) -> Decision:
         """Confirm or relabel (`chosen` a label) or discard (None) the frame `key`."""
