@@ -246,3 +246,42 @@ def trt_each(request, monkeypatch):
     """The double as each TensorRT release in turn: what a release lacks raises AttributeError."""
     yield _import_double(monkeypatch, request.param)
     _forget_double()
+
+
+# --- edgeswin review, and a real browser to drive it ---------------------------------------
+CHROMEDRIVER = shutil.which("chromedriver")
+CHROMIUM = shutil.which("chromium")
+
+
+def start_review(*args: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, "-m", "edgeswin", "review", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if line.startswith("open "):
+            return proc, line.split()[1]
+    raise AssertionError(f"review did not start (exit {proc.wait()})")
+
+
+def stop(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=20)[0]
+    assert proc.returncode == 0, out
+    return out
+
+
+@pytest.fixture
+def browser():
+    if not (CHROMEDRIVER and CHROMIUM):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (make test "
+                    "installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                "--window-size=1400,1000", "--disable-gpu"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(5)
+    yield driver
+    driver.quit()

@@ -9,9 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -27,11 +24,8 @@ from edgeswin.review.confusion import Answers
 from edgeswin.review.examples import Examples, move_atomic
 from edgeswin.scenes import LABELS, NEAR, make_background, random_look, random_shape, render
 
-from .conftest import SMALL
+from .conftest import SMALL, start_review, stop
 from .streams import free_port
-
-CHROMEDRIVER = shutil.which("chromedriver")
-CHROMIUM = shutil.which("chromium")
 
 
 def keep_frames(folder: Path, given: str, truths: list[str], seed: int) -> list[str]:
@@ -54,43 +48,9 @@ def keep_frames(folder: Path, given: str, truths: list[str], seed: int) -> list[
     return names
 
 
-def start_review(*args: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "edgeswin", "review", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout:
-        if line.startswith("open "):
-            return proc, line.split()[1]
-    raise AssertionError(f"review did not start (exit {proc.wait()})")
-
-
-def stop(proc: subprocess.Popen) -> str:
-    proc.send_signal(signal.SIGTERM)
-    out = proc.communicate(timeout=20)[0]
-    assert proc.returncode == 0, out
-    return out
-
-
 def files(folder: Path) -> dict[str, list[str]]:
     return {d.name: sorted(p.name for p in d.glob("*.jpg")) for d in sorted(folder.glob("*"))
             if d.is_dir() and any(d.glob("*.jpg"))}
-
-
-@pytest.fixture
-def browser():
-    if not (CHROMEDRIVER and CHROMIUM):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (make test "
-                    "installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                "--window-size=1400,1000", "--disable-gpu"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.implicitly_wait(5)
-    yield driver
-    driver.quit()
 
 
 def test_a_person_confirms_relabels_discards_and_undoes_in_a_browser(tmp_path, browser):

@@ -59,11 +59,22 @@ def read_sidecar(path: Path) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
+_GIVEN: dict[Path, tuple[int, str | None]] = {}  # sidecar -> (mtime_ns, given): read once
+
+
 def given_label(image: Path) -> str | None:
     """The label the device gave a reviewed frame, from its sidecar's `review` block."""
-    review = read_sidecar(image.with_suffix(".json")).get("review")
-    given = review.get("given") if isinstance(review, dict) else None
-    return given if isinstance(given, str) else None
+    sidecar = image.with_suffix(".json")
+    try:
+        stamp = sidecar.stat().st_mtime_ns
+    except OSError:
+        return None
+    cached = _GIVEN.get(sidecar)
+    if cached is None or cached[0] != stamp:
+        review = read_sidecar(sidecar).get("review")
+        given = review.get("given") if isinstance(review, dict) else None
+        cached = _GIVEN[sidecar] = (stamp, given if isinstance(given, str) else None)
+    return cached[1]
 
 
 def images_in(folder: Path) -> list[Path]:
@@ -182,6 +193,7 @@ class Examples:
                 confirmed += 1
             else:
                 relabelled += 1
-        return {"waiting": sum(len(v) for v in self.pending().values()),
+        decided = self._decided_names()
+        return {"waiting": sum(1 for p in images_in(self.source) if p.name not in decided),
                 "confirmed": confirmed, "relabelled": relabelled,
                 "discarded": len(images_in(self.discarded))}
