@@ -50,6 +50,7 @@ def free_port() -> int:
 
 
 def collect(out: Path, videos: int, seconds: float) -> dict:
+    out = out.resolve()  # the config names files by absolute path
     out.mkdir(parents=True, exist_ok=True)
     port = free_port()
     (out / "mosquitto.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")

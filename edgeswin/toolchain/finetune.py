@@ -30,7 +30,8 @@ from ..errors import EdgeswinError
 from ..files import sha256
 from ..labelled import labelled_images, read_image
 from ..prepare.preprocess import Preprocessor
-from .export import Architecture, build_model, export, input_spec, load_weights, read_checkpoint
+from .export import build_model, export, input_spec, load_weights, read_checkpoint
+from .recover import architecture_of
 
 CHECKPOINTS = (".safetensors", ".pth", ".pt")
 
@@ -57,23 +58,6 @@ class Result:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "out": str(self.out)}
-
-
-def architecture_of(sidecar: Path) -> tuple[Architecture, str]:
-    """The architecture a sidecar describes, and the name `export` takes for it."""
-    try:
-        meta = json.loads(sidecar.read_text())
-        definition = meta["architecture"]["definition"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise EdgeswinError(f"{sidecar}: no architecture block to rebuild the model from "
-                            f"({exc})") from None
-    if definition == "torchvision.models.SwinTransformer":
-        return Architecture.parse(str(sidecar)), str(sidecar)
-    name = definition.removeprefix("torchvision.models.")
-    arch = Architecture.parse(name if name != definition else definition)
-    arch.labels = tuple(meta.get("labels", ()))
-    arch.resolution = int(meta["architecture"].get("resolution", 224))
-    return arch, arch.definition.removeprefix("torchvision.models.")
 
 
 def load_source(source: Path, progress):

@@ -37,7 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import EdgeswinError
     from .finetune import finetune, report
+    if args.output and args.output.resolve() == args.out.with_suffix(".json").resolve():
+        raise EdgeswinError(f"-o {args.output} is where the new model's sidecar goes: "
+                            "name another file for the figures")
     result = finetune(args.source, args.data, args.out, args.base_data, args.epochs, args.lr,
                       args.batch, args.holdout, args.base_limit, args.seed, args.device,
                       args.flips, progress=lambda message: print(message, flush=True))

@@ -14,6 +14,7 @@ definition) and what to pass instead.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,23 @@ from ..errors import EdgeswinError
 from .export import Architecture, build_model, input_spec, random_inputs, scene_inputs
 
 TOLERANCE = 1e-4  # max |torch - ONNX Runtime| accepted for the rebuilt weights
+
+
+def architecture_of(sidecar: Path) -> tuple[Architecture, str]:
+    """The architecture a sidecar describes, and the name `export` takes for it."""
+    try:
+        meta = json.loads(sidecar.read_text())
+        definition = meta["architecture"]["definition"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EdgeswinError(f"{sidecar}: no architecture block to rebuild the model from "
+                            f"({exc})") from None
+    if definition == "torchvision.models.SwinTransformer":
+        return Architecture.parse(str(sidecar)), str(sidecar)
+    name = definition.removeprefix("torchvision.models.")
+    arch = Architecture.parse(name if name != definition else definition)
+    arch.labels = tuple(meta.get("labels", ()))
+    arch.resolution = int(meta["architecture"].get("resolution", 224))
+    return arch, arch.definition.removeprefix("torchvision.models.")
 
 
 def forward_order(model) -> list[str]:
@@ -53,7 +71,9 @@ def rebuild(onnx_path: Path):
     sidecar = onnx_path.with_suffix(".json")
     if not sidecar.is_file():
         raise _refuse(onnx_path, f"no sidecar {sidecar.name} with an architecture block")
-    arch = Architecture.parse(str(sidecar))
+    arch, _ = architecture_of(sidecar)
+    if arch.family == "timm":
+        raise _refuse(onnx_path, "timm's Swin folds its weights otherwise")
     model, _ = build_model(arch, len(arch.labels), arch.resolution)
     try:
         graph = onnx.load(str(onnx_path)).graph
