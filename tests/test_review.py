@@ -83,6 +83,9 @@ def test_a_person_confirms_relabels_discards_and_undoes_in_a_browser(tmp_path, b
         body.send_keys("x")  # third: discarded; the circle group is empty, the page reloads
         wait.until(lambda _: browser.find_element(By.CSS_SELECTOR, "#groups a.current")
                    .text.startswith("square"))
+        # The reloaded page shows the matrix of the two frames reviewed so far, as a table.
+        cells = browser.find_elements(By.CSS_SELECTOR, "#matrix td")
+        assert sum(int(td.text) for td in cells if td.text) == 2
         # The mouse: confirm the first square frame with its button.
         card = browser.find_elements(By.CSS_SELECTOR, ".card")[0]
         card.find_element(By.CSS_SELECTOR, "button.confirm").click()
@@ -96,9 +99,6 @@ def test_a_person_confirms_relabels_discards_and_undoes_in_a_browser(tmp_path, b
         # Undo brings the last one back among the waiting frames.
         browser.find_element(By.TAG_NAME, "body").send_keys("u")
         wait.until(lambda _: waiting() == 2)
-        shots = os.environ.get("EDGESWIN_REVIEW_SCREENSHOT")
-        if shots:  # docs/learning.md's picture: docs/img/review.png
-            browser.save_screenshot(shots)
     finally:
         out = stop(proc)
     assert files(tmp_path / "reviewed") == {"circle": [circles[0]],

@@ -34,14 +34,12 @@ def _host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-def make_app(examples: Examples, labels: tuple[str, ...], answers: Answers,
-             token: str | None, loopback_only: bool) -> Flask:
-    app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024  # a decision is a few bytes
-    csrf = secrets.token_urlsafe(24)
+def _same(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
-    def same(given: str | None, expected: str) -> bool:
-        return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+def guard(app: Flask, token: str | None, loopback_only: bool, csrf: str) -> None:
+    """Every request's checks, the headers of every answer, and errors as JSON."""
 
     @app.before_request
     def guard():
@@ -50,7 +48,7 @@ def make_app(examples: Examples, labels: tuple[str, ...], answers: Answers,
         if token is not None:
             offered = request.args.get("token")
             if offered is not None:
-                if not same(offered, token):
+                if not _same(offered, token):
                     abort(401, "wrong token")
                 # Into a cookie and out of the address bar (and of any Referer).
                 response = redirect(url_for(request.endpoint or "page",
@@ -59,15 +57,15 @@ def make_app(examples: Examples, labels: tuple[str, ...], answers: Answers,
                 response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
                 return response
             bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
-            if not (same(request.cookies.get(COOKIE), token) or same(bearer, token)):
+            if not (_same(request.cookies.get(COOKIE), token) or _same(bearer, token)):
                 abort(401, "this page needs the token `edgeswin review` printed: open the "
                       "address it printed, with ?token=")
         if request.method == "POST":
             origin = request.headers.get("Origin")
             if origin and origin.split("://", 1)[-1] != request.host:
                 abort(403, "a decision from another site's page")
-            if not (same(request.headers.get("X-CSRF-Token"), csrf)
-                    or same(request.form.get("csrf"), csrf)):
+            if not (_same(request.headers.get("X-CSRF-Token"), csrf)
+                    or _same(request.form.get("csrf"), csrf)):
                 abort(403, "the page is out of date: reload it")
         return None
 
@@ -81,6 +79,22 @@ def make_app(examples: Examples, labels: tuple[str, ...], answers: Answers,
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["Cache-Control"] = "no-store"
         return response
+
+    @app.errorhandler(400)
+    @app.errorhandler(401)
+    @app.errorhandler(403)
+    @app.errorhandler(404)
+    @app.errorhandler(421)
+    def refused(error):
+        return jsonify(error=error.description), error.code
+
+
+def make_app(examples: Examples, labels: tuple[str, ...], answers: Answers,
+             token: str | None, loopback_only: bool) -> Flask:
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024  # a decision is a few bytes
+    csrf = secrets.token_urlsafe(24)
+    guard(app, token, loopback_only, csrf)
 
     def state() -> dict:
         matrix = answers.matrix(examples.labelled)
@@ -100,7 +114,8 @@ def make_app(examples: Examples, labels: tuple[str, ...], answers: Answers,
             "review.html", groups={k: len(v) for k, v in groups.items()}, group=group,
             frames=frames[(number - 1) * PAGE:number * PAGE], number=number, pages=pages,
             labels=labels, csrf=csrf, discard=DISCARD, folder=examples.source,
-            labelled=examples.labelled, **state())
+            labelled=examples.labelled, counts=examples.counts(),
+            matrix=answers.matrix(examples.labelled))
 
     @app.get("/image/<path:key>")
     def image(key: str):
@@ -140,13 +155,5 @@ def make_app(examples: Examples, labels: tuple[str, ...], answers: Answers,
     @app.get("/matrix")
     def matrix():
         return jsonify(answers.matrix(examples.labelled).as_dict())
-
-    @app.errorhandler(400)
-    @app.errorhandler(401)
-    @app.errorhandler(403)
-    @app.errorhandler(404)
-    @app.errorhandler(421)
-    def refused(error):
-        return jsonify(error=error.description), error.code
 
     return app
