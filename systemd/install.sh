@@ -166,14 +166,15 @@ if [ ! -x "$prefix/venv/bin/python" ]; then
 fi
 pip=("$prefix/venv/bin/python" -m pip --disable-pip-version-check)
 "${pip[@]}" install -q --upgrade pip
-# prometheus-client (pure Python, small) always: turning metrics on must not need an install.
-extras="[metrics]"
+# prometheus-client and Flask (pure Python, small) always: turning metrics on, or reviewing the
+# hard examples on the device (`edgeswin review`), must not need an install.
+extras="[metrics,review]"
 # The pip OpenCV where there is no system one; once installed, it is kept under the constraints.
 if "${pip[@]}" show -q opencv-python-headless 2>/dev/null; then
-  extras="[opencv,metrics]"
+  extras="[opencv,metrics,review]"
 elif ! "$prefix/venv/bin/python" -c "import cv2" 2>/dev/null; then
   say "no system OpenCV: installing opencv-python-headless (no GStreamer: gst: cameras refused)"
-  extras="[opencv,metrics]"
+  extras="[opencv,metrics,review]"
 fi
 say "installing the Python packages (pip, constraints $prefix/constraints.txt)"
 "${pip[@]}" install -q -c "$prefix/constraints.txt" "$prefix$extras"
