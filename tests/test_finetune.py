@@ -68,6 +68,9 @@ def test_what_it_cannot_use_is_refused_and_nothing_is_written(far, tmp_path):
                      str(out.with_suffix(".json")))
     assert clash.returncode == 1 and "sidecar goes" in clash.stderr
 
+    none = finetune("--from", str(SMALL), "--data", str(far), "--out", str(out), "--epochs", "0")
+    assert none.returncode == 1 and "must be above 0" in none.stderr
+
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x08\x07not a protobuf" * 100)
     corrupt.with_suffix(".json").write_text(SMALL.with_suffix(".json").read_text())

@@ -226,3 +226,16 @@ def test_a_move_across_file_systems_is_whole_or_not_at_all(tmp_path):
         assert not list(target.parent.glob(".*.part"))
     finally:
         shutil.rmtree(target.parent.parent, ignore_errors=True)
+
+
+def test_labels_from_hostile_sidecars_cannot_name_a_folder_and_do_not_stop_the_page(tmp_path):
+    from edgeswin.review.command import found_labels
+    name = keep_frames(tmp_path / "hard", "star", ["star"], 7)[0]
+    sidecar = (tmp_path / "hard" / "star" / name).with_suffix(".json")
+    meta = json.loads(sidecar.read_text())
+    meta["topk"] += [{"label": "../../etc"}, {"label": "a\u0000b"}, {"label": ".."},
+                     {"label": "cross"}, {"label": 7}, "not a dict"]
+    sidecar.write_text(json.dumps(meta))
+    (tmp_path / "hard" / ".trash").mkdir()
+    (tmp_path / "hard" / ".trash" / "x.jpg").write_bytes(b"\xff\xd8")
+    assert found_labels(tmp_path / "hard") == ("cross", "star")

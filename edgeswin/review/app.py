@@ -122,7 +122,7 @@ def make_app(examples: Examples, labels: tuple[str, ...], answers: Answers,
         example = examples.find(key)
         if example is None:
             abort(404, "decided, or dropped by the device meanwhile")
-        return send_file(example.image, mimetype="image/jpeg", max_age=0)
+        return send_file(example.image, max_age=0)  # the type from the suffix
 
     @app.post("/decide")
     def decide():

@@ -49,8 +49,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def usable(label: str) -> bool:
+    """A label that can name a folder of the labelled layout."""
+    return bool(label) and not label.startswith(".") and not any(c in label for c in "/\\\0")
+
+
 def found_labels(*folders: Path) -> tuple[str, ...]:
-    """Labels seen as sub-folders or in the sidecars' top-k, sorted: without --model."""
+    """Labels seen as sub-folders or in the sidecars' top-k, sorted: without --model. A
+    sidecar's label that cannot name a folder is left out."""
     seen: set[str] = set()
     for folder in folders:
         for image in images_in(folder):
@@ -59,7 +65,7 @@ def found_labels(*folders: Path) -> tuple[str, ...]:
             if isinstance(topk, list):
                 seen.update(t["label"] for t in topk
                             if isinstance(t, dict) and isinstance(t.get("label"), str))
-    return tuple(sorted(seen))
+    return tuple(sorted(label for label in seen if usable(label)))
 
 
 def choose_labels(args: argparse.Namespace, folders: list[Path]) -> tuple[str, ...]:
@@ -70,7 +76,7 @@ def choose_labels(args: argparse.Namespace, folders: list[Path]) -> tuple[str, .
         labels = read_model_info(args.model).labels
     else:
         labels = found_labels(*folders)
-    bad = [label for label in labels if not label or "/" in label or label.startswith(".")]
+    bad = [label for label in labels if not usable(label)]
     if bad:
         raise EdgeswinError(f"labels {bad} cannot name a folder")
     if not labels:

@@ -80,7 +80,8 @@ def given_label(image: Path) -> str | None:
 def images_in(folder: Path) -> list[Path]:
     try:
         return sorted(p for p in folder.glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES
-                      and p.is_file() and not p.name.startswith("."))
+                      and p.is_file() and not p.name.startswith(".")
+                      and not p.parent.name.startswith("."))
     except OSError:
         return []
 

@@ -141,6 +141,8 @@ def finetune(source: Path, data: Path, out: Path, base_data: Path | None = None,
         raise EdgeswinError(f"--out {out}: the new model is an .onnx file")
     if not 0 <= holdout < 1:
         raise EdgeswinError(f"--holdout {holdout}: a share from 0 to below 1")
+    if epochs < 1 or batch < 1 or not lr > 0 or (base_limit is not None and base_limit < 1):
+        raise EdgeswinError("--epochs, --batch, --lr and --base-limit must be above 0")
     # cuBLAS is deterministic only with a fixed workspace, set before its first call.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     import torch
