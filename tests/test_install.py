@@ -31,9 +31,12 @@ def _header(target: str, key: str) -> str:
 
 
 def _requirements() -> list[str]:
+    """The daemon's requirements and the extras install.sh always adds (metrics, review)."""
     cfg = configparser.ConfigParser()
     cfg.read(REPO / "setup.cfg")
     lines = cfg["options"]["install_requires"].splitlines()
+    for extra in ("metrics", "review"):
+        lines += cfg["options.extras_require"][extra].splitlines()
     return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
 
 
@@ -57,11 +60,12 @@ def test_the_daemons_requirements_resolve_for_the_targets_aarch64_python(target,
          "--report", str(report), "-c", str(REPO / "constraints" / f"{target}.txt"),
          *_requirements()], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
-    chosen = {item["metadata"]["name"].lower(): item["metadata"]["version"]
+    chosen = {item["metadata"]["name"].lower().replace("_", "-"): item["metadata"]["version"]
               for item in json.loads(report.read_text())["install"]}
     print(target, python, {k: chosen[k] for k in ("numpy", "onnxruntime", "onnx") if k in chosen})
     assert int(chosen["numpy"].split(".")[0]) == 1  # JetPack's OpenCV is built against 1.x
-    assert {"onnxruntime", "onnx", "pydantic", "paho-mqtt", "pyyaml"} <= chosen.keys()
+    assert {"onnxruntime", "onnx", "pydantic", "paho-mqtt", "pyyaml", "prometheus-client",
+            "flask"} <= chosen.keys()
     for item in json.loads(report.read_text())["install"]:
         wheel = item["download_info"]["url"].rsplit("/", 1)[-1]
         assert wheel.endswith(("-any.whl", "aarch64.whl")), wheel
