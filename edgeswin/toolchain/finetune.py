@@ -60,8 +60,9 @@ class Result:
         return {**asdict(self), "out": str(self.out)}
 
 
-def load_source(source: Path, progress):
-    """(torch model in train mode, arch, export name) from an ONNX file or a checkpoint."""
+def load_source(source: Path, progress, sidecar: Path | None = None):
+    """(torch model in train mode, arch, export name) from an ONNX file or a checkpoint (with
+    `sidecar`, by default the .json beside it)."""
     if not source.is_file():
         raise EdgeswinError(f"{source}: model file not found")
     if source.suffix == ".onnx":
@@ -73,10 +74,10 @@ def load_source(source: Path, progress):
     if source.suffix not in CHECKPOINTS:
         raise EdgeswinError(f"{source}: --from takes an .onnx (with its sidecar) or a "
                             f"checkpoint ({', '.join(CHECKPOINTS)}) with a sidecar .json beside it")
-    sidecar = source.with_suffix(".json")
+    sidecar = sidecar or source.with_suffix(".json")
     if not sidecar.is_file():
-        raise EdgeswinError(f"{source}: no sidecar {sidecar.name} beside it (the labels and "
-                            "architecture: the .json `export` wrote for this model)")
+        raise EdgeswinError(f"{source}: no sidecar {sidecar} (the labels and architecture: the "
+                            "JSON `export` wrote for this model; --sidecar names it)")
     arch, name = architecture_of(sidecar)
     model, _ = build_model(arch, len(arch.labels), arch.resolution)
     load_weights(model, read_checkpoint(source), source, arch)
@@ -133,7 +134,7 @@ def pick_device(wanted: str | None):
 def finetune(source: Path, data: Path, out: Path, base_data: Path | None = None,
              epochs: int = 10, lr: float = 3e-4, batch: int = 32, holdout: float = 0.2,
              base_limit: int | None = None, seed: int = 0, device: str | None = None,
-             flips: str = "h", progress=print) -> Result:
+             flips: str = "h", progress=print, sidecar: Path | None = None) -> Result:
     # Long: one procedure read top to bottom: load, split, measure, train, measure, export.
     if out.resolve() == source.resolve():
         raise EdgeswinError(f"--out {out} is the model fine-tuned from: write a new file")
@@ -153,7 +154,7 @@ def finetune(source: Path, data: Path, out: Path, base_data: Path | None = None,
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     dev = pick_device(device)
-    model, arch, export_name = load_source(source, progress)
+    model, arch, export_name = load_source(source, progress, sidecar)
     labels = arch.labels
     if not labels:
         raise EdgeswinError(f"{source}: its sidecar names no labels")

@@ -12,6 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the model to improve: an .onnx whose weights can be read back "
                              "(the demo models, or one `edgeswin export` or `finetune` wrote), "
                              "or a checkpoint (.safetensors/.pth) with its sidecar .json")
+    parser.add_argument("--sidecar", type=Path, help="with a checkpoint: the model's sidecar "
+                        "JSON, as `export` wrote it (default: the .json beside the checkpoint)")
     parser.add_argument("--data", type=Path, required=True, help="the confirmed frames: "
                         "folder/<label>/*.jpg (what `edgeswin review` writes)")
     parser.add_argument("--base-data", type=Path, help="a labelled folder of what the model "
@@ -44,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
                             "name another file for the figures")
     result = finetune(args.source, args.data, args.out, args.base_data, args.epochs, args.lr,
                       args.batch, args.holdout, args.base_limit, args.seed, args.device,
-                      args.flips, progress=lambda message: print(message, flush=True))
+                      args.flips, progress=lambda message: print(message, flush=True),
+                      sidecar=args.sidecar)
     print("\n".join(report(result)))
     print(f"wrote {args.out} in {result.seconds:.0f} s on {result.device}; next: `edgeswin "
           f"quantize` for INT8, then a rollout (docs/learning.md)")

@@ -72,8 +72,8 @@ def rebuild(onnx_path: Path):
     if not sidecar.is_file():
         raise _refuse(onnx_path, f"no sidecar {sidecar.name} with an architecture block")
     arch, _ = architecture_of(sidecar)
-    if arch.family == "timm":
-        raise _refuse(onnx_path, "timm's Swin folds its weights otherwise")
+    if arch.family == "timm" or arch.name.startswith("swin_v2"):
+        raise _refuse(onnx_path, f"{arch.definition} folds its weights otherwise")
     model, _ = build_model(arch, len(arch.labels), arch.resolution)
     try:
         graph = onnx.load(str(onnx_path)).graph
