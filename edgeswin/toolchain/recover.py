@@ -58,8 +58,8 @@ def forward_order(model) -> list[str]:
 
 def _refuse(onnx_path: Path, why: str) -> EdgeswinError:
     return EdgeswinError(f"{onnx_path}: cannot recover its weights ({why}); pass the training "
-                         "checkpoint instead (.safetensors or .pth, with the sidecar .json "
-                         "beside it)")
+                         "checkpoint instead (.safetensors or .pth) with this model's sidecar "
+                         "(--sidecar)")
 
 
 def rebuild(onnx_path: Path):
