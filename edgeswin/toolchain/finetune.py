@@ -171,6 +171,13 @@ def finetune(source: Path, data: Path, out: Path, base_data: Path | None = None,
     progress(f"reading {len(train_items) + len(held_items)} confirmed frames from {data}"
              + (f" and {len(base_train) + len(base_held)} images of {base_data}"
                 if base_data else " (no --base-data: nothing guards what the model knew)"))
+    needed = (len(train_items) + len(held_items) + len(base_train) + len(base_held)) \
+        * 3 * arch.resolution ** 2 * 4  # every input is held in memory, float32
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if needed > memory // 2:
+        raise EdgeswinError(f"the inputs need {needed / 2**30:.1f} GiB, more than half of this "
+                            f"machine's {memory / 2**30:.1f} GiB: fine-tune on fewer frames "
+                            "(a part of --data, a smaller --base-limit)")
     parts = {name: prepare(items, prep) for name, items in
              (("train", train_items + base_train), ("held_out", held_items),
               ("base_held_out", base_held))}
