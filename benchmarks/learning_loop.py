@@ -32,6 +32,9 @@ sys.path.insert(0, str(REPO))
 from edgeswin.demo.assets import make_image_folder  # noqa: E402
 from edgeswin.demo.learning import far_video, frames_folder, true_label  # noqa: E402
 from edgeswin.files import sha256  # noqa: E402
+from edgeswin.tools.measure import LocalBroker  # noqa: E402
+from tests.conftest import form_token, start_review  # noqa: E402
+from tests.streams import free_port  # noqa: E402
 
 MODELS = {"swin-demo-64": REPO / "models/swin-demo-64.onnx",
           "swin-demo-112": REPO / "models/swin-demo-112.onnx"}
@@ -42,25 +45,16 @@ def edgeswin(*args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def collect(out: Path, videos: int, seconds: float) -> dict:
     out = out.resolve()  # the config names files by absolute path
     out.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    (out / "mosquitto.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
-    broker = subprocess.Popen(["mosquitto", "-c", str(out / "mosquitto.conf")])
+    broker = LocalBroker()
     sources = {f"far{i}": far_video(out / f"far-{101 + i}.mp4", seconds, 101 + i, fps=4)
                for i in range(videos)}
     cfg = out / "config"
     (cfg / "cameras").mkdir(parents=True, exist_ok=True)
     (cfg / "edgeswin.yaml").write_text(yaml.safe_dump({
-        "device_id": "loop", "mqtt": {"host": "127.0.0.1", "port": port},
+        "device_id": "loop", "mqtt": {"host": "127.0.0.1", "port": broker.port},
         "engines": [{"name": "primary", "model": str(MODELS["swin-demo-64"])}],
         "state_dir": str(out / "state"),
         "hard_examples": {"enabled": True, "below_score": 0.9, "min_interval_s": 0,
@@ -71,19 +65,19 @@ def collect(out: Path, videos: int, seconds: float) -> dict:
     started = time.monotonic()
     daemon = edgeswin("run", "-c", str(cfg))
     log = daemon.communicate()[0]
-    broker.terminate()
+    broker.close()
     if daemon.returncode != 0:
         raise SystemExit(log[-3000:])
     daemon_s = time.monotonic() - started
     hard = out / "state" / "hard"
     kept = sorted(hard.glob("*/*.jpg"))
-    review = edgeswin("review", "--examples", str(hard), "--to", str(out / "reviewed"),
-                      "--labels", ",".join(json.loads(
-                          MODELS["swin-demo-64"].with_suffix(".json").read_text())["labels"]),
-                      "--port", str(free_port()))
-    address = next(line.split()[1] for line in review.stdout if line.startswith("open "))
+    review, address = start_review("--examples", str(hard), "--to", str(out / "reviewed"),
+                                   "--labels", ",".join(json.loads(MODELS["swin-demo-64"]
+                                                                   .with_suffix(".json")
+                                                                   .read_text())["labels"]),
+                                   "--port", str(free_port()))
     page = urllib.request.urlopen(address, timeout=10).read().decode()
-    csrf = page.split('name="csrf" content="')[1].split('"')[0]
+    csrf = form_token(page)
     started, wrong = time.monotonic(), 0
     for image in kept:
         camera = json.loads(image.with_suffix(".json").read_text())["camera"]
@@ -95,7 +89,7 @@ def collect(out: Path, videos: int, seconds: float) -> dict:
             headers={"Content-Type": "application/json", "X-CSRF-Token": csrf}), timeout=30).read()
     review_s = time.monotonic() - started
     review.terminate()
-    review.wait()
+    review.communicate()
     frames = int(videos * seconds * 4)
     summary = {"videos": videos, "frames": frames, "hard_examples": len(kept),
                "model_was_wrong": wrong, "daemon_s": round(daemon_s, 1),

@@ -262,6 +262,11 @@ def start_review(*args: str) -> tuple[subprocess.Popen, str]:
     raise AssertionError(f"review did not start (exit {proc.wait()})")
 
 
+def form_token(page: str) -> str:
+    """The per-run form token a review page carries, as its script sends it."""
+    return page.split('name="csrf" content="')[1].split('"')[0]
+
+
 def stop(proc: subprocess.Popen) -> str:
     proc.send_signal(signal.SIGTERM)
     out = proc.communicate(timeout=20)[0]

@@ -24,7 +24,7 @@ from edgeswin.review.confusion import Answers
 from edgeswin.review.examples import Examples, move_atomic
 from edgeswin.scenes import LABELS, NEAR, make_background, random_look, random_shape, render
 
-from .conftest import SMALL, start_review, stop
+from .conftest import SMALL, form_token, start_review, stop
 from .streams import free_port
 
 
@@ -145,7 +145,7 @@ def test_the_page_refuses_another_host_a_stale_form_and_an_unknown_label(tmp_pat
     page = client.get("/", headers={"Host": "127.0.0.1:8099"})
     assert page.status_code == 200
     assert page.headers["X-Frame-Options"] == "DENY"
-    csrf = page.get_data(as_text=True).split('name="csrf" content="')[1].split('"')[0]
+    csrf = form_token(page.get_data(as_text=True))
     decision = {"key": f"cross/{name}", "label": "cross"}
     # Another site's form cannot know the per-run form token.
     assert client.post("/decide", json=decision).status_code == 403
@@ -166,7 +166,7 @@ def test_a_frame_the_device_dropped_meanwhile_is_said_not_crashed_on(tmp_path):
     name = keep_frames(tmp_path / "hard", "empty", ["empty"], 5)[0]
     client = app_for(tmp_path)
     page = client.get("/")
-    csrf = page.get_data(as_text=True).split('name="csrf" content="')[1].split('"')[0]
+    csrf = form_token(page.get_data(as_text=True))
     (tmp_path / "hard" / "empty" / name).unlink()  # the store's bound dropped it
     gone = client.post("/decide", json={"key": f"empty/{name}", "label": "empty"},
                        headers={"X-CSRF-Token": csrf})
@@ -181,7 +181,7 @@ def test_a_server_killed_between_decisions_loses_and_duplicates_nothing(tmp_path
     proc, address = start_review("--examples", str(hard), "--port", str(port),
                                  "--labels", ",".join(LABELS))
     page = urllib.request.urlopen(address, timeout=5).read().decode()
-    csrf = page.split('name="csrf" content="')[1].split('"')[0]
+    csrf = form_token(page)
     decided = []
 
     def decide_all():
@@ -199,7 +199,7 @@ def test_a_server_killed_between_decisions_loses_and_duplicates_nothing(tmp_path
 
     worker = threading.Thread(target=decide_all)
     worker.start()
-    while len(decided) < 10:
+    while len(decided) < 10 and worker.is_alive():  # never past a worker that stopped
         time.sleep(0.01)
     proc.kill()  # SIGKILL: no handler runs
     proc.wait()
