@@ -21,7 +21,7 @@ for group in "$@"; do
                 mosquitto-clients ffmpeg gstreamer1.0-plugins-base gstreamer1.0-plugins-good
                 gstreamer1.0-plugins-bad gstreamer1.0-libav gstreamer1.0-tools
                 gir1.2-gst-rtsp-server-1.0 python3-gi systemd python3-systemd docker-compose
-                prometheus chromium chromium-driver"
+                prometheus prometheus-alertmanager chromium chromium-driver"
           why="$why test:broker,RTSP,GStreamer,systemd-analyze,docker-compose,promtool,chromium" ;;
     # The emulated Jetson install (make rehearse-arm64).
     arm64) want="$want qemu-user-static binfmt-support debootstrap"

@@ -7,6 +7,7 @@ relearn` forgets what was learned."""
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 
@@ -152,3 +153,42 @@ def test_relearn_asks_the_running_daemon_to_forget(tmp_path, broker, subscriber,
     # Forgotten, then learned again from the frames after the request (learn_s later).
     assert subscriber.wait_for(lambda: kept.exists() and kept.stat().st_mtime_ns > before, 30)
     assert daemon.terminate()[0] == 0
+
+
+def _busy_scene(drift: Drift, start: float, seconds: float, rng: random.Random,
+                labels=("person", "car", "bicycle", "empty")) -> list[float]:
+    """Objects come and go: each answer held for 2-5 s, drawn from a fixed mix, 10 answers and
+    two judged frames a second. Returns the clock times at which `drift` was raised."""
+    raised, t, was = [], start, False
+    while t < start + seconds:
+        label, until = rng.choice(labels), t + rng.uniform(2.0, 5.0)
+        while t < until:
+            if round(t * 10) % 5 == 0:
+                drift.frame(t, _steady())
+            drift.answer(t, label, rng.uniform(0.6, 0.95), "primary")
+            now, _ = drift.check(t)
+            if now and not was:
+                raised.append(t)
+            was, t = now, t + 0.1
+    return raised
+
+
+@pytest.mark.parametrize("baseline_s, window_s", [(30, 20), (30, 5), (600, 120)])
+def test_a_busy_clean_scene_never_drifts_on_chance(baseline_s, window_s):
+    """A window holds a few independent events, not as many as answers: chance alone moved the
+    label mix 0.5 apart on 20 s windows of such a scene (four alarms in three minutes)."""
+    drift = Drift(DriftConfig(baseline_s=baseline_s, window_s=window_s))
+    rng = random.Random(7)
+    assert _busy_scene(drift, 0.0, baseline_s + 1, rng) == []
+    assert drift.baseline is not None and 2.0 < drift.baseline.persist_s < 10.0, drift.baseline
+    assert _busy_scene(drift, baseline_s + 1, 3 * 3600, rng) == []
+
+
+def test_a_scene_that_changes_for_good_still_drifts_on_its_labels():
+    drift = Drift(DriftConfig())  # the defaults: 600 s and 120 s
+    rng = random.Random(11)
+    _busy_scene(drift, 0.0, 700, rng)
+    # The same camera now sees trucks and nothing else: a new label, for good.
+    raised = _busy_scene(drift, 700, 300, rng, labels=("truck",))
+    assert raised and raised[0] - 700 <= drift.cfg.window_s, raised
+    assert "label mix" in drift.check(1000.0)[1]

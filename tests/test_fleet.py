@@ -138,6 +138,12 @@ def test_a_signed_change_converges_and_bad_bundles_are_refused(fleet, broker, su
     status = edgeswin("fleet", "status", "--group", "site", "--port", str(broker.port),
                       "--wait-version", "5", "--timeout", "10")
     assert status.returncode == 1 and "refused" in status.stdout
+    # Without --wait-version too: a script must not read "every device refused" as success.
+    status = edgeswin("fleet", "status", "--group", "site", "--port", str(broker.port))
+    assert status.returncode == 1, status.stdout
+    assert f"{len(DEVICES)} of {len(DEVICES)} device(s) did not take their last bundle" in \
+        status.stdout and all(f"edgeswin/{n} refused" in status.stdout for n in DEVICES), \
+        status.stdout
     for name in DEVICES:  # still serving what they had
         seen = len(subscriber.on(f"edgeswin/{name}/yard/classification"))
         assert subscriber.wait_for(
@@ -158,6 +164,9 @@ def test_a_bundle_that_breaks_a_camera_is_reverted_by_each_device(fleet, broker,
         {n: d.log()[-3000:] for n, d in daemons.items()}
     for r in reports(subscriber, 1).values():
         assert "camera lobby delivered before and is offline now" in r["reason"], r
+    status = edgeswin("fleet", "status", "--group", "site", "--port", str(broker.port))
+    assert status.returncode == 1 and all(f"edgeswin/{n} rolled_back" in status.stdout
+                                          for n in DEVICES), status.stdout
     for name in DEVICES:  # back on the local file, and delivering again
         assert subscriber.wait_for(
             lambda n=name: subscriber.on(f"edgeswin/{n}/lobby/availability")[-1:] ==

@@ -15,7 +15,7 @@ class DriftConfig(_Strict):
                           "unknown rate) with its baseline, and raise `drift` when they differ.")
     baseline_s: float = Field(600.0, gt=0, le=30 * DAY, description="The baseline is learned "
                               "over this long of healthy running, kept in <state_dir>/health/ "
-                              "across restarts (`edgeswin health relearn` starts it again).")
+                              "across restarts (`edgeswin relearn` starts it again).")
     window_s: float = Field(120.0, gt=0, le=DAY, description="Recent means the last this long: "
                             "a change is seen about half a window after it began.")
 

@@ -27,6 +27,7 @@ from .bundle import keygen, load_private, sign
 from .download import MQTT_CHUNK, blob_url
 
 RETAINED_S = 1.5  # retained messages arrive within this of subscribing
+FAILED_STATES = ("refused", "rolled_back")  # a device's last report that a bundle did not take
 
 
 def model_entries(models: list[str], url: str | None) -> list[dict]:
@@ -222,17 +223,27 @@ def status(args: argparse.Namespace, cfg: MqttConfig) -> int:
     finally:
         listener.stop()
     print(f"{'DEVICE':<28} {'VERSION':>7}  {'STATE':<12} {'AGE':>6}  REASON")
-    bad = not now
+    failed, behind = [], []
     for root, r in sorted(now.items()):
         age = time.time() - _ts(r.get("ts"))
         print(f"{root:<28} {r.get('version')!s:>7}  {r.get('state')!s:<12} {age:5.0f}s  "
               f"{r.get('reason', '')}")
-        if args.wait_version is not None and not (
+        if r.get("state") in FAILED_STATES:
+            failed.append(f"{root} {r.get('state')}")
+        elif args.wait_version is not None and not (
                 r.get("version") == args.wait_version and r.get("state") == "applied"):
-            bad = True
+            behind.append(root)
     if not now:
         print(f"no device of group {args.group} has reported under {args.root}/reported")
-    return 1 if bad and args.wait_version is not None or not now else 0
+        return 1
+    # A script runs `fleet status` to decide whether to go on: a device that refused or rolled
+    # back its last bundle is a failure whether or not --wait-version was given.
+    if failed:
+        print(f"{len(failed)} of {len(now)} device(s) did not take their last bundle: "
+              + ", ".join(failed))
+    if behind:
+        print(f"{len(behind)} device(s) not at version {args.wait_version}: " + ", ".join(behind))
+    return 1 if failed or behind else 0
 
 
 def _ts(text) -> float:

@@ -12,6 +12,13 @@ for a cloud) away from the baseline's. Outputs by the share of each label (total
 distance), the median top score and the `unknown` rate, counted only for answers of the engine
 the baseline was learned on (a smaller rung answers differently, and that is not the scene's
 doing).
+
+Answers are not independent: a camera says `person` for as long as the person stays. The
+baseline learns how long an answer persists (`persist_s`: the duration-weighted mean length of
+a run of one label), and a window holds about `window / persist_s` independent events, not as
+many as it has answers. Each output test must clear chance on that many events by Z standard
+errors, so a short window on a busy scene (a few events) cannot raise drift on its label mix at
+all, and a long one raises it only for a change that chance would not make.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ MIN_ANSWERS = 20  # answers of the baseline's engine in the window
 KEEP_SAMPLES = 4000  # frames kept to learn from (a reservoir: a long baseline stays small)
 MAX_ANSWERS = 20_000  # answers kept in the window (the window is shorter at higher rates)
 CHECK_EVERY_S = 2.0  # the window compared with the baseline this often (medians of thousands)
+Z = 4.0  # an output test must exceed chance by this many standard errors (one-sided: 3e-5)
+MIN_EVENTS = 8.0  # independent events in the window before its median top score is compared
+SHARE_CLAMP = 0.02  # a share is taken as at least this (and at most 1 - it) for its error
 
 
 def inputs_of(s: Signals) -> dict[str, float]:
@@ -56,6 +66,7 @@ class Baseline:
     unknown: float  # share of `unknown` answers
     frames: int
     answers: int
+    persist_s: float  # how long one answer lasts, duration-weighted: the length of an event
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -68,8 +79,11 @@ class Baseline:
         values = [v for pair in inputs.values() for v in pair] + list(labels.values())
         if not all(math.isfinite(v) for v in values):
             raise ValueError("not a number in the baseline")
+        persist_s = float(d["persist_s"])  # a baseline kept without it is learned afresh
+        if not math.isfinite(persist_s) or persist_s < 0:
+            raise ValueError(f"persist_s {persist_s}")
         return cls(inputs, str(d["engine"]), labels, float(d["score"]), float(d["unknown"]),
-                   int(d["frames"]), int(d["answers"]))
+                   int(d["frames"]), int(d["answers"]), persist_s)
 
 
 class Drift:
@@ -85,6 +99,7 @@ class Drift:
         self._learn_answers: Counter[str] = Counter()
         self._learn_scores: dict[str, list[float]] = {}
         self._labels_seen: dict[str, Counter[str]] = {}
+        self._runs: dict[str, _Runs] = {}  # engine -> how long its answers persisted
         self._checked_at = float("-inf")
         self._verdict: tuple[bool, str] = (False, "")
 
@@ -97,6 +112,7 @@ class Drift:
                 if len(scores) < KEEP_SAMPLES * 4:
                     scores.append(score)
                 self._labels_seen.setdefault(engine, Counter())[label] += 1
+                self._runs.setdefault(engine, _Runs()).answer(clock, label)
             return
         self._answers.append((clock, label, score, engine))
 
@@ -122,7 +138,7 @@ class Drift:
         if self.baseline is None:
             if self._learn_from is not None and clock - self._learn_from >= \
                     self.cfg.baseline_s and len(self._sample) >= MIN_FRAMES:
-                self.baseline, self.learned_now = self._learned(), True
+                self.baseline, self.learned_now = self._learned(clock), True
             return False, ""
         if clock - self._checked_at < CHECK_EVERY_S:
             return self._verdict
@@ -161,21 +177,33 @@ class Drift:
                    if engine == b.engine]
         if len(answers) < MIN_ANSWERS:
             return []
+        events = self._events(len(answers))
         out = []
         counts = Counter(label for label, _ in answers)
         labels = set(counts) | set(b.labels)
         apart = 0.5 * sum(abs(counts[k] / len(answers) - b.labels.get(k, 0.0)) for k in labels)
-        if apart >= LABELS_APART:
-            out.append(f"label mix {apart:.2f} apart from the baseline's")
+        # Chance alone moves each share by its standard error on `events` draws.
+        chance = 0.5 * Z * sum(_error(b.labels.get(k, 0.0), events) for k in labels)
+        if apart >= max(LABELS_APART, chance):
+            out.append(f"label mix {apart:.2f} apart from the baseline's "
+                       f"(about {events:.0f} events in the window)")
         score = statistics.median(s for _, s in answers)
-        if b.score - score >= SCORE_DROP:
+        if events >= MIN_EVENTS and b.score - score >= SCORE_DROP:
             out.append(f"median top score {score:.2f} (baseline {b.score:.2f})")
         unknown = counts[UNKNOWN] / len(answers)
-        if unknown - b.unknown >= UNKNOWN_RISE:
+        if unknown - b.unknown >= max(UNKNOWN_RISE, Z * _error(b.unknown, events)):
             out.append(f"unknown {unknown:.0%} of answers (baseline {b.unknown:.0%})")
         return out
 
-    def _learned(self) -> Baseline:
+    def _events(self, answers: int) -> float:
+        """Independent events the window's answers hold: its span over how long an answer
+        lasted in the baseline, at least one and at most one per answer."""
+        span = self._answers[-1][0] - self._answers[0][0] if self._answers else 0.0
+        persist = self.baseline.persist_s
+        events = span / persist if persist > 0 else float(answers)
+        return min(float(answers), max(1.0, events))
+
+    def _learned(self, clock: float) -> Baseline:
         inputs = {}
         for name in INPUTS:
             values = [v[name] for v in self._sample]
@@ -184,7 +212,44 @@ class Drift:
         engine, answers = (self._learn_answers.most_common(1) or [("", 0)])[0]
         labels = self._labels_seen.get(engine, Counter())
         scores = self._learn_scores.get(engine) or [0.0]
-        self._sample, self._learn_scores, self._labels_seen = [], {}, {}
+        runs = self._runs.get(engine, _Runs())
+        self._sample, self._learn_scores, self._labels_seen, self._runs = [], {}, {}, {}
         return Baseline(inputs, engine, {k: n / max(answers, 1) for k, n in labels.items()},
                         statistics.median(scores), labels[UNKNOWN] / max(answers, 1),
-                        self._seen, answers)
+                        self._seen, answers, runs.persist_s(clock))
+
+
+def _error(share: float, events: float) -> float:
+    """The standard error of a share on this many independent events."""
+    p = min(max(share, SHARE_CLAMP), 1.0 - SHARE_CLAMP)
+    return math.sqrt(p * (1.0 - p) / events)
+
+
+class _Runs:
+    """How long one engine's answers persisted while the baseline was learned: the runs of one
+    label, weighted by their length (sum d^2 / sum d), so that a label flickering for one
+    frame at the edge of an event does not make the events look many."""
+
+    def __init__(self):
+        self.label: str | None = None
+        self.start = 0.0
+        self.last = 0.0
+        self.total = 0.0
+        self.squares = 0.0
+
+    def answer(self, clock: float, label: str) -> None:
+        if label != self.label:
+            self._close(clock)
+            self.label, self.start = label, clock
+        self.last = clock
+
+    def _close(self, clock: float) -> None:
+        if self.label is not None:
+            d = max(clock - self.start, 0.0)
+            self.total += d
+            self.squares += d * d
+
+    def persist_s(self, clock: float) -> float:
+        self._close(max(clock, self.last))
+        self.label = None
+        return self.squares / self.total if self.total > 0 else 0.0

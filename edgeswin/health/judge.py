@@ -6,7 +6,7 @@ that raised it. A condition must hold for its `*_after_s` before it is raised, a
 `clear_after_s` before it clears, so a passing truck or a light switched on raises nothing.
 
 `covered` and `frozen` are judged from the first frame (a flat view, a repeated picture need no
-normal); `blurred` and `moved` once the camera's normal is learned: over `learn_s` of frames
+normal; `frozen` over a window of frame-to-frame changes, see `frozen`: the window is its hold); `blurred` and `moved` once the camera's normal is learned: over `learn_s` of frames
 that were neither, the median contrast and sharpness, and the reference view (the median
 thumbnail: what stays put while things come and go) with how alike each frame was to it. A
 camera whose learned frames are not alike to their reference (its whole view changes) is not
@@ -27,12 +27,12 @@ import numpy as np
 
 from ..config import HealthConfig
 from .drift import Baseline, Drift
+from .frozen import FrozenWindow, same_level
 from .signals import THUMB, Signals, change, likeness
 
 KINDS = ("covered", "frozen", "blurred", "moved", "drift")
 FLAT = 6.0  # grey levels of standard deviation: below this a view is flat whatever its normal
 COVERED_OF_NORMAL = 0.25  # ... or below this fraction of the camera's own contrast
-SAME = 0.05  # grey levels of mean change between two thumbnails: the same picture
 BLURRED_OF_NORMAL = 0.3  # sharpness below this fraction of the camera's own
 MOVED_BELOW_NORMAL = 0.35  # likeness to the reference this far below its normal ...
 MOVED_AT_MOST = 0.5  # ... and at most this
@@ -64,10 +64,11 @@ class Normal:
     sharpness: float
     reference: np.ndarray
     likeness: float
+    change: float | None = None  # median frame-to-frame change while learned (its quiet)
 
     def as_dict(self) -> dict:
         return {"contrast": self.contrast, "sharpness": self.sharpness, "likeness": self.likeness,
-                "reference": np.round(self.reference, 2).tolist()}
+                "change": self.change, "reference": np.round(self.reference, 2).tolist()}
 
     @classmethod
     def from_dict(cls, d: dict) -> Normal:
@@ -75,7 +76,9 @@ class Normal:
         reference = np.asarray(d["reference"], np.float32)
         if reference.shape != THUMB[::-1] or not np.isfinite(reference).all():
             raise ValueError(f"a reference view of shape {reference.shape}")
-        return cls(float(d["contrast"]), float(d["sharpness"]), reference, float(d["likeness"]))
+        change = d.get("change")  # kept before it was learned: the default level
+        return cls(float(d["contrast"]), float(d["sharpness"]), reference, float(d["likeness"]),
+                   None if change is None else float(change))
 
 
 @dataclass
@@ -87,11 +90,14 @@ class CameraJudge:
     drift: Drift | None = field(init=False, default=None)
     healthy: bool = field(init=False, default=False)  # the last judged frame showed nothing
     _learning: list[Signals] = field(default_factory=list)
+    _learning_changes: list[float] = field(default_factory=list)
+    _frozen: FrozenWindow = field(init=False)
     _learn_from: float | None = None
     _last: Signals | None = None
     _holds: dict[str, _Hold] = field(default_factory=lambda: {k: _Hold() for k in KINDS})
 
     def __post_init__(self):
+        self._frozen = FrozenWindow(self.cfg.frozen_after_s)
         if self.cfg.drift.enabled:
             self.drift = Drift(self.cfg.drift, self.baseline)
 
@@ -103,8 +109,9 @@ class CameraJudge:
     def judge(self, s: Signals, clock: float, wall: float, index: int
               ) -> tuple[bool, list[Problem]]:
         """(changed, the problems raised now) for one frame."""
-        conditions = self._conditions(s)
-        self._learn(s, clock, conditions)
+        moved_by = change(s.thumb, self._last.thumb) if self._last is not None else None
+        conditions = self._conditions(s, clock, moved_by)
+        self._learn(s, clock, conditions, moved_by)
         self._last = s
         self.healthy = not any(holds for holds, _ in conditions.values())
         if self.drift is not None:
@@ -118,7 +125,7 @@ class CameraJudge:
         changed = False
         for kind, (holds, detail) in conditions.items():
             hold = self._holds[kind]
-            after = getattr(self.cfg, f"{kind}_after_s", 0.0)  # drift: its window is the hold
+            after = self._after(kind)
             if hold.raised is None:
                 if not holds:
                     hold.seen_at = None
@@ -139,15 +146,14 @@ class CameraJudge:
                     changed = True
         return changed, [h.raised for h in self._holds.values() if h.raised is not None]
 
-    def _conditions(self, s: Signals) -> dict[str, tuple[bool, str]]:
+    def _conditions(self, s: Signals, clock: float, moved_by: float | None
+                    ) -> dict[str, tuple[bool, str]]:
         normal = self.normal
         flat_below = max(FLAT, COVERED_OF_NORMAL * normal.contrast) if normal else FLAT
         covered = s.contrast < flat_below
-        moved_by = change(s.thumb, self._last.thumb) if self._last is not None else None
-        frozen = not covered and moved_by is not None and moved_by < SAME
+        frozen, why = self._frozen_now(covered, clock, moved_by)
         out = {"covered": (covered, f"contrast {s.contrast:.1f} (flat below {flat_below:.1f})"),
-               "frozen": (frozen, "the same picture as the frame before"
-                          if moved_by is not None else "")}
+               "frozen": (frozen, why)}
         if normal is None or normal.likeness < FIXED_VIEW:
             # Not learned yet, or a view that changes as a whole (a camera that pans, a feed
             # that cuts between scenes): it has no normal sharpness or reference to leave.
@@ -163,17 +169,46 @@ class CameraJudge:
                                f"{normal.likeness:.2f}")
         return out
 
-    def _learn(self, s: Signals, clock: float, conditions: dict) -> None:
+    def _after(self, kind: str) -> float:
+        """How long a condition must hold before it is raised. Drift's window is its hold;
+        frozen's window of `frozen_after_s` turns once half of it is the same picture, so half
+        of it more makes the hold `frozen_after_s` from the first repeated picture."""
+        if kind == "drift":
+            return 0.0
+        if kind == "frozen":
+            return self.cfg.frozen_after_s / 2
+        return getattr(self.cfg, f"{kind}_after_s")
+
+    def _frozen_now(self, covered: bool, clock: float, moved_by: float | None
+                    ) -> tuple[bool, str]:
+        if covered:  # a flat view is covered, not frozen: the window starts again after it
+            self._frozen.reset()
+            return False, ""
+        if moved_by is not None:
+            self._frozen.add(clock, moved_by)
+        median = self._frozen.median(clock)
+        same = same_level(self.normal.change if self.normal else None)
+        if median is None:
+            return False, ""
+        return median < same, (f"the picture barely changes: median change {median:.3f} grey "
+                               f"levels over {self.cfg.frozen_after_s:g} s (the same picture "
+                               f"below {same:.3f})")
+
+    def _learn(self, s: Signals, clock: float, conditions: dict,
+               moved_by: float | None) -> None:
         if self.normal is not None or conditions["covered"][0] or conditions["frozen"][0]:
             return
         if self._learn_from is None:
             self._learn_from = clock
         self._learning.append(s)
+        if moved_by is not None:
+            self._learning_changes.append(moved_by)
         if clock - self._learn_from < self.cfg.learn_s or len(self._learning) < 5:
             return
         reference = np.median(np.stack([x.thumb for x in self._learning]), axis=0)
         self.normal = Normal(
             statistics.median(x.contrast for x in self._learning),
             statistics.median(x.sharpness for x in self._learning), reference,
-            statistics.median(likeness(x.thumb, reference) for x in self._learning))
-        self._learning, self.learned_now = [], True
+            statistics.median(likeness(x.thumb, reference) for x in self._learning),
+            statistics.median(self._learning_changes) if self._learning_changes else None)
+        self._learning, self._learning_changes, self.learned_now = [], [], True
