@@ -5,12 +5,13 @@ Takes `Signals` and hands on a change (or None): the problems now raised, each w
 that raised it. A condition must hold for its `*_after_s` before it is raised, and be gone for
 `clear_after_s` before it clears, so a passing truck or a light switched on raises nothing.
 
-`covered` and `frozen` are judged from the first frame (a flat view, a repeated picture need no
-normal; `frozen` over a window of frame-to-frame changes, see `frozen`: the window is its hold); `blurred` and `moved` once the camera's normal is learned: over `learn_s` of frames
-that were neither, the median contrast and sharpness, and the reference view (the median
-thumbnail: what stays put while things come and go) with how alike each frame was to it. A
-camera whose learned frames are not alike to their reference (its whole view changes) is not
-judged `blurred` or `moved`: it has no view of its own to lose.
+`covered` and `frozen` are judged from the first frame (a flat view, a repeated picture need
+no normal; `frozen` over a window of frame-to-frame changes, see `frozen`); `blurred` and
+`moved` once the camera's normal is learned: over `learn_s` of frames that were neither, the
+median contrast and sharpness, how much the picture changes from frame to frame, and the
+reference view (the median thumbnail: what stays put while things come and go) with how alike
+each frame was to it. A camera whose learned frames are not alike to their reference (its
+whole view changes) is not judged `blurred` or `moved`: it has no view of its own to lose.
 
 `drift` (see `drift`) is judged on frames that show none of the others, and raised as soon as
 the recent window shows it (the window is its hold); it clears after `clear_after_s` like the
