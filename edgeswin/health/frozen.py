@@ -7,8 +7,9 @@ moves by less than 0.02 (measured on real footage re-encoded as MPEG-4 and H.264
 30, docs/health.md). A still scene seen by a live sensor moves by its noise between any two
 frames (0.03 grey levels and more at CRF 23 or better). So the judgement is over a window of
 `frozen_after_s` of frame-to-frame changes: `frozen` when their median is under the camera's
-`same` level; key frames, fewer than half of the changes, do not restart it. The window is the
-hold.
+`same` level; key frames, fewer than half of the changes, do not restart it. The median turns
+once half the window is the same picture; the judge holds it half a window more, so `frozen` is
+raised `frozen_after_s` after the picture stopped.
 
 The `same` level is SAME, or, for a camera whose learned normal shows a quieter picture than
 that (an encoder that already drops most of a still scene's noise), a fraction of its own
