@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SYSTEM_PYTHON ?= /usr/bin/python3
 
-.PHONY: demo test lint check deps toolchain docs docs-check clean rehearse-arm64 \
+.PHONY: demo test lint check deps toolchain homeassistant docs docs-check clean rehearse-arm64 \
         packages-demo packages-test packages-arm64
 
 packages-demo:
@@ -37,6 +37,15 @@ deps: $(VENV)/.installed
 
 toolchain: $(VENV)/.toolchain
 
+# Home Assistant core in a venv of its own (its pins clash with the daemon's), for the tests
+# that run edgeswin against a real Home Assistant. About 700 MB; made once.
+HA_VENV ?= .venv-ha
+$(HA_VENV)/.installed: scripts/homeassistant-venv.sh
+	sh scripts/homeassistant-venv.sh $(SYSTEM_PYTHON) $(HA_VENV)
+	touch $@
+
+homeassistant: $(HA_VENV)/.installed
+
 # The demo config and its videos are found from the package: `edgeswin demo` runs anywhere.
 demo: deps
 	$(PY) -m edgeswin demo
@@ -58,7 +67,7 @@ docs-check: deps
 	$(PY) docs/gen_reference.py --check
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q
 
-test: packages-test deps toolchain
+test: packages-test deps toolchain homeassistant
 	$(VENV)/bin/ruff check edgeswin tests models benchmarks docs
 	$(MAKE) docs-check
 	$(PY) -m pytest -q
@@ -69,4 +78,4 @@ rehearse-arm64: packages-arm64 deps
 	bash tests/arm64_rehearsal.sh
 
 clean:
-	rm -rf build $(VENV) *.egg-info
+	rm -rf build $(VENV) $(HA_VENV) *.egg-info

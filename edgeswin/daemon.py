@@ -35,6 +35,7 @@ from .govern.sensors import LatencyWindows
 from .health.board import HealthBoard
 from .lineup import Lineup
 from .publish.hard_examples import HardExamples
+from .publish.measured import Measured
 from .publish.mqtt import Message, Publisher, json_message
 from .publish.outbox import Outbox
 from .publish.record import Recorder
@@ -74,6 +75,7 @@ class Daemon:
                         int(dev.mqtt.outbox_max_mb * 1e6)) if dev.mqtt.outbox_max_mb else None
         self.publisher = Publisher(dev.mqtt, self.root,
                                    dev.mqtt.client_id or f"edgeswin-{dev.device_id}", outbox)
+        self._measured = Measured(self.root)  # what Home Assistant records of the stats
         self._stop = threading.Event()
         self._wake = threading.Condition()
         self.stop_reason = ""
@@ -330,7 +332,10 @@ class Daemon:
     def _publish_stats(self) -> None:
         self.serving.drain()
         self.governor.refresh_mode()
-        self.publisher.publish(json_message(f"{self.root}/stats", self.stats()))
+        stats = self.stats()
+        self.publisher.publish(json_message(f"{self.root}/stats", stats))
+        if self.config.device.homeassistant.enabled and (m := self._measured.after(stats)):
+            self.publisher.publish(m)
         if self._ready:
             self.notifier.status(self._status())
 
@@ -373,6 +378,7 @@ class Daemon:
         self.serving.policy.set_limit("fps", self.config.device.fallback.fps_steps
                               if fps_adjustable(cameras) else 0)
         self._announce()
+        self.lineup.clear_removed(plan.removed)
         self.notifier.ready(self._status())
         return plan.restart
 

@@ -66,7 +66,8 @@ class Lineup:
 
     def change(self, plan: ReloadPlan) -> list[CameraRuntime]:
         """A reload's cameras: stopped ones retired (joined later: a slow stream must not
-        stall the loop), removed ones said offline and their retained health cleared, new and
+        stall the loop), removed ones said offline (their retained health is cleared by
+        `clear_removed`, after the announcement), new and
         changed ones started, the rest left running; the new list."""
         for cam in plan.stop:
             cam.capture.retire()
@@ -75,9 +76,6 @@ class Lineup:
             log.info("reload: camera %s removed", name)
             self.publisher.publish(Message(f"{self.root}/{name}/availability", b"offline", 1,
                                            True))
-            # Its health says nothing of it any more: the retained messages go.
-            for topic in (f"{self.root}/{name}/health", f"{self.root}/{name}/health/snapshot"):
-                self.publisher.publish(Message(topic, b"", 1, True))
         cameras = plan.keep
         for entry, before in plan.start:
             cam = self.make(entry)
@@ -88,6 +86,14 @@ class Lineup:
             cam.capture.start()
             cameras.append(cam)
         return cameras
+
+    def clear_removed(self, names: list[str]) -> None:
+        """The retained health of cameras a reload removed: it says nothing of them any more.
+        Called after Home Assistant was told the cameras are gone, so that no entity of theirs
+        is left to read an empty payload as JSON."""
+        for name in names:
+            for topic in (f"{self.root}/{name}/health", f"{self.root}/{name}/health/snapshot"):
+                self.publisher.publish(Message(topic, b"", 1, True))
 
     def release_retired(self) -> None:
         """Let go of retired captures once their threads are done."""

@@ -10,7 +10,8 @@ snapshot; with health on, a `problem` `binary_sensor` per camera (on while its r
 `<root>/<camera>/health` lists a problem, the kinds as attributes); per device a `sensor` for
 the engine rung, one for the model rollout's state, one for the hottest temperature, the
 module's power (W, with each rail as an attribute), the energy per classification (mJ) and the
-nvpmodel power mode, and a connectivity `binary_sensor`.
+nvpmodel power mode (all four from `<root>/measured`, which changes only by whole steps: see
+`measured`), and a connectivity `binary_sensor`.
 """
 
 from __future__ import annotations
@@ -100,14 +101,17 @@ def _health_id(camera: str) -> str:
 def health_config(prefix: str, device_id: str, root: str, camera: str) -> Message:
     """A problem sensor on the camera's retained health: on while it lists a problem."""
     topic = f"{root}/{camera}/health"
+    # The retained health is cleared (an empty payload) when the camera goes; Home Assistant
+    # may read that before it removed the entity: an empty template output is ignored.
     return _unit_entity(prefix, "binary_sensor", device_id, root, camera, None,
                         _health_id(camera), "health",
                         {"state_topic": topic, "device_class": "problem",
-                         "value_template": "{{ 'OFF' if value_json.ok else 'ON' }}",
+                         "value_template": "{{ ('OFF' if value_json.ok else 'ON') "
+                                           "if value_json is defined else '' }}",
                          "json_attributes_topic": topic,
                          "json_attributes_template":
                              "{{ {'problems': value_json.problems | map(attribute='kind') "
-                             "| list} | tojson }}"})
+                             "| list} | tojson if value_json is defined else '{}' }}"})
 
 
 def device_configs(prefix: str, device_id: str, root: str, canary: bool = True
@@ -119,8 +123,9 @@ def device_configs(prefix: str, device_id: str, root: str, canary: bool = True
               "payload_not_available": "offline", "device": device}
 
     def measured(name: str, field: str, unit: str, **fields) -> dict:
-        """A device measurement read from <root>/stats."""
-        return {"name": name, "state_topic": f"{root}/stats",
+        """A device measurement read from <root>/measured (`measured`: it changes only when a
+        value moved by a whole step, so the recorder keeps no sensor noise)."""
+        return {"name": name, "state_topic": f"{root}/measured",
                 "value_template": f"{{{{ value_json.{field} }}}}",
                 "unit_of_measurement": unit, "state_class": "measurement",
                 "entity_category": "diagnostic", **fields, **status}
@@ -143,16 +148,15 @@ def device_configs(prefix: str, device_id: str, root: str, canary: bool = True
         ("sensor", "temperature", measured("temperature", "temp_max_c", "°C",
                                            device_class="temperature")),
         ("sensor", "power", measured(
-            "power", "power.total_w", "W", device_class="power",
-            json_attributes_topic=f"{root}/stats",
-            json_attributes_template="{{ value_json.power.watts | tojson }}")),
+            "power", "power_w", "W", device_class="power",
+            json_attributes_topic=f"{root}/measured",
+            json_attributes_template="{{ value_json.watts | tojson }}")),
         ("sensor", "energy_per_classification", measured(
-            "energy per classification", "power.energy_mj_per_classification", "mJ",
+            "energy per classification", "energy_mj_per_classification", "mJ",
             icon="mdi:lightning-bolt")),
         ("sensor", "power_mode", {
-            "name": "power mode", "state_topic": f"{root}/stats",
-            "value_template": "{{ value_json.power.mode.name if value_json.power.mode "
-                              "else 'unknown' }}",
+            "name": "power mode", "state_topic": f"{root}/measured",
+            "value_template": "{{ value_json.power_mode or 'unknown' }}",
             "icon": "mdi:flash-outline", "entity_category": "diagnostic", **status}),
         ("binary_sensor", "canary", {
             "name": "canary", "state_topic": f"{root}/canary", "device_class": "problem",
@@ -218,7 +222,10 @@ class Discovery:
         """Configs for (camera, region) label sensors (region None: the whole frame), with
         snapshots on a camera entity per camera and per region, and a health sensor for each
         camera whose `health` is on (camera -> on)."""
+        # A camera with regions is a unit of its own too: its health sensor and its snapshot
+        # camera are the camera's, and go when the camera goes.
         keys = {camera if region is None else f"{camera}/{region}" for camera, region in units}
+        keys |= {camera for camera, _ in units}
         gone = self._announced() - keys
         out = [m for name in sorted(gone) for m in removal(self.prefix, self.device_id, name)]
         out += device_configs(self.prefix, self.device_id, self.root, canary)
