@@ -67,17 +67,17 @@ def test_a_still_scene_with_sensor_noise_is_never_frozen(tmp_path, carphone, bik
         assert not [c for c in changes if "frozen" in c[1]], (name, changes)
 
 
-def _answers(frames: list[np.ndarray]) -> list[tuple[str, float]]:
-    """The demo model's answer (top label, top score) for each frame, through ONNX Runtime."""
+def classifier():
+    """frame -> the demo model's answer (top label, top score), through ONNX Runtime."""
     engine = open_engine(PRIMARY)
     prep = Preprocessor(engine.info.input)
-    out = []
-    for frame in frames:
+
+    def answer(frame: np.ndarray) -> tuple[str, float]:
         scores = engine.infer(prep(frame))
         p = np.exp(scores - scores.max())
         p /= p.sum()
-        out.append((engine.info.labels[int(p.argmax())], float(p.max())))
-    return out
+        return engine.info.labels[int(p.argmax())], float(p.max())
+    return answer
 
 
 @pytest.mark.parametrize("cfg", [HealthConfig(), SHORT], ids=["defaults", "short"])
@@ -87,7 +87,8 @@ def test_clean_real_footage_raises_nothing(request, name, fps, cfg):
     counted for drift: no kind is raised, at the defaults or at the short settings."""
     from edgeswin.health.signals import measure
     frames = request.getfixturevalue(name)
-    signals, answers = [measure(f) for f in frames], _answers(frames)
+    answer = classifier()
+    signals, answers = [measure(f) for f in frames], [answer(f) for f in frames]
     n = len(frames)
     changes = judge_frames(lambda i: signals[i % n], int(3600 * fps), fps, cfg,
                            lambda i: answers[i % n])
