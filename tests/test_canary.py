@@ -72,3 +72,46 @@ def test_a_rung_whose_model_turned_wrong_is_stepped_away_from(tmp_path, broker, 
     log = daemon.log()
     assert " ERROR " in log and "canary: " in log and "wrong on primary" in log
     assert daemon.terminate()[0] == 0
+
+
+def test_a_stored_model_keeps_its_canary_after_the_original_folder_is_replaced(tmp_path):
+    """A rung rolled back to a stored copy and restarted reads its canary from the copy: the
+    next release shipped other check images, or none, beside the file the config names."""
+    import shutil
+
+    from edgeswin.canary.images import CanaryImages
+    from edgeswin.config.canary import CanaryConfig
+    from edgeswin.engine import read_model_info
+    from edgeswin.rollout.store import ModelStore
+
+    release = tmp_path / "release"
+    release.mkdir()
+    model = release / PRIMARY.name
+    shutil.copyfile(PRIMARY, model)
+    shutil.copyfile(PRIMARY.with_suffix(".json"), model.with_suffix(".json"))
+    shutil.copytree(MODELS / "check", release / "check")
+    sidecar = json.loads(model.with_suffix(".json").read_text())
+    assert sidecar["check_images"] == "check"
+
+    store = ModelStore(tmp_path / "state")
+    kept = store.keep(model)
+    shutil.rmtree(release / "check")  # the original's images are gone
+    model.with_suffix(".json").write_text(json.dumps({**sidecar, "check_images": "gone"}))
+
+    again = ModelStore(tmp_path / "state").stored(kept.as_dict())  # as after a restart
+    assert again is not None and again.path != model
+    stored_sidecar = json.loads(again.path.with_suffix(".json").read_text())
+    assert {k: v for k, v in stored_sidecar.items() if k != "check_images"} == \
+        {k: v for k, v in sidecar.items() if k != "check_images"}
+    images = CanaryImages(CanaryConfig()).for_engine(again.path, read_model_info(again.path))
+    assert len(images) == 12 and {label for _, label, _ in images} == set(sidecar["labels"])
+    # A model whose sidecar names no check images is stored as it was.
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    shutil.copyfile(SMALL, plain / SMALL.name)
+    meta = json.loads(SMALL.with_suffix(".json").read_text())
+    meta.pop("check_images", None)
+    (plain / SMALL.name).with_suffix(".json").write_text(json.dumps(meta))
+    stored = store.keep(plain / SMALL.name)
+    assert not (stored.path.parent / "check_images").exists()
+    assert json.loads(stored.path.with_suffix(".json").read_text()) == meta

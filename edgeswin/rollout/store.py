@@ -1,8 +1,9 @@
 """The models each rung has served, kept in the state dir, and which one serves now.
 
 An OTA tool replaces a model file in place, so the file the config names is no proof of what
-ran before. `ModelStore.keep()` copies a served model (and its metadata sidecar) to
-`<state_dir>/models/<sha256>/` and hands on a `StoredModel`; `rollout.json` there records per
+ran before. `ModelStore.keep()` copies a served model (its metadata sidecar, and the check images the
+sidecar names, which are the canary's) to `<state_dir>/models/<sha256>/` and hands on a
+`StoredModel`; `rollout.json` there records per
 rung the current and previous model and the ones rejected or rolled back. A restart, a
 rollback and a rejected candidate all read it. A TensorRT plan is cached by the ONNX file's
 contents, so a stored copy finds the plan built for the original: a rollback builds nothing.
@@ -19,10 +20,13 @@ from pathlib import Path
 
 from ..engine import sidecar_path
 from ..files import write_whole
+from ..labelled import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
 REJECTED_KEPT = 8  # per rung, the newest rejected or rolled-back models not to try again
+CHECK_IMAGES = "check_images"  # the stored copy's own folder of its sidecar's check images
+CHECK_IMAGES_KEPT = 200  # at most this many of them (the canary reads 12 by default)
 
 
 def sha256_of(path: Path) -> str:
@@ -86,6 +90,7 @@ class ModelStore:
             log.warning("cannot keep a copy of %s in %s (%s): a rollback to it will not be "
                         "possible", model, folder, exc)
             return StoredModel(model, sha, str(model))
+        _keep_check_images(model, folder)
         return StoredModel(copy, sha, str(model))
 
     def stored(self, entry: dict | None) -> StoredModel | None:
@@ -136,3 +141,33 @@ class ModelStore:
         for folder in folders:
             if folder.name not in wanted:
                 shutil.rmtree(folder, ignore_errors=True)
+
+
+def _keep_check_images(model: Path, folder: Path) -> None:
+    """The images the model's sidecar names as `check_images` (its canary), copied beside the
+    stored model, and the stored sidecar pointed at the copy: a rung rolled back to this model
+    after the original's folder was replaced (the next release ships other images, or none)
+    still has its canary. A copy that cannot be made costs the canary only."""
+    sidecar = folder / sidecar_path(model).name
+    try:
+        meta = json.loads(sidecar.read_text())
+        named = meta.get("check_images") if isinstance(meta, dict) else None
+        if not isinstance(named, str) or not named:
+            return
+        source = (model.parent / named).resolve()
+        images = sorted(p for p in source.glob("*/*")
+                        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            log.warning("model %s: its check_images %s holds no images: the stored copy has "
+                        "no canary", model, source)
+            return
+        step = max(len(images) // CHECK_IMAGES_KEPT, 1)  # every label, not the first ones
+        for image in images[::step][:CHECK_IMAGES_KEPT]:
+            target = folder / CHECK_IMAGES / image.parent.name / image.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(image, target)
+        write_whole(sidecar, json.dumps({**meta, "check_images": CHECK_IMAGES},
+                                        indent=2).encode())
+    except (OSError, ValueError) as exc:
+        log.warning("cannot keep the check images of %s beside its stored copy (%s): a "
+                    "rollback to it has no canary", model, exc)
