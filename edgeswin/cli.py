@@ -30,31 +30,16 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .rollout.rung_plan import plan_rung
-    from .rollout.store import ModelStore, sha256_of
-
-    config = load_config(args.config)
-    device = config.device
-    rungs = ", ".join(e.name for e in device.engines)
-    enabled = sum(e.config.enabled for e in config.cameras)
-    print(f"{args.config}: OK: device {device.device_id}, {len(config.cameras)} camera(s) "
-          f"({enabled} enabled), engine ladder: {rungs}")
-    # What the next start does with each rung's model, from the model record in state_dir.
-    record = Path(device.state_dir) / "models" / "rollout.json"
-    if record.exists() and not os.access(record, os.R_OK):
-        print(f"  (cannot read {record} as this user: what each rung serves next is not "
-              "known here; run check as the service's user)")
-        return 0
-    store = ModelStore(Path(device.state_dir))
-    for i, spec in enumerate(device.engines):
-        plan = plan_rung(spec, sha256_of(Path(spec.model)), store, device.rollout)
-        print(f"  rung {i} ({spec.name}): {plan.text}")
-    return 0
+    from .prestart import report
+    return report(load_config(args.config), args.config)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import Daemon
-    return Daemon(load_config(args.config)).run()
+    from .prestart import check_rungs
+    config = load_config(args.config)
+    check_rungs(config, log_skipped=True)  # nothing can serve: ConfigError, exit 1
+    return Daemon(config).run()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

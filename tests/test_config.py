@@ -82,8 +82,12 @@ def test_unparseable_source(tmp_path):
 
 
 def test_missing_model_file(tmp_path):
+    """The only rung's model missing: nothing can serve, said at its line before a start."""
+    from edgeswin.prestart import check_rungs
     d = make(tmp_path, DEVICE.replace(str(PRIMARY), "models/nope.onnx"))
-    (issue,) = issues_of(d)
+    with pytest.raises(ConfigError) as exc:
+        check_rungs(load_config(d))
+    (issue,) = [str(i) for i in exc.value.issues]
     assert issue.startswith(f"{d}/edgeswin.yaml:7: engines.0.model: model file does not exist")
 
 

@@ -86,8 +86,10 @@ def test_the_demo_config_keeps_its_state_inside_the_checkout():
 
 
 def _issues(cfg: Path) -> list[str]:
+    """What `check` refuses: the config, then whether any engine rung can serve."""
+    from edgeswin.prestart import check_rungs
     with pytest.raises(ConfigError) as exc:
-        load_config(cfg)
+        check_rungs(load_config(cfg))
     return [str(i) for i in exc.value.issues]
 
 

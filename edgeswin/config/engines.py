@@ -12,8 +12,7 @@ from pydantic import (
     field_validator,
 )
 
-from ..errors import EdgeswinError
-from .fields import _earlier, _resolve, _served_before, _Strict
+from .fields import _earlier, _resolve, _Strict
 
 
 def backend_for(model: Path, requested: str) -> str:
@@ -72,24 +71,11 @@ class EngineRung(_Strict):
 
     @field_validator("model")
     @classmethod
-    def _model_can_serve(cls, value: str, info: ValidationInfo) -> str:
-        """The model as the engine reads it first: the metadata sidecar, and for ONNX its
-        input and output against it. A broken file is an error unless the rung has a model
-        it served before in state_dir: then that one serves, and the broken file is refused
-        by the rollout (an update cut short must not stop the service)."""
-        path = _resolve(value, info)
-        if not path.is_file():
-            raise ValueError(f"model is not a regular file: {path}" if path.exists()
-                             else f"model file does not exist: {path}")
-        from ..engine.check import check_model
-        try:
-            check_model(path)
-        except EdgeswinError as exc:
-            name = info.data.get("name")
-            if not (name and _served_before(name, (info.context or {}).get("state_dir"))):
-                raise ValueError(str(exc)) from None
-        return str(path)
-
+    def _model_path(cls, value: str, info: ValidationInfo) -> str:
+        """The model's path, taken from the file it is written in. Whether the file can serve
+        is read before a start (`prestart`): a damaged model skips its rung, and only a ladder
+        with no rung that can serve stops the device."""
+        return str(_resolve(value, info))
 
 
 def dla_twins(engines: list[EngineRung]) -> dict[int, int]:

@@ -111,15 +111,6 @@ ExistingFile = Annotated[str, AfterValidator(_existing_file)]
 Command = Annotated[str, AfterValidator(_command)]
 
 
-def _served_before(rung: str, state_dir: str | None) -> bool:
-    """Whether the model store in state_dir still holds a model this rung served."""
-    if not state_dir:
-        return False
-    from ..rollout.store import ModelStore
-    store = ModelStore(Path(state_dir))
-    return store.stored(store.record.get(rung, {}).get("current")) is not None
-
-
 def _secret_readable(what: str, **source: str | None) -> None:
     """What `run` does with a password setting, done by `check` too: read it once."""
     try:

@@ -75,10 +75,6 @@ def _validate(model: type[BaseModel], data: Any, path: Path, lines: dict[tuple, 
         issues.append(ConfigIssue(str(path), 1, "", "expected a mapping of keys to values"))
         return None
     context = {"base": str(base or path.parent)}
-    state_dir = data.get("state_dir", DeviceConfig.model_fields["state_dir"].default)
-    if model is DeviceConfig and isinstance(state_dir, str) and state_dir and "\x00" not in state_dir:
-        # Read by the engines' checks, which come before state_dir in the file's order.
-        context["state_dir"] = str((path.parent / os.path.expanduser(state_dir)).resolve())
     try:
         return model.model_validate(data, context=context)
     except ValidationError as exc:
