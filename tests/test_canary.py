@@ -100,6 +100,9 @@ def test_a_stored_model_keeps_its_canary_after_the_original_folder_is_replaced(t
 
     again = ModelStore(tmp_path / "state").stored(kept.as_dict())  # as after a restart
     assert again is not None and again.path != model
+    # What `edgeswin rollback` answers it serves: the model by name and digest, as a copy.
+    assert again.describe() == (f"{sidecar['name']} (sha256 {kept.sha256[:12]}, the stored "
+                                f"copy {again.path} of what {model} held)")
     stored_sidecar = json.loads(again.path.with_suffix(".json").read_text())
     assert {k: v for k, v in stored_sidecar.items() if k != "check_images"} == \
         {k: v for k, v in sidecar.items() if k != "check_images"}

@@ -334,7 +334,7 @@ class ModelRollouts:
         if ro is not None and ro.rung == rung and ro.state == "promoted":
             model = ro.current
             replaced = self._roll_back(ro, "rolled back by hand (edgeswin rollback)")
-            request.reply(True, f"rung {rung} ({name}) serves {model.source} again")
+            request.reply(True, f"rung {rung} ({name}) serves {model.describe()} again")
             return replaced
         if ro is not None and ro.rung == rung and ro.purpose == "candidate":
             # Nothing was promoted yet: going back means keeping what serves.

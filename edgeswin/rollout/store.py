@@ -18,7 +18,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..engine import sidecar_path
+from ..engine import read_model_info, sidecar_path
+from ..errors import EdgeswinError
 from ..files import write_whole
 from ..labelled import IMAGE_SUFFIXES
 
@@ -45,6 +46,17 @@ class StoredModel:
 
     def as_dict(self) -> dict:
         return {"model": self.source, "sha256": self.sha256}
+
+    def describe(self) -> str:
+        """What serves, in words: the model's name, its SHA-256 and, for a stored copy, that it
+        is one (the file the config names may hold another model by now)."""
+        try:
+            name = read_model_info(self.path).name
+        except EdgeswinError:
+            name = self.path.stem
+        where = str(self.path) if Path(self.source) == self.path else \
+            f"the stored copy {self.path} of what {self.source} held"
+        return f"{name} (sha256 {self.sha256[:12]}, {where})"
 
 
 class ModelStore:
