@@ -229,7 +229,7 @@ class Daemon:
                  active.name, active.rung, active.engine.backend)
         now = time.monotonic()
         self._poll = Every(fb.poll_s, now)
-        self._progress = Every(BUILD_PROGRESS_EVERY_S, now)
+        self._progress = Every(BUILD_PROGRESS_EVERY_S, now + BUILD_PROGRESS_EVERY_S)
         self._report = Every(self.config.device.stats_interval_s,
                              now + self.config.device.stats_interval_s)
         return True
