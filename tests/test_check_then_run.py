@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from edgeswin.config import load_config
 from edgeswin.daemon import Daemon
 from edgeswin.errors import ConfigError
+from edgeswin.prestart import check_rungs
 
 from .conftest import PRIMARY, REPO, SMALL, Broker, free_port
 
@@ -206,7 +207,8 @@ def test_whatever_check_accepts_run_starts(world):
         for i, cam in enumerate(cams):
             (cfg / "cameras" / f"cam{i}.yaml").write_text(yaml.safe_dump(cam))
         try:
-            config = load_config(cfg)  # what `edgeswin check` runs
+            config = load_config(cfg)  # what `edgeswin check` runs: the config, then
+            check_rungs(config)  # whether a rung can serve (a damaged one is skipped)
         except ConfigError as exc:
             seen["refused"] += 1
             assert fault is not None, ("a config a user may write was refused", str(exc))
