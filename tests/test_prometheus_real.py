@@ -64,8 +64,12 @@ def _start(args: list[str], log: Path) -> subprocess.Popen:
 
 
 def _targets_up(port: int) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5) as r:
-        targets = json.load(r)["data"]["activeTargets"]
+    """Targets Prometheus scraped up; 0 while it is still starting (it answers 503 then)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5) as r:
+            targets = json.load(r)["data"]["activeTargets"]
+    except OSError:  # urllib's HTTPError and URLError are OSErrors
+        return 0
     return sum(t["health"] == "up" for t in targets)
 
 
