@@ -146,9 +146,11 @@ class FleetAgent:
         why, signed = refusal(bundle, self.cfg, versions.get(source), self.keys)
         version = bundle.get("version") if signed else None
         if why:
-            # The same bundle again (its retained copy after a reconnect): nothing new to say.
-            again = signed and version == versions.get(source) and \
+            # The same bundle again (its retained copy after a reconnect or a restart, also
+            # of one rolled back or refused): nothing new to say; the report stays the reason.
+            again = signed and version == versions.get(source) and (
                 config_sha256(bundle) == self.state.get("config_sha256")
+                or self.state.get("said_version") == version)
             return self._refuse(version, why, source, keep=again,
                                 shown=bundle.get("version") if isinstance(bundle, dict) else None)
         if bundle.get("models"):  # fetched on a thread; taken by the step after
