@@ -156,8 +156,8 @@ def check_gpu_fed(frames: list[np.ndarray], tmp: Path) -> dict:
     """Frames prepared on another thread (the capture threads' job), then inferred: what the
     inference thread spends per frame, for the GPU-fed and the CPU-fed engine."""
     from edgeswin.engine import open_engine
+    from edgeswin.prepare.choose_way import ChoosePerSize
     from edgeswin.prepare.preprocess import Preprocessor
-    from edgeswin.prepare.preprocess_cuda import ChoosePerSize
 
     engine = open_engine(make_plan(tmp, "FLOAT"))
     cpu = Preprocessor(engine.info.input)

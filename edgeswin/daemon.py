@@ -49,11 +49,10 @@ from .service.control import ControlSocket, Request
 from .service.deaths import thread_died
 from .service.notify import Notifier
 from .service.reload import plan_reload
-from .serving import Serving
+from .serving import BUILD_PROGRESS_EVERY_S, Serving
 
 log = logging.getLogger(__name__)
 
-BUILD_PROGRESS_EVERY_S = 5.0  # a running build's step republished on <root>/engine at most this often
 
 
 class Daemon:
@@ -191,20 +190,24 @@ class Daemon:
         return 0
 
     def _start(self) -> bool:
-        """Load the ladder, make the cameras and start every thread; False when a stop came
-        first (a first boot's build can take minutes: `systemctl stop` then is a clean stop)."""
+        """Connected from the first second (`online`, each camera `offline` until read, a
+        first boot's build progress), then the ladder loaded, the cameras made and every
+        thread started; False when a stop came first (a first boot's build can take minutes:
+        `systemctl stop` then is a clean stop)."""
+        enabled = [e for e in self.config.cameras if e.config.enabled]
+        if not enabled:
+            raise EdgeswinError("no enabled camera")
+        self.publisher.start()
+        self.lineup.not_read_yet(enabled)
         self.engines.specs = self.rollouts.startup(self.engines.specs)
-        self.engines.load(self._stop)
+        self.serving.load_ladder(self._stop, self.notifier)
         if self._stop.is_set():
             return False
         fb = self.config.device.fallback
         start = self.engines.start_rung(self.config.device.engines, fb.pinned_rung,
                                         "dla" in fb.levers)
         self.serving.active = active = self.ladder[start]
-        self.serving.cameras = [self.lineup.make(e) for e in self.config.cameras
-                                if e.config.enabled]
-        if not self.cameras:
-            raise EdgeswinError("no enabled camera")
+        self.serving.cameras = [self.lineup.make(e) for e in enabled]
         self.serving.policy = self.governor.start(
             time.monotonic(), start, {i for i, engine in enumerate(self.ladder) if engine},
             fb.fps_steps if fps_adjustable(self.cameras) else 0)
@@ -213,7 +216,6 @@ class Daemon:
             m = self.config.device.metrics
             self.metrics = Metrics(self, m.address, m.port, m.stale_after_s,
                                    m.no_frames_after_s)
-        self.publisher.start()
         if self.fleet:
             self.fleet.started()
         self.recorder.metrics = self.metrics
@@ -401,12 +403,8 @@ class Daemon:
             for done, exc in self.serving.finisher.close():
                 log.error("camera %s frame %d was inferred but not published", done.cam.name,
                           done.frame.index, exc_info=exc, extra={"CAMERA": done.cam.name})
-        # Builds stop at their next step, and the retained engine message says so: a
-        # subscriber must not read "building" from a daemon that has stopped.
         self.engines.stop_builds()
-        if self.engines.builds:
-            self.serving.publish_engine(None, self.serving.last_reason,
-                                        Readings(time.monotonic(), self.governor.temps))
+        self.serving.builds_stopped()
         final = [Message(f"{self.root}/{c.name}/availability", b"offline", 1, True)
                  for c in self.cameras]
         self.publisher.stop(final)

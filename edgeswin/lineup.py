@@ -56,6 +56,13 @@ class Lineup:
             capture.prepare = serving.active.preprocess
         return cam
 
+    def not_read_yet(self, entries: list[CameraEntry]) -> None:
+        """At start, before any engine serves: every camera `offline` until its capture reads
+        it (a killed run's retained `online` would say otherwise)."""
+        for entry in entries:
+            self.publisher.publish(Message(f"{self.root}/{entry.config.name}/availability",
+                                           b"offline", 1, True))
+
     def check_frames(self, wanted: int = 8) -> list:
         """The newest camera frames, topped up with rendered scenes, to compare engines on."""
         frames = [f.image for c in self.serving.cameras if (f := c.capture.latest()) is not None]

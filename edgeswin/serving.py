@@ -15,6 +15,7 @@ The daemon owns the cameras' lifecycle and the loop; this owns which engine serv
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from .canary.run import Canary, Result
@@ -29,8 +30,14 @@ from .govern.sensors import LatencyWindows
 from .publish.mqtt import Publisher, json_message
 from .publish.record import Recorder
 from .rollout.rollouts import ModelRollouts
+from .service.cadence import Every
+from .service.notify import Notifier
 
 log = logging.getLogger(__name__)
+
+BUILD_PROGRESS_EVERY_S = 5.0  # a running build's step republished on <root>/engine at most this often
+START_EXTENSION_S = 30.0  # each progress report before the first engine: this much more start time
+WAITING = "waiting for an engine: no rung can serve until its TensorRT build finishes"
 
 
 class Serving:
@@ -49,6 +56,32 @@ class Serving:
         self.last_reason = "start"
         self.canary_last: Result | None = None  # the serving engine's latest canary
         self.rollbacks = 0  # model rollouts rolled back since the start (a fleet's watch)
+
+    def load_ladder(self, stop: threading.Event, notifier: Notifier) -> None:
+        """Open the ladder (`EngineLadder.load`). While a first boot's build runs with no rung
+        to serve: the watchdog fed, and every few seconds the build's step on `<root>/engine`
+        and to systemd, with more start time each time."""
+        progress = Every(BUILD_PROGRESS_EVERY_S, time.monotonic())
+
+        def waiting() -> None:
+            now = time.monotonic()
+            notifier.watchdog(now)
+            if progress.due(now):
+                self.publish_engine(None, WAITING, Readings(now, self.governor.temps))
+                notifier.extend(START_EXTENSION_S, f"{WAITING}: " + "; ".join(
+                    f"{name} {r.step or r.state} ({r.as_dict().get('elapsed_s', r.seconds)} s)"
+                    for name, r in self.engines.builds.items()))
+                progress.done(now)
+
+        self.engines.load(stop, waiting)
+
+    def builds_stopped(self) -> None:
+        """At exit, the builds cancelled: the retained engine message says so (a subscriber
+        must not read "building" from a daemon that has stopped)."""
+        if self.engines.builds:
+            self.publish_engine(None, self.last_reason if self.active else
+                                "stopped before an engine served",
+                                Readings(time.monotonic(), self.governor.temps))
 
     def adopt_builds(self) -> None:
         """Between frames: finished builds join the ladder; step up to one at once when the
@@ -223,19 +256,27 @@ class Serving:
         return slow
 
     def publish_engine(self, from_rung: int | None, reason: str, readings: Readings,
-                        action: Action | None = None) -> None:
+                       action: Action | None = None) -> None:
+        """The retained `<root>/engine`: what serves and why, and the builds. Before any
+        engine serves (a first boot's build) the engine's fields are null and the builds say
+        how far they got; with neither an engine nor a build there is nothing to say."""
         active = self.active
-        if active is None:
+        if active is None and not self.engines.builds:
             return
-        self.last_reason = reason
+        if active is not None:
+            self.last_reason = reason
         payload = {
-            "rung": active.rung, "from": from_rung, "name": active.name,
-            "model": active.engine.info.name, "backend": active.engine.backend,
-            "precision": active.engine.info.precision, "reason": reason,
+            "rung": active.rung if active else None, "from": from_rung,
+            "name": active.name if active else None,
+            "model": active.engine.info.name if active else None,
+            "backend": active.engine.backend if active else None,
+            "precision": active.engine.info.precision if active else None, "reason": reason,
             "lever": {"name": action.lever, "from": action.frm, "to": action.to}
             if action else None,
             "levels": self.policy.levels() if self.policy else {},
             "readings": readings.as_dict(), "ts": iso(time.time())}
         if self.engines.builds:
             payload["builds"] = {name: r.as_dict() for name, r in self.engines.builds.items()}
+        if skipped := self.engines.skipped():
+            payload["skipped"] = skipped
         self.publisher.publish(json_message(f"{self.root}/engine", payload, 1, True))

@@ -10,10 +10,12 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
 from .conftest import PRIMARY, REPO, SMALL, Subscriber, write_config
+from .streams import free_port
 
 DAMAGE = {
     "truncated model": ("model", lambda m: m.write_bytes(m.read_bytes()[:5000]),
@@ -32,7 +34,8 @@ DAMAGE = {
 }
 
 
-def _ladder(tmp_path, damaged: set[int], kind: str, videos, port: int = 1):
+def _ladder(tmp_path, damaged: set[int], kind: str, videos, port: int = 1,
+            **device):
     models = []
     for rung, src in enumerate((PRIMARY, SMALL)):
         dst = tmp_path / "models" / src.name
@@ -45,7 +48,7 @@ def _ladder(tmp_path, damaged: set[int], kind: str, videos, port: int = 1):
     return write_config(tmp_path / "cfg", port, {
         "north": {"source": str(videos["north"]), "fps": 5}},
         {"engines": [{"name": "primary", "model": str(models[0])},
-                     {"name": "small", "model": str(models[1])}]})
+                     {"name": "small", "model": str(models[1])}], **device})
 
 
 def _edgeswin(*args: str) -> subprocess.CompletedProcess:
@@ -83,15 +86,28 @@ def test_check_names_a_damaged_rung_and_skips_it_and_refuses_only_when_none_can_
                                         ("missing model", 0)])
 def test_run_serves_the_rung_that_can_and_says_which_is_skipped(tmp_path, broker, videos,
                                                                  daemon_factory, kind, rung):
-    cfg = _ladder(tmp_path, {rung}, kind, videos, broker.port)
+    port = free_port()
+    cfg = _ladder(tmp_path, {rung}, kind, videos, broker.port,
+                  metrics={"enabled": True, "port": port})
+    name = ("primary", "small")[rung]
     sub = Subscriber(broker.port)
     try:
         daemon = daemon_factory(cfg)
+        assert sub.wait_for(lambda: sub.on("edgeswin/testdev/engine"), 60), daemon.log()
+        # The operator sees the skipped rung where they look: the retained engine message
+        # and the metrics, not only the log.
+        said = sub.json_on("edgeswin/testdev/engine")[-1]
+        assert (PRIMARY, SMALL)[rung].stem in said["skipped"][name], said
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            metrics = answer.read().decode()
+        assert f'edgeswin_engine_rung_usable{{engine="{name}",rung="{rung}"}} 0.0' in metrics
+        other = ("primary", "small")[1 - rung]
+        assert f'edgeswin_engine_rung_usable{{engine="{other}",rung="{1 - rung}"}} 1.0' \
+            in metrics, metrics
         assert daemon.proc.wait(120) == 0, daemon.log()[-3000:]
         served = {m["engine"] for m in map(json.loads, sub.on(
             "edgeswin/testdev/north/classification"))}
-        assert served == {("primary", "small")[1 - rung]}, (served, daemon.log()[-3000:])
-        assert f"engine rung {rung} ({('primary', 'small')[rung]}) is skipped, the others " \
-               "serve" in daemon.log()
+        assert served == {other}, (served, daemon.log()[-3000:])
+        assert f"engine rung {rung} ({name}) is skipped, the others serve" in daemon.log()
     finally:
         sub.close()

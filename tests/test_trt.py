@@ -374,7 +374,8 @@ def test_each_frame_size_goes_the_way_that_costs_less_and_a_busy_host_does_not_m
     smaller than the input always go the CPU way (the kernel only shrinks)."""
     import logging
 
-    from edgeswin.prepare.preprocess_cuda import ChoosePerSize, DeviceInput
+    from edgeswin.prepare.choose_way import ChoosePerSize
+    from edgeswin.prepare.preprocess_cuda import DeviceInput
 
     caplog.set_level(logging.INFO, logger="edgeswin")
     tensorrt, _ = trt
@@ -429,13 +430,71 @@ def test_each_frame_size_goes_the_way_that_costs_less_and_a_busy_host_does_not_m
     active.engine.close()
 
 
+def test_identical_runs_choose_identically_and_keep_only_what_the_kernel_prepares(tmp_path,
+                                                                                  trt):
+    """A camera size the kernel serves (640x360) and one the CPU serves (1080p), with the
+    canary's 320x180 images in between: three runs choose the same, the canary's images never
+    enter the choice, and the slots sized for 1080p trials are freed, so the device keeps
+    only what 640x360 frames need (page-locked and device memory)."""
+    import pycuda.driver as cuda
+
+    from edgeswin.prepare.choose_way import ChoosePerSize
+
+    tensorrt, _ = trt
+    small = np.full((360, 640, 3), 90, np.uint8)
+    large = np.full((1080, 1920, 3), 90, np.uint8)
+    canary = np.full((180, 320, 3), 90, np.uint8)
+    for run in range(3):
+        (tmp_path / f"run{run}").mkdir()
+        active = gpu_rung(tmp_path / f"run{run}", tensorrt)
+        gpu, cpu = active.preprocess.gpu, active.preprocess.cpu
+
+        def cpu_way(image, cpu=cpu):  # the CPU is slow at the small size only
+            _burn(20 if image.shape[0] == 360 else 0)
+            return cpu(image)
+
+        chooser = ChoosePerSize(_SlowGpuAbove(gpu, 20, 720 * 1280), cpu_way, "rung 0 (fast)")
+        active.preprocess = chooser
+        held = []
+        for _ in range(ChoosePerSize.TRIALS + 2):
+            for image in (small, large, canary):
+                held.append(active.preprocess(image) if image is not canary
+                            else active.own_preprocess(image))
+            held.clear()  # the engine is done with them
+        assert chooser.chosen == {(360, 640): "gpu", (1080, 1920): "cpu"}, (run, chooser.costs)
+        chooser(small)  # a trial slot still held came back meanwhile
+        ctx = gpu._ctx
+        ctx.push()
+        try:
+            free, total = cuda.mem_get_info()
+        finally:
+            cuda.Context.pop()
+        assert 0 < gpu.held_bytes <= 2 * small.nbytes, (run, gpu.held_bytes)
+        assert total - free < large.nbytes, "no 1080p slot kept on the device"
+        active.engine.close()
+
+
+class _SlowGpuAbove(_SlowGpu):
+    """The kernel's way costs `ms` more for frames larger than `pixels`."""
+
+    def __init__(self, gpu, ms: float, pixels: int):
+        super().__init__(gpu, ms)
+        self._pixels = pixels
+
+    def __call__(self, image):
+        if image.shape[0] * image.shape[1] > self._pixels:
+            _burn(self._ms)
+        return self._gpu(image)
+
+
 def test_the_kernel_is_compiled_once_and_later_starts_need_no_compiler(tmp_path, trt,
                                                                          monkeypatch):
     """With nvcc on PATH (install time, or a first start on a machine with the toolkit) the
     cubin is compiled for this GPU and kept; a start without nvcc then loads it."""
     from edgeswin.config import EngineRung
     from edgeswin.engine.ladder import activate
-    from edgeswin.prepare.preprocess_cuda import ChoosePerSize, cached_kernel_path
+    from edgeswin.prepare.choose_way import ChoosePerSize
+    from edgeswin.prepare.preprocess_cuda import cached_kernel_path
 
     tensorrt, _ = trt
     tools = tmp_path / "cuda-bin"

@@ -4,7 +4,9 @@ a due frame waits at most one inference.
 
 Hands on a `Result` when an engine's images are done: each image whose top-1 was not its
 folder's label (an engine that raises counts as wrong), the mean milliseconds an image took
-(preprocess, engine, top-1), and whether the engine was failing before.
+(preprocess, engine, top-1), and whether the engine was failing before. Its images are
+prepared the CPU's way (`ActiveEngine.own_preprocess`): they never steer which way the
+cameras' frame sizes go, nor keep GPU buffers of their own size.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ class Canary:
         name, expected, image = run.todo.pop(0)
         t0 = time.perf_counter()
         try:
-            got = top1(active.engine.infer(active.preprocess(image)), active.engine.info.labels)
+            got = top1(active.engine.infer(active.own_preprocess(image)), active.engine.info.labels)
         except Exception as exc:  # an engine that raises answers wrong
             got = f"error: {type(exc).__name__}: {exc}"[:200]
         run.ms += (time.perf_counter() - t0) * 1000

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from ..config import EngineRung, dla_twins
 from ..errors import EdgeswinError
+from ..prepare.choose_way import ChoosePerSize
 from ..prepare.preprocess import Preprocessor
-from ..prepare.preprocess_cuda import ChoosePerSize, DeviceInput, KernelUnavailable
+from ..prepare.preprocess_cuda import DeviceInput, KernelUnavailable
 from . import Engine, open_engine
 from .cache import BuildReport, EngineCache
 
@@ -53,9 +54,16 @@ class GpuFedEngine:
 @dataclass
 class ActiveEngine:
     engine: Engine
-    preprocess: Preprocessor
+    preprocess: Preprocessor  # the cameras' frames (per size, the GPU's or the CPU's way)
     name: str
     rung: int
+
+    @property
+    def own_preprocess(self) -> Preprocessor:
+        """For images of no camera (the canary's): always the CPU's, so they never decide or
+        keep a camera size's way, nor hold GPU buffers of a size no camera has."""
+        return self.preprocess.cpu if isinstance(self.preprocess, ChoosePerSize) \
+            else self.preprocess
 
 
 def close_engine(engine) -> None:
@@ -97,6 +105,7 @@ class EngineLadder:
         self.kernel_dir = Path(state_dir) / "kernels"  # compiled CUDA kernels, per GPU
         self.rungs: list[ActiveEngine | None] = []
         self.builds: dict[str, BuildReport] = {}  # rung name -> latest report
+        self.unusable: dict[int, str] = {}  # rung -> why its model could not be opened
         self._check_frames = check_frames  # frames to compare a new engine with ORT on
         self._wake = wake  # notified when a build ends, so the loop adopts it promptly
         self._arrived: list[tuple] = []  # finished builds, handed over by their threads
@@ -107,6 +116,17 @@ class EngineLadder:
     def arrived(self) -> bool:
         return bool(self._arrived)
 
+    def skipped(self) -> dict[str, str]:
+        """Rungs whose model could not be opened and that no model has replaced since, by
+        name: why (said on `<root>/engine` and as a metric, so a damaged file is seen)."""
+        return {self.specs[rung].name: why for rung, why in self.unusable.items()
+                if rung < len(self.rungs) and self.rungs[rung] is None}
+
+    @property
+    def building(self) -> bool:
+        """Whether a build thread is still running."""
+        return any(thread.is_alive() for thread in self.cache.threads)
+
     def progressed(self) -> bool:
         """Whether a running build reported a new step since the last call."""
         if self._progressed.is_set():
@@ -114,13 +134,14 @@ class EngineLadder:
             return True
         return False
 
-    def load(self, stop: threading.Event) -> None:
+    def load(self, stop: threading.Event, waiting: Callable[[], None] = lambda: None) -> None:
         """Open every rung. An unusable rung is logged and skipped; a TensorRT rung whose
         engine is not built yet is built in the background meanwhile. With nothing else to
-        serve, wait for that build rather than give up. Returns early, nothing raised, once
-        `stop` is set: what is building is cancelled by `stop_builds()`."""
-        problems = []
-        self.rungs = []
+        serve, wait for that build rather than give up, calling `waiting()` at least once a
+        second meanwhile (a first boot's build takes minutes: the daemon says how far it got).
+        Returns early, nothing raised, once `stop` is set: what is building is cancelled by
+        `stop_builds()`."""
+        self.rungs, self.unusable = [], {}
         for rung, spec in enumerate(self.specs):
             if stop.is_set():  # a stop during start-up: the caller stops cleanly
                 return
@@ -133,21 +154,29 @@ class EngineLadder:
             except EdgeswinError as exc:
                 log.error("engine rung %d (%s) unusable: %s", rung, spec.name, exc,
                           extra={"ENGINE": spec.name})
-                problems.append(f"rung {rung} ({spec.name}): {exc}")
+                self.unusable[rung] = str(exc)
                 self.rungs.append(None)
             except Exception as exc:  # a file no check foresaw: skip the rung, keep the rest
                 log.exception("engine rung %d (%s) unusable: %s: %s", rung, spec.name,
                               type(exc).__name__, exc, extra={"ENGINE": spec.name})
-                problems.append(f"rung {rung} ({spec.name}): {type(exc).__name__}: {exc}")
+                self.unusable[rung] = f"{type(exc).__name__}: {exc}"
                 self.rungs.append(None)
+        problems = [f"rung {rung} ({self.specs[rung].name}): {why}"
+                    for rung, why in self.unusable.items()]
         if not any(self.rungs) and self.builds:
             log.warning("no engine is usable until the TensorRT build finishes")
-            while not self._arrived and not stop.is_set():
-                with self._wake:
-                    self._wake.wait(1.0)
+        # Until a build serves or none is left running (one that fails leaves the others);
+        # a build thread hands its engine over before it ends, so this order misses none.
+        while not any(self.rungs) and (self.building or self._arrived):
             if stop.is_set():
                 return
-            self.adopt()
+            waiting()
+            with self._wake:
+                if not self._arrived:
+                    self._wake.wait(1.0)
+            problems += [f"rung {rung} ({spec.name}): engine build {report.state}: "
+                         f"{report.detail}" for rung, spec, report in self.adopt()
+                         if self.rungs[rung] is None]
         if not any(self.rungs):
             raise EdgeswinError("no engine rung is usable:\n  " + "\n  ".join(problems))
 

@@ -10,8 +10,8 @@ buffers, a stream and an event each); a slot goes back to the pool when its Devi
 dropped. On a Jetson the GPU shares the memory: the kernel reads the staging buffer mapped
 into the device's address space, so there is no host-to-device copy at all.
 
-`ChoosePerSize` decides per frame size whether the kernel or the CPU is faster here (a 4K
-frame's copy can cost more than the CPU's pre-shrinking resize) and says what it chose.
+`choose_way.ChoosePerSize` decides per frame size whether this kernel or the CPU is faster
+here (a 4K frame's copy can cost more than the CPU's pre-shrinking resize).
 The kernel computes exact INTER_AREA for downscaling, which is the case on a camera (frames
 larger than the model input; an upscale goes the CPU way). The CPU path shrinks a large frame
 bilinearly first (see `preprocess`), so the two differ at single pixels (up to 0.31 in
@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
 import weakref
 from pathlib import Path
 
@@ -32,7 +31,6 @@ import numpy as np
 from ..errors import EdgeswinError
 from ..files import write_whole
 from ..records import InputSpec
-from .preprocess import to_bgr
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +206,7 @@ class CudaPreprocessor:
         self._free: list[_Slot] = []
         self._launching = 0  # launches under way (close waits for them)
         self._closed = False
+        self._keep_up_to: int | None = None  # set by trim(larger_than): larger slots go
 
     def close(self) -> None:
         """Free every slot, in use or not, and drop the kernel's module; the context must be
@@ -260,11 +259,15 @@ class CudaPreprocessor:
         finally:
             self._cuda.Context.pop()
 
-    def trim(self) -> int:
-        """Free the slots no frame holds now (page-locked and device memory back): after the
-        CPU won, they would sit idle. Returns how many were freed."""
+    def trim(self, larger_than: int = -1) -> int:
+        """Free the slots no frame holds now and that hold more than `larger_than` bytes
+        (page-locked and device memory back): after the CPU won every size, or a size the
+        kernel no longer prepares, they would sit idle. Returns how many were freed."""
         with self._idle:
-            idle, self._free = self._free, []
+            # Slots in use now are freed when they come back (`_acquire`), not reused.
+            self._keep_up_to = larger_than if larger_than >= 0 else None
+            idle = [s for s in self._free if s.capacity > larger_than]
+            self._free = [s for s in self._free if s.capacity <= larger_than]
             for slot in idle:
                 self._all.remove(slot)
         if idle:
@@ -298,6 +301,13 @@ class CudaPreprocessor:
         return len(self._all)
 
     @property
+    def held_bytes(self) -> int:
+        """The frame bytes its slots can hold (each has as much page-locked memory, and on a
+        discrete GPU as much device memory again)."""
+        with self._idle:
+            return sum(slot.capacity for slot in self._all)
+
+    @property
     def idle_slots(self) -> int:
         return len(self._free)
 
@@ -308,17 +318,28 @@ class CudaPreprocessor:
             self._launching += 1
             if self._closed:
                 return None
-            fitting = [s for s in self._free if s.capacity >= nbytes]
+            keep = None if self._keep_up_to is None else max(self._keep_up_to, nbytes)
+            unwanted = [s for s in self._free if keep is not None and s.capacity > keep]
+            for slot in unwanted:  # sized for frames the kernel no longer prepares
+                self._free.remove(slot)
+                self._all.remove(slot)
+            fitting = sorted((s for s in self._free if s.capacity >= nbytes),
+                             key=lambda s: s.capacity)
             if fitting:
                 self._free.remove(fitting[0])
-                return fitting[0]
-            too_small = self._free.pop() if self._free else None
-            if too_small is None and len(self._all) >= self.MAX_SLOTS:
+                slot = fitting[0]
+            elif self._free:  # the frame size changed: a smaller slot is of no use now
+                unwanted.append(self._free.pop())
+                self._all.remove(unwanted[-1])
+                slot = None
+            elif len(self._all) >= self.MAX_SLOTS:
                 return None
-            if too_small is not None:  # the frame size changed: its buffers are of no use now
-                self._all.remove(too_small)
-        if too_small is not None:
-            too_small.free()
+            else:
+                slot = None
+        for old in unwanted:
+            old.free()
+        if slot is not None:
+            return slot
         slot = _Slot(self._cuda, nbytes, self._input_bytes, self.mapped)
         with self._idle:
             self._all.append(slot)
@@ -330,90 +351,3 @@ class CudaPreprocessor:
         with self._idle:
             if not self._closed and slot in self._all:
                 self._free.append(slot)
-
-
-class ChoosePerSize:
-    """A GPU rung's preprocessing: the kernel for frame sizes where it costs less than the
-    CPU, the CPU for the others (a 4K frame's copy may cost more than the CPU's pre-shrinking
-    resize). The first frames of each size go both ways; after `TRIALS` (the first one not
-    counted: it pays for allocation) the cheaper way by median stays, and the GPU's idle
-    buffers are freed when no size uses it.
-
-    Cost is what a way takes from the daemon, measured so that a busy host cannot move it:
-    the CPU time of the preparing thread itself (`time.thread_time`: what the cameras and
-    the engine lose; waiting for the GIL or a core is not counted), plus, for the GPU way,
-    the device's own time for the copy and the kernel (CUDA events), since the frame is
-    ready only then. So the kernel is chosen only where it is both lighter on the host and
-    no later with the input. Wall-clock timings of several short GPU calls against one CPU
-    call inflate several-fold under contention and decide by noise; these do not. The device
-    changes (a build, more cameras, heat), so every `RETRIAL_EVERY` frames of a size the
-    trial runs again. Hands on a DeviceInput or, from the CPU, the input array."""
-
-    TRIALS = 5
-    RETRIAL_EVERY = 2000
-
-    def __init__(self, gpu: CudaPreprocessor, cpu, label: str):
-        self.gpu, self.cpu, self.label = gpu, cpu, label
-        self.chosen: dict[tuple[int, int], str] = {}  # (height, width) -> "gpu" | "cpu"
-        self.costs: dict[tuple[int, int], tuple[float, float]] = {}  # size -> (GPU, CPU) ms
-        self._trials: dict[tuple[int, int], list[tuple[float, float]]] = {}
-        self._since: dict[tuple[int, int], int] = {}  # frames of a size since its choice
-        self._was: dict[tuple[int, int], str] = {}  # the choice before a re-trial
-        self._lock = threading.Lock()
-
-    def __call__(self, image: np.ndarray):
-        image = to_bgr(image)
-        if not self.gpu.fits(image):
-            return self.cpu(image)
-        size = image.shape[:2]
-        way = self.chosen.get(size)
-        if way is not None:
-            seen = self._since[size] = self._since.get(size, 0) + 1
-            if seen >= self.RETRIAL_EVERY:
-                with self._lock:
-                    self._was[size] = self.chosen.pop(size, way)
-                    self._trials.pop(size, None)
-                    self._since[size] = 0
-        if way == "cpu":
-            if self.gpu.idle_slots and "gpu" not in self.chosen.values():
-                self.gpu.trim()  # a trial frame's slot, back since the choice
-            return self.cpu(image)
-        if way == "gpu":
-            prepared = self.gpu(image)
-            return prepared if prepared is not None else self.cpu(image)
-        return self._trial(size, image)
-
-    def _trial(self, size: tuple[int, int], image: np.ndarray):
-        c0 = time.thread_time()
-        prepared = self.gpu(image)
-        if prepared is None:
-            return self.cpu(image)
-        c1 = time.thread_time()
-        device_ms = self.gpu.device_ms(prepared)
-        c2 = time.thread_time()
-        self.cpu(image)  # timed only: the GPU result is handed on
-        c3 = time.thread_time()
-        decided_cpu = False
-        with self._lock:
-            trials = self._trials.setdefault(size, [])
-            trials.append(((c1 - c0) * 1000 + device_ms, (c3 - c2) * 1000))
-            if len(trials) > self.TRIALS and size not in self.chosen:
-                gpu_ms = float(np.median([t[0] for t in trials[1:]]))
-                cpu_ms = float(np.median([t[1] for t in trials[1:]]))
-                way = "gpu" if gpu_ms <= cpu_ms else "cpu"
-                changed = self._was.get(size) != way
-                self.chosen[size] = way
-                self.costs[size] = (gpu_ms, cpu_ms)
-                if changed:
-                    log.info("%s: %dx%d frames preprocessed on the %s (GPU %.2f ms of host and "
-                             "device time, CPU %.2f ms%s)", self.label, size[1], size[0],
-                             way.upper(), gpu_ms, cpu_ms,
-                             ", mapped memory" if self.gpu.mapped else "")
-                decided_cpu = way == "cpu" and "gpu" not in self.chosen.values() and \
-                    len(self.chosen) == len(self._trials)
-        if decided_cpu:  # no size uses the kernel now: its buffers go back, this frame's too
-            del prepared
-            freed = self.gpu.trim()
-            log.debug("%s: %d idle GPU preprocessing slot(s) freed", self.label, freed)
-            return self.cpu(image)
-        return prepared

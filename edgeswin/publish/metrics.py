@@ -140,6 +140,13 @@ class Metrics:
         if active is not None:
             rung.add_metric([active.name, active.engine.backend], active.rung)
         yield rung
+        usable = gauge("edgeswin_engine_rung_usable", "1 when the rung has an engine to "
+                       "serve, 0 while its engine builds or its model cannot be opened (the "
+                       "retained <root>/engine says why).", labels=["rung", "engine"])
+        for i, spec in enumerate(d.engines.specs):
+            usable.add_metric([str(i), spec.name], int(i < len(d.ladder) and
+                                                       d.ladder[i] is not None))
+        yield usable
         yield counter("edgeswin_engine_switches", "Rung switches since start.",
                       value=d.serving.switches)
         rollouts = counter("edgeswin_rollout_transitions", "Model rollouts entering each state "

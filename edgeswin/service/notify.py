@@ -63,6 +63,11 @@ class Notifier:
     def status(self, status: str) -> None:
         self.notify(f"STATUS={status}")
 
+    def extend(self, seconds: float, status: str) -> None:
+        """Still starting: systemd waits `seconds` more before its start timeout (a first
+        boot's TensorRT build outlasts any fixed TimeoutStartSec=). Ignored once READY."""
+        self.notify(f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}", f"STATUS={status}")
+
     def reloading(self) -> None:
         # MONOTONIC_USEC is required by Type=notify-reload (systemd >= 253), ignored before.
         self.notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}",

@@ -27,7 +27,8 @@ def render(fleet: Fleet, now: float, stale_after_s: float) -> tuple[str, bool]:
 def _summary(d: Device, now: float) -> str:
     status = (d.status or "no status").upper() if d.status != "online" else "online"
     engine = d.engine
-    rung = f"rung {engine.get('rung')} {engine.get('name')}" if engine else "rung ?"
+    rung = "rung ?" if not engine else "no engine yet (building)" if engine.get("rung") is None \
+        else f"rung {engine.get('rung')} {engine.get('name')}"
     canary = "canary -" if d.canary is None else \
         ("canary ok" if d.canary.get("ok") else "CANARY FAILING")
     stats = "stats -" if d.stats_at is None else f"stats {now - d.stats_at:.0f} s ago"
