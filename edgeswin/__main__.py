@@ -1,5 +1,9 @@
 import sys
 
-from .cli import main
+from .service import hangup
+
+hangup.hold()  # before the imports below: a SIGHUP while starting must not end the process
+
+from .cli import main  # noqa: E402
 
 sys.exit(main())

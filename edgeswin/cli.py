@@ -13,6 +13,7 @@ from pathlib import Path
 from . import __version__
 from .config import load_config
 from .errors import ConfigError, EdgeswinError
+from .service import hangup
 from .service.notify import setup_logging
 
 log = logging.getLogger("edgeswin")
@@ -376,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    hangup.hold()  # a reload asked for while starting must not end the process
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     try:

@@ -43,7 +43,7 @@ from .publish.report import discovery_messages, stats_payload, status_line
 from .publish.snapshot import ImageStore, Snapshots
 from .rollout.rollouts import ModelRollouts
 from .rollout.store import ModelStore
-from .service import heap
+from .service import hangup, heap
 from .service.cadence import Every
 from .service.control import ControlSocket, Request
 from .service.deaths import thread_died
@@ -146,6 +146,8 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda signum, _: self.request_stop(signal.Signals(signum).name))
         signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+        if hangup.asked():  # one came while starting: the config may have changed since
+            self.request_reload()
 
     def request_reload(self) -> None:
         """Re-read the config directory between two frames (SIGHUP, `systemctl reload`)."""

@@ -5,6 +5,7 @@ is reached for certain (a log line, or a hook in the engine opener) before the s
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
@@ -178,3 +179,25 @@ def test_a_stop_while_the_cameras_are_still_opening(tmp_path, broker, daemon_fac
         assert late.on(f"{ROOT}/gate/availability")[-1] == b"offline"
     finally:
         late.close()
+
+
+@pytest.mark.mqtt
+def test_a_reload_asked_for_while_starting_does_not_end_the_daemon(tmp_path, broker, videos,
+                                                                    daemon_factory):
+    # SIGHUP's default action is to terminate: a `systemctl reload` or a fleet's push in the
+    # first second of a start must be a reload, not an exit.
+    cfg = write_config(tmp_path / "cfg", broker.port,
+                       {"north": {"source": str(videos["north"]), "loop": True, "fps": 5}})
+    watcher = Subscriber(broker.port, f"{ROOT}/#")
+    try:
+        daemon = daemon_factory(cfg)
+        for _ in range(20):  # from the first moments of the process until it runs
+            time.sleep(0.1)
+            daemon.proc.send_signal(signal.SIGHUP)
+        assert watcher.wait_for(lambda: watcher.on(f"{ROOT}/north/classification"), 60), \
+            daemon.log()
+        assert daemon.proc.poll() is None, daemon.log()
+        assert daemon.terminate(timeout=15)[0] == 0, daemon.log()
+        assert "Traceback" not in daemon.log()
+    finally:
+        watcher.close()

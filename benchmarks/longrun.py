@@ -1,0 +1,452 @@
+"""A year of a device's life in hours: what grows, what is lost, what arrives out of order.
+
+One daemon on this machine runs three file cameras of mixed sizes read as fast as they decode
+(a fixed camera whose lens is covered for a while every pass: health problems, snapshots; a
+1280x720 and a 320x240 scene), with health, the canary, snapshots, hard examples, Home
+Assistant discovery and the durable outbox on, against a real Mosquitto with persistence. Time
+is compressed into weeks of `--week-s` seconds; each week brings what a week brings a device:
+
+- a model update: the primary rung's file replaced by the same network saved again (other
+  bytes), SIGHUP: a rollout (building, shadow, promoted, watched); every 4th week it is rolled
+  back by hand (`edgeswin rollback`) once promoted;
+- a reload that changes one camera's rate, and a fourth camera added (even weeks) or removed
+  (odd weeks);
+- every 3rd week the broker restarted (SIGTERM, as `systemctl restart mosquitto`), and every
+  5th week the broker paused (SIGSTOP) for 5 s, as a network that stops answering;
+- every 13th week (a quarter) the daemon killed with SIGKILL and started again.
+
+Sampled every `--sample` seconds: the daemon's RSS and USS, open files, threads, every store
+under the state dir (outbox, model store, engine cache, health, snapshots, hard examples) and
+its log, and the broker's retained topics under the device's root. A subscriber with a
+persistent session records every classification's `seq` per camera in arrival order.
+
+Judged (exit 1 when one fails; `--out` gets the figures as JSON):
+- memory: within each daemon's life, after its first `--warmup-s`, RSS grows by at most
+  `--rss-mb-per-million` MB per million classifications (a leak of the kind users report
+  grows by GBs a day: hundreds of MB per million);
+- disk: every store ends no larger than its own bound (outbox_max_mb, snapshots.keep_mb,
+  hard_examples.keep_mb; the model store: what a rollback needs, at most three models per
+  rung), and the state dir grows by at most 10 % + 1 MB from the second quarter to the last;
+- retained topics: none of the removed camera's is left, and their count does not grow;
+- classifications: none lost within a daemon's life, none out of order per camera; duplicates
+  only where a daemon was killed, counted.
+
+    .venv/bin/python benchmarks/longrun.py --hours 2 --out benchmarks/results/longrun-2h.json
+    .venv/bin/python benchmarks/longrun.py --minutes 4 --week-s 20   # the short one in make test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from edgeswin.demo import fixed_camera  # noqa: E402
+from edgeswin.demo.assets import VideoSpec, make_video  # noqa: E402
+from tests.conftest import Broker  # noqa: E402
+from tests.model_variants import reexported  # noqa: E402
+
+PRIMARY = REPO / "models" / "swin-demo-112.onnx"
+SMALL = REPO / "models" / "swin-demo-64.onnx"
+DEVICE = "longrun"
+ROOT = f"edgeswin/{DEVICE}"
+STORES = ("outbox.sqlite3", "models", "engines", "health", "snapshots", "hard", "kernels")
+
+
+class Recorder:
+    """A persistent-session subscriber: classifications as (camera, seq) in arrival order,
+    every other message only counted (a day of payloads would not fit in memory)."""
+
+    def __init__(self, port: int):
+        self.seqs: list[tuple[str, int]] = []
+        self.other = 0
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="longrun-sub",
+                                  clean_session=False)
+        self.client.reconnect_delay_set(0.2, 1)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{ROOT}/#", qos=1)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        parts = msg.topic.split("/")
+        if parts[-1] == "classification" and len(parts) == 4:
+            self.seqs.append((parts[2], json.loads(msg.payload)["seq"]))
+        else:
+            self.other += 1
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def retained(port: int, wait_s: float = 1.5) -> dict[str, int]:
+    """The broker's retained topics under the root now, with their payload sizes."""
+    got: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def on_message(client, userdata, msg):
+        if msg.retain:
+            with lock:
+                got[msg.topic] = len(msg.payload)
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.on_message = on_message
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe([(f"{ROOT}/#", 0),
+                                                            ("homeassistant/#", 0)])
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    time.sleep(wait_s)
+    client.loop_stop()
+    client.disconnect()
+    with lock:
+        return {t: n for t, n in got.items() if n}  # an empty retained payload is a deletion
+
+
+def du(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += (Path(root) / name).stat().st_size
+            except OSError:
+                pass  # rotated away while walking
+    return total
+
+
+def process(pid: int) -> dict:
+    status = {line.split(":")[0]: line.split(":")[1].split()
+              for line in Path(f"/proc/{pid}/status").read_text().splitlines()}
+    rollup = {line.split(":")[0]: line.split(":")[1].split()
+              for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]}
+    uss = sum(int(rollup.get(k, [0])[0]) for k in ("Private_Clean", "Private_Dirty"))
+    return {"rss_mb": int(status["VmRSS"][0]) / 1024, "uss_mb": uss / 1024,
+            "threads": int(status["Threads"][0]), "fds": len(os.listdir(f"/proc/{pid}/fd"))}
+
+
+def sequence_report(seqs: list[tuple[str, int]]) -> dict:
+    """Per camera, over runs of seq (a seq of 1 after a higher one starts a run again: a
+    restart, or a camera added again): lost (seqs never seen below the run's highest), out of
+    order (arrived after a higher one of its run), duplicates (seen twice)."""
+    by_camera: dict[str, list[int]] = {}
+    for camera, seq in seqs:
+        by_camera.setdefault(camera, []).append(seq)
+    out = {}
+    for camera, values in by_camera.items():
+        late = lost = dup = runs = 0
+        top, seen = 0, set()
+        for seq in values + [1]:  # a last 1 closes the last run
+            if seq == 1 and top > 1:
+                lost += top - len(seen)
+                top, seen, runs = 0, set(), runs + 1
+            if seq in seen:
+                dup += 1
+                continue
+            late += seq < top
+            seen.add(seq)
+            top = max(top, seq)
+        out[camera] = {"classifications": len(values), "runs": runs, "lost": lost,
+                       "out_of_order": late, "duplicates": dup}
+    return out
+
+
+class Device:
+    """The daemon, its config and what is done to it."""
+
+    def __init__(self, work: Path, port: int, videos: dict[str, Path]):
+        self.work, self.port, self.videos = work, port, videos
+        self.cfg = work / "cfg"
+        self.state = work / "state"
+        self.model = work / "models" / "current.onnx"
+        self.model.parent.mkdir(parents=True)
+        shutil.copyfile(PRIMARY, self.model)
+        shutil.copyfile(PRIMARY.with_suffix(".json"), self.model.with_suffix(".json"))
+        (self.cfg / "cameras").mkdir(parents=True)
+        (self.cfg / "edgeswin.yaml").write_text(yaml.safe_dump({
+            "device_id": DEVICE, "state_dir": str(self.state), "stats_interval_s": 5,
+            "mqtt": {"host": "127.0.0.1", "port": port, "qos": 1, "keepalive_s": 5},
+            "engines": [{"name": "primary", "model": str(self.model)},
+                        {"name": "small", "model": str(SMALL)}],
+            "rollout": {"min_frames": 40, "watch_s": 10},
+            "canary": {"interval_s": 20},
+            "hard_examples": {"enabled": True, "keep_files": 300, "keep_mb": 20},
+            "snapshots": {"keep_files": 100, "keep_mb": 10, "min_interval_s": 1},
+            "homeassistant": {"enabled": True},
+            "fallback": {"thermal_root": str(work / "no-thermal")}}))
+        for name in ("door", "lobby", "yard"):
+            self.camera(name, {"source": str(videos[name]), "fps": 0, "loop": True,
+                               "realtime": False})
+        self.log = (work / "daemon.log").open("a")
+        self.proc: subprocess.Popen | None = None
+        self.lives: list[dict] = []  # one per daemon process: start, end, how it ended
+
+    def camera(self, name: str, body: dict | None) -> None:
+        path = self.cfg / "cameras" / f"{name}.yaml"
+        if body is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(yaml.safe_dump(body))
+
+    def start(self, now: float) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "edgeswin", "run", "-c",
+                                      str(self.cfg)], stdout=self.log,
+                                     stderr=subprocess.STDOUT, cwd=REPO)
+        self.lives.append({"start": now, "pid": self.proc.pid, "end": None, "how": None})
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def kill(self, now: float) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.lives[-1].update(end=now, how="SIGKILL")
+
+    def stop(self, now: float) -> int:
+        self.proc.terminate()
+        code = self.proc.wait(60)
+        self.lives[-1].update(end=now, how=f"SIGTERM, exit {code}")
+        return code
+
+    def rollback(self) -> str:
+        done = subprocess.run([sys.executable, "-m", "edgeswin", "rollback", "-c", str(self.cfg)],
+                              capture_output=True, text=True, cwd=REPO, timeout=60)
+        return f"rc {done.returncode}: {(done.stdout + done.stderr).strip()[:200]}"
+
+
+class Year:
+    """The week's events, at their fractions of the week."""
+
+    def __init__(self, device: Device, broker: Broker, events: list, t0: float):
+        self.device, self.broker, self.events, self.t0 = device, broker, events, t0
+        self.done: set[tuple[int, str]] = set()
+
+    def say(self, what: str) -> None:
+        self.events.append([round(time.monotonic() - self.t0, 1), what])
+
+    def step(self, week: int, frac: float) -> None:
+        d = self.device
+        plan = [(0.0, "model update", True),
+                (0.2, "reload: rate", True),
+                (0.45, "broker restart", week % 3 == 2),
+                (0.55, "broker paused", week % 5 == 4),
+                (0.6, "rollback by hand", week % 4 == 3),
+                (0.7, "camera added" if week % 2 == 0 else "camera removed", True),
+                (0.8, "daemon SIGKILL", week % 13 == 12)]
+        for at, what, due in plan:
+            if not due or frac < at or (week, what) in self.done:
+                continue
+            self.done.add((week, what))
+            now = time.monotonic() - self.t0
+            if what == "model update":
+                reexported(PRIMARY, d.model, f"swin-demo-112-w{week}")
+                d.signal(signal.SIGHUP)
+            elif what == "reload: rate":
+                d.camera("yard", {"source": str(d.videos["yard"]), "fps": 0 if week % 2 else 8,
+                                  "loop": True, "realtime": False})
+                d.signal(signal.SIGHUP)
+            elif what == "broker restart":
+                self.broker.stop(graceful=True)
+                time.sleep(3)
+                self.broker.start()
+            elif what == "broker paused":
+                os.kill(self.broker.proc.pid, signal.SIGSTOP)
+                time.sleep(5)
+                os.kill(self.broker.proc.pid, signal.SIGCONT)
+            elif what == "rollback by hand":
+                what += ": " + d.rollback()
+            elif what.startswith("camera"):
+                d.camera("extra", {"source": str(d.videos["lobby"]), "fps": 5, "loop": True}
+                         if what == "camera added" else None)
+                d.signal(signal.SIGHUP)
+            elif what == "daemon SIGKILL":
+                d.kill(now)
+                d.start(time.monotonic() - self.t0)
+            self.say(f"week {week}: {what}")
+
+
+def slope_per_million(rows: list[dict], lives: list[dict], warmup_s: float) -> list[dict]:
+    """RSS growth per million classifications within each daemon's life, after warm-up."""
+    out = []
+    for life in lives:
+        end = life["end"] if life["end"] is not None else float("inf")
+        part = [r for r in rows if life["start"] + warmup_s <= r["t"] < end
+                and r["pid"] == life["pid"]]
+        if len(part) < 6 or part[-1]["classified"] - part[0]["classified"] < 2000:
+            continue
+        x = np.array([r["classified"] for r in part], float) / 1e6
+        fit = {k: float(np.polyfit(x, [r[k] for r in part], 1)[0]) for k in ("rss_mb", "uss_mb")}
+        out.append({"pid": life["pid"], "samples": len(part),
+                    "classifications": int(x[-1] * 1e6 - x[0] * 1e6),
+                    "rss_mb": [round(part[0]["rss_mb"], 1), round(part[-1]["rss_mb"], 1)],
+                    "rss_mb_per_million": round(fit["rss_mb"], 2),
+                    "uss_mb_per_million": round(fit["uss_mb"], 2)})
+    return out
+
+
+def judge(report: dict, args) -> list[dict]:
+    claims = []
+
+    def claim(text: str, ok: bool, figures) -> None:
+        claims.append({"claim": text, "ok": bool(ok), "figures": figures})
+
+    slopes = report["memory"]["per_life"]
+    claim(f"memory: RSS grows at most {args.rss_mb_per_million} MB per million classifications "
+          "within a daemon's life", slopes and all(s["rss_mb_per_million"] <=
+                                                   args.rss_mb_per_million for s in slopes),
+          slopes)
+    bounds = report["disk"]["bounds_mb"]
+    last = report["disk"]["last_mb"]
+    over = {k: (last.get(k, 0), b) for k, b in bounds.items() if last.get(k, 0) > b}
+    claim("disk: every store within its bound at the end", not over, {"over": over,
+                                                                       "last_mb": last})
+    q2, q4 = report["disk"]["state_mb_second_quarter"], report["disk"]["state_mb_last_quarter"]
+    claim("disk: the state dir grows at most 10 % + 1 MB from the second quarter to the last",
+          q4 <= q2 * 1.1 + 1, {"second_quarter_mb": q2, "last_quarter_mb": q4})
+    ret = report["retained"]
+    claim("retained: nothing of the removed camera is left", not ret["of_removed_camera"],
+          ret["of_removed_camera"][:10])
+    claim("retained: the count does not grow", ret["last"] <= ret["second_quarter_max"],
+          {k: ret[k] for k in ("second_quarter_max", "last")})
+    seq = report["classifications"]
+    kills = report["daemon_kills"]
+    lost = {c: s["lost"] for c, s in seq.items() if s["lost"]}
+    claim("classifications: none lost", not lost, lost)
+    late = {c: s["out_of_order"] for c, s in seq.items() if s["out_of_order"]}
+    claim("classifications: none out of order per camera", not late, late)
+    dup = sum(s["duplicates"] for s in seq.values())
+    claim("classifications: duplicates only where a daemon was killed", dup == 0 or kills > 0,
+          {"duplicates": dup, "daemon_kills": kills})
+    claim("classifications: every camera classified", seq and all(
+        s["classifications"] > 0 for s in seq.values()), {c: s["classifications"]
+                                                          for c, s in seq.items()})
+    claim("the last daemon stopped with exit 0", report["exit_code"] == 0, report["exit_code"])
+    return claims
+
+
+def videos_in(work: Path) -> dict[str, Path]:
+    out = {"door": work / "door.mp4", "lobby": work / "lobby.mp4", "yard": work / "yard.mp4"}
+    fixed_camera.make(out["door"], 30, fps=10, events={"covered": (10, 18)})
+    make_video(out["lobby"], VideoSpec(seconds=10, fps=15, width=1280, height=720, seed=8))
+    make_video(out["yard"], VideoSpec(seconds=10, fps=15, width=320, height=240, seed=9))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hours", type=float, default=0)
+    ap.add_argument("--minutes", type=float, default=0)
+    ap.add_argument("--week-s", type=float, default=120.0, help="seconds per week")
+    ap.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
+    ap.add_argument("--warmup-s", type=float, default=120.0, help="of each daemon's life")
+    ap.add_argument("--rss-mb-per-million", type=float, default=20.0)
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--keep", type=Path, help="copy the daemon log here")
+    args = ap.parse_args()
+    seconds = args.hours * 3600 + args.minutes * 60 or 3600.0
+    work = Path(tempfile.mkdtemp(prefix="edgeswin-longrun-"))
+    broker = Broker(work, persistent=True)
+    broker.start()
+    device = Device(work, broker.port, videos_in(work))
+    recorder = Recorder(broker.port)
+    rows: list[dict] = []
+    retained_rows: list[dict] = []
+    events: list = []
+    t0 = time.monotonic()
+    device.start(0.0)
+    year = Year(device, broker, events, t0)
+    code = None
+    try:
+        while (now := time.monotonic() - t0) < seconds:
+            week, frac = int(now // args.week_s), (now % args.week_s) / args.week_s
+            year.step(week, frac)
+            if device.proc.poll() is not None:
+                raise RuntimeError(f"the daemon exited with {device.proc.returncode}")
+            try:
+                memory = process(device.proc.pid)
+            except OSError:  # between fork and exec (a restart this moment): the next sample
+                time.sleep(1)
+                continue
+            sizes = {name: round(du(device.state / name) / 1e6, 3) for name in STORES}
+            rows.append({"t": round(now, 1), "week": week, "pid": device.proc.pid,
+                         "classified": len(recorder.seqs), **memory,
+                         **{f"{k}_mb": v for k, v in sizes.items()},
+                         "state_mb": round(du(device.state) / 1e6, 3),
+                         "log_mb": round(du(work / "daemon.log") / 1e6, 3)})
+            if len(rows) % 6 == 1:
+                topics = retained(broker.port)
+                retained_rows.append({"t": round(now, 1), "count": len(topics),
+                                      "bytes": sum(topics.values())})
+            print(json.dumps(rows[-1]), flush=True)
+            time.sleep(args.sample)
+        if (device.cfg / "cameras" / "extra.yaml").exists():  # end with it removed
+            device.camera("extra", None)
+            device.signal(signal.SIGHUP)
+            year.say("end: camera removed")
+            time.sleep(5)
+        code = device.stop(time.monotonic() - t0)
+    finally:
+        if device.proc.poll() is None:
+            device.proc.kill()
+        time.sleep(2)  # the subscriber's last messages
+        final_retained = retained(broker.port)
+        recorder.close()
+        broker.stop(graceful=True)
+        if args.keep:
+            args.keep.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(work / "daemon.log", args.keep)
+    quarter = max(len(rows) // 4, 1)
+    second, last = rows[quarter:2 * quarter] or rows, rows[-quarter:]
+    rq = max(len(retained_rows) // 4, 1)
+    report = {
+        "seconds": round(seconds), "week_s": args.week_s, "weeks": int(seconds // args.week_s),
+        "samples": len(rows), "events": events, "daemon_kills": sum(
+            life["how"] == "SIGKILL" for life in device.lives),
+        "lives": device.lives, "exit_code": code,
+        "memory": {"per_life": slope_per_million(rows, device.lives, args.warmup_s),
+                   "rss_mb_first_last": [rows[0]["rss_mb"], rows[-1]["rss_mb"]] if rows else [],
+                   "threads_max": max(r["threads"] for r in rows),
+                   "fds_max": max(r["fds"] for r in rows)},
+        "disk": {"last_mb": {k: rows[-1][f"{k}_mb"] for k in STORES},
+                 "max_mb": {k: max(r[f"{k}_mb"] for r in rows) for k in STORES},
+                 "bounds_mb": {"outbox.sqlite3": 64, "snapshots": 10, "hard": 20,
+                               "models": 3 * 2 * 2 * PRIMARY.stat().st_size / 1e6},
+                 "state_mb_second_quarter": float(np.median([r["state_mb"] for r in second])),
+                 "state_mb_last_quarter": float(np.median([r["state_mb"] for r in last])),
+                 "log_mb_last": rows[-1]["log_mb"]},
+        "retained": {"second_quarter_max": max(r["count"] for r in
+                                               retained_rows[rq:2 * rq] or retained_rows),
+                     "last": len(final_retained),
+                     "of_removed_camera": sorted(t for t in final_retained if "extra" in t)},
+        "classifications": sequence_report(recorder.seqs),
+        "other_messages": recorder.other,
+    }
+    report["claims"] = judge(report, args)
+    text = json.dumps(report, indent=1)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    for c in report["claims"]:
+        print(f"{'ok    ' if c['ok'] else 'BROKEN'} {c['claim']}: {json.dumps(c['figures'])[:300]}")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0 if all(c["ok"] for c in report["claims"]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
