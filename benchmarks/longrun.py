@@ -13,7 +13,8 @@ is compressed into weeks of `--week-s` seconds; each week brings what a week bri
   (odd weeks);
 - every 3rd week the broker restarted (SIGTERM, as `systemctl restart mosquitto`), and every
   5th week the broker paused (SIGSTOP) for 5 s, as a network that stops answering;
-- every 13th week (a quarter) the daemon killed with SIGKILL and started again.
+- every 13th week (a quarter; `--kill-every-weeks`) the daemon killed with SIGKILL and started
+  again.
 
 Sampled every `--sample` seconds: the daemon's RSS and USS, open files, threads, every store
 under the state dir (outbox, model store, engine cache, health, snapshots, hard examples) and
@@ -29,10 +30,16 @@ Judged (exit 1 when one fails; `--out` gets the figures as JSON):
   rung), and the state dir grows by at most 10 % + 1 MB from the second quarter to the last;
 - retained topics: none of the removed camera's is left, and their count does not grow;
 - classifications: none lost within a daemon's life, none out of order per camera; duplicates
-  only where a daemon was killed, counted.
+  only within 30 s after a broker restart or pause or a daemon kill (QoS 1 is at least once),
+  counted. (A killed daemon's classifications not yet stored in its outbox are a tail no
+  subscriber can see missing: the sender's queue, a few at most.)
+
+Memory is judged only on a life of at least `--judge-memory-after` classifications (200,000):
+a short run sees each week's new model loaded, not a trend. Not done here: fleet pushes, review
+decisions, tracemalloc's view of the heap, GPU memory (no GPU).
 
     .venv/bin/python benchmarks/longrun.py --hours 2 --out benchmarks/results/longrun-2h.json
-    .venv/bin/python benchmarks/longrun.py --minutes 4 --week-s 20   # the short one in make test
+    .venv/bin/python benchmarks/longrun.py --minutes 2.5 --week-s 15 --kill-every-weeks 6  # make test
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ PRIMARY = REPO / "models" / "swin-demo-112.onnx"
 SMALL = REPO / "models" / "swin-demo-64.onnx"
 DEVICE = "longrun"
 ROOT = f"edgeswin/{DEVICE}"
+DUPLICATE_WINDOW_S = 30.0
 STORES = ("outbox.sqlite3", "models", "engines", "health", "snapshots", "hard", "kernels")
 
 
@@ -73,7 +81,7 @@ class Recorder:
     every other message only counted (a day of payloads would not fit in memory)."""
 
     def __init__(self, port: int):
-        self.seqs: list[tuple[str, int]] = []
+        self.seqs: list[tuple[str, int, float]] = []  # camera, seq, arrival (monotonic)
         self.other = 0
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="longrun-sub",
                                   clean_session=False)
@@ -86,7 +94,7 @@ class Recorder:
     def _on_message(self, client, userdata, msg) -> None:
         parts = msg.topic.split("/")
         if parts[-1] == "classification" and len(parts) == 4:
-            self.seqs.append((parts[2], json.loads(msg.payload)["seq"]))
+            self.seqs.append((parts[2], json.loads(msg.payload)["seq"], time.monotonic()))
         else:
             self.other += 1
 
@@ -141,29 +149,31 @@ def process(pid: int) -> dict:
             "threads": int(status["Threads"][0]), "fds": len(os.listdir(f"/proc/{pid}/fd"))}
 
 
-def sequence_report(seqs: list[tuple[str, int]]) -> dict:
+def sequence_report(seqs: list[tuple[str, int, float]], t0: float = 0.0) -> dict:
     """Per camera, over runs of seq (a seq of 1 after a higher one starts a run again: a
     restart, or a camera added again): lost (seqs never seen below the run's highest), out of
-    order (arrived after a higher one of its run), duplicates (seen twice)."""
-    by_camera: dict[str, list[int]] = {}
-    for camera, seq in seqs:
-        by_camera.setdefault(camera, []).append(seq)
+    order (arrived after a higher one of its run), duplicates (seen twice) with the run
+    seconds at which each arrived."""
+    by_camera: dict[str, list[tuple[int, float]]] = {}
+    for camera, seq, at in seqs:
+        by_camera.setdefault(camera, []).append((seq, at - t0))
     out = {}
     for camera, values in by_camera.items():
-        late = lost = dup = runs = 0
+        late = lost = runs = 0
+        dup_at: list[float] = []
         top, seen = 0, set()
-        for seq in values + [1]:  # a last 1 closes the last run
+        for seq, at in values + [(1, 0.0)]:  # a last 1 closes the last run
             if seq == 1 and top > 1:
                 lost += top - len(seen)
                 top, seen, runs = 0, set(), runs + 1
             if seq in seen:
-                dup += 1
+                dup_at.append(round(at, 1))
                 continue
             late += seq < top
             seen.add(seq)
             top = max(top, seq)
         out[camera] = {"classifications": len(values), "runs": runs, "lost": lost,
-                       "out_of_order": late, "duplicates": dup}
+                       "out_of_order": late, "duplicates": len(dup_at), "duplicates_at": dup_at}
     return out
 
 
@@ -233,52 +243,63 @@ class Device:
 class Year:
     """The week's events, at their fractions of the week."""
 
-    def __init__(self, device: Device, broker: Broker, events: list, t0: float):
+    def __init__(self, device: Device, broker: Broker, events: list, t0: float,
+                 kill_every: int):
         self.device, self.broker, self.events, self.t0 = device, broker, events, t0
+        self.kill_every = kill_every
         self.done: set[tuple[int, str]] = set()
+        self.week = 0  # every event of the weeks before this one is done
 
     def say(self, what: str) -> None:
         self.events.append([round(time.monotonic() - self.t0, 1), what])
 
-    def step(self, week: int, frac: float) -> None:
-        d = self.device
-        plan = [(0.0, "model update", True),
-                (0.2, "reload: rate", True),
-                (0.45, "broker restart", week % 3 == 2),
-                (0.55, "broker paused", week % 5 == 4),
-                (0.6, "rollback by hand", week % 4 == 3),
-                (0.7, "camera added" if week % 2 == 0 else "camera removed", True),
-                (0.8, "daemon SIGKILL", week % 13 == 12)]
-        for at, what, due in plan:
-            if not due or frac < at or (week, what) in self.done:
-                continue
-            self.done.add((week, what))
-            now = time.monotonic() - self.t0
-            if what == "model update":
-                reexported(PRIMARY, d.model, f"swin-demo-112-w{week}")
-                d.signal(signal.SIGHUP)
-            elif what == "reload: rate":
-                d.camera("yard", {"source": str(d.videos["yard"]), "fps": 0 if week % 2 else 8,
-                                  "loop": True, "realtime": False})
-                d.signal(signal.SIGHUP)
-            elif what == "broker restart":
-                self.broker.stop(graceful=True)
-                time.sleep(3)
-                self.broker.start()
-            elif what == "broker paused":
-                os.kill(self.broker.proc.pid, signal.SIGSTOP)
-                time.sleep(5)
-                os.kill(self.broker.proc.pid, signal.SIGCONT)
-            elif what == "rollback by hand":
-                what += ": " + d.rollback()
-            elif what.startswith("camera"):
-                d.camera("extra", {"source": str(d.videos["lobby"]), "fps": 5, "loop": True}
-                         if what == "camera added" else None)
-                d.signal(signal.SIGHUP)
-            elif what == "daemon SIGKILL":
-                d.kill(now)
-                d.start(time.monotonic() - self.t0)
-            self.say(f"week {week}: {what}")
+    def plan(self, week: int) -> list[tuple[float, str]]:
+        return [(at, what) for at, what, due in [
+            (0.0, "model update", True),
+            (0.2, "reload: rate", True),
+            (0.45, "broker restart", week % 3 == 2),
+            (0.55, "broker paused", week % 5 == 4),
+            (0.6, "rollback by hand", week % 4 == 3),
+            (0.7, "camera added" if week % 2 == 0 else "camera removed", True),
+            (0.8, "daemon SIGKILL", week % self.kill_every == self.kill_every - 1)] if due]
+
+    def step(self, now: float, week_s: float) -> None:
+        """Every event whose moment has come, in order (none skipped when one ran long)."""
+        for week in range(self.week, int(now // week_s) + 1):
+            for at, what in self.plan(week):
+                if (week, what) not in self.done and (week + at) * week_s <= now:
+                    self.done.add((week, what))
+                    self.do(week, what)
+            if (week + 1) * week_s <= now:
+                self.week = week + 1
+
+    def do(self, week: int, what: str) -> None:
+        d, now = self.device, time.monotonic() - self.t0
+        if what == "model update":
+            reexported(PRIMARY, d.model, f"swin-demo-112-w{week}")
+            d.signal(signal.SIGHUP)
+        elif what == "reload: rate":
+            d.camera("yard", {"source": str(d.videos["yard"]), "fps": 0 if week % 2 else 8,
+                              "loop": True, "realtime": False})
+            d.signal(signal.SIGHUP)
+        elif what == "broker restart":
+            self.broker.stop(graceful=True)
+            time.sleep(3)
+            self.broker.start()
+        elif what == "broker paused":
+            os.kill(self.broker.proc.pid, signal.SIGSTOP)
+            time.sleep(5)
+            os.kill(self.broker.proc.pid, signal.SIGCONT)
+        elif what == "rollback by hand":
+            what += ": " + d.rollback()
+        elif what.startswith("camera"):
+            d.camera("extra", {"source": str(d.videos["lobby"]), "fps": 5, "loop": True}
+                     if what == "camera added" else None)
+            d.signal(signal.SIGHUP)
+        elif what == "daemon SIGKILL":
+            d.kill(now)
+            d.start(time.monotonic() - self.t0)
+        self.say(f"week {week}: {what}")
 
 
 def slope_per_million(rows: list[dict], lives: list[dict], warmup_s: float) -> list[dict]:
@@ -306,11 +327,14 @@ def judge(report: dict, args) -> list[dict]:
     def claim(text: str, ok: bool, figures) -> None:
         claims.append({"claim": text, "ok": bool(ok), "figures": figures})
 
-    slopes = report["memory"]["per_life"]
-    claim(f"memory: RSS grows at most {args.rss_mb_per_million} MB per million classifications "
-          "within a daemon's life", slopes and all(s["rss_mb_per_million"] <=
-                                                   args.rss_mb_per_million for s in slopes),
-          slopes)
+    # Memory is judged only on lives long enough for a slope to mean something: a short
+    # run sees each week's new model loaded, not a trend.
+    slopes = [s for s in report["memory"]["per_life"]
+              if s["classifications"] >= args.judge_memory_after]
+    if slopes:
+        claim(f"memory: RSS grows at most {args.rss_mb_per_million} MB per million "
+              "classifications within a daemon's life", all(
+                  s["rss_mb_per_million"] <= args.rss_mb_per_million for s in slopes), slopes)
     bounds = report["disk"]["bounds_mb"]
     last = report["disk"]["last_mb"]
     over = {k: (last.get(k, 0), b) for k, b in bounds.items() if last.get(k, 0) > b}
@@ -330,9 +354,15 @@ def judge(report: dict, args) -> list[dict]:
     claim("classifications: none lost", not lost, lost)
     late = {c: s["out_of_order"] for c, s in seq.items() if s["out_of_order"]}
     claim("classifications: none out of order per camera", not late, late)
-    dup = sum(s["duplicates"] for s in seq.values())
-    claim("classifications: duplicates only where a daemon was killed", dup == 0 or kills > 0,
-          {"duplicates": dup, "daemon_kills": kills})
+    # QoS 1 is at least once: a resend after a broker restart or pause, or from the outbox
+    # of a killed daemon, may deliver twice. Anywhere else a duplicate is a fault.
+    faults = [at for at, what in report["events"] if any(
+        k in what for k in ("broker restart", "broker paused", "daemon SIGKILL"))]
+    dups = [at for s in seq.values() for at in s["duplicates_at"]]
+    stray = [at for at in dups if not any(0 <= at - f <= DUPLICATE_WINDOW_S for f in faults)]
+    claim(f"classifications: duplicates only within {DUPLICATE_WINDOW_S:g} s after a broker "
+          "restart or pause or a daemon kill", not stray,
+          {"duplicates": len(dups), "stray_at_s": stray[:10], "daemon_kills": kills})
     claim("classifications: every camera classified", seq and all(
         s["classifications"] > 0 for s in seq.values()), {c: s["classifications"]
                                                           for c, s in seq.items()})
@@ -356,6 +386,9 @@ def main() -> int:
     ap.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
     ap.add_argument("--warmup-s", type=float, default=120.0, help="of each daemon's life")
     ap.add_argument("--rss-mb-per-million", type=float, default=20.0)
+    ap.add_argument("--judge-memory-after", type=int, default=200_000,
+                    help="classifications a daemon's life needs for its memory to be judged")
+    ap.add_argument("--kill-every-weeks", type=int, default=13, help="SIGKILL the daemon")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--keep", type=Path, help="copy the daemon log here")
     args = ap.parse_args()
@@ -370,12 +403,17 @@ def main() -> int:
     events: list = []
     t0 = time.monotonic()
     device.start(0.0)
-    year = Year(device, broker, events, t0)
+    year = Year(device, broker, events, t0, args.kill_every_weeks)
     code = None
+    next_sample = 0.0
     try:
         while (now := time.monotonic() - t0) < seconds:
-            week, frac = int(now // args.week_s), (now % args.week_s) / args.week_s
-            year.step(week, frac)
+            year.step(now, args.week_s)
+            if now < next_sample:
+                time.sleep(0.25)
+                continue
+            next_sample = now + args.sample
+            week = int(now // args.week_s)
             if device.proc.poll() is not None:
                 raise RuntimeError(f"the daemon exited with {device.proc.returncode}")
             try:
@@ -394,7 +432,6 @@ def main() -> int:
                 retained_rows.append({"t": round(now, 1), "count": len(topics),
                                       "bytes": sum(topics.values())})
             print(json.dumps(rows[-1]), flush=True)
-            time.sleep(args.sample)
         if (device.cfg / "cameras" / "extra.yaml").exists():  # end with it removed
             device.camera("extra", None)
             device.signal(signal.SIGHUP)
@@ -434,7 +471,7 @@ def main() -> int:
                                                retained_rows[rq:2 * rq] or retained_rows),
                      "last": len(final_retained),
                      "of_removed_camera": sorted(t for t in final_retained if "extra" in t)},
-        "classifications": sequence_report(recorder.seqs),
+        "classifications": sequence_report(recorder.seqs, t0),
         "other_messages": recorder.other,
     }
     report["claims"] = judge(report, args)

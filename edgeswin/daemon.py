@@ -382,7 +382,7 @@ class Daemon:
         self.serving.policy.set_limit("fps", self.config.device.fallback.fps_steps
                               if fps_adjustable(cameras) else 0)
         self._announce()
-        self.lineup.clear_removed(plan.removed)
+        self.lineup.clear_removed(plan)
         self.notifier.ready(self._status())
         return plan.restart
 

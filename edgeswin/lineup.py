@@ -94,12 +94,20 @@ class Lineup:
             cameras.append(cam)
         return cameras
 
-    def clear_removed(self, names: list[str]) -> None:
-        """The retained health of cameras a reload removed: it says nothing of them any more.
-        Called after Home Assistant was told the cameras are gone, so that no entity of theirs
-        is left to read an empty payload as JSON."""
-        for name in names:
-            for topic in (f"{self.root}/{name}/health", f"{self.root}/{name}/health/snapshot"):
+    def clear_removed(self, plan: ReloadPlan) -> None:
+        """Every retained topic of the cameras a reload removed (availability, state, snapshot,
+        health; their regions' too), emptied: a device that adds and removes cameras over a
+        year must not leave the broker a growing heap of them. Called after Home Assistant
+        was told the cameras are gone, so that no entity of theirs is left to read an empty
+        payload as JSON; live subscribers saw `offline` first (`change`)."""
+        gone = [c for c in plan.stop if c.name in plan.removed]
+        for cam in gone:
+            units = [f"{self.root}/{cam.name}"] + [f"{self.root}/{cam.name}/{r.name}"
+                                                    for r in cam.regions if r.name is not None]
+            topics = [f"{unit}/{leaf}" for unit in units for leaf in ("state", "snapshot")]
+            topics += [f"{self.root}/{cam.name}/{leaf}" for leaf in
+                       ("health", "health/snapshot", "availability")]
+            for topic in topics:
                 self.publisher.publish(Message(topic, b"", 1, True))
 
     def release_retired(self) -> None:

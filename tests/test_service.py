@@ -82,14 +82,16 @@ def test_ready_watchdog_reload_and_stopping(tmp_path, broker, subscriber, videos
     log = daemon.log()
     assert f"reload rejected: {cfg / 'cameras' / 'broken.yaml'}:2:" in log, log
 
-    # Removing a camera takes it offline (retained) and leaves the others running.
+    # Removing a camera takes it offline, then clears what the broker retained of it, and
+    # leaves the others running.
     (cfg / "cameras" / "broken.yaml").unlink()
     (cfg / "cameras" / "south.yaml").unlink()
     t2 = time.monotonic()
     daemon.proc.send_signal(signal.SIGHUP)
     notify.wait("READY", "1", after=notify.wait("RELOADING", "1", after=t2)[0])
     assert subscriber.wait_for(
-        lambda: subscriber.on(f"{ROOT}/south/availability")[-1:] == [b"offline"], 10)
+        lambda: subscriber.on(f"{ROOT}/south/availability")[-2:] == [b"offline", b""], 10)
+    assert subscriber.wait_for(lambda: subscriber.on(f"{ROOT}/south/state")[-1:] == [b""], 10)
     count = len(subscriber.on(north))
     assert subscriber.wait_for(lambda: len(subscriber.on(north)) >= count + 3, 10)
 

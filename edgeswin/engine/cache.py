@@ -76,6 +76,19 @@ class EngineCache:
         thread.start()
         return report
 
+    def prune(self, keep: set[Path]) -> list[Path]:
+        """Delete plans (and their sidecars) other than `keep`: those of models no rung serves
+        or could roll back to any more, and those another TensorRT release built. A model
+        updated weekly would otherwise leave a plan a week, tens of MB each, for good. Returns
+        what was deleted; the timing caches stay."""
+        gone = []
+        for plan in self.dir.glob("*.engine") if self.dir.is_dir() else ():
+            if plan not in keep:
+                plan.unlink(missing_ok=True)
+                plan.with_suffix(".json").unlink(missing_ok=True)
+                gone.append(plan)
+        return gone
+
     def stop(self, timeout: float) -> bool:
         """Cancel running builds and wait up to `timeout` s for their threads; False if one is
         still running (TensorRT 8.6 cannot be interrupted mid-build)."""

@@ -260,6 +260,17 @@ class EngineLadder:
 
         threading.Thread(target=open_it, name=f"open-{model.stem}", daemon=True).start()
 
+    def prune_plans(self, models: dict[str, list[Path]]) -> None:
+        """Keep only the built plans of `models` (rung name -> the ONNX files it serves or
+        may roll back to) for this TensorRT release; nothing to do without TensorRT rungs."""
+        keep = {self.cache.plan_path(model, spec.precision, spec.dla_core)
+                for spec in self.specs if spec.backend == "tensorrt"
+                for model in models.get(spec.name, []) if model.suffix == ".onnx"}
+        if keep:
+            for plan in self.cache.prune(keep):
+                log.info("engine plan %s deleted: no rung serves or rolls back to its model",
+                         plan.name)
+
     def stop_builds(self) -> None:
         """Cancel running builds and wait for them to reach their next step (at exit); each
         one's report then says `cancelled`."""

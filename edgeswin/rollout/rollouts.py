@@ -4,10 +4,10 @@ promotion and rolled back automatically or by hand (`edgeswin rollback`).
 
 The loop calls `offer()` after each classification, `shadow_idle()` when nothing is due (spare
 time), `step()` between frames and `engine_failed()` when an engine raised or answered its
-canary wrong. Each returns or performs nothing the loop must know about except which rungs got
-another engine: the loop
-then points the cameras at it (`Serving.rungs_replaced`). The rules themselves are in
-`gate`, the comparisons in `shadow`; what served before is in `store`. One rollout at a time; others queue.
+canary wrong. Each returns nothing the loop must know about except which rungs got another
+engine: the loop then points the cameras at it (`Serving.rungs_replaced`). The rules are in
+`gate`, the comparisons in `shadow`; what served before is in `store`, whose copies and built
+plans no rung needs any more are deleted after each rollout. One at a time; others queue.
 """
 
 from __future__ import annotations
@@ -71,7 +71,6 @@ class ModelRollouts:
         self._offers = 0
         self._closed = False
 
-    # --- start and reload -------------------------------------------------------------
     def startup(self, specs: list[EngineRung]) -> list[EngineRung]:
         """The specs to load now (`ServedModels.startup`); a rung whose new file waits for
         its gate gets a rollout."""
@@ -123,7 +122,6 @@ class ModelRollouts:
                         + (f" and watched for {max(running.watch_until - time.monotonic(), 0):.0f}"
                            " s more" if running.state == "promoted" else ""))
 
-    # --- the candidate's engine --------------------------------------------------------
     def _next(self) -> None:
         if self.active is not None or not self.queue or self._closed:
             return
@@ -194,7 +192,6 @@ class ModelRollouts:
                     f"{self.cfg.min_frames})")
         return []
 
-    # --- shadow and watch: both models on the same frames ----------------------------
     def offer(self, image) -> list[int]:
         """After a live classification: keep its image as the next sample to compare on; with
         no spare time for a while, compare every `shadow_every`-th one now."""
@@ -257,7 +254,6 @@ class ModelRollouts:
         why = watch_verdict(ro.watch, self.cfg, self._latency_budget_ms)
         return self._roll_back(ro, why) if why else []
 
-    # --- promotion, watch, rollback ------------------------------------------------------
     def _promote(self, ro: Rollout, reason: str) -> list[int]:
         previous = self.ladder.rungs[ro.rung]
         self.ladder.rungs[ro.rung] = ro.engine
@@ -370,7 +366,6 @@ class ModelRollouts:
         self._finish(ro, "rolled_back", why)
         return [ro.rung]
 
-    # --- reporting -----------------------------------------------------------------------
     def _enter(self, ro: Rollout, state: str, reason: str) -> None:
         ro.state, ro.reason = state, reason
         self.events[state] = self.events.get(state, 0) + 1
@@ -392,6 +387,8 @@ class ModelRollouts:
             self.active = None
             self._sample = None
             self.store.prune({r.candidate.sha256 for r in self.queue})
+            self.ladder.prune_plans(self.store.models_kept(
+                self.ladder.specs, [(r.spec.name, r.candidate) for r in self.queue]))
         self._next()
 
     def payload(self, ro: Rollout) -> dict:

@@ -139,6 +139,18 @@ class ModelStore:
                 return str(item.get("reason", "refused"))
         return None
 
+    def models_kept(self, specs: list, waiting: list[tuple[str, StoredModel]]
+                    ) -> dict[str, list[Path]]:
+        """Per rung name: its configured file, the stored models it serves or may roll back
+        to, and the candidates `waiting` for it (engine plans worth keeping are theirs)."""
+        kept: dict[str, list[Path]] = {}
+        for spec in specs:
+            entry = self.record.get(spec.name, {})
+            stored = [self.stored(entry.get(key)) for key in ("current", "previous")]
+            kept[spec.name] = [Path(spec.model)] + [m.path for m in stored if m] + [
+                Path(model.path) for name, model in waiting if name == spec.name]
+        return kept
+
     def prune(self, keep: set[str] = frozenset()) -> None:
         """Delete stored copies no rung serves or could roll back to."""
         wanted = set(keep)
