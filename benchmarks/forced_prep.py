@@ -1,7 +1,7 @@
 """`python benchmarks/forced_prep.py WAY run -c DIR`: the daemon with every GPU rung's frames
 prepared one way only (WAY = gpu: the kernel for every frame it fits; cpu: never the kernel),
 so that the per-size choice can be compared with both ways on the same machine. A benchmark
-tool only: the daemon itself chooses per frame size (`preprocess_cuda.ChoosePerSize`)."""
+tool only: the daemon itself chooses per frame size (`choose_way.ChoosePerSize`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edgeswin import cli  # noqa: E402
-from edgeswin.prepare import preprocess_cuda  # noqa: E402
+from edgeswin.prepare import choose_way  # noqa: E402
 from edgeswin.prepare.preprocess import to_bgr  # noqa: E402
 
 
@@ -30,5 +30,5 @@ if __name__ == "__main__":
     way = sys.argv.pop(1)
     if way not in ("gpu", "cpu"):
         raise SystemExit("usage: forced_prep.py gpu|cpu run -c DIR")
-    preprocess_cuda.ChoosePerSize.__call__ = forced(way)
+    choose_way.ChoosePerSize.__call__ = forced(way)
     sys.exit(cli.main(sys.argv[1:]))

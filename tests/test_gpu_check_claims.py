@@ -32,6 +32,11 @@ def test_each_choice_claim_fails_when_what_it_states_does_not_hold():
         "cpu": [_run(20), _run(20.2)], "gpu": [_run(30), _run(30.1)],
         "chosen": [_run(30), _run(29.9)]}}
     assert all(_verdicts(check.judge_choice(good)).values()), check.judge_choice(good)
+    costs = {**good, "runs": {**good["runs"], "chosen": [
+        _run(30, chosen=("1920x1080 frames preprocessed on the GPU (GPU 1.1 ms, CPU 3.0 ms)",)),
+        _run(30, chosen=("1920x1080 frames preprocessed on the GPU (GPU 1.3 ms, CPU 2.7 ms)",))]}}
+    assert _verdicts(check.judge_choice(costs))["every repeat logged the same choice"], \
+        "the same way with other measured costs is the same choice"
 
     # Two identical runs that logged different choices: broken, even though the ways cost
     # the same (the old judge let that pass as noise).

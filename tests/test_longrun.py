@@ -30,7 +30,7 @@ def _report(seqs, events=(), last_mb=None, removed=()):
         "events": [list(e) for e in events], "daemon_kills": 0, "exit_code": 0,
         "memory": {"per_life": []},
         "disk": {"bounds_mb": {"snapshots": 10}, "last_mb": last_mb or {"snapshots": 1},
-                 "state_mb_second_quarter": 10, "state_mb_last_quarter": 10.5},
+                 "state_mb_first_half_max": 10, "state_mb_last_quarter": 10.5},
         "retained": {"second_quarter_max": 40, "last": 38, "of_removed_camera": list(removed)},
         "classifications": lr.sequence_report(seqs)}
 
