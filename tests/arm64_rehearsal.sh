@@ -5,7 +5,8 @@
 # a user would on a Jetson: systemd/install.sh, `edgeswin check`, `edgeswin probe --selftest`,
 # then the daemon as the `edgeswin` user on the installed config (the bundled clip camera),
 # publishing to a broker that this script starts on the host. The host checks that the
-# classifications arrived and agree with the clip's ground truth. Under emulation an inference
+# classifications arrived and agree with the clip's ground truth, and that `edgeswin watch
+# --web`, run from the installed package, serves the device's camera. Under emulation an inference
 # takes about two seconds: this checks correctness, never speed.
 #
 # Needs root and: qemu-user-static binfmt-support debootstrap (apt). Debian's Python is 3.11,
@@ -91,6 +92,7 @@ git -C "$repo" ls-files -z --cached --others --exclude-standard |
 mounted=()
 cleanup() {
   [ -n "${daemon:-}" ] && kill "$daemon" 2>/dev/null
+  [ -n "${board:-}" ] && kill "$board" 2>/dev/null
   [ -n "${broker:-}" ] && kill "$broker" 2>/dev/null
   for m in "${mounted[@]}"; do umount -l "$m" 2>/dev/null || true; done
 }
@@ -170,6 +172,37 @@ print(f"{len(got)} classifications on arm64; agreement with the clip's ground tr
 # Emulated inference is slow enough that the ladder steps down to the small rung: a lower bar.
 sys.exit(0 if len(got) >= 20 and agreement is not None and agreement >= 0.8 else 1)
 PY
+step "edgeswin watch --web on arm64: the board serves the running device"
+webport=$("$python" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+chroot "$root" /usr/bin/env -i QEMU_CPU="$QEMU_CPU" PATH=/usr/bin:/bin LANG=C.UTF-8 \
+  /opt/edgeswin/venv/bin/edgeswin watch --web --port "$port" --web-port "$webport" \
+  > /tmp/arm64-board.log 2>&1 &
+board=$!
+"$python" - "$webport" <<'PY'
+import json, sys, time, urllib.request
+
+base = f"http://127.0.0.1:{sys.argv[1]}/"
+deadline, seen = time.monotonic() + 300, None
+while time.monotonic() < deadline:
+    try:
+        with urllib.request.urlopen(base + "api/board", timeout=10) as answer:
+            seen = json.loads(answer.read())
+        if any(c["name"] == "demo-clip" and c["units"] for d in seen["devices"]
+               for c in d["cameras"]):
+            break
+    except OSError:
+        pass
+    time.sleep(2)
+page = urllib.request.urlopen(base, timeout=10).read().decode()
+assert "uPlot.iife.min.js" in page and "board.js" in page, page[:300]
+print("board on arm64:", [(d["root"], d["status"], [c["name"] for c in d["cameras"]])
+                          for d in (seen or {}).get("devices", [])])
+sys.exit(0 if seen and any(c["name"] == "demo-clip" and c["units"] for d in seen["devices"]
+                           for c in d["cameras"]) else 1)
+PY
+kill -TERM "$board"
+wait "$board" || { cat /tmp/arm64-board.log >&2; echo "the board did not stop cleanly" >&2; exit 1; }
+board=""
 kill -TERM "$daemon"
 wait "$daemon" || { tail -n 30 /tmp/arm64-daemon.log >&2; echo "the daemon did not stop cleanly" >&2; exit 1; }
 daemon=""

@@ -38,8 +38,10 @@ def _same(given: str | None, expected: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def guard(app: Flask, token: str | None, loopback_only: bool, csrf: str) -> None:
-    """Every request's checks, the headers of every answer, and errors as JSON."""
+def guard(app: Flask, token: str | None, loopback_only: bool, csrf: str,
+          command: str = "edgeswin review") -> None:
+    """Every request's checks, the headers of every answer, and errors as JSON (`command`:
+    what printed the token, for the message when it is missing)."""
 
     @app.before_request
     def guard():
@@ -58,7 +60,7 @@ def guard(app: Flask, token: str | None, loopback_only: bool, csrf: str) -> None
                 return response
             bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
             if not (_same(request.cookies.get(COOKIE), token) or _same(bearer, token)):
-                abort(401, "this page needs the token `edgeswin review` printed: open the "
+                abort(401, f"this page needs the token `{command}` printed: open the "
                       "address it printed, with ?token=")
         if request.method == "POST":
             origin = request.headers.get("Origin")
