@@ -22,9 +22,10 @@ its log, and the broker's retained topics under the device's root. A subscriber 
 persistent session records every classification's `seq` per camera in arrival order.
 
 Judged (exit 1 when one fails; `--out` gets the figures as JSON):
-- memory: within each daemon's life, after its first `--warmup-s`, RSS grows by at most
-  `--rss-mb-per-million` MB per million classifications (a leak of the kind users report
-  grows by GBs a day: hundreds of MB per million);
+- memory: within each daemon's life, after its first `--warmup-s`, the median RSS of its last
+  third of weeks is at most 5 % (or 16 MB) above that of its first third (weekly medians:
+  each week loads a new model; a leak of the kind users report, GBs a day, is hundreds of MB
+  an hour here); the slope per million classifications is reported;
 - disk: every store ends no larger than its own bound (outbox_max_mb, snapshots.keep_mb,
   hard_examples.keep_mb; the model store: what a rollback needs, at most three models per
   rung; TensorRT plans: theirs and the configured file's), and the state dir's last quarter
@@ -35,7 +36,7 @@ Judged (exit 1 when one fails; `--out` gets the figures as JSON):
   counted. (A killed daemon's classifications not yet stored in its outbox are a tail no
   subscriber can see missing: the sender's queue, a few at most.)
 
-Memory is judged only on a life of at least `--judge-memory-after` classifications (200,000):
+Memory is judged only on a life of at least `--judge-memory-after` classifications (100,000):
 a short run sees each week's new model loaded, not a trend. Not done here: fleet pushes, review
 decisions, tracemalloc's view of the heap. `--tensorrt` puts the primary rung on TensorRT (the
 test double, over real pycuda on a GPU machine) and samples the GPU's memory.
@@ -75,6 +76,9 @@ SMALL = REPO / "models" / "swin-demo-64.onnx"
 DEVICE = "longrun"
 ROOT = f"edgeswin/{DEVICE}"
 DUPLICATE_WINDOW_S = 30.0
+# What a life's weekly RSS medians move by without a leak (allocator arenas, a model loaded
+# each week): a leak of the kind users report (GBs a day) is hundreds of MB an hour here.
+MEMORY_NOISE_PCT, MEMORY_NOISE_MB = 5.0, 16.0
 STORES = ("outbox.sqlite3", "models", "engines", "health", "snapshots", "hard", "kernels")
 
 
@@ -322,22 +326,36 @@ class Year:
         self.say(f"week {week}: {what}")
 
 
-def slope_per_million(rows: list[dict], lives: list[dict], warmup_s: float) -> list[dict]:
-    """RSS growth per million classifications within each daemon's life, after warm-up."""
+def memory_per_life(rows: list[dict], lives: list[dict], warmup_s: float) -> list[dict]:
+    """Within each daemon's life, after warm-up: RSS by week (the median of each week's
+    samples: every week loads a new model, so single samples saw-tooth by tens of MB), the
+    growth from the first third of its weeks to the last third, and the slope of the weekly
+    medians per million classifications."""
     out = []
     for life in lives:
         end = life["end"] if life["end"] is not None else float("inf")
         part = [r for r in rows if life["start"] + warmup_s <= r["t"] < end
                 and r["pid"] == life["pid"]]
-        if len(part) < 6 or part[-1]["classified"] - part[0]["classified"] < 2000:
+        weeks: dict[int, list[dict]] = {}
+        for r in part:
+            weeks.setdefault(r["week"], []).append(r)
+        if len(weeks) < 3 or part[-1]["classified"] - part[0]["classified"] < 2000:
             continue
-        x = np.array([r["classified"] for r in part], float) / 1e6
-        fit = {k: float(np.polyfit(x, [r[k] for r in part], 1)[0]) for k in ("rss_mb", "uss_mb")}
-        out.append({"pid": life["pid"], "samples": len(part),
-                    "classifications": int(x[-1] * 1e6 - x[0] * 1e6),
-                    "rss_mb": [round(part[0]["rss_mb"], 1), round(part[-1]["rss_mb"], 1)],
-                    "rss_mb_per_million": round(fit["rss_mb"], 2),
-                    "uss_mb_per_million": round(fit["uss_mb"], 2)})
+        medians = [(float(np.median([r["classified"] for r in w])),
+                    float(np.median([r["rss_mb"] for r in w])),
+                    float(np.median([r["uss_mb"] for r in w]))) for _, w in sorted(weeks.items())]
+        third = max(len(medians) // 3, 1)
+        first = float(np.median([m[1] for m in medians[:third]]))
+        last = float(np.median([m[1] for m in medians[-third:]]))
+        x = np.array([m[0] for m in medians]) / 1e6
+        out.append({"pid": life["pid"], "weeks": len(medians),
+                    "classifications": part[-1]["classified"] - part[0]["classified"],
+                    "rss_mb_first_third": round(first, 1), "rss_mb_last_third": round(last, 1),
+                    "rss_growth_mb": round(last - first, 1),
+                    "rss_mb_per_million": round(float(np.polyfit(x, [m[1] for m in medians],
+                                                                 1)[0]), 2),
+                    "uss_mb_per_million": round(float(np.polyfit(x, [m[2] for m in medians],
+                                                                 1)[0]), 2)})
     return out
 
 
@@ -349,12 +367,13 @@ def judge(report: dict, args) -> list[dict]:
 
     # Memory is judged only on lives long enough for a slope to mean something: a short
     # run sees each week's new model loaded, not a trend.
-    slopes = [s for s in report["memory"]["per_life"]
-              if s["classifications"] >= args.judge_memory_after]
-    if slopes:
-        claim(f"memory: RSS grows at most {args.rss_mb_per_million} MB per million "
-              "classifications within a daemon's life", all(
-                  s["rss_mb_per_million"] <= args.rss_mb_per_million for s in slopes), slopes)
+    lives = [s for s in report["memory"]["per_life"]
+             if s["classifications"] >= args.judge_memory_after]
+    if lives:
+        claim(f"memory: within each daemon's life RSS grows at most {MEMORY_NOISE_PCT} % "
+              f"(or {MEMORY_NOISE_MB} MB) from its first third of weeks to its last",
+              all(s["rss_growth_mb"] <= max(s["rss_mb_first_third"] * MEMORY_NOISE_PCT / 100,
+                                            MEMORY_NOISE_MB) for s in lives), lives)
     gpu = report["memory"].get("gpu_mb_quarters")
     if gpu:
         claim("GPU memory: the last quarter's peak within 64 MiB of the second quarter's",
@@ -409,8 +428,7 @@ def main() -> int:
     ap.add_argument("--week-s", type=float, default=120.0, help="seconds per week")
     ap.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
     ap.add_argument("--warmup-s", type=float, default=120.0, help="of each daemon's life")
-    ap.add_argument("--rss-mb-per-million", type=float, default=20.0)
-    ap.add_argument("--judge-memory-after", type=int, default=200_000,
+    ap.add_argument("--judge-memory-after", type=int, default=100_000,
                     help="classifications a daemon's life needs for its memory to be judged")
     ap.add_argument("--kill-every-weeks", type=int, default=13, help="SIGKILL the daemon")
     ap.add_argument("--tensorrt", action="store_true", help="the primary rung on TensorRT "
@@ -483,7 +501,7 @@ def main() -> int:
         "samples": len(rows), "events": events, "daemon_kills": sum(
             life["how"] == "SIGKILL" for life in device.lives),
         "lives": device.lives, "exit_code": code,
-        "memory": {"per_life": slope_per_million(rows, device.lives, args.warmup_s),
+        "memory": {"per_life": memory_per_life(rows, device.lives, args.warmup_s),
                    "rss_mb_first_last": [rows[0]["rss_mb"], rows[-1]["rss_mb"]] if rows else [],
                    "threads_max": max(r["threads"] for r in rows),
                    "gpu_mb_first_last": [rows[0]["gpu_mb"], rows[-1]["gpu_mb"]],
@@ -507,6 +525,7 @@ def main() -> int:
                      "of_removed_camera": sorted(t for t in final_retained if "extra" in t)},
         "classifications": sequence_report(recorder.seqs, t0),
         "other_messages": recorder.other,
+        "rows": rows,
     }
     report["claims"] = judge(report, args)
     text = json.dumps(report, indent=1)

@@ -24,11 +24,11 @@ def _longrun():
     return module
 
 
-def _report(seqs, events=(), last_mb=None, removed=()):
+def _report(seqs, events=(), last_mb=None, removed=(), lives=()):
     lr = _longrun()
     return lr, {
         "events": [list(e) for e in events], "daemon_kills": 0, "exit_code": 0,
-        "memory": {"per_life": []},
+        "memory": {"per_life": list(lives)},
         "disk": {"bounds_mb": {"snapshots": 10}, "last_mb": last_mb or {"snapshots": 1},
                  "state_mb_first_half_max": 10, "state_mb_last_quarter": 10.5},
         "retained": {"second_quarter_max": 40, "last": 38, "of_removed_camera": list(removed)},
@@ -36,7 +36,7 @@ def _report(seqs, events=(), last_mb=None, removed=()):
 
 
 def _verdicts(lr, report) -> dict[str, bool]:
-    args = argparse.Namespace(rss_mb_per_million=20.0, judge_memory_after=200_000)
+    args = argparse.Namespace(judge_memory_after=100_000)
     return {c["claim"].split(": ", 1)[-1]: c["ok"] for c in lr.judge(report, args)}
 
 
@@ -44,7 +44,7 @@ def test_the_judgement_fails_on_what_it_looks_for():
     clean = [("door", s, s * 0.1) for s in range(1, 50)] + [("door", s, 10 + s) for s in (1, 2)]
     lr, report = _report(clean)
     assert all(_verdicts(lr, report).values()), lr.judge(report, argparse.Namespace(
-        rss_mb_per_million=20.0, judge_memory_after=200_000))
+        judge_memory_after=100_000))
     assert report["classifications"]["door"]["runs"] == 2, "a restart starts a run of seq"
 
     swapped = [("door", s, s * 0.1) for s in (1, 2, 4, 3, 5)]
@@ -58,6 +58,15 @@ def test_the_judgement_fails_on_what_it_looks_for():
     assert _verdicts(*_report(twice, events=[(1.0, "week 0: broker restart")]))[stray] is True
     over = _verdicts(*_report(clean, last_mb={"snapshots": 12}))
     assert over["every store within its bound at the end"] is False
+    def life(first, last):
+        return {"classifications": 150_000, "rss_mb_first_third": first,
+                "rss_mb_last_third": last, "rss_growth_mb": last - first}
+
+    grows = "within each daemon's life RSS grows at most 5.0 % (or 16.0 MB) from its first " \
+            "third of weeks to its last"
+    assert _verdicts(*_report(clean, lives=[life(320, 330)]))[grows] is True
+    assert _verdicts(*_report(clean, lives=[life(320, 330), life(320, 380)]))[grows] is False
+    assert grows not in _verdicts(*_report(clean)), "no long life: memory is not judged"
     left = _verdicts(*_report(clean, removed=["edgeswin/longrun/extra/state"]))
     assert left["nothing of the removed camera is left"] is False
 
