@@ -1,6 +1,7 @@
 """`edgeswin watch --web` in a real browser (Debian's Chromium), against a real daemon and
 broker: the tiles appear and update, a covered camera's tile turns to a problem and back, the
-plots hold the published points, a stopped daemon shows offline, the page is reached by
+plots hold the published points, live pictures come while the page is open and stop when it
+closes, a stopped daemon shows offline, the page is reached by
 keyboard, and hostile payloads from the broker neither break it nor inject markup. The test
 takes the screenshot the docs show (`EDGESWIN_DOCS_SCREENSHOTS=1` writes it into docs/)."""
 
@@ -10,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 
 import paho.mqtt.client as mqtt
@@ -17,7 +19,7 @@ import pytest
 
 from edgeswin.demo import fixed_camera
 
-from .conftest import REPO, write_config
+from .conftest import REPO, Subscriber, write_config
 from .streams import free_port
 
 ROOT = "edgeswin/testdev"
@@ -59,6 +61,7 @@ def test_the_board_shows_cameras_health_plots_and_offline_and_resists_hostile_pa
         {"stats_interval_s": 1, "health": {"covered_after_s": 1, "clear_after_s": 1},
          "snapshots": {"min_interval_s": 0.5}})
     daemon = daemon_factory(cfg)
+    pictures = Subscriber(broker.port, f"{ROOT}/+/picture")
     board, address = start_board(broker.port)
     try:
         browser.get(address)
@@ -91,6 +94,9 @@ def test_the_board_shows_cameras_health_plots_and_offline_and_resists_hostile_pa
         wait.until(lambda _: (browser.execute_script(
             f"return window.edgeswinPlotted[{json.dumps(ROOT)}]") or 0) >= points)
         assert len(browser.find_elements(By.CSS_SELECTOR, ".uplot")) == 4
+        # While the page is open the device sends live pictures; none once it is closed.
+        assert pictures.wait_for(lambda: len(pictures.on(f"{ROOT}/north/picture")) >= 2, 20)
+        assert all(p[:2] == b"\xff\xd8" for p in pictures.on(f"{ROOT}/north/picture"))
         # Keyboard: Tab reaches the tiles.
         body = browser.find_element(By.TAG_NAME, "body")
         for _ in range(6):
@@ -117,6 +123,13 @@ def test_the_board_shows_cameras_health_plots_and_offline_and_resists_hostile_pa
         count = browser.find_element(By.ID, "summary").text
         assert count.startswith("2 device(s)"), count
 
+        # The page closed: the server asks for 10 s more at most, each ask holds 10 s.
+        browser.get("about:blank")
+        time.sleep(22)
+        sent = len(pictures.messages)
+        time.sleep(5)
+        assert len(pictures.messages) == sent, "pictures go on with no page open"
+        browser.get(address)
         # A stopped daemon shows offline.
         assert daemon.terminate(timeout=15)[0] == 0
         wait.until(lambda _: any(
@@ -125,6 +138,7 @@ def test_the_board_shows_cameras_health_plots_and_offline_and_resists_hostile_pa
             for s in browser.find_elements(By.CSS_SELECTOR, "section.device")))
         wait.until(lambda _: "offline" in tile("door").get_attribute("class"))
     finally:
+        pictures.close()
         board.terminate()
         board.wait(20)
     assert board.returncode == 0

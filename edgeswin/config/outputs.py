@@ -47,6 +47,9 @@ class SnapshotConfig(_Strict):
     keep_files: int = Field(200, ge=0, le=100_000, description="Snapshots kept on disk "
                                                                "(oldest dropped); 0 = none.")
     keep_mb: float = Field(50.0, ge=0, le=100_000, description="Disk the kept snapshots may use.")
+    live_every_s: float = Field(2.0, ge=0, le=DAY, description="While a board asks for them "
+                                "(edgeswin watch --web open), each camera's picture this often "
+                                "on <root>/<camera>/picture (not retained, not kept); 0 = never.")
 
 
 class HardExamplesConfig(_Strict):

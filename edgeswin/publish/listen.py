@@ -53,6 +53,10 @@ class Listener:
             why = f"the broker refused: {self.refused}" if self.refused else "no answer"
             raise EdgeswinError(f"cannot subscribe at {where}: {why} within {timeout_s:g} s")
 
+    def publish(self, topic: str, payload: bytes) -> None:
+        """One message, QoS 0, not retained: a request that is sent again if it matters."""
+        self._client.publish(topic, payload, qos=0, retain=False)
+
     def stop(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()

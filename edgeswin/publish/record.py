@@ -29,6 +29,8 @@ class Recorder:
         # Called with every classification payload (published or not), e.g. by the demo.
         self.listeners: list[Callable[[dict], None]] = []
         self.metrics = None  # publish.metrics.Metrics, once the daemon has started it
+        # A board open somewhere asks for live pictures (`Snapshots.watched`).
+        publisher.follow(f"{root}/watching", snapshots.watched)
 
     def __call__(self, done: Inferred) -> None:
         active, cam, region, frame = done.active, done.cam, done.region, done.frame

@@ -7,6 +7,10 @@ At most one per camera per `min_interval_s`: changes inside that interval are sh
 camera's next classification after it, with a crop for every region that changed. A full or
 read-only disk costs the folder only, with one warning, never a classification.
 
+While a board is open (`edgeswin watch --web` sends `<root>/watching` every few seconds), each
+camera's frame with its boxes and labels is also sent every `live_every_s` on
+`<root>/<camera>/picture`: not retained, not kept on disk, and nothing when no one watches.
+
 When a camera's health raises a problem, the frame that raised it with the problems drawn on it
 (a red frame, each kind and why) is retained on `<root>/<camera>/health/snapshot` and kept as
 `<stamp>-health.jpg`, whatever the interval.
@@ -14,6 +18,7 @@ When a camera's health raises a problem, the frame that raised it with the probl
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -27,6 +32,8 @@ from ..files import write_whole
 from ..prepare.preprocess import crop
 from ..records import Frame
 from .mqtt import Message
+
+WATCH_S = 10.0  # how long a request for live pictures holds when it says nothing else
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +158,29 @@ class Snapshots:
         self._last: dict[str, float] = {}  # camera -> monotonic time of its last snapshot
         # camera -> its regions that changed since its last snapshot, by name
         self._pending: dict[str, dict[str | None, RegionRuntime]] = {}
+        self._watched_until = 0.0  # monotonic: live pictures until then (`watched`)
+        self._live_at: dict[str, float] = {}  # camera -> its last live picture
+
+    def watched(self, topic: str, payload: bytes) -> None:
+        """A board asks for live pictures for `for_s` seconds more (at most a minute; any
+        payload that is not such a request counts as 10 s). On paho's thread: one float."""
+        try:
+            for_s = float(json.loads(payload).get("for_s", WATCH_S))
+        except (ValueError, TypeError, AttributeError):
+            for_s = WATCH_S
+        self._watched_until = time.monotonic() + min(max(for_s, 0.0), 60.0)
+
+    def _live(self, cam: CameraRuntime, frame: Frame, now: float) -> list[Message]:
+        every = self.cfg.live_every_s
+        if not every or now >= self._watched_until or \
+                now - self._live_at.get(cam.name, -1e18) < every:
+            return []
+        self._live_at[cam.name] = now
+        try:
+            data = jpeg(annotate(frame.image, cam), self.cfg.max_width, self.cfg.quality)
+        except (ValueError, cv2.error):
+            return []
+        return [Message(f"{self.root}/{cam.name}/picture", data, 0, False)]
 
     def problem(self, cam: CameraRuntime, frame: Frame, health: dict) -> list[Message]:
         """The frame that raised a health problem, the problems drawn on it."""
@@ -176,8 +206,9 @@ class Snapshots:
             self._pending.setdefault(cam.name, {})[region.name] = region
         pending = self._pending.get(cam.name)
         now = time.monotonic()
+        live = self._live(cam, frame, now)
         if not pending or now - self._last.get(cam.name, -1e18) < self.cfg.min_interval_s:
-            return []
+            return live
         del self._pending[cam.name]
         self._last[cam.name] = now
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(frame.wall_ts)) + \
@@ -197,5 +228,5 @@ class Snapshots:
                 self.store.add(cam.name, f"{stamp}-{changed_region.name}.jpg", small)
         except (ValueError, OSError, cv2.error) as exc:  # no picture; nothing else is lost
             log.warning("camera %s: no snapshot: %s", cam.name, exc, extra={"CAMERA": cam.name})
-            return []
-        return out
+            return live
+        return live + out

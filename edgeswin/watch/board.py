@@ -1,6 +1,7 @@
 """What the page shows of each device, from its topics: the fleet's view (`fleet.Fleet`: status,
 engine, canary, rollout, stats, availability, health), and besides it each camera's and
-region's label state and newest pictures, the stats as points over the last hours, and each
+region's label state and newest pictures (the retained snapshots, and the live pictures a
+device sends while a board asks for them), the stats as points over the last hours, and each
 camera's label timeline.
 
 Takes (topic, payload, arrival time) like `Fleet` and hands on `snapshot()`, a dict made only
@@ -54,8 +55,9 @@ class Board:
             self.fleet.take(topic, payload, now)
         root, rest = "/".join(parts[:len(pattern)]), parts[len(pattern):]
         seen = self.seen.setdefault(root, Seen())
-        if rest[-1] == "snapshot" and len(rest) in (2, 3):
-            unit = "/".join(rest[:-1])  # cam, cam/region, or cam/health
+        if rest[-1] == "snapshot" and len(rest) in (2, 3) or rest[-1:] == ["picture"] and \
+                len(rest) == 2:
+            unit = "/".join(rest[:-1])  # cam, cam/region, or cam/health; a live picture: cam
             if not payload:
                 seen.pictures.pop(unit, None)
             elif len(payload) <= MAX_PICTURE and payload.startswith(JPEG):

@@ -74,7 +74,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         from werkzeug.serving import make_server
 
-        from .web import make_app
+        from .web import Viewers, ask_for_pictures, make_app
     except ImportError:
         raise EdgeswinError("edgeswin watch --web needs Flask: pip install "
                             "'edgeswin[review]'") from None
@@ -90,7 +90,8 @@ def serve(args: argparse.Namespace) -> int:
             board.take(topic, payload, time.monotonic())
 
     token = None if is_loopback(args.web_host) else (args.token or secrets.token_urlsafe(18))
-    app = make_app(board, lock, token, token is None, args.stale_after, args.every)
+    viewers = Viewers()
+    app = make_app(board, lock, token, token is None, args.stale_after, args.every, viewers)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per poll
     try:
         server = make_server(args.web_host, args.web_port, app, threaded=True)
@@ -99,6 +100,9 @@ def serve(args: argparse.Namespace) -> int:
                             f"{exc.strerror or exc} (another --web-port?)") from None
     listener = Listener(broker_settings(args), board.topic_filter, take)
     listener.start()
+    asking = threading.Event()
+    threading.Thread(target=ask_for_pictures, args=(board, lock, viewers, listener.publish,
+                                                    asking), name="ask", daemon=True).start()
     host = f"[{args.web_host}]" if ":" in args.web_host else args.web_host
     print(f"open http://{host}:{server.server_port}/" + (f"?token={token}" if token else "")
           + "  (Ctrl-C to stop)", flush=True)
@@ -112,6 +116,7 @@ def serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        asking.set()
         server.server_close()
         listener.stop()
     return 0
