@@ -25,6 +25,9 @@ from ..records import Frame
 from .gst_pipeline import DECODE_WIDTH, flavour, rtsp_pipeline
 from .stream_open import GRACE_S, MAX_STUCK, Opener, Unreachable, unreachable
 
+# What a capture is doing (stats' `cameras.<name>.state`; availability is `online` or not).
+STATES = ("connecting", "online", "offline", "ended")
+
 log = logging.getLogger(__name__)
 
 # (camera, "online" | "offline" | "ended", reason)
@@ -106,7 +109,7 @@ class Capture:
         self._reconnect = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"capture-{self.name}",
                                         daemon=True)
-        self.state = "connecting"  # connecting | online | offline | ended
+        self.state = "connecting"  # one of STATES
         self._journal = {"CAMERA": self.name}  # a journal field: journalctl CAMERA=<name>
         self.frames_read = 0
         self.reconnects = 0
@@ -172,6 +175,8 @@ class Capture:
 
     # --- the thread ---------------------------------------------------------------------
     def _set_state(self, state: str, reason: str) -> None:
+        if state not in STATES:
+            raise ValueError(f"capture state {state!r} is not one of {STATES}")
         with self._state_lock:  # a retire() either waits for this or silences it
             if state == self.state or self._retired:
                 return

@@ -24,11 +24,14 @@ from .build import BuildCancelled, build_engine, cached_engine_path, device_iden
 log = logging.getLogger(__name__)
 
 
+BUILD_STATES = ("building", "ready", "failed", "rejected", "cancelled")
+
+
 @dataclass
 class BuildReport:
     """What `<root>/engine` says about a build (retained, so late subscribers see it too)."""
 
-    state: str  # building | ready | failed | rejected | cancelled
+    state: str  # one of BUILD_STATES
     engine: str  # the path of the plan
     detail: str = ""
     started: float = field(default_factory=time.monotonic)
