@@ -68,7 +68,7 @@ def _ask(args: argparse.Namespace, request: dict) -> int:
 
 
 def cmd_fallback_sim(args: argparse.Namespace) -> int:
-    from .classify.schedule import governed_fps
+    from .classify.schedule import settings_adjustable
     from .config import FallbackConfig, dla_twins
     from .tools.probe import simulate
 
@@ -77,9 +77,8 @@ def cmd_fallback_sim(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         device = config.device
         cfg, rungs = device.fallback, len(device.engines)
-        adjustable = any(governed_fps(s, 1, 1) != s.fps for e in config.cameras if e.config.enabled
-                         for s in ([e.config.for_region(r) for r in e.config.regions]
-                                   if e.config.regions else [e.config]))
+        adjustable = settings_adjustable(unit for e in config.cameras if e.config.enabled
+                                         for unit in e.config.units())
         options = {"fps_steps": cfg.fps_steps if adjustable else 0,
                    "twins": dla_twins(device.engines), "total_rails": device.power.total_rails}
     else:

@@ -80,7 +80,7 @@ def report(config: Config, named: Path) -> int:
           f"({enabled} enabled), engine ladder: {', '.join(e.name for e in device.engines)}")
     for rung, issue in rungs.skipped:
         print(f"  rung {rung} ({device.engines[rung].name}) is skipped: {issue}")
-    record = Path(device.state_dir) / "models" / "rollout.json"
+    record = ModelStore.record_of(Path(device.state_dir))
     if record.exists() and not os.access(record, os.R_OK):
         print(f"  (cannot read {record} as this user: what each rung serves next is not "
               "known here; run check as the service's user)")

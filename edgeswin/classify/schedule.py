@@ -8,6 +8,7 @@ holds the per-camera and per-region state the loop keeps (cadence, seq, last fra
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..capture.camera import Capture
@@ -135,8 +136,12 @@ def governed_fps(settings: CameraConfig, level: int, steps: int) -> float:
 
 def fps_adjustable(cameras: list[CameraRuntime]) -> bool:
     """Whether the fps lever would change any region's rate."""
-    return any(governed_fps(r.settings, 1, 1) != r.settings.fps
-               for cam in cameras for r in cam.regions)
+    return settings_adjustable(r.settings for cam in cameras for r in cam.regions)
+
+
+def settings_adjustable(units: Iterable[CameraConfig]) -> bool:
+    """Whether the fps lever would change the rate of any of these units' settings."""
+    return any(governed_fps(s, 1, 1) != s.fps for s in units)
 
 
 def set_fps_level(cameras: list[CameraRuntime], level: int, steps: int) -> None:

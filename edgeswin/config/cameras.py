@@ -207,6 +207,10 @@ class CameraConfig(_Strict):
                                          f"fps {fps:g}: the fps lever only lowers the rate")
         return regions
 
+    def units(self) -> list[CameraConfig]:
+        """The settings of each unit of work: one per region, or the whole frame's."""
+        return [self.for_region(r) for r in self.regions] if self.regions else [self]
+
     def for_region(self, region: RegionConfig) -> CameraConfig:
         """This camera's settings with the region's overrides (what postprocessing reads)."""
         update = {k: getattr(region, k) for k in ("topk", "threshold", "smoothing", "publish")

@@ -62,25 +62,30 @@ class StoredModel:
 class ModelStore:
     def __init__(self, state_dir: Path):
         self.dir = Path(state_dir) / "models"
-        self._record_path = self.dir / "rollout.json"
+        self.record_path = self.record_of(state_dir)
         self.record: dict[str, dict] = self._load()
+
+    @staticmethod
+    def record_of(state_dir: Path) -> Path:
+        """Where the store records what each rung serves (read by `check` as well)."""
+        return Path(state_dir) / "models" / "rollout.json"
 
     def _load(self) -> dict[str, dict]:
         try:
-            record = json.loads(self._record_path.read_text())
+            record = json.loads(self.record_path.read_text())
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
-            log.warning("%s unreadable (%s): starting a new model record", self._record_path, exc)
+            log.warning("%s unreadable (%s): starting a new model record", self.record_path, exc)
             return {}
         return record if isinstance(record, dict) else {}
 
     def save(self) -> None:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            write_whole(self._record_path, json.dumps(self.record, indent=1).encode())
+            write_whole(self.record_path, json.dumps(self.record, indent=1).encode())
         except OSError as exc:  # a full disk must not stop the rollout itself
-            log.warning("cannot save %s: %s", self._record_path, exc)
+            log.warning("cannot save %s: %s", self.record_path, exc)
 
     def keep(self, model: Path, sha: str | None = None) -> StoredModel:
         """A copy of `model` and its sidecar under models/<sha256>/ (made once). When the
