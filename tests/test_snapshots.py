@@ -114,3 +114,19 @@ def test_regions_that_change_inside_one_interval_each_get_their_crop(tmp_path):
     later = sorted(m.topic for m in shots.after(cam, right, frame, False))
     assert later == ["root/c/left/snapshot", "root/c/right/snapshot", "root/c/snapshot"]
     assert shots.after(cam, right, frame, False) == [], "nothing pending any more"
+
+
+def test_a_request_for_live_pictures_is_bounded_whatever_it_says(tmp_path):
+    """`<root>/watching` comes from anything that may publish there: a request holds at most a
+    minute, and a hostile one (NaN, a list, bytes) holds the default 10 s, never forever."""
+    import time
+
+    from edgeswin.config import SnapshotConfig
+    from edgeswin.publish.snapshot import Snapshots
+
+    snaps = Snapshots(SnapshotConfig(), "edgeswin/dev", tmp_path)
+    for payload, most in ((b'{"for_s": 1e9}', 60), (b'{"for_s": NaN}', 10), (b"[1]", 10),
+                          (b"\xff", 10), (b'{"for_s": -5}', 0), (b'{"for_s": Infinity}', 60)):
+        snaps.watched("edgeswin/dev/watching", payload)
+        left = snaps._watched_until - time.monotonic()
+        assert left <= most + 0.1 and left == left, (payload, left)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -167,6 +168,8 @@ class Snapshots:
         try:
             for_s = float(json.loads(payload).get("for_s", WATCH_S))
         except (ValueError, TypeError, AttributeError):
+            for_s = WATCH_S
+        if not math.isfinite(for_s):  # NaN would compare false with every clock: forever
             for_s = WATCH_S
         self._watched_until = time.monotonic() + min(max(for_s, 0.0), 60.0)
 
