@@ -93,3 +93,26 @@ def test_a_bad_root_or_an_absent_broker_is_one_clear_line(tmp_path):
     assert absent.returncode == 1
     assert f"cannot reach the broker at 127.0.0.1:{port}" in absent.stderr, absent.stderr
     assert "Traceback" not in absent.stderr
+
+
+def test_the_board_keeps_what_it_is_sent_bounded():
+    """Anything that may publish under the root can make up devices, cameras and payloads:
+    the board keeps at most so many of each, whatever arrives."""
+    from edgeswin.watch import board as b
+
+    board = b.Board("edgeswin/+")
+    for i in range(b.MAX_DEVICES + 50):
+        board.take(f"edgeswin/dev{i}/status", b"online", 0.0)
+    assert len(board.seen) == b.MAX_DEVICES and len(board.fleet.devices) == b.MAX_DEVICES
+    for i in range(b.MAX_UNITS + 50):
+        board.take(f"edgeswin/dev0/cam{i}/state", b'{"label": "x", "score": 1}', 0.0)
+        board.take(f"edgeswin/dev0/cam{i}/snapshot", b"\xff\xd8" + b"0" * 10, 0.0)
+    assert len(board.seen["edgeswin/dev0"].states) == b.MAX_UNITS
+    assert len(board.seen["edgeswin/dev0"].pictures) == b.MAX_UNITS
+    board.take("edgeswin/dev0/cam0/snapshot", b"<svg onload=alert(1)>", 0.0)  # not a JPEG
+    assert board.picture("edgeswin/dev0", "cam0").startswith(b"\xff\xd8")
+    for _ in range(b.POINTS + 10):
+        board.take("edgeswin/dev0/stats", b'{"rung": 0, "cameras": {}}', 0.0)
+    assert len(board.seen["edgeswin/dev0"].points) == b.POINTS
+    board.take("edgeswin/dev0/stats", b"{" + b" " * (b.MAX_JSON + 1) + b"}", 0.0)
+    assert board.snapshot(0.0, 90.0)["devices"]  # still answers

@@ -7,7 +7,8 @@ camera's label timeline.
 Takes (topic, payload, arrival time) like `Fleet` and hands on `snapshot()`, a dict made only
 of JSON values (the page's `/api/board`), and `picture()`, a JPEG's bytes. Whatever arrives is
 bounded: payloads over `MAX_JSON` or `MAX_PICTURE` bytes, a picture that is not a JPEG, a state
-that is not a JSON object are dropped; points and timelines are rings. Nothing of a payload is
+that is not a JSON object are dropped; points and timelines are rings; at most `MAX_DEVICES`
+devices and `MAX_UNITS` cameras and regions (pictures) each are kept. Nothing of a payload is
 interpreted as markup anywhere: the page sets text, never HTML.
 """
 
@@ -24,6 +25,8 @@ MAX_JSON = 256 * 1024  # a state or stats payload larger than this is not the da
 MAX_PICTURE = 4 * 1024 * 1024  # snapshots are at most a few hundred KB
 POINTS = 4320  # stats points kept per device: 6 h at the default 5 s interval
 CHANGES = 2000  # label changes kept per camera or region
+MAX_DEVICES = 1000  # devices shown; more roots than this are ignored
+MAX_UNITS = 256  # cameras and regions kept per device
 JPEG = b"\xff\xd8"
 
 
@@ -51,19 +54,24 @@ class Board:
         pattern = self.fleet.pattern
         if not matches(pattern, parts) or len(parts) == len(pattern):
             return
+        root, rest = "/".join(parts[:len(pattern)]), parts[len(pattern):]
+        if root not in self.seen and len(self.seen) >= MAX_DEVICES:
+            return  # a flood of made-up roots must not grow the board without end
         if len(payload) <= MAX_JSON:
             self.fleet.take(topic, payload, now)
-        root, rest = "/".join(parts[:len(pattern)]), parts[len(pattern):]
         seen = self.seen.setdefault(root, Seen())
         if rest[-1] == "snapshot" and len(rest) in (2, 3) or rest[-1:] == ["picture"] and \
                 len(rest) == 2:
             unit = "/".join(rest[:-1])  # cam, cam/region, or cam/health; a live picture: cam
             if not payload:
                 seen.pictures.pop(unit, None)
-            elif len(payload) <= MAX_PICTURE and payload.startswith(JPEG):
+            elif len(payload) <= MAX_PICTURE and payload.startswith(JPEG) and (
+                    unit in seen.pictures or len(seen.pictures) < MAX_UNITS):
                 seen.pictures[unit] = (bytes(payload), time.time())
         elif rest[-1] == "state" and len(rest) in (2, 3):
-            self._state(seen, "/".join(rest[:-1]), payload)
+            unit = "/".join(rest[:-1])
+            if unit in seen.states or len(seen.states) < MAX_UNITS:
+                self._state(seen, unit, payload)
         elif rest == ["stats"] and len(payload) <= MAX_JSON:
             self._point(seen, payload)
         elif len(rest) == 2 and rest[1] == "availability" and not payload:
