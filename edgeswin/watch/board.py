@@ -38,6 +38,7 @@ class Seen:
     pictures: dict[str, tuple[bytes, float]] = field(default_factory=dict)  # unit/kind
     points: deque = field(default_factory=lambda: deque(maxlen=POINTS))
     timeline: dict[str, deque] = field(default_factory=dict)  # unit -> (t, label)
+    fleet: dict | None = None  # the device's `reported`: a fleet bundle's state
 
 
 class Board:
@@ -74,6 +75,11 @@ class Board:
                 self._state(seen, unit, payload)
         elif rest == ["stats"] and len(payload) <= MAX_JSON:
             self._point(seen, payload)
+        elif rest == ["reported"] and len(payload) <= MAX_JSON:
+            value = _json(payload) if payload else None
+            seen.fleet = {k: str(value.get(k))[:300] for k in ("version", "state", "reason",
+                                                               "group")} \
+                if isinstance(value, dict) else None
         elif len(rest) == 2 and rest[1] == "availability" and not payload:
             for unit in [u for u in seen.states if u == rest[0] or u.startswith(rest[0] + "/")]:
                 seen.states.pop(unit, None)  # removed from the config: nothing more to show
@@ -129,6 +135,7 @@ class Board:
                 "engine": device.engine if device else None,
                 "canary": device.canary if device else None,
                 "rollout": device.rollout if device else None,
+                "fleet": seen.fleet,
                 "stats_age_s": round(now - device.stats_at, 1)
                 if device and device.stats_at is not None else None,
                 "temps_c": (device.stats or {}).get("temps_c") if device else None,

@@ -125,9 +125,15 @@ function draw(state) {
     if (!online || dev.problems.length) bad++;
     const e = dev.engine;
     const levels = e && e.levels ? Object.entries(e.levels).map(([k, v]) => `${k} ${v}`).join(", ") : "";
-    d.facts.textContent = e
-      ? (e.rung === null ? "no engine serves yet" : `rung ${e.rung} ${e.name} (${e.backend}, ${e.precision})`)
+    const builds = e && e.builds && typeof e.builds === "object"
+      ? Object.entries(e.builds).map(([n, b]) => `${n} ${b.state}${b.state === "building" ? ` (${b.step}, ${b.elapsed_s} s)` : ""}`) : [];
+    const skipped = e && e.skipped && typeof e.skipped === "object"
+      ? Object.entries(e.skipped).map(([n, why]) => `${n} skipped: ${why}`) : [];
+    d.facts.textContent = e && typeof e === "object" && !Array.isArray(e)
+      ? (e.rung === null || e.rung === undefined ? "no engine serves yet" : `rung ${e.rung} ${e.name} (${e.backend}, ${e.precision})`)
         + ` — ${e.reason}` + (levels ? ` — levers: ${levels}` : "")
+        + (builds.length ? ` — builds: ${builds.join(", ")}` : "")
+        + (skipped.length ? ` — ${skipped.join("; ")}` : "")
       : "engine: not said yet";
     const c = dev.canary;
     const temps = dev.temps_c ? Object.entries(dev.temps_c).map(([k, v]) => `${k} ${v} °C`).join(", ") : "";
@@ -135,6 +141,7 @@ function draw(state) {
     d.health.textContent = [
       c ? (c.ok ? `canary ok (${c.checked} images)` : `canary FAILING on ${c.engine}`) : "canary -",
       dev.rollout ? `rollout ${dev.rollout.state} on rung ${dev.rollout.rung}` : "",
+      dev.fleet ? `fleet bundle ${dev.fleet.version} (${dev.fleet.group}): ${dev.fleet.state}` : "",
       temps, watts,
       dev.stats_age_s !== null ? `stats ${Math.round(dev.stats_age_s)} s ago` : "no stats yet",
     ].filter(Boolean).join(" · ");
