@@ -74,12 +74,19 @@ def _base(root: str, camera: str, region: str | None) -> str:
 
 def camera_config(prefix: str, device_id: str, root: str, camera: str,
                   region: str | None = None) -> Message:
-    """The label sensor of a camera, or of one region of it."""
+    """The label sensor of a camera, or of one region of it. Its retained state is cleared (an
+    empty payload) when the camera goes; Home Assistant may read that before it removed the
+    entity: the templates pass over it instead of reading an empty payload as JSON."""
     state = f"{_base(root, camera, region)}/state"
     return _unit_entity(prefix, "sensor", device_id, root, camera, region,
                         _label_id(camera, region), "label",
-                        {"state_topic": state, "value_template": "{{ value_json.label }}",
-                         "json_attributes_topic": state, "icon": "mdi:cctv"})
+                        {"state_topic": state,
+                         "value_template": "{{ value_json.label if value_json is defined "
+                                           "else '' }}",
+                         "json_attributes_topic": state,
+                         "json_attributes_template":
+                             "{{ value_json | tojson if value_json is defined else '{}' }}",
+                         "icon": "mdi:cctv"})
 
 
 def _snapshot_id(camera: str, region: str | None) -> str:
