@@ -180,3 +180,17 @@ def test_install_refuses_bad_arguments_before_touching_anything(args, message, t
     assert not root.exists()
     if args == ["--frobnicate"]:
         assert "--uninstall [--purge]" in bad.stderr
+
+
+def test_every_package_data_pattern_ships_files():
+    """Templates, static files and schemas reach an installed package: each pattern of
+    setup.cfg's package_data, as setuptools reads it, matches files (a list written across
+    lines with commas once matched nothing, and the installed board had no page)."""
+    from setuptools.config.setupcfg import read_configuration
+
+    patterns = read_configuration(str(REPO / "setup.cfg"))["options"]["package_data"]["edgeswin"]
+    for wanted in ("schemas/*.json", "review/templates/*.html", "watch/templates/*.html",
+                   "watch/static/*"):
+        assert wanted in patterns, patterns
+    for pattern in patterns:
+        assert list((REPO / "edgeswin").glob(pattern)), f"{pattern} matches no file"
