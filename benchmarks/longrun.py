@@ -66,6 +66,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.gpu_daemon_check import gpu_memory_mb  # noqa: E402
 from edgeswin.demo import fixed_camera  # noqa: E402
 from edgeswin.demo.assets import VideoSpec, make_video  # noqa: E402
 from tests.conftest import Broker  # noqa: E402
@@ -130,16 +131,6 @@ def retained(port: int, wait_s: float = 1.5) -> dict[str, int]:
     client.disconnect()
     with lock:
         return {t: n for t, n in got.items() if n}  # an empty retained payload is a deletion
-
-
-def gpu_memory_mb() -> int | None:
-    """Device memory in use (nvidia-smi), None without a GPU."""
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,"
-                              "nounits", "-i", "0"], capture_output=True, text=True, timeout=10)
-        return int(out.stdout.strip().splitlines()[0])
-    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
-        return None
 
 
 def du(path: Path) -> int:

@@ -84,6 +84,20 @@ def choose_labels(args: argparse.Namespace, folders: list[Path]) -> tuple[str, .
     return labels
 
 
+def serve_until_stopped(server) -> None:
+    """Serve until Ctrl-C or SIGTERM, then close the server (the review and the board pages)."""
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         from werkzeug.serving import make_server
@@ -120,16 +134,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"open {address}" + (f"?token={token}" if token else "") + "  (Ctrl-C to stop)",
           flush=True)
 
-    def stop(*_):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        serve_until_stopped(server)
     finally:
-        server.server_close()
         answers.close()
     done = examples.counts()
     print(f"stopped: {done['confirmed']} confirmed, {done['relabelled']} relabelled, "

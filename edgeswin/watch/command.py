@@ -12,7 +12,6 @@ import argparse
 import logging
 import os
 import secrets
-import signal
 import sys
 import threading
 import time
@@ -70,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     """`--web`: the board as a page until Ctrl-C or SIGTERM (`web`)."""
     from ..publish.listen import Listener, broker_settings
-    from ..review.command import is_loopback
+    from ..review.command import is_loopback, serve_until_stopped
     try:
         from werkzeug.serving import make_server
 
@@ -107,17 +106,10 @@ def serve(args: argparse.Namespace) -> int:
     print(f"open http://{host}:{server.server_port}/" + (f"?token={token}" if token else "")
           + "  (Ctrl-C to stop)", flush=True)
 
-    def stop(*_):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        serve_until_stopped(server)
     finally:
         asking.set()
-        server.server_close()
         listener.stop()
     return 0
 
