@@ -36,7 +36,8 @@ from .health.board import HealthBoard
 from .lineup import Lineup
 from .publish.hard_examples import HardExamples
 from .publish.measured import Measured
-from .publish.mqtt import Message, Publisher, json_message
+from .publish.message import topic_message
+from .publish.mqtt import Publisher
 from .publish.outbox import Outbox
 from .publish.record import Recorder
 from .publish.report import discovery_messages, stats_payload, status_line
@@ -52,7 +53,6 @@ from .service.reload import plan_reload
 from .serving import BUILD_PROGRESS_EVERY_S, Serving
 
 log = logging.getLogger(__name__)
-
 
 
 class Daemon:
@@ -102,7 +102,7 @@ class Daemon:
         self.canary = Canary(dev.canary, lambda: self.engines.specs, time.monotonic()) \
             if dev.canary.enabled else None
         self.fleet = FleetAgent(dev, self.root, config.directory, lambda p: self.publisher.publish(
-            json_message(f"{self.root}/reported", p, 1, True)), self.publisher.follow,
+            topic_message(self.root, "reported", p)), self.publisher.follow,
             self._notify) if dev.fleet.enabled else None
         self.recorder = Recorder(self.publisher, self.root, dev.mqtt.qos, self.latency,
                                  self.snapshots, self.hard, self.health)
@@ -337,7 +337,7 @@ class Daemon:
         self.serving.drain()
         self.governor.refresh_mode()
         stats = self.stats()
-        self.publisher.publish(json_message(f"{self.root}/stats", stats))
+        self.publisher.publish(topic_message(self.root, "stats", stats))
         if self.config.device.homeassistant.enabled and (m := self._measured.after(stats)):
             self.publisher.publish(m)
         if self._ready:
@@ -407,7 +407,7 @@ class Daemon:
                           done.frame.index, exc_info=exc, extra={"CAMERA": done.cam.name})
         self.engines.stop_builds()
         self.serving.builds_stopped()
-        final = [Message(f"{self.root}/{c.name}/availability", b"offline", 1, True)
+        final = [topic_message(self.root, "availability", b"offline", camera=c.name)
                  for c in self.cameras]
         self.publisher.stop(final)
         if self.metrics:

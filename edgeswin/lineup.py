@@ -19,11 +19,13 @@ from .capture.gst_pipeline import decode_width
 from .classify.schedule import CameraRuntime, region_runtimes, set_fps_level
 from .classify.stats import CameraStats
 from .config import CameraEntry, DeviceConfig
-from .publish.mqtt import Message, Publisher
+from .publish.message import Message, topic_message
+from .publish.mqtt import Publisher
 from .scenes import random_scene
 from .service import heap
 from .service.reload import ReloadPlan, carry_counters
 from .serving import Serving
+from .topics import TOPICS, per_camera
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +62,8 @@ class Lineup:
         """At start, before any engine serves: every camera `offline` until its capture reads
         it (a killed run's retained `online` would say otherwise)."""
         for entry in entries:
-            self.publisher.publish(Message(f"{self.root}/{entry.config.name}/availability",
-                                           b"offline", 1, True))
+            self.publisher.publish(topic_message(self.root, "availability", b"offline",
+                                           camera=entry.config.name))
 
     def check_frames(self, wanted: int = 8) -> list:
         """The newest camera frames, topped up with rendered scenes, to compare engines on."""
@@ -81,8 +83,7 @@ class Lineup:
             self.retired.append(cam.capture)
         for name in plan.removed:
             log.info("reload: camera %s removed", name)
-            self.publisher.publish(Message(f"{self.root}/{name}/availability", b"offline", 1,
-                                           True))
+            self.publisher.publish(topic_message(self.root, "availability", b"offline", camera=name))
         cameras = plan.keep
         for entry, before in plan.start:
             cam = self.make(entry)
@@ -102,13 +103,10 @@ class Lineup:
         payload as JSON; live subscribers saw `offline` first (`change`)."""
         gone = [c for c in plan.stop if c.name in plan.removed]
         for cam in gone:
-            units = [f"{self.root}/{cam.name}"] + [f"{self.root}/{cam.name}/{r.name}"
-                                                    for r in cam.regions if r.name is not None]
-            topics = [f"{unit}/{leaf}" for unit in units for leaf in ("state", "snapshot")]
-            topics += [f"{self.root}/{cam.name}/{leaf}" for leaf in
-                       ("health", "health/snapshot", "availability")]
-            for topic in topics:
-                self.publisher.publish(Message(topic, b"", 1, True))
+            regions = [r.name for r in cam.regions if r.name is not None]
+            for key, topic in per_camera(self.root, cam.name, regions):
+                if TOPICS[key].per_camera_cleared:
+                    self.publisher.publish(Message(topic, b"", 1, True))
 
     def release_retired(self) -> None:
         """Let go of retired captures once their threads are done."""
@@ -125,6 +123,5 @@ class Lineup:
     def _on_availability(self, camera: str, state: str, reason: str) -> None:
         log.info("camera %s: %s (%s)", camera, state, reason, extra={"CAMERA": camera})
         online = "online" if state == "online" else "offline"
-        self.publisher.publish(Message(f"{self.root}/{camera}/availability", online.encode(),
-                                       1, True))
+        self.publisher.publish(topic_message(self.root, "availability", online.encode(), camera=camera))
         self._notify()

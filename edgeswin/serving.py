@@ -27,7 +27,8 @@ from .engine.ladder import ActiveEngine, EngineLadder
 from .govern.fallback import Action, FallbackPolicy, Readings
 from .govern.governor import Governor
 from .govern.sensors import LatencyWindows
-from .publish.mqtt import Publisher, json_message
+from .publish.message import topic_message
+from .publish.mqtt import Publisher
 from .publish.record import Recorder
 from .rollout.rollouts import ModelRollouts
 from .service.cadence import Every
@@ -212,7 +213,7 @@ class Serving:
     def rollout_said(self, payload: dict) -> None:
         """A model rollout's state, on the retained `<root>/rollout`."""
         self.rollbacks += payload.get("state") == "rolled_back"
-        self.publisher.publish(json_message(f"{self.root}/rollout", payload, 1, True))
+        self.publisher.publish(topic_message(self.root, "rollout", payload))
 
     def canary_step(self, canary: Canary) -> bool:
         """One canary image through an engine (spare time, or overdue); whether one ran."""
@@ -224,8 +225,7 @@ class Serving:
     def canary_result(self, result: Result) -> None:
         if result.rung == self.active.rung:
             self.canary_last = result
-            self.publisher.publish(json_message(f"{self.root}/canary",
-                                                result.payload(iso(time.time())), 1, True))
+            self.publisher.publish(topic_message(self.root, "canary", result.payload(iso(time.time()))))
         readings = Readings(time.monotonic(), self.governor.temps)
         if result.recovered:
             log.warning("canary: rung %d (%s) answers right again", result.rung, result.engine)
@@ -279,4 +279,4 @@ class Serving:
             payload["builds"] = {name: r.as_dict() for name, r in self.engines.builds.items()}
         if skipped := self.engines.skipped():
             payload["skipped"] = skipped
-        self.publisher.publish(json_message(f"{self.root}/engine", payload, 1, True))
+        self.publisher.publish(topic_message(self.root, "engine", payload))

@@ -14,8 +14,9 @@ import pytest
 
 from edgeswin.demo.assets import labels_path, read_ground_truth
 from edgeswin.scenes import LABELS
+from edgeswin.topics import TOPICS, parse
 
-from .conftest import PRIMARY, REPO, SMALL, write_config
+from .conftest import PRIMARY, REPO, SMALL, Subscriber, write_config
 from .streams import MjpegCamera, free_port
 
 pytestmark = pytest.mark.mqtt
@@ -74,6 +75,31 @@ def test_two_cameras_classify_real_video_and_publish(tmp_path, broker, subscribe
     jsonschema.validate(engine, schema("engine"))
     assert engine["rung"] == 0 and engine["backend"] == "onnxruntime"
     assert subscriber.json_on(f"{ROOT}/stats"), "periodic stats were published"
+    _every_topic_is_in_the_table(broker, subscriber)
+
+
+def _every_topic_is_in_the_table(broker, subscriber) -> None:
+    """What the daemon sent is what `topics.TOPICS` says: every topic under the root is one of
+    its rows, each JSON payload passes that row's schema, and what the broker kept for a late
+    subscriber is what the table calls retained."""
+    seen = set()
+    for topic, payload, _ in list(subscriber.messages):
+        parsed = parse(topic.removeprefix(ROOT + "/").split("/"))
+        assert topic.startswith(ROOT + "/") and parsed is not None, f"{topic}: not in the table"
+        seen.add(parsed[0])
+        if TOPICS[parsed[0]].schema and payload:
+            jsonschema.validate(json.loads(payload), schema(TOPICS[parsed[0]].schema))
+    assert {"status", "classification", "state", "availability", "engine", "stats"} <= seen
+    late = Subscriber(broker.port, f"{ROOT}/#")
+    try:
+        assert late.wait_for(lambda: len(late.messages) >= 4, 10)
+        time.sleep(1)  # the rest of what was retained
+        kept = {parse(t.removeprefix(ROOT + "/").split("/"))[0] for t, _, retained
+                in late.messages if retained}
+    finally:
+        late.close()
+    assert kept and all(TOPICS[key].retained for key in kept), kept
+    assert {key for key in seen if TOPICS[key].retained} <= kept
 
 
 def test_ground_truth_file_matches_video(videos):

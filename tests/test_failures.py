@@ -1,6 +1,7 @@
 """Failures that must never pass silently: a worker thread that dies stops the daemon with
-exit 1 (so systemd restarts it), and a gst: camera that this OpenCV cannot open is refused by
-`check` instead of ending at once and exiting 0."""
+exit 1 (so systemd restarts it), a gst: camera that this OpenCV cannot open is refused by
+`check` instead of ending at once and exiting 0, and a decoder's read that never returns
+does not keep its camera away for good."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ import sys
 import textwrap
 
 import cv2
+import numpy as np
 import pytest
 
 from edgeswin import config as config_module
-from edgeswin.config import load_config
+from edgeswin.config import load_config, opencv_has_gstreamer
 from edgeswin.errors import ConfigError
 
 from .conftest import REPO, write_config
+from .streams import MjpegCamera
+
+ROOT = "edgeswin/testdev"
 
 
 def test_a_worker_thread_that_dies_stops_the_daemon_with_exit_1(tmp_path, broker, videos):
@@ -63,3 +68,32 @@ def test_a_gst_camera_without_gstreamer_in_opencv_is_refused(tmp_path, monkeypat
         assert load_config(cfg)  # a disabled one is no problem
     finally:
         config_module.opencv_has_gstreamer.cache_clear()
+
+
+@pytest.mark.mqtt
+@pytest.mark.skipif(not opencv_has_gstreamer(), reason="this OpenCV has no GStreamer")
+def test_a_camera_read_that_never_returns_is_left_behind_and_the_camera_comes_back(
+        tmp_path, broker, subscriber, daemon_factory):
+    """A camera that keeps its session open and sends nothing more, decoded by a pipeline
+    without a timeout: OpenCV's read waits for ever. Each connection gets 25 frames, then
+    silence; only a new reader (a new connection) brings the camera back."""
+    frames = [cv2.putText(np.full((240, 320, 3), 40 * i, np.uint8), str(i), (100, 150),
+                          cv2.FONT_HERSHEY_SIMPLEX, 3, (255, 255, 255), 5) for i in range(6)]
+    with MjpegCamera(frames, fps=10, frames_per_connection=25) as camera:
+        source = (f"gst:souphttpsrc timeout=0 location={camera.url} ! multipartdemux ! jpegdec "
+                  f"! videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 "
+                  f"sync=false")
+        cfg = write_config(tmp_path / "cfg", broker.port, {"hung": {
+            "source": source, "fps": 5, "stall_s": 2, "read_timeout_s": 1,
+            "reconnect": {"initial_s": 0.2, "max_s": 1}}})
+        daemon = daemon_factory(cfg)
+        availability = f"{ROOT}/hung/availability"
+        changes = lambda: [p for p in subscriber.on(availability) if p]  # noqa: E731
+        assert subscriber.wait_for(lambda: changes()[-1:] == [b"online"], 30), daemon.log()
+        assert subscriber.wait_for(lambda: changes()[-1:] == [b"offline"], 20), daemon.log()
+        # stall_s 2 + read_timeout_s 1 + 5 s of grace, then a new connection's frames.
+        assert subscriber.wait_for(lambda: changes()[-2:] == [b"offline", b"online"], 30), \
+            daemon.log()[-3000:]
+        assert camera.connections >= 2
+        assert "left it behind" in daemon.log()
+        assert daemon.terminate()[0] == 0

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "edgeswin"
 
 # Lowest first: a module may import its own layer and the ones below, never one above.
 LAYERS = [
-    {"errors", "files", "records", "scenes", "labelled", "schemas"},
+    {"errors", "files", "records", "scenes", "labelled", "schemas", "topics"},
     {"config"},
     {"capture", "prepare", "engine", "classify", "publish", "govern", "health", "canary",
      "rollout", "service", "fleet"},

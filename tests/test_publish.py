@@ -14,7 +14,8 @@ import time
 import pytest
 
 from edgeswin.config import MqttConfig
-from edgeswin.publish.mqtt import Message, Publisher
+from edgeswin.publish.message import Message
+from edgeswin.publish.mqtt import Publisher
 from edgeswin.publish.outbox import Outbox
 
 from .conftest import REPO, Subscriber, write_config

@@ -4,17 +4,23 @@ place and forgotten in another fails here, not on a device."""
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import typing
+
+import pytest
 
 from edgeswin.capture.camera import STATES as CAPTURE_STATES
 from edgeswin.config.fallback import FallbackConfig
 from edgeswin.config.health import HealthConfig
 from edgeswin.engine.cache import BUILD_STATES
+from edgeswin.errors import ConfigError
 from edgeswin.health.judge import KINDS
 from edgeswin.rollout.gate import STATES as ROLLOUT_STATES
+from edgeswin.topics import RESERVED_REGION_NAMES, TOPICS, at, parse, per_camera
 
-from .conftest import REPO
+from .conftest import REPO, write_config
 
 SCHEMAS = REPO / "edgeswin" / "schemas"
 
@@ -55,3 +61,63 @@ def test_a_capture_state_outside_the_vocabulary_is_refused():
     capture = Capture.__new__(Capture)  # only the state check is exercised
     with pytest.raises(ValueError, match="not one of"):
         capture._set_state("sleeping", "no such state")
+
+
+def test_every_topic_has_one_row_that_the_docs_and_schemas_agree_with():
+    """docs/mqtt.md's table lists the same topics, retained as the table says, and every
+    payload schema belongs to one topic."""
+    rows = {}
+    for line in (REPO / "docs" / "mqtt.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[1] in ("yes", "no", "no, yes"):
+            for name in re.findall(r"`([^`]+)`", cells[0]):
+                if not name.startswith(".../"):  # `.../state`: the row's first topic's sibling
+                    rows[name.removeprefix("<root>/")] = cells[1]
+    for key, topic in TOPICS.items():
+        written = topic.pattern.replace("{camera}", "<camera>").replace("{unit}", "<camera>")
+        assert written in rows, f"docs/mqtt.md has no row for {written} ({key})"
+        assert rows[written] in ("yes" if topic.retained else "no", "no, yes"), written
+    schemas = sorted(t.schema for t in TOPICS.values() if t.schema)
+    files = sorted(p.name.removesuffix(".schema.json") for p in SCHEMAS.glob("*.schema.json"))
+    assert schemas == files
+
+
+def test_every_topic_reads_back_as_itself():
+    for key, topic in TOPICS.items():
+        for camera, unit in (("lobby", "lobby"), ("lobby", "lobby/door")):
+            if "{camera}" in topic.pattern and unit != camera:
+                continue
+            full = at("edgeswin/dev1", key, camera=camera, unit=unit)
+            owner = None if "{" not in topic.pattern else unit
+            assert parse(full.removeprefix("edgeswin/dev1/").split("/")) == (key, owner), full
+    assert parse(["lobby", "door", "nothing"]) is None
+    keys = {k for k, _ in per_camera("r", "lobby", ["door"])}
+    assert keys == {k for k, t in TOPICS.items() if "{" in t.pattern}
+
+
+def test_topics_are_built_only_from_the_table():
+    """No f-string writes `{...root}/...` outside topics.py: a topic written by hand is one the
+    table, the clean-up and the subscribers do not know."""
+    written = []
+    for path in (REPO / "edgeswin").rglob("*.py"):
+        if path.name == "topics.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.JoinedStr):
+                parts = node.values
+                for a, b in zip(parts, parts[1:]):
+                    if isinstance(a, ast.FormattedValue) and "root" in ast.unparse(a.value) \
+                            and isinstance(b, ast.Constant) and str(b.value).startswith("/"):
+                        written.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not written, written
+
+
+@pytest.mark.parametrize("name", sorted(RESERVED_REGION_NAMES))
+def test_a_region_named_like_a_camera_topic_level_is_refused_at_its_line(tmp_path, name):
+    from edgeswin.config import load_config
+    cfg = write_config(tmp_path, 1883, {"lobby": {"source": "0", "regions": [
+        {"name": "door", "box": [0, 0, 0.5, 0.5]}, {"name": name, "box": [0.5, 0.5, 1, 1]}]}})
+    with pytest.raises(ConfigError) as exc:
+        load_config(cfg)
+    text = str(exc.value)
+    assert "cameras/lobby.yaml" in text and f"region name {name}" in text, text

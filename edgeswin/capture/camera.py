@@ -4,6 +4,13 @@ Hands on `Frame`s through `Capture.latest()`; no queue, so a slow engine never m
 stream drift behind. Reconnects with capped exponential backoff after a failed open, a read
 error or a stall; reports availability changes through a callback. Files can be paced at
 their own frame rate (like a live camera) and looped.
+
+A network read that never returns is left behind: OpenCV 4.6's GStreamer backend waits for
+the next sample without limit, and now and then an rtspsrc whose server died posts an error
+rather than the end of stream (a camera restarted under load met it), so that wait never ends.
+Once a stalled camera's read has waited `stall_s + read_timeout_s + GRACE_S`, a new reader
+thread opens the camera again; the old one releases its capture and ends silently should its
+read ever come back. At most `MAX_STUCK` such reads per camera are left waiting.
 """
 
 from __future__ import annotations
@@ -107,8 +114,10 @@ class Capture:
         self._state_lock = threading.Lock()
         self._retired = False
         self._reconnect = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"capture-{self.name}",
-                                        daemon=True)
+        self._thread = self._reader()
+        self._left_behind: set[threading.Thread] = set()  # readers replaced while reading
+        self._reading_since: float | None = None  # when the current reader's read began
+        self._told_hung = False
         self.state = "connecting"  # one of STATES
         self._journal = {"CAMERA": self.name}  # a journal field: journalctl CAMERA=<name>
         self.frames_read = 0
@@ -131,6 +140,9 @@ class Capture:
         # Set by the daemon for cameras whose every frame is classified (fps 0): the input is
         # then prepared here, overlapping the engine's work on the previous frame.
         self.prepare: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def _reader(self) -> threading.Thread:
+        return threading.Thread(target=self._run, name=f"capture-{self.name}", daemon=True)
 
     # --- the daemon's side ------------------------------------------------------------
     def start(self) -> None:
@@ -168,17 +180,45 @@ class Capture:
         return self.state == "ended"
 
     def check_stall(self, now: float) -> None:
-        """Called by the pipeline: no frame for stall_s -> offline, and reconnect when we can."""
+        """Called by the pipeline: no frame for stall_s -> offline, and reconnect when we can;
+        a read still waiting well past that is left behind for a new reader."""
         if self.state == "online" and now - self.last_frame_mono > self.cfg.stall_s:
             self._set_state("offline", f"stalled: no frame for {self.cfg.stall_s:g}s")
             self._reconnect.set()
+        since = self._reading_since
+        if (since is not None and self.state == "offline" and self.source.kind != "file"
+                and now - since > self.cfg.stall_s + self.cfg.read_timeout_s + GRACE_S
+                and not self._stop.is_set()):
+            self._replace_hung_reader(now - since)
+
+    def _replace_hung_reader(self, waited_s: float) -> None:
+        self._left_behind = {t for t in self._left_behind if t.is_alive()}
+        if len(self._left_behind) >= MAX_STUCK:
+            if not self._told_hung:
+                log.error("camera %s: %d reads of %s never returned from the decoder; no new "
+                          "reader starts until one does", self.name, MAX_STUCK,
+                          self.source.describe(), extra=self._journal)
+                self._told_hung = True
+            return
+        self._told_hung = False
+        log.error("camera %s: the decoder's read has not returned for %.0f s; left it behind "
+                  "and opening the camera again", self.name, waited_s, extra=self._journal)
+        self._left_behind.add(self._thread)
+        self._reading_since = None
+        self.reconnects += 1
+        self._thread = self._reader()
+        self._thread.start()
+
+    def _replaced(self) -> bool:
+        """Whether the calling reader was left behind for a new one (it then says nothing)."""
+        return threading.current_thread() in self._left_behind
 
     # --- the thread ---------------------------------------------------------------------
     def _set_state(self, state: str, reason: str) -> None:
         if state not in STATES:
             raise ValueError(f"capture state {state!r} is not one of {STATES}")
         with self._state_lock:  # a retire() either waits for this or silences it
-            if state == self.state or self._retired:
+            if state == self.state or self._retired or self._replaced():
                 return
             self.state = state
             self._on_availability(self.name, state, reason)
@@ -198,7 +238,7 @@ class Capture:
                       self.name, extra=self._journal)
             self._set_state("ended", "no GStreamer in OpenCV")
             return
-        while not self._stop.is_set():
+        while not self._stop.is_set() and not self._replaced():
             try:
                 opened = self._open()
             except Unreachable as exc:
@@ -230,12 +270,16 @@ class Capture:
                 self.decoder = decoder
             reason = self._read_loop(cap)
             cap.release()
-            if reason == "ended" or self._stop.is_set():
+            if reason == "ended" or self._stop.is_set() or self._replaced():
                 break
             self.reconnects += 1
             log.warning("camera %s: %s; reconnecting", self.name, reason, extra=self._journal)
             self._set_state("offline", reason)
             self._backoff()
+        if self._replaced():
+            log.info("camera %s: a read left behind came back; its decoder is released",
+                     self.name, extra=self._journal)
+            return
         if self.state != "ended":
             self._set_state("offline", "stopped")
         with self._lock:
@@ -288,7 +332,11 @@ class Capture:
         handed: list[np.ndarray] = []  # this decoder's recent frames, to decode into again
         while not self._stop.is_set():
             t0 = time.perf_counter()
+            self._reading_since = time.monotonic()
             ok, image = cap.read(_unused(handed))
+            if self._replaced():
+                return "left behind"
+            self._reading_since = None
             decode_ms = (time.perf_counter() - t0) * 1000
             if self._reconnect.is_set():
                 return "stalled"

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from ..engine.ladder import ActiveEngine
 from ..prepare.preprocess import crop
 from ..records import Frame
+from ..topics import unit_of
 from .schedule import CameraRuntime, RegionRuntime, served
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class Inferred:
 
 @dataclass
 class Outcome:
-    topic: str  # <root>/<camera> or <root>/<camera>/<region>: add /classification, /state
+    unit: str  # the camera, or camera/region, whose classification and state these are
     payload: dict
     publish: bool
     state: dict | None  # the new retained state when the label changed
@@ -82,7 +83,7 @@ def infer(active: ActiveEngine, cam: CameraRuntime, region: RegionRuntime,
     return Inferred(active, cam, region, frame, started, prep_ms, infer_ms, image, output)
 
 
-def finish(done: Inferred, root: str) -> Outcome:
+def finish(done: Inferred) -> Outcome:
     """The rest, on the finisher's thread or the loop's: postprocess, the publish policy, the
     payload and the retained state when the label changed."""
     active, cam, region, frame = done.active, done.cam, done.region, done.frame
@@ -115,8 +116,7 @@ def finish(done: Inferred, root: str) -> Outcome:
     if label != region.state_label:
         region.state_label = label
         state = {"label": label, "score": round(score, 4), "since": iso(frame.wall_ts)}
-    topic = f"{root}/{cam.name}" + (f"/{region.name}" if region.name is not None else "")
-    return Outcome(topic, payload, publish, state, done.infer_ms,
+    return Outcome(unit_of(cam.name, region.name), payload, publish, state, done.infer_ms,
                    payload["latency_ms"]["capture_to_publish"])
 
 

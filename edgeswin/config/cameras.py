@@ -18,6 +18,7 @@ from pydantic import (
     field_validator,
 )
 
+from ..topics import RESERVED_REGION_NAMES
 from .credentials import redact
 from .fields import CAMERA_NAME, DAY, NAME_MAX, At, ExistingFile, _earlier, _secret_readable, _Strict
 from .health import HealthConfig
@@ -125,7 +126,8 @@ class RegionConfig(_Strict):
     """A part of the frame classified on its own, with its own topics and seq."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=NAME_MAX,
-                      description="Region name: letters, digits, _ and -; unique in the camera.")
+                      description="Region name: letters, digits, _ and -; unique in the camera; "
+                                  "not `health` (a level of the camera's own topics).")
     box: list[float] = Field(
         min_length=4, max_length=4,
         description="x0, y0, x1, y1 as fractions (0..1) of the frame width and height.")
@@ -199,6 +201,9 @@ class CameraConfig(_Strict):
         for i, name in enumerate(names):
             if name in names[:i]:
                 raise At(f"{i}.name", f"region name {name} used more than once")
+            if name in RESERVED_REGION_NAMES:
+                raise At(f"{i}.name", f"region name {name} is a level of the camera's own "
+                                      f"topics (<camera>/{name}/...): choose another")
         earlier = _earlier(info, "fps")
         for i, region in enumerate(regions or ()):
             fps = region.fps if region.fps is not None else (earlier or (None,))[0]

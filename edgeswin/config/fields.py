@@ -36,7 +36,6 @@ MQTT_MAX_BYTES = 65_535
 DAY = 86_400.0  # upper bound of every duration setting, in seconds
 CAMERA_NAME = r"^[A-Za-z0-9_-]+$"  # no dot: a camera file's name is its stem
 NAME_MAX = 64  # device_id and camera names: part of every topic, metric label and file name
-LONGEST_SUFFIX = "/classification"  # the longest per-camera topic level
 
 
 class _Strict(BaseModel):

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from ..errors import ConfigError, ConfigIssue
+from ..topics import longest
 from .cameras import NO_GST, CameraConfig, SourceSpec, opencv_has_gstreamer
 from .device import DeviceConfig
 from .fields import (
@@ -28,7 +29,6 @@ from .fields import (
     CAMERA_NAME,
     CAMERA_SUFFIXES,
     DEVICE_FILE,
-    LONGEST_SUFFIX,
     MQTT_MAX_BYTES,
     NAME_MAX,
     At,
@@ -192,7 +192,8 @@ def load_config(directory: str | Path, overlay: Path | None | bool = None) -> Co
             issues.append(ConfigIssue(str(path), lines.get(("decoder",), 1), "decoder",
                                       NO_GST.replace("a gst: source", "decoder: gstreamer")))
         if isinstance(device, DeviceConfig):
-            topic = f"{device.topic_root}/{camera.name}{LONGEST_SUFFIX}"
+            topic = longest(device.topic_root, camera.name,
+                            [r.name for r in camera.regions or ()])
             if len(topic.encode()) > MQTT_MAX_BYTES:
                 issues.append(ConfigIssue(str(device_path),
                                           device_lines.get(("mqtt", "topic_root"), 1),

@@ -32,6 +32,7 @@ from pathlib import Path
 from ..classify.step import iso
 from ..config import DeviceConfig, load_config
 from ..errors import ConfigError
+from ..topics import at, group_desired
 from .bundle import MAX_BUNDLE, trusted_keys
 from .download import DownloadError, fetch
 from .overlay import FleetFiles, config_sha256
@@ -55,9 +56,9 @@ class FleetAgent:
         self.mqtt = device.mqtt  # models sent as chunks come through the broker too
         self.files = FleetFiles(Path(device.state_dir))
         self.publish, self.wake = publish, wake
-        self.topics = {"device": f"{root}/desired"}
+        self.topics = {"device": at(root, "desired")}
         if self.cfg.group:
-            self.topics["group"] = f"edgeswin/fleet/{self.cfg.group}/desired"
+            self.topics["group"] = group_desired(self.cfg.group)
         self._pending: dict[str, bytes] = {}
         self._latest: dict[str, bytes] = {}  # the last retained payload per source
         self._lock = threading.Lock()

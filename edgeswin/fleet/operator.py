@@ -23,6 +23,7 @@ from ..config import MqttConfig
 from ..config.fields import CAMERA_DIR, CAMERA_SUFFIXES, DEVICE_FILE
 from ..errors import EdgeswinError
 from ..files import sha256
+from ..topics import at, group_desired
 from .bundle import keygen, load_private, sign
 from .download import MQTT_CHUNK, blob_url
 
@@ -111,10 +112,10 @@ def retained(cfg: MqttConfig, topic_filter: str, wait_s: float = RETAINED_S
 def topic_of(args: argparse.Namespace) -> str:
     if args.device:
         root = args.device if "/" in args.device else f"edgeswin/{args.device}"
-        return f"{root}/desired"
+        return at(root, "desired")
     if not args.group:
         raise EdgeswinError("--group G or --device D: where the bundle goes")
-    return f"edgeswin/fleet/{args.group}/desired"
+    return group_desired(args.group)
 
 
 def push(args: argparse.Namespace, cfg: MqttConfig) -> int:
@@ -150,7 +151,7 @@ def promote(args: argparse.Namespace, cfg: MqttConfig) -> int:
     if not args.group:
         raise EdgeswinError("--group G: the group whose canary-ring bundle to promote")
     key = load_private(Path(args.key))
-    topic = f"edgeswin/fleet/{args.group}/desired"
+    topic = group_desired(args.group)
     try:
         bundle = json.loads(retained(cfg, topic).get(topic) or b"null")
     except ValueError:
@@ -158,7 +159,7 @@ def promote(args: argparse.Namespace, cfg: MqttConfig) -> int:
     if not isinstance(bundle, dict) or bundle.get("ring") != "canary":
         raise EdgeswinError(f"{topic} holds no bundle for the canary ring: nothing to promote")
     canaries = {}
-    for rtopic, payload in retained(cfg, f"{args.root}/reported").items():
+    for rtopic, payload in retained(cfg, at(args.root, "reported")).items():
         try:
             report = json.loads(payload)
         except ValueError:
@@ -202,7 +203,7 @@ def status(args: argparse.Namespace, cfg: MqttConfig) -> int:
             with lock:
                 reports[topic.removesuffix("/reported")] = {**report, "_at": time.time()}
 
-    listener = Listener(cfg, f"{args.root}/reported", take)
+    listener = Listener(cfg, at(args.root, "reported"), take)
     listener.start()
     started = time.monotonic()
     try:
@@ -234,7 +235,7 @@ def status(args: argparse.Namespace, cfg: MqttConfig) -> int:
                 r.get("version") == args.wait_version and r.get("state") == "applied"):
             behind.append(root)
     if not now:
-        print(f"no device of group {args.group} has reported under {args.root}/reported")
+        print(f"no device of group {args.group} has reported under {at(args.root, 'reported')}")
         return 1
     # A script runs `fleet status` to decide whether to go on: a device that refused or rolled
     # back its last bundle is a failure whether or not --wait-version was given.

@@ -22,7 +22,8 @@ import re
 from pathlib import Path
 
 from .. import __version__
-from .mqtt import Message
+from ..topics import at, unit_of
+from .message import Message
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,8 @@ def _unit_entity(prefix: str, component: str, device_id: str, root: str, camera:
         "name": f"{camera} {what}" if region is None else f"{camera} {region} {what}",
         "unique_id": f"edgeswin_{device_id}_{object_id}",
         **fields,
-        "availability": [{"topic": f"{root}/status"},
-                         {"topic": f"{root}/{camera}/availability"}],
+        "availability": [{"topic": at(root, "status")},
+                         {"topic": at(root, "availability", camera=camera)}],
         "availability_mode": "all",
         "payload_available": "online",
         "payload_not_available": "offline",
@@ -68,16 +69,12 @@ def _unit_entity(prefix: str, component: str, device_id: str, root: str, camera:
                    json.dumps(payload).encode(), 1, True)
 
 
-def _base(root: str, camera: str, region: str | None) -> str:
-    return f"{root}/{camera}" if region is None else f"{root}/{camera}/{region}"
-
-
 def camera_config(prefix: str, device_id: str, root: str, camera: str,
                   region: str | None = None) -> Message:
     """The label sensor of a camera, or of one region of it. Its retained state is cleared (an
     empty payload) when the camera goes; Home Assistant may read that before it removed the
     entity: the templates pass over it instead of reading an empty payload as JSON."""
-    state = f"{_base(root, camera, region)}/state"
+    state = at(root, "state", unit=unit_of(camera, region))
     return _unit_entity(prefix, "sensor", device_id, root, camera, region,
                         _label_id(camera, region), "label",
                         {"state_topic": state,
@@ -98,7 +95,7 @@ def snapshot_config(prefix: str, device_id: str, root: str, camera: str,
     """An MQTT camera entity showing the retained snapshot of a camera or region."""
     return _unit_entity(prefix, "camera", device_id, root, camera, region,
                         _snapshot_id(camera, region), "snapshot",
-                        {"topic": f"{_base(root, camera, region)}/snapshot"})
+                        {"topic": at(root, "snapshot", unit=unit_of(camera, region))})
 
 
 def _health_id(camera: str) -> str:
@@ -107,7 +104,7 @@ def _health_id(camera: str) -> str:
 
 def health_config(prefix: str, device_id: str, root: str, camera: str) -> Message:
     """A problem sensor on the camera's retained health: on while it lists a problem."""
-    topic = f"{root}/{camera}/health"
+    topic = at(root, "health", camera=camera)
     # The retained health is cleared (an empty payload) when the camera goes; Home Assistant
     # may read that before it removed the entity: an empty template output is ignored.
     return _unit_entity(prefix, "binary_sensor", device_id, root, camera, None,
@@ -126,28 +123,28 @@ def device_configs(prefix: str, device_id: str, root: str, canary: bool = True
     """The device's entities; the canary's problem sensor only while the canary runs (else its
     retained config is cleared)."""
     device = _device(device_id)
-    status = {"availability_topic": f"{root}/status", "payload_available": "online",
+    status = {"availability_topic": at(root, "status"), "payload_available": "online",
               "payload_not_available": "offline", "device": device}
 
     def measured(name: str, field: str, unit: str, **fields) -> dict:
         """A device measurement read from <root>/measured (`measured`: it changes only when a
         value moved by a whole step, so the recorder keeps no sensor noise)."""
-        return {"name": name, "state_topic": f"{root}/measured",
+        return {"name": name, "state_topic": at(root, "measured"),
                 "value_template": f"{{{{ value_json.{field} }}}}",
                 "unit_of_measurement": unit, "state_class": "measurement",
                 "entity_category": "diagnostic", **fields, **status}
     entities = [
         ("sensor", "engine_rung", {
-            "name": "engine rung", "state_topic": f"{root}/engine",
+            "name": "engine rung", "state_topic": at(root, "engine"),
             "value_template": "{{ value_json.rung }}",
-            "json_attributes_topic": f"{root}/engine",
+            "json_attributes_topic": at(root, "engine"),
             "json_attributes_template": "{{ {'engine': value_json.name, "
                                         "'reason': value_json.reason} | tojson }}",
             "icon": "mdi:stairs-down", "entity_category": "diagnostic", **status}),
         ("sensor", "model_rollout", {
-            "name": "model rollout", "state_topic": f"{root}/rollout",
+            "name": "model rollout", "state_topic": at(root, "rollout"),
             "value_template": "{{ value_json.state }}",
-            "json_attributes_topic": f"{root}/rollout",
+            "json_attributes_topic": at(root, "rollout"),
             "json_attributes_template": "{{ {'rung': value_json.rung, 'reason': "
                                         "value_json.reason, 'agreement': value_json.agreement} "
                                         "| tojson }}",
@@ -156,25 +153,25 @@ def device_configs(prefix: str, device_id: str, root: str, canary: bool = True
                                            device_class="temperature")),
         ("sensor", "power", measured(
             "power", "power_w", "W", device_class="power",
-            json_attributes_topic=f"{root}/measured",
+            json_attributes_topic=at(root, "measured"),
             json_attributes_template="{{ value_json.watts | tojson }}")),
         ("sensor", "energy_per_classification", measured(
             "energy per classification", "energy_mj_per_classification", "mJ",
             icon="mdi:lightning-bolt")),
         ("sensor", "power_mode", {
-            "name": "power mode", "state_topic": f"{root}/measured",
+            "name": "power mode", "state_topic": at(root, "measured"),
             "value_template": "{{ value_json.power_mode or 'unknown' }}",
             "icon": "mdi:flash-outline", "entity_category": "diagnostic", **status}),
         ("binary_sensor", "canary", {
-            "name": "canary", "state_topic": f"{root}/canary", "device_class": "problem",
+            "name": "canary", "state_topic": at(root, "canary"), "device_class": "problem",
             "value_template": "{{ 'OFF' if value_json.ok else 'ON' }}",
-            "json_attributes_topic": f"{root}/canary",
+            "json_attributes_topic": at(root, "canary"),
             "json_attributes_template": "{{ {'engine': value_json.engine, 'checked': "
                                         "value_json.checked, 'wrong': value_json.wrong | "
                                         "map(attribute='image') | list} | tojson }}",
             "entity_category": "diagnostic", **status}),
         ("binary_sensor", "online", {
-            "name": "online", "state_topic": f"{root}/status", "payload_on": "online",
+            "name": "online", "state_topic": at(root, "status"), "payload_on": "online",
             "payload_off": "offline", "device_class": "connectivity",
             "entity_category": "diagnostic", "device": device}),
     ]

@@ -13,9 +13,7 @@ Hands on the message to publish, or None when nothing moved far enough.
 
 from __future__ import annotations
 
-import json
-
-from .mqtt import Message
+from .message import Message, topic_message
 
 TEMP_STEP_C = 1.0
 POWER_STEP_W, POWER_STEP_OF = 0.5, 0.05
@@ -30,7 +28,7 @@ def _moved(new: float | None, old: float | None, step: float) -> bool:
 
 class Measured:
     def __init__(self, root: str):
-        self.topic = f"{root}/measured"
+        self.root = root
         self._sent: dict | None = None
 
     def after(self, stats: dict) -> Message | None:
@@ -46,7 +44,7 @@ class Measured:
         if last is not None and not self._changed(now, last):
             return None
         self._sent = now
-        return Message(self.topic, json.dumps(now).encode(), 1, True)
+        return topic_message(self.root, "measured", now)
 
     @staticmethod
     def _changed(now: dict, last: dict) -> bool:

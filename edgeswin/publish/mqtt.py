@@ -21,7 +21,6 @@ every connect; their messages are handed to the follower on paho's thread.
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import queue
 import random
@@ -29,28 +28,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from ..config import MqttConfig
+from ..topics import at
 from .connection import plain_diagnosis, read_password, tls_context, tls_diagnosis
+from .message import Message
 from .outbox import Outbox
 from .packet_limit import PacketSizeGuard, packet_bytes
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Message:
-    topic: str
-    payload: bytes
-    qos: int = 0
-    retain: bool = False
-
-
-def json_message(topic: str, obj: Any, qos: int = 0, retain: bool = False) -> Message:
-    return Message(topic, json.dumps(obj, separators=(",", ":")).encode(), qos, retain)
 
 
 _PUMP = object()  # a queue item that only asks the sender to hand stored rows on
@@ -76,7 +64,7 @@ class Publisher:
         self.cfg = cfg
         self.root = root
         self.client_id = client_id
-        self.status_topic = f"{root}/status"
+        self.status_topic = at(root, "status")
         self.outbox = outbox
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                    clean_session=False)

@@ -15,8 +15,10 @@ from collections.abc import Callable
 from ..classify.step import Inferred, finish
 from ..govern.sensors import LatencyWindows
 from ..health.board import HealthBoard
+from ..topics import at
 from .hard_examples import HardExamples
-from .mqtt import Publisher, json_message
+from .message import topic_message
+from .mqtt import Publisher
 from .snapshot import Snapshots
 
 
@@ -30,18 +32,19 @@ class Recorder:
         self.listeners: list[Callable[[dict], None]] = []
         self.metrics = None  # publish.metrics.Metrics, once the daemon has started it
         # A board open somewhere asks for live pictures (`Snapshots.watched`).
-        publisher.follow(f"{root}/watching", snapshots.watched)
+        publisher.follow(at(root, "watching"), snapshots.watched)
 
     def __call__(self, done: Inferred) -> None:
         active, cam, region, frame = done.active, done.cam, done.region, done.frame
-        out = finish(done, self.root)
+        out = finish(done)
         if out.publish:
-            self.publisher.publish(json_message(f"{out.topic}/classification", out.payload,
-                                                self.qos))
+            self.publisher.publish(topic_message(self.root, "classification", out.payload,
+                                           unit=out.unit, qos=self.qos))
         for listener in self.listeners:
             listener(out.payload)
         if out.state is not None:
-            self.publisher.publish(json_message(f"{out.topic}/state", out.state, self.qos, True))
+            self.publisher.publish(topic_message(self.root, "state", out.state, unit=out.unit,
+                                           qos=self.qos))
         label, score = out.payload["label"], out.payload["score"]
         self.latency.add(("inference", active.rung), out.infer_ms)
         self.latency.add(("capture_to_publish", active.rung), out.total_ms)
@@ -54,8 +57,7 @@ class Recorder:
         health = self.health.after(cam.entry, frame, cam.capture.source_fps,
                                    (label, score, active.name))
         if health is not None:
-            self.publisher.publish(json_message(f"{self.root}/{cam.name}/health", health, 1,
-                                                True))
+            self.publisher.publish(topic_message(self.root, "health", health, camera=cam.name))
             for message in self.snapshots.problem(cam, frame, health):
                 self.publisher.publish(message)
         self.hard.after(cam, region, frame, out.payload, self.health.drifting(cam.name))

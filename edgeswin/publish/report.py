@@ -16,7 +16,7 @@ from ..config import DeviceConfig
 from ..config.health import effective
 from ..engine.ladder import ActiveEngine
 from .homeassistant import Discovery
-from .mqtt import Message
+from .message import Message
 
 
 def stats_payload(daemon) -> dict:

@@ -32,7 +32,8 @@ from ..config import SnapshotConfig
 from ..files import write_whole
 from ..prepare.preprocess import crop
 from ..records import Frame
-from .mqtt import Message
+from ..topics import unit_of
+from .message import Message, topic_message
 
 WATCH_S = 10.0  # how long a request for live pictures holds when it says nothing else
 
@@ -183,7 +184,7 @@ class Snapshots:
             data = jpeg(annotate(frame.image, cam), self.cfg.max_width, self.cfg.quality)
         except (ValueError, cv2.error):
             return []
-        return [Message(f"{self.root}/{cam.name}/picture", data, 0, False)]
+        return [topic_message(self.root, "picture", data, camera=cam.name)]
 
     def problem(self, cam: CameraRuntime, frame: Frame, health: dict) -> list[Message]:
         """The frame that raised a health problem, the problems drawn on it."""
@@ -198,7 +199,7 @@ class Snapshots:
                         extra={"CAMERA": cam.name})
             return []
         self.store.add(cam.name, f"{stamp}-{frame.index}-health.jpg", data)
-        return [Message(f"{self.root}/{cam.name}/health/snapshot", data, 1, True)]
+        return [topic_message(self.root, "health_snapshot", data, camera=cam.name)]
 
     def after(self, cam: CameraRuntime, region: RegionRuntime, frame: Frame,
               changed: bool) -> list[Message]:
@@ -218,7 +219,7 @@ class Snapshots:
             f"{frame.wall_ts % 1:.3f}"[1:].replace(".", "-")
         try:
             whole = jpeg(annotate(frame.image, cam), self.cfg.max_width, self.cfg.quality)
-            out = [Message(f"{self.root}/{cam.name}/snapshot", whole, 1, True)]
+            out = [topic_message(self.root, "snapshot", whole, unit=cam.name)]
             self.store.add(cam.name, f"{stamp}.jpg", whole)
             current = {r.name for r in cam.regions}  # a reload may have removed one
             for changed_region in pending.values():
@@ -226,8 +227,8 @@ class Snapshots:
                     continue
                 part = crop(frame.image, changed_region.config.box, "squash", (1, 1))
                 small = jpeg(part, self.cfg.max_width, self.cfg.quality)
-                out.append(Message(f"{self.root}/{cam.name}/{changed_region.name}/snapshot",
-                                   small, 1, True))
+                out.append(topic_message(self.root, "snapshot", small,
+                                   unit=unit_of(cam.name, changed_region.name)))
                 self.store.add(cam.name, f"{stamp}-{changed_region.name}.jpg", small)
         except (ValueError, OSError, cv2.error) as exc:  # no picture; nothing else is lost
             log.warning("camera %s: no snapshot: %s", cam.name, exc, extra={"CAMERA": cam.name})

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from ..topics import parse
 from .fleet import Fleet, matches
 
 MAX_JSON = 256 * 1024  # a state or stats payload larger than this is not the daemon's
@@ -61,27 +62,28 @@ class Board:
         if len(payload) <= MAX_JSON:
             self.fleet.take(topic, payload, now)
         seen = self.seen.setdefault(root, Seen())
-        if rest[-1] == "snapshot" and len(rest) in (2, 3) or rest[-1:] == ["picture"] and \
-                len(rest) == 2:
-            unit = "/".join(rest[:-1])  # cam, cam/region, or cam/health; a live picture: cam
+        key, owner = parse(rest) or (None, "")
+        if key in ("snapshot", "health_snapshot", "picture"):
+            # cam or cam/region; cam/health for the health picture; a live picture: cam
+            unit = f"{owner}/health" if key == "health_snapshot" else owner
             if not payload:
                 seen.pictures.pop(unit, None)
             elif len(payload) <= MAX_PICTURE and payload.startswith(JPEG) and (
                     unit in seen.pictures or len(seen.pictures) < MAX_UNITS):
                 seen.pictures[unit] = (bytes(payload), time.time())
-        elif rest[-1] == "state" and len(rest) in (2, 3):
-            unit = "/".join(rest[:-1])
+        elif key == "state":
+            unit = owner
             if unit in seen.states or len(seen.states) < MAX_UNITS:
                 self._state(seen, unit, payload)
-        elif rest == ["stats"] and len(payload) <= MAX_JSON:
+        elif key == "stats" and len(payload) <= MAX_JSON:
             self._point(seen, payload)
-        elif rest == ["reported"] and len(payload) <= MAX_JSON:
+        elif key == "reported" and len(payload) <= MAX_JSON:
             value = _json(payload) if payload else None
             seen.fleet = {k: str(value.get(k))[:300] for k in ("version", "state", "reason",
                                                                "group")} \
                 if isinstance(value, dict) else None
-        elif len(rest) == 2 and rest[1] == "availability" and not payload:
-            for unit in [u for u in seen.states if u == rest[0] or u.startswith(rest[0] + "/")]:
+        elif key == "availability" and not payload:
+            for unit in [u for u in seen.states if u == owner or u.startswith(owner + "/")]:
                 seen.states.pop(unit, None)  # removed from the config: nothing more to show
 
     def _state(self, seen: Seen, unit: str, payload: bytes) -> None:

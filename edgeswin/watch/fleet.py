@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from ..topics import parse
+
 
 @dataclass
 class Device:
@@ -49,27 +51,25 @@ class Fleet:
         root = "/".join(parts[:len(self.pattern)])
         rest = parts[len(self.pattern):]
         device = self.devices.setdefault(root, Device(root))
+        key, camera = parse(rest) or (None, None)
         text = payload.decode("utf-8", "replace")
-        if rest == ["status"]:
+        if key == "status":
             device.status = text or None
-            return
-        if len(rest) == 2 and rest[1] == "availability":
-            _put(device.availability, rest[0], text or None)
-            return
-        if len(rest) == 1 and rest[0] in ("engine", "canary", "rollout", "stats") or \
-                len(rest) == 2 and rest[1] == "health":
+        elif key == "availability":
+            _put(device.availability, camera, text or None)
+        elif key in ("engine", "canary", "rollout", "stats", "health"):
             try:
                 value = json.loads(text) if text else None
             except json.JSONDecodeError:
                 return  # not ours (another program under the same root): nothing to judge
             if not isinstance(value, dict | None):
                 return
-            if rest[-1] == "health":
-                _put(device.health, rest[0], value)
-            elif rest[0] == "stats":
+            if key == "health":
+                _put(device.health, camera, value)
+            elif key == "stats":
                 device.stats, device.stats_at = value, now
             else:
-                setattr(device, rest[0], value)
+                setattr(device, key, value)
 
     def problems(self, device: Device, now: float, stale_after_s: float) -> list[str]:
         out = []

@@ -23,6 +23,7 @@ import time
 from flask import Flask, Response, abort, jsonify, render_template, request
 
 from ..review.app import guard
+from ..topics import at
 from .board import Board
 
 ASK_EVERY_S = 3.0  # how often an open page's server asks the devices for live pictures
@@ -48,7 +49,7 @@ def ask_for_pictures(board: Board, lock: threading.Lock, viewers: Viewers, send,
             with lock:
                 roots = sorted(board.fleet.devices)
             for root in roots:
-                send(f"{root}/watching", json.dumps({"for_s": ASK_FOR_S}).encode())
+                send(at(root, "watching"), json.dumps({"for_s": ASK_FOR_S}).encode())
 
 
 def make_app(board: Board, lock: threading.Lock, token: str | None, loopback_only: bool,
