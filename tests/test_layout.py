@@ -16,7 +16,7 @@ LAYERS = [
     {"capture", "prepare", "engine", "classify", "publish", "govern", "health", "canary",
      "rollout", "service", "fleet"},
     {"daemon", "serving", "lineup", "prestart"},
-    {"cli", "__main__", "tools", "demo", "toolchain", "watch", "review"},
+    {"cli", "__main__", "tools", "demo", "toolchain", "watch", "review", "verbs"},
 ]
 # Imports inside a function that reach up a layer, each for a reason of its own.
 UPWARD_OK: set[tuple[str, str]] = set()
@@ -137,3 +137,22 @@ def test_modules_and_functions_stay_small():
                     long_functions.append(f"{name}.{node.name}: {len(body)} lines")
     assert not long_modules, long_modules
     assert not long_functions, long_functions
+
+
+def test_every_verb_is_one_module_of_one_pattern():
+    """`cli.VERBS` lists every verb; each module has HELP, add_arguments and run, and no
+    other module declares a verb (`add_parser` only in cli.py)."""
+    import importlib
+
+    from edgeswin.cli import VERBS, build_parser
+
+    for verb, where in VERBS.items():
+        module = importlib.import_module(f"edgeswin.{where}")
+        assert isinstance(module.HELP, str) and module.HELP, verb
+        assert callable(module.add_arguments) and callable(module.run), verb
+    declared = [name for name, path in modules().items()
+                if name != "cli" and "add_parser(" in path.read_text()
+                and name not in {w for w in VERBS.values()}]
+    assert not declared, declared
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert list(sub.choices) == list(VERBS)

@@ -27,6 +27,8 @@ from ..topics import at, group_desired
 from .bundle import keygen, load_private, sign
 from .download import MQTT_CHUNK, blob_url
 
+HELP = "a fleet on your broker: keygen, push a signed config, status"
+
 RETAINED_S = 1.5  # retained messages arrive within this of subscribing
 FAILED_STATES = ("refused", "rolled_back")  # a device's last report that a bundle did not take
 

@@ -19,6 +19,9 @@ from pathlib import Path
 from ..errors import EdgeswinError
 from .examples import images_in, read_sidecar
 
+HELP = ("a local web page to confirm, relabel or discard the hard examples a device kept; "
+        "decisions make a labelled folder")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--examples", type=Path, required=True, help="the hard examples the "

@@ -6,6 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+HELP = ("fine-tune a model on confirmed frames (plus a sample of the original data); prints "
+        "held-out top-1 before and after (needs the toolchain)")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="source", type=Path, required=True, metavar="MODEL",

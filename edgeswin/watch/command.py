@@ -15,11 +15,14 @@ import secrets
 import sys
 import threading
 import time
-from pathlib import Path
 
 from ..errors import EdgeswinError
+from ..verbs.options import add_config
 from .fleet import Fleet
 from .view import render
+
+HELP = ("watch many devices through the broker: status, cameras, health, canary, stats; "
+        "--once exits 1 when anything is wrong or silent")
 
 SETTLE_S = 1.0  # retained messages arrive within this of subscribing
 
@@ -117,8 +120,8 @@ def serve(args: argparse.Namespace) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="broker host (default: the config's, else 127.0.0.1)")
     p.add_argument("--port", type=int, help="broker port (default: the config's, else 1883)")
-    p.add_argument("-c", "--config", type=Path, help="take the broker settings (user, "
-                   "password, TLS) from this config directory's edgeswin.yaml")
+    add_config(p, "take the broker settings (user, password, TLS) from its edgeswin.yaml",
+               default=None)
     p.add_argument("--username", help="broker user name")
     p.add_argument("--password-file", help="file holding the broker password")
     p.add_argument("--root", default="edgeswin/+", help="the devices' topic roots, + for any "
