@@ -109,13 +109,10 @@ class Daemon:
         self.serving = Serving(dev, self.root, self.engines, self.rollouts, self.governor,
                                self.latency, self.publisher, self.recorder)
         self.lineup = Lineup(dev, self.root, self.serving, self.publisher, self._wake)
+        self.readout = self.serving.readout(self.started_mono, self.health)
         self._ready = False  # READY=1 sent
 
     # --- wiring ------------------------------------------------------------------------
-    @property
-    def ladder(self) -> list[ActiveEngine | None]:
-        return self.engines.rungs
-
     # What serves and what it serves: the reports, metrics, the demo and the bench read them.
     @property
     def active(self) -> ActiveEngine | None:
@@ -208,21 +205,22 @@ class Daemon:
         fb = self.config.device.fallback
         start = self.engines.start_rung(self.config.device.engines, fb.pinned_rung,
                                         "dla" in fb.levers)
-        self.serving.active = active = self.ladder[start]
+        rungs = self.engines.rungs
+        self.serving.active = active = rungs[start]
         self.serving.cameras = [self.lineup.make(e) for e in enabled]
         self.serving.policy = self.governor.start(
-            time.monotonic(), start, {i for i, engine in enumerate(self.ladder) if engine},
+            time.monotonic(), start, {i for i, engine in enumerate(rungs) if engine},
             fb.fps_steps if fps_adjustable(self.cameras) else 0)
         if self.config.device.metrics.enabled:
             from .publish.metrics import Metrics
             m = self.config.device.metrics
-            self.metrics = Metrics(self, m.address, m.port, m.stale_after_s,
+            self.metrics = Metrics(self.readout, m.address, m.port, m.stale_after_s,
                                    m.no_frames_after_s)
         if self.fleet:
             self.fleet.started()
         self.recorder.metrics = self.metrics
         self.serving.finisher = Finisher(self.recorder)
-        self.rollouts.started(self.ladder)
+        self.rollouts.started(rungs)
         self.control.start()
         self._announce()
         reason = "start" if start == 0 else f"start on rung {start} (rungs above unusable or pinned)"
@@ -241,7 +239,8 @@ class Daemon:
     def _loop(self) -> None:
         """One pass per frame or wake-up, as named steps. A periodic step keeps its own
         cadence (`Every`): a new concern is one line here and one method of its own."""
-        self.notifier.status(f"loaded {len(self.ladder)} engine rung(s); waiting for cameras")
+        self.notifier.status(f"loaded {len(self.engines.rungs)} engine rung(s); waiting for "
+                             f"cameras")
         while not self._stop.is_set():
             now = time.monotonic()
             self._keep_alive(now)
@@ -388,7 +387,7 @@ class Daemon:
 
     # --- reporting and shutdown ----------------------------------------------------------
     def stats(self) -> dict:
-        return stats_payload(self)
+        return stats_payload(self.readout)
 
     def _announce(self) -> None:
         for message in discovery_messages(self.config.device, self.root, self.cameras):

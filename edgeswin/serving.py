@@ -27,8 +27,10 @@ from .engine.ladder import ActiveEngine, EngineLadder
 from .govern.fallback import Action, FallbackPolicy, Readings
 from .govern.governor import Governor
 from .govern.sensors import LatencyWindows
+from .health.board import HealthBoard
 from .publish.message import topic_message
 from .publish.mqtt import Publisher
+from .publish.readout import Readout
 from .publish.record import Recorder
 from .rollout.rollouts import ModelRollouts
 from .service.cadence import Every
@@ -210,6 +212,17 @@ class Serving:
                   exc_info=exc, extra={"CAMERA": camera})
         self.rungs_replaced(replaced)
 
+    def readout(self, started_mono: float, health: HealthBoard) -> Readout:
+        """What the stats and /metrics read of the device: this, and what it serves with."""
+        return Readout(started_mono, lambda: self.cameras, lambda: self.active, self.levels,
+                       lambda: self.switches, lambda: self.canary_last, self.hand_off,
+                       self.engines, self.rollouts, self.governor, self.latency, health,
+                       self.publisher)
+
+    def levels(self) -> dict[str, int]:
+        """Each fallback lever's level (none before the start set the policy)."""
+        return self.policy.levels() if self.policy else {}
+
     def rollout_said(self, payload: dict) -> None:
         """A model rollout's state, on the retained `<root>/rollout`."""
         self.rollbacks += payload.get("state") == "rolled_back"
@@ -273,7 +286,7 @@ class Serving:
             "precision": active.engine.info.precision if active else None, "reason": reason,
             "lever": {"name": action.lever, "from": action.frm, "to": action.to}
             if action else None,
-            "levels": self.policy.levels() if self.policy else {},
+            "levels": self.levels(),
             "readings": readings.as_dict(), "ts": iso(time.time())}
         if self.engines.builds:
             payload["builds"] = {name: r.as_dict() for name, r in self.engines.builds.items()}

@@ -14,6 +14,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ..errors import EdgeswinError
+from .readout import Readout
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0
 
 
 class Metrics:
-    def __init__(self, daemon, address: str, port: int, stale_after_s: float,
+    def __init__(self, view: Readout, address: str, port: int, stale_after_s: float,
                  no_frames_after_s: float = 60.0):
         try:
             from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -32,7 +33,7 @@ class Metrics:
         except ImportError:
             raise EdgeswinError("metrics.enabled needs prometheus-client: pip install "
                                 "'edgeswin[metrics]'") from None
-        self._daemon = daemon
+        self._view = view
         self._stale_after = stale_after_s
         self._no_frames_after = no_frames_after_s
         self.heartbeat = time.monotonic()
@@ -59,7 +60,7 @@ class Metrics:
         now = time.monotonic()
         if now - self.heartbeat >= self._stale_after:
             return ["stalled"]  # the inference loop itself makes no progress
-        cameras = list(self._daemon.cameras)
+        cameras = list(self._view.cameras())
         if not cameras:
             return []
         newest = max(c.capture.last_frame_mono for c in cameras)
@@ -79,7 +80,7 @@ class Metrics:
     def collect(self):
         # Long: one metric family after another, in the order /metrics lists them.
         counter, gauge = self._families
-        d = self._daemon
+        d = self._view
         per_camera = {
             "edgeswin_frames_read_total": counter("edgeswin_frames_read", "Frames read from "
                                                   "the source.", labels=["camera"]),
@@ -95,7 +96,7 @@ class Metrics:
             "edgeswin_camera_up": gauge("edgeswin_camera_up", "1 while frames arrive.",
                                         labels=["camera"]),
         }
-        for cam in list(d.cameras):
+        for cam in list(d.cameras()):
             cap, stats = cam.capture, cam.stats
             values = {"edgeswin_frames_read_total": cap.frames_read,
                       "edgeswin_classifications_total": stats.classified,
@@ -113,7 +114,7 @@ class Metrics:
             "edgeswin_region_published_total": counter(
                 "edgeswin_region_published", "Classifications of a region published.",
                 labels=["camera", "region"])}
-        for cam in list(d.cameras):
+        for cam in list(d.cameras()):
             for region in cam.regions if cam.entry.config.regions else ():
                 per_region["edgeswin_region_classifications_total"].add_metric(
                     [cam.name, region.name], region.stats.classified)
@@ -130,11 +131,11 @@ class Metrics:
         canary = gauge("edgeswin_canary_ok", "1 when the serving engine's latest canary "
                        "answered every image right, 0 when one was wrong.",
                        labels=["engine", "rung"])
-        last = d.serving.canary_last
+        last = d.canary_last()
         if last is not None:
             canary.add_metric([last.engine, str(last.rung)], int(last.ok))
         yield canary
-        active = d.active
+        active = d.active()
         rung = gauge("edgeswin_engine_rung", "Active rung of the engine ladder (0 = primary).",
                      labels=["engine", "backend"])
         if active is not None:
@@ -143,12 +144,12 @@ class Metrics:
         usable = gauge("edgeswin_engine_rung_usable", "1 when the rung has an engine to "
                        "serve, 0 while its engine builds or its model cannot be opened (the "
                        "retained <root>/engine says why).", labels=["rung", "engine"])
-        for i, spec in enumerate(d.engines.specs):
-            usable.add_metric([str(i), spec.name], int(i < len(d.ladder) and
-                                                       d.ladder[i] is not None))
+        rungs = d.ladder.rungs
+        for i, spec in enumerate(d.ladder.specs):
+            usable.add_metric([str(i), spec.name], int(i < len(rungs) and rungs[i] is not None))
         yield usable
         yield counter("edgeswin_engine_switches", "Rung switches since start.",
-                      value=d.serving.switches)
+                      value=d.switches())
         rollouts = counter("edgeswin_rollout_transitions", "Model rollouts entering each state "
                            "(building, shadow, promoted, rejected, rolled_back) since start.",
                            labels=["state"])
@@ -163,7 +164,7 @@ class Metrics:
         gov = d.governor
         levels = gauge("edgeswin_fallback_level", "Each fallback lever's level (0 = untouched; "
                        "rung: the rung).", labels=["lever"])
-        for lever, level in (d.serving.policy.levels() if d.serving.policy else {}).items():
+        for lever, level in d.levels().items():
             levels.add_metric([lever], level)
         yield levels
         actions = counter("edgeswin_fallback_actions", "Fallback lever moves since start.",

@@ -17,34 +17,36 @@ from ..config.health import effective
 from ..engine.ladder import ActiveEngine
 from .homeassistant import Discovery
 from .message import Message
+from .readout import Readout
 
 
-def stats_payload(daemon) -> dict:
+def stats_payload(view: Readout) -> dict:
     """`<root>/stats`: device, engine, latency per rung, MQTT, outbox and per camera (per
     region under `regions` for a camera with regions)."""
-    active, now = daemon.active, time.monotonic()
+    active, cameras, now = view.active(), view.cameras(), time.monotonic()
+    governor = view.governor
     fps_in = {}
-    for c in daemon.cameras:
+    for c in cameras:
         then, frames = c.read_mark
         fps_in[c.name] = round((c.capture.frames_read - frames) / (now - then), 2) \
             if then and now > then else None
         c.read_mark = (now, c.capture.frames_read)
-    publisher = daemon.publisher
+    publisher = view.publisher
     return {
         "ts": iso(time.time()),
-        "uptime_s": round(now - daemon.started_mono, 1),
+        "uptime_s": round(now - view.started_mono, 1),
         "engine": active.name if active else None,
         "rung": active.rung if active else None,
         "degraded": bool(active and active.rung > 0),
-        "temps_c": daemon.governor.temps,  # the last sensor poll
-        "temp_max_c": max(daemon.governor.temps.values()) if daemon.governor.temps else None,
-        "rungs": daemon.latency.by_rung(),
-        "levels": daemon.serving.policy.levels() if daemon.serving.policy else {},
-        "power": daemon.governor.power_report(sum(c.stats.classified for c in daemon.cameras)),
+        "temps_c": governor.temps,  # the last sensor poll
+        "temp_max_c": max(governor.temps.values()) if governor.temps else None,
+        "rungs": view.latency.by_rung(),
+        "levels": view.levels(),
+        "power": governor.power_report(sum(c.stats.classified for c in cameras)),
         "mqtt": {"connected": publisher.connected.is_set(),
                  "sent": publisher.sent, "dropped": publisher.dropped},
         "outbox": publisher.outbox.state() if publisher.outbox else None,
-        "finisher": finisher_state(daemon.serving.hand_off),
+        "finisher": finisher_state(view.hand_off),
         "cameras": {
             c.name: {**c.stats.snapshot(), "fps_in": fps_in[c.name],
                      "state": c.capture.state,
@@ -53,7 +55,7 @@ def stats_payload(daemon) -> dict:
                      "reconnects": c.capture.reconnects,
                      **({"regions": {r.name: r.stats.snapshot() for r in c.regions}}
                         if c.entry.config.regions else {})}
-            for c in daemon.cameras
+            for c in cameras
         },
     }
 
