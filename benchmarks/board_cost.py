@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from edgeswin.demo.assets import VideoSpec, make_video  # noqa: E402
-from tests.conftest import Broker, Subscriber, free_port  # noqa: E402
+from tests.harness import Broker, Subscriber, free_port  # noqa: E402
 
 
 def cpu_s(pid: int) -> float:

@@ -33,7 +33,7 @@ from edgeswin.demo.assets import make_image_folder  # noqa: E402
 from edgeswin.demo.learning import far_video, frames_folder, true_label  # noqa: E402
 from edgeswin.files import sha256  # noqa: E402
 from edgeswin.tools.measure import LocalBroker  # noqa: E402
-from tests.conftest import form_token, start_review  # noqa: E402
+from tests.harness import form_token, start_review  # noqa: E402
 from tests.streams import free_port  # noqa: E402
 
 MODELS = {"swin-demo-64": REPO / "models/swin-demo-64.onnx",

@@ -69,7 +69,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.gpu_daemon_check import gpu_memory_mb  # noqa: E402
 from edgeswin.demo import fixed_camera  # noqa: E402
 from edgeswin.demo.assets import VideoSpec, make_video  # noqa: E402
-from tests.conftest import Broker  # noqa: E402
+from tests.harness import Broker  # noqa: E402
 from tests.model_variants import reexported  # noqa: E402
 
 PRIMARY = REPO / "models" / "swin-demo-112.onnx"

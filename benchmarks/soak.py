@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from edgeswin.demo.assets import VideoSpec, make_video  # noqa: E402
-from tests.conftest import Broker, Subscriber  # noqa: E402
+from tests.harness import Broker, Subscriber  # noqa: E402
 from tests.streams import MjpegCamera  # noqa: E402
 
 

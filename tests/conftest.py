@@ -1,76 +1,25 @@
-"""Shared fixtures: a private Mosquitto per test, an independent subscriber, generated videos,
-config directories, and the daemon as a real subprocess."""
+"""The fixtures: a private Mosquitto per test, an independent subscriber, generated videos, the
+daemon as a real subprocess, the TensorRT double, a real browser. What they are built from is
+in harness.py, which tests and benchmarks import."""
 
 from __future__ import annotations
 
-import itertools
-import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-import yaml
 
 from edgeswin.demo.assets import VideoSpec, make_video
 
-from .streams import free_port
-
-REPO = Path(__file__).resolve().parent.parent
-MODELS = REPO / "models"
-PRIMARY = MODELS / "swin-demo-112.onnx"
-SMALL = MODELS / "swin-demo-64.onnx"
-FAKE_TRT = REPO / "tests" / "fakes" / "trt"  # the TensorRT test double
-FAKE_CUDA = REPO / "tests" / "fakes" / "cuda"  # the pycuda test double
-
-
-def _wait_port(port: int, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-class Broker:
-    """A real mosquitto on a free loopback port; can be killed and restarted."""
-
-    def __init__(self, workdir: Path, persistent: bool = False):
-        if not shutil.which("mosquitto"):
-            pytest.skip("mosquitto binary not installed")
-        self.port = free_port()
-        self.conf = workdir / "mosquitto.conf"
-        # persistent: sessions and queued QoS 1 messages survive a restart (saved on SIGTERM)
-        persistence = (f"persistence true\npersistence_location {workdir}/\n"
-                       "autosave_interval 1\n" if persistent else "persistence false\n")
-        # As root, mosquitto drops to user "mosquitto", who cannot write pytest's private tmp
-        # dir: its persistence would fail without a word and sessions would not survive.
-        user = "user root\n" if os.geteuid() == 0 else ""
-        self.conf.write_text(f"{user}listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                             f"{persistence}max_queued_messages 100000\n")
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_port(self.port)
-
-    def stop(self, graceful: bool = False) -> None:
-        if self.proc and self.proc.poll() is None:
-            if graceful:
-                self.proc.terminate()  # what `systemctl restart mosquitto` does
-            else:
-                self.proc.kill()
-            self.proc.wait()
+from .harness import (
+    CHROMEDRIVER,
+    CHROMIUM,
+    TRT_VERSIONS,
+    Broker,
+    DaemonProcess,
+    Subscriber,
+    forget_double,
+    import_double,
+)
 
 
 @pytest.fixture
@@ -79,58 +28,6 @@ def broker(tmp_path):
     b.start()
     yield b
     b.stop()
-
-
-# Deadlines for events are stretched by this factor (EDGESWIN_TEST_TIME_SCALE overrides):
-# the suite must pass on a machine 3x slower than the one a deadline was chosen on.
-TIME_SCALE = float(os.environ.get("EDGESWIN_TEST_TIME_SCALE", "3"))
-
-_ids = itertools.count(1)  # one client id each: a shared one makes the broker drop the other
-
-
-class Subscriber:
-    """An independent MQTT client that records everything under a topic filter."""
-
-    def __init__(self, port: int, topic: str = "edgeswin/#", client_id: str | None = None):
-        """client_id given: a persistent session (clean_session false) the broker keeps."""
-        self.messages: list[tuple[str, bytes, bool]] = []
-        self.arrivals: list[float] = []  # time.monotonic() of each message, in step
-        self._lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or f"test-{port}-{next(_ids)}",
-                                  clean_session=client_id is None)
-        self.client.reconnect_delay_set(0.2, 1)  # back quickly after a broker restart
-        self.client.on_message = self._on_message
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-
-    def _on_message(self, client, userdata, msg) -> None:
-        with self._lock:
-            self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
-            self.arrivals.append(time.monotonic())
-
-    def on(self, topic: str) -> list[bytes]:
-        with self._lock:
-            return [p for t, p, _ in self.messages if t == topic]
-
-    def json_on(self, topic: str) -> list[dict]:
-        return [json.loads(p) for p in self.on(topic)]
-
-    def wait_for(self, predicate, timeout: float = 20.0) -> bool:
-        """Poll until predicate() holds. The timeout is how long a fast machine needs, scaled
-        by TIME_SCALE: it returns as soon as the predicate holds, so a generous deadline costs
-        a passing test nothing and keeps a slow or one-core machine from failing it."""
-        deadline = time.monotonic() + timeout * TIME_SCALE
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return predicate()
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 @pytest.fixture
@@ -153,49 +50,6 @@ def videos(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
-def write_config(directory: Path, port: int, cameras: dict[str, dict],
-                 device: dict | None = None) -> Path:
-    """A config directory for the daemon: edgeswin.yaml + cameras/<name>.yaml."""
-    (directory / "cameras").mkdir(parents=True, exist_ok=True)
-    dev = {"device_id": "testdev", "mqtt": {"host": "127.0.0.1", "port": port, "qos": 1},
-           "engines": [{"name": "primary", "model": str(PRIMARY)},
-                       {"name": "small", "model": str(SMALL)}],
-           "state_dir": str(directory / "state"), "stats_interval_s": 2}
-    dev.update(device or {})
-    (directory / "edgeswin.yaml").write_text(yaml.safe_dump(dev))
-    for name, cam in cameras.items():
-        (directory / "cameras" / f"{name}.yaml").write_text(yaml.safe_dump(cam))
-    return directory
-
-
-class DaemonProcess:
-    """`python -m edgeswin run -c DIR` as a child process, with its log kept."""
-
-    def __init__(self, config_dir: Path, env: dict[str, str] | None = None):
-        self.log_path = config_dir / "daemon.log"
-        self._log = self.log_path.open("w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "edgeswin", "run", "-c",
-                                      str(config_dir)], stdout=self._log,
-                                     stderr=subprocess.STDOUT, cwd=REPO,
-                                     env={**os.environ, **(env or {})})
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def terminate(self, timeout: float = 5.0) -> tuple[int, float]:
-        """SIGTERM; return (exit code, seconds it took)."""
-        t0 = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout)
-        return code, time.monotonic() - t0
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
-
-
 @pytest.fixture
 def daemon_factory():
     started: list[DaemonProcess] = []
@@ -210,68 +64,18 @@ def daemon_factory():
         d.close()
 
 
-# The TensorRT releases the double can be (tests/fakes/trt/tensorrt/api_surface.json).
-TRT_VERSIONS = ("8.6.1", "10.3.0", "10.16.0", "11.0.0", "11.1.0")
-
-
-def _import_double(monkeypatch, version: str):
-    for name in ("tensorrt", "pycuda", "pycuda.driver"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    monkeypatch.setenv("EDGESWIN_FAKE_TRT_VERSION", version)
-    # Not monkeypatch.syspath_prepend: it restores all of sys.path afterwards, and so takes
-    # back what a library added meanwhile (onnxruntime.transformers appends its own folder).
-    sys.path[:0] = [str(FAKE_TRT), str(FAKE_CUDA)]
-    import pycuda.driver as cuda
-    import tensorrt
-
-    tensorrt.faults.clear()
-    return tensorrt, cuda
-
-
-def _forget_double() -> None:
-    for path in (str(FAKE_TRT), str(FAKE_CUDA)):
-        if path in sys.path:
-            sys.path.remove(path)
-
-
 @pytest.fixture
 def trt(monkeypatch):
     """Import the double (TensorRT 10.3) as `tensorrt` / `pycuda.driver`; yield both."""
-    yield _import_double(monkeypatch, "10.3.0")
-    _forget_double()
+    yield import_double(monkeypatch, "10.3.0")
+    forget_double()
 
 
 @pytest.fixture(params=TRT_VERSIONS, ids=[f"trt{v}" for v in TRT_VERSIONS])
 def trt_each(request, monkeypatch):
     """The double as each TensorRT release in turn: what a release lacks raises AttributeError."""
-    yield _import_double(monkeypatch, request.param)
-    _forget_double()
-
-
-# --- edgeswin review, and a real browser to drive it ---------------------------------------
-CHROMEDRIVER = shutil.which("chromedriver")
-CHROMIUM = shutil.which("chromium")
-
-
-def start_review(*args: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "edgeswin", "review", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout:
-        if line.startswith("open "):
-            return proc, line.split()[1]
-    raise AssertionError(f"review did not start (exit {proc.wait()})")
-
-
-def form_token(page: str) -> str:
-    """The per-run form token a review page carries, as its script sends it."""
-    return page.split('name="csrf" content="')[1].split('"')[0]
-
-
-def stop(proc: subprocess.Popen) -> str:
-    proc.send_signal(signal.SIGTERM)
-    out = proc.communicate(timeout=20)[0]
-    assert proc.returncode == 0, out
-    return out
+    yield import_double(monkeypatch, request.param)
+    forget_double()
 
 
 @pytest.fixture

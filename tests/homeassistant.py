@@ -22,7 +22,7 @@ from pathlib import Path
 
 import websocket
 
-from .conftest import REPO, TIME_SCALE
+from .harness import REPO, TIME_SCALE
 from .streams import free_port
 
 VENV = Path(os.environ.get("EDGESWIN_HA_VENV", REPO / ".venv-ha"))

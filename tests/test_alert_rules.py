@@ -9,7 +9,7 @@ import re
 import shutil
 import subprocess
 
-from .conftest import REPO
+from .harness import REPO
 
 RULES = REPO / "deploy" / "prometheus"
 

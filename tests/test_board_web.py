@@ -19,7 +19,7 @@ import pytest
 
 from edgeswin.demo import fixed_camera
 
-from .conftest import REPO, Subscriber, write_config
+from .harness import REPO, Subscriber, write_config
 from .streams import free_port
 
 ROOT = "edgeswin/testdev"

@@ -20,7 +20,7 @@ from edgeswin.errors import ModelError
 from edgeswin.prepare.preprocess import Preprocessor
 from edgeswin.scenes import random_scene
 
-from .conftest import FAKE_CUDA, FAKE_TRT, PRIMARY, REPO, Subscriber
+from .harness import FAKE_CUDA, FAKE_TRT, PRIMARY, REPO, Subscriber
 from .test_trt import plan
 
 
@@ -324,7 +324,7 @@ def test_build_engine_command(tmp_path):
 @pytest.mark.mqtt
 def test_daemon_builds_the_engine_in_the_background_then_reuses_it(tmp_path, broker, subscriber,
                                                                    videos, daemon_factory):
-    from .conftest import SMALL, write_config
+    from .harness import SMALL, write_config
 
     onnx_path = copy_primary(tmp_path)
     cfg = write_config(tmp_path / "cfg", broker.port,
@@ -428,7 +428,7 @@ def test_a_long_build_shows_its_progress_and_a_stop_cancels_it(tmp_path, broker,
     """A build that takes minutes on a Jetson: its phase and elapsed time appear on the
     retained engine topic while the small rung serves, and SIGTERM stops it promptly, leaving
     no plan behind."""
-    from .conftest import SMALL, write_config
+    from .harness import SMALL, write_config
 
     onnx_path = copy_primary(tmp_path)
     cfg = write_config(tmp_path / "cfg", broker.port,
@@ -534,7 +534,7 @@ def test_dla_settings_are_checked_with_file_and_line(tmp_path, rung, message):
     from edgeswin.config import load_config
     from edgeswin.errors import ConfigError
 
-    from .conftest import write_config
+    from .harness import write_config
 
     spec = {"name": "dla", "model": str(PRIMARY), "backend": "tensorrt", **rung}
     d = write_config(tmp_path, 1883, {"cam": {"source": "x.mp4"}}, {"engines": [spec]})

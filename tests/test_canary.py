@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from . import model_variants
-from .conftest import MODELS, PRIMARY, REPO, SMALL, write_config
+from .harness import MODELS, PRIMARY, REPO, SMALL, write_config
 
 SCHEMA = json.loads((REPO / "edgeswin" / "schemas" / "canary.schema.json").read_text())
 TOPIC = "edgeswin/testdev/canary"

@@ -25,7 +25,7 @@ from edgeswin.daemon import Daemon
 from edgeswin.errors import ConfigError
 from edgeswin.prestart import check_rungs
 
-from .conftest import PRIMARY, REPO, SMALL, Broker, free_port
+from .harness import PRIMARY, REPO, SMALL, Broker, free_port
 
 pytestmark = pytest.mark.mqtt
 

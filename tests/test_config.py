@@ -11,7 +11,7 @@ import pytest
 from edgeswin.config import load_config
 from edgeswin.errors import ConfigError
 
-from .conftest import PRIMARY, REPO
+from .harness import PRIMARY, REPO
 
 DEVICE = f"""\
 device_id: dev1

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from edgeswin.config import load_config
 from edgeswin.errors import ConfigError
 
-from .conftest import SMALL
+from .harness import SMALL
 
 DEVICE_KEYS = ["device_id", "mqtt", "engines", "state_dir", "stats_interval_s", "fallback",
                "metrics", "homeassistant", "host", "port", "qos", "name", "model", "backend",

@@ -17,7 +17,7 @@ from edgeswin.config.fields import MAX_FILE_BYTES
 from edgeswin.errors import ConfigError
 from edgeswin.publish.homeassistant import device_configs
 
-from .conftest import REPO
+from .harness import REPO
 from .test_config import DEVICE, issues_of, make
 
 

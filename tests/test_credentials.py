@@ -10,7 +10,7 @@ from edgeswin.config import load_config
 from edgeswin.config.credentials import redact, with_credentials
 from edgeswin.errors import ConfigError
 
-from .conftest import write_config
+from .harness import write_config
 from .streams import MjpegCamera, free_port
 
 PASSWORD = "s3cr@t:pa/ss"  # the characters a URL has to escape

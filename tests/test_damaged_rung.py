@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from .conftest import PRIMARY, REPO, SMALL, Subscriber, write_config
+from .harness import PRIMARY, REPO, SMALL, Subscriber, write_config
 from .streams import free_port
 
 DAMAGE = {

@@ -15,7 +15,7 @@ import pytest
 
 from edgeswin.publish.outbox import Outbox
 
-from .conftest import Broker, Subscriber, write_config
+from .harness import Broker, Subscriber, write_config
 
 pytestmark = pytest.mark.mqtt
 ROOT = "edgeswin/testdev"

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from .conftest import REPO, write_config
+from .harness import REPO, write_config
 
 pytestmark = pytest.mark.mqtt
 

@@ -9,7 +9,7 @@ import re
 
 from edgeswin.cli import build_parser
 
-from .conftest import REPO
+from .harness import REPO
 
 DOCS = [REPO / "README.md", REPO / "SECURITY.md", REPO / "models" / "README.md",
         REPO / "benchmarks" / "RESULTS.md", *sorted((REPO / "docs").rglob("*.md"))]

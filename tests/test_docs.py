@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from edgeswin.config import CameraConfig, DeviceConfig, load_config
 
-from .conftest import REPO
+from .harness import REPO
 
 DOC_FILES = [REPO / "README.md", REPO / "SECURITY.md", REPO / "models" / "README.md",
              REPO / "benchmarks" / "RESULTS.md",

@@ -22,7 +22,7 @@ from edgeswin.health.drift import Drift
 from edgeswin.health.signals import Signals
 from edgeswin.health.store import LearnedStore
 
-from .conftest import REPO, write_config
+from .harness import REPO, write_config
 from .test_health import judged
 
 FPS = 10

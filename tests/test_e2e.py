@@ -16,7 +16,7 @@ from edgeswin.demo.assets import labels_path, read_ground_truth
 from edgeswin.scenes import LABELS
 from edgeswin.topics import TOPICS, parse
 
-from .conftest import PRIMARY, REPO, SMALL, Subscriber, write_config
+from .harness import PRIMARY, REPO, SMALL, Subscriber, write_config
 from .streams import MjpegCamera, free_port
 
 pytestmark = pytest.mark.mqtt
@@ -129,7 +129,7 @@ def test_last_will_after_kill_9(tmp_path, broker, subscriber, videos, daemon_fac
 
 def test_sigterm_exits_0_within_5s_and_leaves_offline_retained(tmp_path, broker, subscriber,
                                                                videos, daemon_factory):
-    from .conftest import Subscriber
+    from .harness import Subscriber
 
     cfg = write_config(tmp_path / "cfg", broker.port, {"north": _looping(videos)})
     daemon = daemon_factory(cfg)

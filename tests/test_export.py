@@ -17,7 +17,7 @@ from edgeswin.errors import EdgeswinError
 from edgeswin.prepare.preprocess import Preprocessor
 from edgeswin.scenes import random_scene
 
-from .conftest import REPO, SMALL
+from .harness import REPO, SMALL
 
 torch = pytest.importorskip("torch", reason="the model toolchain extra (make toolchain)")
 from edgeswin.toolchain.export import export  # noqa: E402

@@ -17,7 +17,7 @@ from edgeswin import config as config_module
 from edgeswin.config import load_config, opencv_has_gstreamer
 from edgeswin.errors import ConfigError
 
-from .conftest import REPO, write_config
+from .harness import REPO, write_config
 from .streams import MjpegCamera
 
 ROOT = "edgeswin/testdev"

@@ -15,7 +15,7 @@ from edgeswin.errors import EdgeswinError
 from edgeswin.files import sha256
 from edgeswin.scenes import FAR
 
-from .conftest import REPO, SMALL
+from .harness import REPO, SMALL
 
 pytest.importorskip("torch")
 

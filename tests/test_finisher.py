@@ -17,7 +17,7 @@ from edgeswin.classify.finisher import THREAD_NAME, Finisher, HandOffPolicy
 from edgeswin.config import load_config
 from edgeswin.daemon import Daemon
 
-from .conftest import PRIMARY, write_config
+from .harness import PRIMARY, write_config
 
 
 def test_jobs_finish_in_order_and_a_failure_comes_back_with_its_job():

@@ -25,7 +25,7 @@ from edgeswin.fleet.bundle import keygen, load_private, sign, trusted_keys, veri
 from edgeswin.fleet.operator import bundle_from
 
 from . import model_variants
-from .conftest import PRIMARY, REPO, Broker, Subscriber, write_config
+from .harness import PRIMARY, REPO, Broker, Subscriber, write_config
 from .streams import free_port
 
 pytestmark = pytest.mark.mqtt

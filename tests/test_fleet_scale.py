@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from .conftest import REPO
+from .harness import REPO
 
 pytestmark = pytest.mark.mqtt
 

@@ -14,7 +14,7 @@ import pytest
 
 from edgeswin.demo.assets import read_ground_truth
 
-from .conftest import REPO, write_config
+from .harness import REPO, write_config
 from .streams import free_port
 from .test_observability import get, samples
 from .test_power import FAKE_NVPMODEL, NVPMODEL_CONF, jetson_hwmon
@@ -135,7 +135,7 @@ def test_the_dla_lever_moves_the_primary_to_its_dla_build_before_the_rung_lever(
     from edgeswin.config import load_config
     from edgeswin.daemon import Daemon
 
-    from .conftest import PRIMARY, SMALL
+    from .harness import PRIMARY, SMALL
     zone = tmp_path / "thermal" / "thermal_zone0"
     zone.mkdir(parents=True)
     (zone / "type").write_text("TJ-therm\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from .conftest import REPO
+from .harness import REPO
 
 
 def _check():

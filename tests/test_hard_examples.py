@@ -18,7 +18,7 @@ from edgeswin.publish.hard_examples import HardExamples
 from edgeswin.publish.snapshot import ImageStore
 from edgeswin.records import Frame
 
-from .conftest import PRIMARY, REPO, write_config
+from .harness import PRIMARY, REPO, write_config
 
 
 def payload(label: str, score: float) -> dict:

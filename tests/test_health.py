@@ -19,7 +19,7 @@ from edgeswin.health.board import JUDGE_EVERY_S
 from edgeswin.health.judge import CameraJudge
 from edgeswin.health.signals import measure
 
-from .conftest import Subscriber, write_config
+from .harness import Subscriber, write_config
 
 FPS = 10
 EVENTS = {"covered": (15.0, 21.0), "frozen": (27.0, 35.0), "blurred": (41.0, 49.0),

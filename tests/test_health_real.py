@@ -13,8 +13,8 @@ from edgeswin.config.health import DriftConfig
 from edgeswin.engine import open_engine
 from edgeswin.prepare.preprocess import Preprocessor
 
-from .conftest import PRIMARY
 from .footage import ENCODERS, clip, encode, frames_of, judge_frames, judged_video, still_with_noise, tampered
+from .harness import PRIMARY
 from .test_health import EVENTS, SECONDS, SLACK_S, check_events
 
 # The smallest settings studied: every hold 1 s, drift's baseline 30 s and window 5 s.

@@ -16,7 +16,7 @@ import pytest
 
 from edgeswin.demo import fixed_camera
 
-from .conftest import write_config
+from .harness import write_config
 from .homeassistant import HomeAssistant
 
 DEVICE = "hadev"

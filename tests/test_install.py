@@ -18,7 +18,7 @@ import pytest
 from edgeswin.demo.assets import read_ground_truth
 from edgeswin.demo.live import Scoreboard
 
-from .conftest import REPO, Subscriber
+from .harness import REPO, Subscriber
 
 TARGETS = sorted(p.stem for p in (REPO / "constraints").glob("jetpack*.txt"))
 

@@ -5,6 +5,7 @@ and the shared records), no import cycle, and modules small enough to read at on
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "edgeswin"
@@ -156,3 +157,24 @@ def test_every_verb_is_one_module_of_one_pattern():
     assert not declared, declared
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert list(sub.choices) == list(VERBS)
+
+
+MAX_TEST_LINES = 650  # a test module is read whole too; about 600, as the package's 400 is
+
+
+def test_tests_are_small_and_conftest_holds_only_fixtures():
+    """A test module fits a sitting; conftest.py holds fixtures only and no module imports it
+    (what tests and benchmarks share is in tests/harness.py)."""
+    tests = PACKAGE.parent / "tests"
+    long = [f"{p.name}: {n} lines" for p in sorted(tests.glob("*.py"))
+            if (n := len(p.read_text().splitlines())) > MAX_TEST_LINES]
+    assert not long, long
+    conftest = ast.parse((tests / "conftest.py").read_text())
+    plain = [node.name for node in conftest.body
+             if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not any(
+                 "fixture" in ast.unparse(d) for d in getattr(node, "decorator_list", []))]
+    assert not plain, f"conftest.py defines more than fixtures: {plain}"
+    importers = [p.name for p in list(tests.glob("*.py")) + list((tests.parent /
+                 "benchmarks").glob("*.py"))
+                 if re.search(r"^from (\.|tests\.)conftest import", p.read_text(), re.M)]
+    assert not importers, importers

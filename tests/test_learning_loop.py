@@ -20,7 +20,7 @@ from edgeswin.demo.assets import VideoSpec, make_image_folder, make_video
 from edgeswin.demo.learning import far_video, frames_folder, true_label
 from edgeswin.toolchain.evaluate import evaluate
 
-from .conftest import REPO, SMALL, start_review, stop, write_config
+from .harness import REPO, SMALL, start_review, stop, write_config
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.slow]
 pytest.importorskip("torch")

@@ -12,7 +12,7 @@ from edgeswin.config import CameraConfig, FallbackConfig, dla_twins
 from edgeswin.errors import ConfigError
 from edgeswin.govern.fallback import FallbackPolicy, Readings
 
-from .conftest import PRIMARY, SMALL, write_config
+from .harness import PRIMARY, SMALL, write_config
 
 BASE = dict(degrade_above_c=85, recover_below_c=75, hold_s=5, cooldown_s=30, min_dwell_s=10,
             latency_retry_s=300)

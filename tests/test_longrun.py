@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from .conftest import REPO
+from .harness import REPO
 
 
 def _longrun():

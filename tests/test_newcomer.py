@@ -16,7 +16,7 @@ import yaml
 from edgeswin.config import load_config
 from edgeswin.errors import ConfigError
 
-from .conftest import PRIMARY, REPO, SMALL, Subscriber, write_config
+from .harness import PRIMARY, REPO, SMALL, Subscriber, write_config
 
 CLIP = REPO / "clips" / "demo.mp4"
 

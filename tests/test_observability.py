@@ -13,7 +13,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import FAKE_CUDA, FAKE_TRT, REPO, Subscriber, write_config
+from .harness import FAKE_CUDA, FAKE_TRT, REPO, Subscriber, write_config
 from .streams import free_port
 from .test_trt import plan
 

@@ -16,7 +16,7 @@ import pytest
 from edgeswin.govern.nvpmodel import Mode, PowerModes, query, read_modes
 from edgeswin.govern.power import EnergyMeter, PowerSensor, discover_rails
 
-from .conftest import REPO
+from .harness import REPO
 
 FAKE_NVPMODEL = REPO / "tests" / "fakes" / "nvpmodel"
 HELPER = REPO / "systemd" / "edgeswin-power-mode"
@@ -189,7 +189,7 @@ def test_the_helper_units_verify(tmp_path):
 def test_probe_shows_rails_gpu_and_modes(tmp_path, nvpmodel):
     from edgeswin.tools.probe import probe
 
-    from .conftest import write_config
+    from .harness import write_config
 
     jetson_hwmon(tmp_path / "hwmon")
     cfg = write_config(tmp_path / "cfg", 1883, {"a": {"source": "rtsp://h/x"}},
@@ -209,7 +209,7 @@ def test_a_run_that_stops_with_the_power_mode_lowered_restores_it(nvpmodel, tmp_
     from edgeswin.config import load_config
     from edgeswin.govern.governor import Governor
 
-    from .conftest import write_config
+    from .harness import write_config
 
     zone = tmp_path / "thermal" / "thermal_zone0"
     zone.mkdir(parents=True)

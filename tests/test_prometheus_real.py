@@ -21,7 +21,7 @@ import yaml
 
 from edgeswin.demo import fixed_camera
 
-from .conftest import REPO, TIME_SCALE, _wait_port, write_config
+from .harness import REPO, TIME_SCALE, _wait_port, write_config
 from .streams import free_port
 
 SHIPPED = REPO / "deploy" / "prometheus"

@@ -18,7 +18,7 @@ from edgeswin.publish.message import Message
 from edgeswin.publish.mqtt import Publisher
 from edgeswin.publish.outbox import Outbox
 
-from .conftest import REPO, Subscriber, write_config
+from .harness import REPO, Subscriber, write_config
 
 pytestmark = pytest.mark.mqtt
 
@@ -280,7 +280,7 @@ def test_a_reconnect_sends_a_stored_retained_message_in_its_turn_not_ahead(tmp_p
 def test_a_message_over_the_brokers_packet_limit_is_named_and_no_reconnect_loop(tmp_path):
     import logging
 
-    from .conftest import Broker
+    from .harness import Broker
     broker = Broker(tmp_path)
     broker.conf.write_text(broker.conf.read_text() + "max_packet_size 4000\n")
     broker.start()

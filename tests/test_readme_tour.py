@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from .conftest import REPO, Broker
+from .harness import REPO, Broker
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.slow]
 

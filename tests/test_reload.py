@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import Subscriber, write_config
+from .harness import Subscriber, write_config
 
 pytestmark = pytest.mark.mqtt
 ROOT = "edgeswin/testdev"

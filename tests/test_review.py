@@ -24,7 +24,7 @@ from edgeswin.review.confusion import Answers
 from edgeswin.review.examples import Examples, move_atomic
 from edgeswin.scenes import LABELS, NEAR, make_background, random_look, random_shape, render
 
-from .conftest import SMALL, form_token, start_review, stop
+from .harness import SMALL, form_token, start_review, stop
 from .streams import free_port
 
 

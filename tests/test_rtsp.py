@@ -19,7 +19,7 @@ from edgeswin.config import CameraConfig, load_config, opencv_has_gstreamer, par
 from edgeswin.demo.assets import read_ground_truth
 from edgeswin.errors import ConfigError
 
-from .conftest import write_config
+from .harness import write_config
 from .rtsp_server import RtspCamera, available, h264_copy
 from .streams import free_port
 

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from .conftest import TIME_SCALE, write_config
 from .footage import clip, encode, frames_of, tampered
+from .harness import TIME_SCALE, write_config
 from .relay import Relay
 from .rtsp_server import RtspCamera, available
 from .streams import free_port

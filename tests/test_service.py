@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import FAKE_CUDA, FAKE_TRT, REPO, write_config
+from .harness import FAKE_CUDA, FAKE_TRT, REPO, write_config
 from .streams import free_port
 from .systemd_notify import NotifySocket
 from .test_trt import plan

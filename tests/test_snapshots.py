@@ -9,7 +9,7 @@ import pytest
 
 from edgeswin.publish.snapshot import ImageStore
 
-from .conftest import Subscriber, write_config
+from .harness import Subscriber, write_config
 from .test_regions import side_by_side  # noqa: F401 (fixture)
 
 ROOT = "edgeswin/testdev"

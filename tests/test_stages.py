@@ -20,7 +20,7 @@ from edgeswin.prepare.preprocess import Preprocessor, shrink_area
 from edgeswin.records import InputSpec
 from edgeswin.scenes import LABELS, random_scene
 
-from .conftest import PRIMARY, REPO, SMALL, write_config
+from .harness import PRIMARY, REPO, SMALL, write_config
 
 
 def camera(**kw) -> CameraConfig:

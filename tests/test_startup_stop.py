@@ -16,7 +16,7 @@ from edgeswin.config import load_config
 from edgeswin.daemon import Daemon
 from edgeswin.engine import open_engine
 
-from .conftest import FAKE_CUDA, FAKE_TRT, PRIMARY, REPO, SMALL, Subscriber, write_config
+from .harness import FAKE_CUDA, FAKE_TRT, PRIMARY, REPO, SMALL, Subscriber, write_config
 from .systemd_notify import NotifySocket
 from .test_build import copy_primary
 

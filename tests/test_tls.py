@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from .conftest import Subscriber, _wait_port, write_config
+from .harness import Subscriber, _wait_port, write_config
 from .streams import free_port
 
 pytestmark = pytest.mark.mqtt

@@ -18,7 +18,7 @@ from edgeswin.errors import EdgeswinError
 from edgeswin.toolchain.evaluate import evaluate
 from edgeswin.toolchain.quantize import qdq_violations, quantize
 
-from .conftest import REPO, SMALL
+from .harness import REPO, SMALL
 
 
 @pytest.fixture(scope="module")

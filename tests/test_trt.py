@@ -18,7 +18,7 @@ from edgeswin.errors import BackendUnavailable, ModelError
 from edgeswin.prepare.preprocess import Preprocessor
 from edgeswin.scenes import random_scene
 
-from .conftest import FAKE_CUDA, FAKE_TRT, PRIMARY, REPO, write_config
+from .harness import FAKE_CUDA, FAKE_TRT, PRIMARY, REPO, write_config
 
 
 def plan(tmp_path, trt_mod, *, input_dtype="FLOAT", output_dtype="FLOAT", meta=None, io=None,

@@ -20,7 +20,7 @@ from edgeswin.health.judge import KINDS
 from edgeswin.rollout.gate import STATES as ROLLOUT_STATES
 from edgeswin.topics import RESERVED_REGION_NAMES, TOPICS, at, parse, per_camera
 
-from .conftest import REPO, write_config
+from .harness import REPO, write_config
 
 SCHEMAS = REPO / "edgeswin" / "schemas"
 

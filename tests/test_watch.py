@@ -13,7 +13,7 @@ import pytest
 
 from edgeswin.demo import fixed_camera
 
-from .conftest import REPO, free_port, write_config
+from .harness import REPO, free_port, write_config
 
 pytestmark = pytest.mark.mqtt
 
