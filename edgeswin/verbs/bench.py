@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("-o", "--output", type=Path, help="also write the JSON report here")
 
 
-def _counts(text: str, what: str, low: float, high: float, kind=int) -> list:
+def _counts(text: str, option: str, what: str, low: float, high: float, kind=int) -> list:
     """A comma-separated list of numbers from `low` to `high`, or a clear error."""
     from ..errors import EdgeswinError
     try:
@@ -37,7 +37,7 @@ def _counts(text: str, what: str, low: float, high: float, kind=int) -> list:
     except ValueError:
         values = []
     if not values or not all(low <= v <= high for v in values):
-        raise EdgeswinError(f"{what}: comma-separated numbers from {low:g} to {high:g}, "
+        raise EdgeswinError(f"{option}: comma-separated {what} from {low:g} to {high:g}, "
                             f"not {text!r}")
     return values
 
@@ -52,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
     model = args.model or default_demo_model()
     if model is None:
         raise EdgeswinError("no bundled demo model found: pass --model PATH.onnx")
-    cameras = _counts(args.cameras, "--cameras (camera counts)", 1, 64)  # before any video
-    costs = _counts(args.engine_ms, "--engine-ms (ms)", 0, 1000, float) \
+    cameras = _counts(args.cameras, "--cameras", "camera counts", 1, 64)  # before any video
+    costs = _counts(args.engine_ms, "--engine-ms", "numbers of ms", 0, 1000, float) \
         if args.engine_ms else None
     progress = lambda message: print(message, flush=True)  # noqa: E731
     video = (args.video or bench_video(Path("build/bench/bench-640x360.mp4"), progress)).resolve()
