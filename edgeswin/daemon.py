@@ -39,7 +39,7 @@ from .publish.measured import Measured
 from .publish.message import topic_message
 from .publish.mqtt import Publisher
 from .publish.outbox import Outbox
-from .publish.record import Recorder
+from .publish.recorder import Recorder
 from .publish.report import discovery_messages, stats_payload, status_line
 from .publish.snapshot import ImageStore, Snapshots
 from .rollout.rollouts import ModelRollouts

@@ -2,7 +2,7 @@
 
 Each due frame is inferred on the loop's thread, then finished there or, while another frame
 waits and that is measured faster, on the finisher's thread (`classify.finisher`; the tail is
-`publish.record.Recorder`). An engine that fails while its promotion is watched is rolled back;
+`publish.recorder.Recorder`). An engine that fails while its promotion is watched is rolled back;
 any other failure stops the daemon. Between two frames it carries out the governor's lever moves
 (rung, dla, fps), puts a rollout's promoted or rolled-back model into service, adopts engines
 built in the background, says which engine serves on the retained `<root>/engine`, and runs
@@ -31,7 +31,7 @@ from .health.board import HealthBoard
 from .publish.message import topic_message
 from .publish.mqtt import Publisher
 from .publish.readout import Readout
-from .publish.record import Recorder
+from .publish.recorder import Recorder
 from .rollout.rollouts import ModelRollouts
 from .service.cadence import Every
 from .service.notify import Notifier

@@ -72,11 +72,14 @@ def test_every_topic_has_one_row_that_the_docs_and_schemas_agree_with():
         if len(cells) == 3 and cells[1] in ("yes", "no", "no, yes"):
             for name in re.findall(r"`([^`]+)`", cells[0]):
                 if not name.startswith(".../"):  # `.../state`: the row's first topic's sibling
-                    rows[name.removeprefix("<root>/")] = cells[1]
+                    rows[name.removeprefix("<root>/")] = cells
     for key, topic in TOPICS.items():
         written = topic.pattern.replace("{camera}", "<camera>").replace("{unit}", "<camera>")
         assert written in rows, f"docs/mqtt.md has no row for {written} ({key})"
-        assert rows[written] in ("yes" if topic.retained else "no", "no, yes"), written
+        cells = rows[written]
+        assert cells[1] in ("yes" if topic.retained else "no", "no, yes"), written
+        read_by_device = "(to the device)" in cells[0] or "read by a device" in cells[2]
+        assert read_by_device == topic.to_device, written
     schemas = sorted(t.schema for t in TOPICS.values() if t.schema)
     files = sorted(p.name.removesuffix(".schema.json") for p in SCHEMAS.glob("*.schema.json"))
     assert schemas == files

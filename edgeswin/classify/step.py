@@ -5,7 +5,7 @@ postprocess -> the payloads that go out, in two steps.
 and the timings so far. `finish` (the finisher's thread, or the loop's) turns it into an
 `Outcome`: the classification payload, whether its publish policy lets it out, the retained
 state payload when the label changed, and the timings the loop records. No MQTT and no threads
-here; `publish.record` publishes and records.
+here; `publish.recorder` publishes and records.
 """
 
 from __future__ import annotations

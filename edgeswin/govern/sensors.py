@@ -20,7 +20,6 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-DEFAULT_THERMAL_ROOT = "/sys/devices/virtual/thermal"
 VALID_RANGE_C = (-40.0, 150.0)
 
 
