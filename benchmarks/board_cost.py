@@ -3,7 +3,7 @@ classification with the page closed, then open in a headless Chromium (reading e
 then closed again, one daemon, one run. The page reads the broker, never the device, so the
 difference is the noise of this machine.
 
-    .venv/bin/python benchmarks/board_cost.py --seconds 40 -o benchmarks/results/board-cost.json
+    .venv/bin/python -m benchmarks.board_cost --seconds 40 -o benchmarks/results/board-cost.json
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from edgeswin.demo.assets import VideoSpec, make_video
+from edgeswin.tools.broker import PrivateBroker
+from tests.harness import Subscriber, free_port
 
-from edgeswin.demo.assets import VideoSpec, make_video  # noqa: E402
-from tests.harness import Broker, Subscriber, free_port  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def cpu_s(pid: int) -> float:
@@ -50,7 +50,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="edgeswin-board-"))
     video = work / "cam.mp4"
     make_video(video, VideoSpec(seconds=10, fps=15, width=640, height=360, seed=3))
-    broker = Broker(work)
+    broker = PrivateBroker(work)
     broker.start()
     cfg = work / "cfg"
     (cfg / "cameras").mkdir(parents=True)

@@ -1,8 +1,8 @@
 """On a GPU machine with pycuda (and the TensorRT double, where TensorRT is absent): an engine
 loaded on a background thread, as a background build does, then dropped by the main thread.
 
-  python3 benchmarks/close_check.py close   # TrtEngine.close() on the main thread, then exit
-  python3 benchmarks/close_check.py drop    # no close(): what happened before
+  python3 -m benchmarks.close_check close   # TrtEngine.close() on the main thread, then exit
+  python3 -m benchmarks.close_check drop    # no close(): what happened before
 
 pycuda prints "... in out-of-thread context could not be cleaned up" at exit for every GPU
 object it could not free; the run prints the GPU's free memory before, after load and after
@@ -18,13 +18,12 @@ import tempfile
 import threading
 from pathlib import Path
 
+import pycuda.driver as cuda
+
+from edgeswin.engine import open_engine
+from edgeswin.engine.build import build_engine
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-import pycuda.driver as cuda  # noqa: E402
-
-from edgeswin.engine import open_engine  # noqa: E402
-from edgeswin.engine.build import build_engine  # noqa: E402
 
 
 def free_mb() -> int:

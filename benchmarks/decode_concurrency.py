@@ -6,24 +6,22 @@ reading threads' own CPU, per frame; the counts alternating for `--rounds` round
 It separates the eight-camera extra that decoding brings by itself (the decoders' working
 sets competing for the caches) from what the daemon adds around it.
 
-    python benchmarks/decode_concurrency.py -o benchmarks/results/decode-concurrency.json
+    python -m benchmarks.decode_concurrency -o benchmarks/results/decode-concurrency.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import threading
 import time
 from pathlib import Path
 
 import cv2
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from edgeswin.tools.bench import bench_video, machine
 
-from edgeswin.tools.bench import bench_video, machine  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 FRAMES = 300
 

@@ -9,7 +9,7 @@ CPU time (every thread: FFmpeg's and GStreamer's decoders included) per second o
 per frame handed over, reading as fast as frames come for `--seconds`, the variants
 alternating for `--rounds` rounds.
 
-    python benchmarks/decode_study.py -o benchmarks/results/decode-study.json
+    python -m benchmarks.decode_study -o benchmarks/results/decode-study.json
 """
 
 from __future__ import annotations
@@ -18,23 +18,21 @@ import argparse
 import json
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import cv2
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from edgeswin.capture.camera import open_capture
+from edgeswin.config import CameraConfig, parse_source
+from edgeswin.demo.assets import VideoSpec, make_video
+from edgeswin.engine import read_model_info
+from edgeswin.prepare.preprocess import Preprocessor
+from tests.rtsp_server import RtspCamera, h264_copy
+from tests.streams import free_port
 
-from edgeswin.capture.camera import open_capture  # noqa: E402
-from edgeswin.config import CameraConfig, parse_source  # noqa: E402
-from edgeswin.demo.assets import VideoSpec, make_video  # noqa: E402
-from edgeswin.engine import read_model_info  # noqa: E402
-from edgeswin.prepare.preprocess import Preprocessor  # noqa: E402
-from tests.rtsp_server import RtspCamera, h264_copy  # noqa: E402
-from tests.streams import free_port  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 VARIANTS = (("ffmpeg, full size", "ffmpeg", 640), ("gstreamer, scaled to 640", "gstreamer", 640),
             ("gstreamer, full size", "gstreamer", 1920))

@@ -7,7 +7,7 @@ kept.
 Engines: the bundled demo model through ONNX Runtime (1 thread) and synthetic engines that
 hold the loop `--engine-ms` without the GIL, as a GPU engine does.
 
-    .venv/bin/python benchmarks/finisher_ab.py [--rounds 3] [--seconds 6] \
+    .venv/bin/python -m benchmarks.finisher_ab [--rounds 3] [--seconds 6] \
         [-o benchmarks/results/finisher-ab.json]
 """
 
@@ -16,20 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from edgeswin.tools.bench import (  # noqa: E402
-    LocalBroker,
+from edgeswin.tools.bench import (
     bench_video,
     daemon_run,
     machine,
     raw_engine,
     read_frames,
 )
+from edgeswin.tools.broker import PrivateBroker
+
+REPO = Path(__file__).resolve().parent.parent
 
 KEEP = ("fps", "engine_busy_fraction", "process_cpu_ms_per_classification", "cores_used",
         "thread_cpu_ms_per_classification")
@@ -50,7 +48,7 @@ def main() -> None:
     engines = {e: (None if e == "demo" else float(e)) for e in args.engine_ms.split(",")}
     runs: dict = {e: {n: {"finisher": [], "loop": []} for n in args.cameras.split(",")}
                   for e in engines}
-    broker = LocalBroker()
+    broker = PrivateBroker().start()
     try:
         for i in range(args.rounds):
             for e, ms in engines.items():

@@ -6,7 +6,7 @@ device received and sent for it (its bundle, its reports), and the broker's reta
 "taken" is the first report (`rolling_out`: checked, staged, validated, reloaded); `applied`
 follows `revert_after_s` (5 s here) later.
 
-    python benchmarks/fleet_converge.py --devices 20 50 -o benchmarks/results/fleet-converge.json
+    python -m benchmarks.fleet_converge --devices 20 50 -o benchmarks/results/fleet-converge.json
 """
 
 from __future__ import annotations
@@ -25,13 +25,12 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from edgeswin.demo.assets import VideoSpec, make_video
+from edgeswin.fleet.bundle import keygen
+from edgeswin.tools.broker import PrivateBroker
+from edgeswin.tools.measure import machine
 
-from edgeswin.demo.assets import VideoSpec, make_video  # noqa: E402
-from edgeswin.fleet.bundle import keygen  # noqa: E402
-from edgeswin.tools.bench import LocalBroker  # noqa: E402
-from edgeswin.tools.measure import machine  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 class Tap:
@@ -158,7 +157,7 @@ def main() -> int:
         video = Path(tmp) / "lobby.mp4"
         make_video(video, VideoSpec(seconds=10, fps=5, width=320, height=180, seed=3))
         for n in args.devices:
-            broker = LocalBroker()
+            broker = PrivateBroker().start()
             try:
                 work = Path(tmp) / f"fleet{n}"
                 work.mkdir()

@@ -1,4 +1,4 @@
-"""`python benchmarks/forced_prep.py WAY run -c DIR`: the daemon with every GPU rung's frames
+"""`python -m benchmarks.forced_prep WAY run -c DIR`: the daemon with every GPU rung's frames
 prepared one way only (WAY = gpu: the kernel for every frame it fits; cpu: never the kernel),
 so that the per-size choice can be compared with both ways on the same machine. A benchmark
 tool only: the daemon itself chooses per frame size (`choose_way.ChoosePerSize`)."""
@@ -6,13 +6,10 @@ tool only: the daemon itself chooses per frame size (`choose_way.ChoosePerSize`)
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from edgeswin import cli  # noqa: E402
-from edgeswin.prepare import choose_way  # noqa: E402
-from edgeswin.prepare.preprocess import to_bgr  # noqa: E402
+from edgeswin import cli
+from edgeswin.prepare import choose_way
+from edgeswin.prepare.preprocess import to_bgr
 
 
 def forced(way: str):
@@ -29,6 +26,6 @@ def forced(way: str):
 if __name__ == "__main__":
     way = sys.argv.pop(1)
     if way not in ("gpu", "cpu"):
-        raise SystemExit("usage: forced_prep.py gpu|cpu run -c DIR")
+        raise SystemExit("usage: python -m benchmarks.forced_prep gpu|cpu run -c DIR")
     choose_way.ChoosePerSize.__call__ = forced(way)
     sys.exit(cli.main(sys.argv[1:]))

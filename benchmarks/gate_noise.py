@@ -8,7 +8,7 @@ rejected. Two ways of timing, each judged as its gate judged it:
   in the loop's spare time (after the classification's tail: postprocessing, publishing),
   and the two p95s compared.
 
-    python benchmarks/gate_noise.py --trials 100 --out benchmarks/results/gate-noise.json
+    python -m benchmarks.gate_noise --trials 100 --out benchmarks/results/gate-noise.json
 
 Writes one JSON with, per load and way, the trials, rejections and the ratios seen.
 """
@@ -27,17 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from edgeswin.config import EngineRung, RolloutConfig
+from edgeswin.engine import open_engine
+from edgeswin.engine.ladder import activate
+from edgeswin.rollout.gate import Comparison, latency_frames, verdict
+from edgeswin.rollout.shadow import _timed, compare_on
+from edgeswin.scenes import random_scene
+from tests.model_variants import reexported
+from tests.slow_model import slowed_copy
 
-from edgeswin.config import EngineRung, RolloutConfig  # noqa: E402
-from edgeswin.engine import open_engine  # noqa: E402
-from edgeswin.engine.ladder import activate  # noqa: E402
-from edgeswin.rollout.gate import Comparison, latency_frames, verdict  # noqa: E402
-from edgeswin.rollout.shadow import _timed, compare_on  # noqa: E402
-from edgeswin.scenes import random_scene  # noqa: E402
-from tests.model_variants import reexported  # noqa: E402
-from tests.slow_model import slowed_copy  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 MODEL = REPO / "models" / "swin-demo-112.onnx"
 

@@ -12,7 +12,7 @@
    preprocessing: same answers, and the inference thread's time per frame when another
    thread prepared the frame (as the capture threads do).
 
-Run on a GPU machine with pycuda installed: python3 benchmarks/gpu_check.py --out report.json
+Run on a GPU machine with pycuda installed: python3 -m benchmarks.gpu_check --out report.json
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "fakes" / "trt"))  # the TensorRT double only
 
 PRIMARY = REPO / "models" / "swin-demo-112.onnx"

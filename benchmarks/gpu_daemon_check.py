@@ -29,7 +29,7 @@ Every claim checked is listed under "claims" with its figures; the exit status i
 one fails.
 
 Run on the GPU machine with pycuda, pydantic, paho-mqtt and PyYAML importable and a Mosquitto
-binary: python3 benchmarks/gpu_daemon_check.py --mosquitto PATH --out report.json
+binary: python3 -m benchmarks.gpu_daemon_check --mosquitto PATH --out report.json
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ from pathlib import Path
 
 import yaml
 
+from edgeswin.tools.broker import PrivateBroker
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from edgeswin.tools.bench import LocalBroker  # noqa: E402 (the repo on the path first)
 
 PRIMARY = REPO / "models" / "swin-demo-112.onnx"
 SMALL = REPO / "models" / "swin-demo-64.onnx"
@@ -147,7 +147,7 @@ def start_daemon(cfg: Path, log: Path, extra_env: dict | None = None,
     env = {**os.environ, **(extra_env or {}), "PYTHONPATH": os.pathsep.join(
         [str(REPO / "tests" / "fakes" / "trt"), os.environ.get("PYTHONPATH", ""), str(REPO)])}
     env["PATH"] = "/usr/local/cuda/bin:" + env.get("PATH", "")  # nvcc, for the kernel's cubin
-    run = [str(REPO / "benchmarks" / "forced_prep.py"), forced] if forced else ["-m", "edgeswin"]
+    run = ["-m", "benchmarks.forced_prep", forced] if forced else ["-m", "edgeswin"]
     return subprocess.Popen([sys.executable, "-W", "default", *run, "run", "-c", str(cfg)],
                             stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=REPO)
 
@@ -448,7 +448,7 @@ def main() -> int:
     global WARM_S
     WARM_S = args.warm_seconds
     tmp = Path(tempfile.mkdtemp(prefix="edgeswin-gpu-"))
-    broker = LocalBroker(args.mosquitto)
+    broker = PrivateBroker(binary=args.mosquitto).start()
     report: dict = {"gpu_memory_idle_mb": gpu_memory_mb(), "claims": []}
     try:
         videos = make_videos(tmp)

@@ -2,7 +2,7 @@
 synthetic 1 ms engine, unpaced), with `health.enabled` true and false, alternating for
 `--rounds` rounds. Host CPU per classification (every thread) and classifications per second.
 
-    python benchmarks/health_cost.py -o benchmarks/results/health-cost.json
+    python -m benchmarks.health_cost -o benchmarks/results/health-cost.json
 """
 
 from __future__ import annotations
@@ -10,15 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from edgeswin.demo.assets import default_demo_model
+from edgeswin.tools.bench import _broker, bench_video
+from edgeswin.tools.measure import daemon_run, machine
 
-from edgeswin.demo.assets import default_demo_model  # noqa: E402
-from edgeswin.tools.bench import _broker, bench_video  # noqa: E402
-from edgeswin.tools.measure import daemon_run, machine  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:

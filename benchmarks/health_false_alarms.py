@@ -8,28 +8,24 @@ with a live sensor's noise (never raised).
 Clips are measured once and looped with a continuous clock (tests/footage.py: `judge_frames`),
 so an hour costs seconds; a loop's seam is a cut, as bikes.mp4 has several of its own.
 
-    python benchmarks/health_false_alarms.py --hours 2 -o benchmarks/results/health-false-alarms.json
+    python -m benchmarks.health_false_alarms --hours 2 -o benchmarks/results/health-false-alarms.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
 
 import cv2
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from edgeswin.config import HealthConfig  # noqa: E402
-from edgeswin.demo import fixed_camera  # noqa: E402
-from edgeswin.health.signals import measure  # noqa: E402
-from edgeswin.tools.measure import machine  # noqa: E402
-from tests.footage import (  # noqa: E402
+from edgeswin.config import HealthConfig
+from edgeswin.demo import fixed_camera
+from edgeswin.health.signals import measure
+from edgeswin.tools.measure import machine
+from tests.footage import (
     ENCODERS,
     clip,
     encode,
@@ -39,7 +35,9 @@ from tests.footage import (  # noqa: E402
     still_with_noise,
     tampered,
 )
-from tests.test_health_real import SHORT, classifier  # noqa: E402
+from tests.test_health_real import SHORT, classifier
+
+REPO = Path(__file__).resolve().parent.parent
 
 SETTINGS = {"defaults": HealthConfig(), "short": SHORT}
 

@@ -6,25 +6,23 @@ alarm beyond its hold time, and to the clearing beyond `clear_after_s`; for drif
 alarm and past the night's end to the clearing; and the alarms raised on clean videos of the
 same kind of camera (other views, other seeds).
 
-    python benchmarks/health_study.py -o benchmarks/results/health-study.json
+    python -m benchmarks.health_study -o benchmarks/results/health-study.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from edgeswin.config import HealthConfig
+from edgeswin.config.health import DriftConfig
+from edgeswin.demo import fixed_camera
+from edgeswin.tools.measure import machine
+from tests.test_health import EVENTS, FPS, SECONDS, judged
 
-from edgeswin.config import HealthConfig  # noqa: E402
-from edgeswin.config.health import DriftConfig  # noqa: E402
-from edgeswin.demo import fixed_camera  # noqa: E402
-from edgeswin.tools.measure import machine  # noqa: E402
-from tests.test_health import EVENTS, FPS, SECONDS, judged  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:

@@ -1,9 +1,9 @@
 """On a GPU machine with pycuda: the preprocessing kernel is compiled once and cached, then
 loaded from the cache with no nvcc on PATH. Prints one JSON line per run:
 
-  python3 benchmarks/kernel_cache_check.py CACHE_DIR      # nvcc on PATH: compiles and caches
-  PATH=<no cuda> python3 benchmarks/kernel_cache_check.py CACHE_DIR   # loads the cached cubin
-  PATH=<no cuda> python3 benchmarks/kernel_cache_check.py EMPTY_DIR   # KernelUnavailable
+  python3 -m benchmarks.kernel_cache_check CACHE_DIR      # nvcc on PATH: compiles and caches
+  PATH=<no cuda> python3 -m benchmarks.kernel_cache_check CACHE_DIR   # loads the cached cubin
+  PATH=<no cuda> python3 -m benchmarks.kernel_cache_check EMPTY_DIR   # KernelUnavailable
 
 max_abs_diff_vs_cpu compares the kernel's output with the CPU path on one random 1080p frame
 (noise is the worst case for two different resize filters).
@@ -19,11 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from edgeswin.engine import read_model_info  # noqa: E402
-from edgeswin.prepare.preprocess import Preprocessor  # noqa: E402
-from edgeswin.prepare.preprocess_cuda import CudaPreprocessor, KernelUnavailable  # noqa: E402
+from edgeswin.engine import read_model_info
+from edgeswin.prepare.preprocess import Preprocessor
+from edgeswin.prepare.preprocess_cuda import CudaPreprocessor, KernelUnavailable
 
 MODEL = Path(__file__).resolve().parent.parent / "models" / "swin-demo-112.onnx"
 

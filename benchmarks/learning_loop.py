@@ -1,7 +1,7 @@
 """The learning loop on the demo, larger than `make test` runs it, in two steps:
 
-    python benchmarks/learning_loop.py collect --out build/loop          # a CPU machine
-    python benchmarks/learning_loop.py tune --loop build/loop -o benchmarks/results/learning-loop.json
+    python -m benchmarks.learning_loop collect --out build/loop          # a CPU machine
+    python -m benchmarks.learning_loop tune --loop build/loop -o benchmarks/results/learning-loop.json
 
 `collect`: the small demo model serves cameras mounted farther away than it was trained for
 (`edgeswin.demo.learning`), in a real daemon with a private mosquitto, keeping its hard
@@ -26,15 +26,14 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from edgeswin.demo.assets import make_image_folder
+from edgeswin.demo.learning import far_video, frames_folder, true_label
+from edgeswin.files import sha256
+from edgeswin.tools.broker import PrivateBroker
+from tests.harness import form_token, start_review
+from tests.streams import free_port
 
-from edgeswin.demo.assets import make_image_folder  # noqa: E402
-from edgeswin.demo.learning import far_video, frames_folder, true_label  # noqa: E402
-from edgeswin.files import sha256  # noqa: E402
-from edgeswin.tools.measure import LocalBroker  # noqa: E402
-from tests.harness import form_token, start_review  # noqa: E402
-from tests.streams import free_port  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 MODELS = {"swin-demo-64": REPO / "models/swin-demo-64.onnx",
           "swin-demo-112": REPO / "models/swin-demo-112.onnx"}
@@ -48,7 +47,7 @@ def edgeswin(*args: str) -> subprocess.Popen:
 def collect(out: Path, videos: int, seconds: float) -> dict:
     out = out.resolve()  # the config names files by absolute path
     out.mkdir(parents=True, exist_ok=True)
-    broker = LocalBroker()
+    broker = PrivateBroker().start()
     sources = {f"far{i}": far_video(out / f"far-{101 + i}.mp4", seconds, 101 + i, fps=4)
                for i in range(videos)}
     cfg = out / "config"

@@ -41,8 +41,8 @@ a short run sees each week's new model loaded, not a trend. Not done here: fleet
 decisions, tracemalloc's view of the heap. `--tensorrt` puts the primary rung on TensorRT (the
 test double, over real pycuda on a GPU machine) and samples the GPU's memory.
 
-    .venv/bin/python benchmarks/longrun.py --hours 2 --out benchmarks/results/longrun-2h.json
-    .venv/bin/python benchmarks/longrun.py --minutes 2.5 --week-s 15 --kill-every-weeks 6  # make test
+    .venv/bin/python -m benchmarks.longrun --hours 2 --out benchmarks/results/longrun-2h.json
+    .venv/bin/python -m benchmarks.longrun --minutes 2.5 --week-s 15 --kill-every-weeks 6  # make test
 """
 
 from __future__ import annotations
@@ -63,14 +63,13 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from benchmarks.gpu_daemon_check import gpu_memory_mb
+from edgeswin.demo import fixed_camera
+from edgeswin.demo.assets import VideoSpec, make_video
+from edgeswin.tools.broker import PrivateBroker
+from tests.model_variants import reexported
 
-from benchmarks.gpu_daemon_check import gpu_memory_mb  # noqa: E402
-from edgeswin.demo import fixed_camera  # noqa: E402
-from edgeswin.demo.assets import VideoSpec, make_video  # noqa: E402
-from tests.harness import Broker  # noqa: E402
-from tests.model_variants import reexported  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 PRIMARY = REPO / "models" / "swin-demo-112.onnx"
 SMALL = REPO / "models" / "swin-demo-64.onnx"
@@ -258,7 +257,7 @@ class Device:
 class Year:
     """The week's events, at their fractions of the week."""
 
-    def __init__(self, device: Device, broker: Broker, events: list, t0: float,
+    def __init__(self, device: Device, broker: PrivateBroker, events: list, t0: float,
                  kill_every: int):
         self.device, self.broker, self.events, self.t0 = device, broker, events, t0
         self.kill_every = kill_every
@@ -429,7 +428,7 @@ def main() -> int:
     args = ap.parse_args()
     seconds = args.hours * 3600 + args.minutes * 60 or 3600.0
     work = Path(tempfile.mkdtemp(prefix="edgeswin-longrun-"))
-    broker = Broker(work, persistent=True)
+    broker = PrivateBroker(work, persistent=True)
     broker.start()
     device = Device(work, broker.port, videos_in(work), args.tensorrt)
     recorder = Recorder(broker.port)

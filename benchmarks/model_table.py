@@ -3,7 +3,7 @@ daemon's own preprocessing of a 1280x720 frame to each model's input, medians of
 alternating the models so drift falls on both. Writes benchmarks/results/models-cpu.json,
 the source of the table in models/README.md.
 
-    .venv/bin/python benchmarks/model_table.py [--runs 200]
+    .venv/bin/python -m benchmarks.model_table [--runs 200]
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from edgeswin.engine import open_engine
+from edgeswin.prepare.preprocess import Preprocessor
+from edgeswin.scenes import random_scene
 
-from edgeswin.engine import open_engine  # noqa: E402
-from edgeswin.prepare.preprocess import Preprocessor  # noqa: E402
-from edgeswin.scenes import random_scene  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 MODELS = ["swin-demo-112", "swin-demo-64"]
 

@@ -5,23 +5,21 @@ samples (EnergyMeter, trapezoids every `--poll` s, as the daemon does every `pol
 NVML's own energy counter (nvmlDeviceGetTotalEnergyConsumption) over the same window.
 
 Idle, then PyTorch FP16 matrix products as the load, then idle; prints and writes JSON.
-Needs nvidia-ml-py, numpy and torch:  python3 benchmarks/nvml_check.py --out nvml.json
+Needs nvidia-ml-py, numpy and torch:  python3 -m benchmarks.nvml_check --out nvml.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from edgeswin.govern.power import EnergyMeter, PowerSensor
+from edgeswin.govern.sensors import ThermalSensor
 
-from edgeswin.govern.power import EnergyMeter, PowerSensor  # noqa: E402
-from edgeswin.govern.sensors import ThermalSensor  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:

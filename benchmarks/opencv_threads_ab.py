@@ -3,7 +3,7 @@ OpenCV's own default (one per core, `opencv_threads: null`), with the free synth
 so that decoding, preprocessing and the daemon's own work are all there is. Alternating
 rounds, because this machine's speed drifts; every round is kept.
 
-    .venv/bin/python benchmarks/opencv_threads_ab.py [--rounds 3] [--seconds 8] \
+    .venv/bin/python -m benchmarks.opencv_threads_ab [--rounds 3] [--seconds 8] \
         [-o benchmarks/results/opencv-threads-ab.json]
 """
 
@@ -12,19 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from edgeswin.tools.bench import (  # noqa: E402
+from edgeswin.tools.bench import (
     OPENCV_DEFAULT_THREADS,
-    LocalBroker,
     bench_video,
     daemon_run,
     machine,
 )
+from edgeswin.tools.broker import PrivateBroker
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
@@ -38,7 +36,7 @@ def main() -> None:
     video = bench_video(REPO / "build" / "bench" / "bench-640x360.mp4")
     settings = {"1": 1, "null": None}
     runs: dict = {n: {k: [] for k in settings} for n in args.cameras.split(",")}
-    broker = LocalBroker()
+    broker = PrivateBroker().start()
     try:
         for i in range(args.rounds):
             for n in runs:

@@ -11,22 +11,20 @@ The rails are the Orin Nano's INA3221 channels: VDD_IN (module input) and its pa
 VDD_CPU_GPU_CV and VDD_SOC. Nothing here is measured on a device: it exercises the policy and
 `edgeswin fallback-sim` with readings of the right size.
 
-    python benchmarks/orin_nano_trace.py
+    python -m benchmarks.orin_nano_trace
 """
 
 from __future__ import annotations
 
 import csv
-import sys
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from edgeswin.config import FallbackConfig
+from edgeswin.govern.fallback import FallbackPolicy, Readings
 
-from edgeswin.config import FallbackConfig  # noqa: E402
-from edgeswin.govern.fallback import FallbackPolicy, Readings  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 STEP_S, LENGTH_S = 2.0, 2800.0
 R_C_PER_W, TAU_S = 3.0, 90.0

@@ -9,26 +9,24 @@ box-average path); and `preprocess.py` today (`shrink_area`: bilinear to 1, 2 or
 target per axis, then 2:1 INTER_AREA halvings; normalise with one cv2.transform). Timed on one
 OpenCV thread, as the daemon runs (`opencv_threads`).
 
-    .venv/bin/python benchmarks/preprocess_study.py [--scenes 150] [-o results/preprocess-study.json]
+    .venv/bin/python -m benchmarks.preprocess_study [--scenes 150] [-o results/preprocess-study.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from edgeswin.engine import open_engine
+from edgeswin.prepare.preprocess import Preprocessor, shrink_area
+from edgeswin.scenes import random_scene
 
-from edgeswin.engine import open_engine  # noqa: E402
-from edgeswin.prepare.preprocess import Preprocessor, shrink_area  # noqa: E402
-from edgeswin.scenes import random_scene  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def exact(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

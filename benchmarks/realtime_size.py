@@ -4,25 +4,23 @@ against the frame already at 640x360 (what `decoder: auto` hands over on a Jetso
 the frame). The same rendered scenes at both sizes, a synthetic 1 ms engine (as TensorRT's
 wait on its stream), the two sizes alternating for `--rounds` rounds of `--seconds`.
 
-    python benchmarks/realtime_size.py -o benchmarks/results/realtime-size.json
+    python -m benchmarks.realtime_size -o benchmarks/results/realtime-size.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from edgeswin.demo.assets import (  # noqa: E402
+from edgeswin.demo.assets import (
     VideoSpec,
-    default_demo_model,  # noqa: E402
+    default_demo_model,
     make_video,
 )
-from edgeswin.tools.bench import _broker, daemon_run, machine  # noqa: E402
+from edgeswin.tools.bench import _broker, daemon_run, machine
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:

@@ -3,7 +3,7 @@ classifies for a while, and is removed again, `--cycles` times. The daemon's RSS
 before the first add and after each removal (settled), and the growth reported: the median of
 the last five removals against the median of the first five.
 
-    python benchmarks/reload_rss.py --cycles 20 --out benchmarks/results/reload-rss-cpu.json
+    python -m benchmarks.reload_rss --cycles 20 --out benchmarks/results/reload-rss-cpu.json
 
 `--env K=V` passes settings to the daemon (e.g. the TensorRT double and GPU preprocessing on
 the GPU machine: see benchmarks/gpu_daemon_check.py). Exit status 1 when that growth is more
@@ -26,11 +26,10 @@ from pathlib import Path
 import cv2
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from edgeswin.demo.assets import VideoSpec, make_video
+from edgeswin.tools.broker import PrivateBroker
 
-from edgeswin.demo.assets import VideoSpec, make_video  # noqa: E402
-from edgeswin.tools.bench import LocalBroker  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 class Counter:
@@ -118,7 +117,7 @@ def main() -> int:
     uhd = video_4k(tmp)
     small = tmp / "small.mp4"
     make_video(small, VideoSpec(seconds=6, fps=15, width=640, height=360, seed=6))
-    broker = LocalBroker(args.mosquitto)
+    broker = PrivateBroker(binary=args.mosquitto).start()
     cfg = tmp / "cfg"
     (cfg / "cameras").mkdir(parents=True)
     engines = [yaml.safe_load(e) for e in args.engine] or [

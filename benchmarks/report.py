@@ -1,6 +1,6 @@
 """Turn an `edgeswin bench` JSON report into benchmarks/RESULTS.md and a plot (PNG).
 
-    python benchmarks/report.py benchmarks/results/bench-cpu.json   # needs the [bench] extra
+    python -m benchmarks.report benchmarks/results/bench-cpu.json   # needs the [bench] extra
 """
 
 from __future__ import annotations
@@ -241,7 +241,7 @@ def soak_section(path: Path) -> str:
     return f"""
 ## Soak
 
-`python benchmarks/soak.py --minutes {r['minutes']:g}` ran two cameras at full rate: a file
+`python -m benchmarks.soak --minutes {r['minutes']:g}` ran two cameras at full rate: a file
 read as fast as the engine takes it, and an MJPEG stream that dropped its connection every
 2 minutes ({r['stream_connections']} connections). The broker was restarted {r['broker_restarts']} times, down 10 s
 each time. The subscriber received {r['messages_received']:,} messages. The daemon exited with
@@ -553,7 +553,7 @@ def decode_section(path: Path) -> str:
     return f"""
 ## Decoding a 1080p camera
 
-`python benchmarks/decode_study.py` (`results/{path.name}`, {r['host']['cpu']}, OpenCV
+`python -m benchmarks.decode_study` (`results/{path.name}`, {r['host']['cpu']}, OpenCV
 {r['host']['opencv']}): {r['stream']}, served by gst-rtsp-server from another process, read
 by OpenCV as the daemon reads it, {r['rounds']} alternating rounds of {r['seconds_per_run']:g} s,
 medians. CPU is this process's CPU time, every thread (the decoders' own included): per second of
@@ -576,7 +576,7 @@ def nvml_section(path: Path) -> str:
     return f"""
 ## The governor's GPU power on a real GPU
 
-`python3 benchmarks/nvml_check.py` on an {r['gpu']} (`results/{path.name}`): edgeswin's
+`python3 -m benchmarks.nvml_check` on an {r['gpu']} (`results/{path.name}`): edgeswin's
 `sensors` and `power` read the GPU through NVML as the daemon does, every {r['poll_s']:g} s,
 idle, under PyTorch FP16 8192x8192 matrix products, and idle again. Zones: {trips}. Rails:
 {', '.join(r['rails'])}. Mean power: {w['idle']:g} W idle, {w['load']:g} W under load,

@@ -6,7 +6,7 @@ restarted every `--broker-every` seconds (down for 10 s), and a subscriber count
 Every `--sample` seconds: the daemon's RSS, open fds, threads and outbox depth. Writes
 `<out>.csv`, `<out>.json` (with the growth after warm-up) and `<out>.png`.
 
-    python benchmarks/soak.py --minutes 30 --out benchmarks/results/soak-30min
+    python -m benchmarks.soak --minutes 30 --out benchmarks/results/soak-30min
 
 With `--chaos-every S`, every S seconds one fault drawn at random (seeded) instead of the
 regular broker restarts: the broker SIGKILLed, SIGTERMed or SIGSTOPped for a while, a reload
@@ -33,12 +33,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from edgeswin.demo.assets import VideoSpec, make_video
+from edgeswin.tools.broker import PrivateBroker
+from tests.harness import Subscriber
+from tests.streams import MjpegCamera
 
-from edgeswin.demo.assets import VideoSpec, make_video  # noqa: E402
-from tests.harness import Broker, Subscriber  # noqa: E402
-from tests.streams import MjpegCamera  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def sample(pid: int, outbox: Path) -> dict:
@@ -185,7 +185,7 @@ def main() -> int:
     video = work / "cam.mp4"
     make_video(video, VideoSpec(seconds=10, fps=15, width=640, height=360, seed=8))
     frames = [np.full((360, 640, 3), v, np.uint8) for v in (30, 90, 150, 210)]
-    broker = Broker(work, persistent=True)
+    broker = PrivateBroker(work, persistent=True)
     broker.start()
     stream_fps = 15
     rows, events = [], []

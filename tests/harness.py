@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +21,9 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
-from .streams import free_port
+from edgeswin.tools.broker import PrivateBroker
+
+from .streams import free_port  # noqa: F401 (shared from here)
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "models"
@@ -32,46 +33,13 @@ FAKE_TRT = REPO / "tests" / "fakes" / "trt"  # the TensorRT test double
 FAKE_CUDA = REPO / "tests" / "fakes" / "cuda"  # the pycuda test double
 
 
-def _wait_port(port: int, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-class Broker:
-    """A real mosquitto on a free loopback port; can be killed and restarted."""
+class Broker(PrivateBroker):
+    """A private mosquitto for a test (the test is skipped where none is installed)."""
 
     def __init__(self, workdir: Path, persistent: bool = False):
         if not shutil.which("mosquitto"):
             pytest.skip("mosquitto binary not installed")
-        self.port = free_port()
-        self.conf = workdir / "mosquitto.conf"
-        # persistent: sessions and queued QoS 1 messages survive a restart (saved on SIGTERM)
-        persistence = (f"persistence true\npersistence_location {workdir}/\n"
-                       "autosave_interval 1\n" if persistent else "persistence false\n")
-        # As root, mosquitto drops to user "mosquitto", who cannot write pytest's private tmp
-        # dir: its persistence would fail without a word and sessions would not survive.
-        user = "user root\n" if os.geteuid() == 0 else ""
-        self.conf.write_text(f"{user}listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                             f"{persistence}max_queued_messages 100000\n")
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_port(self.port)
-
-    def stop(self, graceful: bool = False) -> None:
-        if self.proc and self.proc.poll() is None:
-            if graceful:
-                self.proc.terminate()  # what `systemctl restart mosquitto` does
-            else:
-                self.proc.kill()
-            self.proc.wait()
+        super().__init__(workdir, persistent)
 
 
 # Deadlines for events are stretched by this factor (EDGESWIN_TEST_TIME_SCALE overrides):

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.mqtt
 
 def test_twenty_devices_converge_on_one_push(tmp_path):
     out = tmp_path / "fleet.json"
-    done = subprocess.run([sys.executable, "benchmarks/fleet_converge.py", "--devices", "20",
+    done = subprocess.run([sys.executable, "-m", "benchmarks.fleet_converge", "--devices", "20",
                            "-o", str(out)], capture_output=True, text=True, cwd=REPO,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

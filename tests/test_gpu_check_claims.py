@@ -5,15 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 
-from .harness import REPO
-
 
 def _check():
-    spec = importlib.util.spec_from_file_location(
-        "gpu_daemon_check", REPO / "benchmarks" / "gpu_daemon_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("benchmarks.gpu_daemon_check")
 
 
 def _run(rate=30.0, chosen=("1920x1080 frames preprocessed on the GPU",), overhead=0.4,

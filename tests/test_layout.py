@@ -178,3 +178,15 @@ def test_tests_are_small_and_conftest_holds_only_fixtures():
                  "benchmarks").glob("*.py"))
                  if re.search(r"^from (\.|tests\.)conftest import", p.read_text(), re.M)]
     assert not importers, importers
+
+
+def test_benchmarks_are_a_package_that_sets_no_path():
+    """`python -m benchmarks.NAME` from the root imports edgeswin, tests.harness and its
+    siblings as they are: no script puts the repository on sys.path by hand (the TensorRT
+    double's folder, put first on purpose, is the one exception)."""
+    bench = PACKAGE.parent / "benchmarks"
+    assert (bench / "__init__.py").is_file()
+    edits = [f"{p.name}: {line.strip()}" for p in sorted(bench.glob("*.py"))
+             for line in p.read_text().splitlines()
+             if "sys.path.insert" in line and "fakes" not in line]
+    assert not edits, edits

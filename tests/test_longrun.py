@@ -18,10 +18,7 @@ from .harness import REPO
 
 
 def _longrun():
-    spec = importlib.util.spec_from_file_location("longrun", REPO / "benchmarks" / "longrun.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("benchmarks.longrun")
 
 
 def _report(seqs, events=(), last_mb=None, removed=(), lives=()):
@@ -75,7 +72,7 @@ def test_the_judgement_fails_on_what_it_looks_for():
 def test_a_short_year_passes_its_own_judgement(tmp_path):
     out = tmp_path / "longrun.json"
     done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "longrun.py"), "--minutes", "2.5",
+        [sys.executable, "-m", "benchmarks.longrun", "--minutes", "2.5",
          "--week-s", "15", "--kill-every-weeks", "6", "--sample", "4", "--warmup-s", "30",
          "--out", str(out), "--keep", str(tmp_path / "daemon.log")],
         capture_output=True, text=True, cwd=REPO, timeout=900)

@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .broker import PrivateBroker
 from .measure import (
     OPENCV_DEFAULT_THREADS,
-    LocalBroker,
     daemon_run,
     machine,
     mqtt_rate,
@@ -56,7 +56,7 @@ def _broker(port: int | None) -> Iterator[int]:
     if port is not None:
         yield port
         return
-    broker = LocalBroker()
+    broker = PrivateBroker().start()
     try:
         yield broker.port
     finally:

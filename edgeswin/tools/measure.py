@@ -11,9 +11,6 @@ import json
 import logging
 import os
 import platform
-import shutil
-import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -35,36 +32,6 @@ LOOP_THREAD = "bench-daemon"  # the daemon's inference loop runs on this thread 
 # OpenCV's thread count as imported, before a daemon sets its own (`opencv_threads`): the serial
 # loop runs with it, as a first loop a user writes would.
 OPENCV_DEFAULT_THREADS = cv2.getNumThreads()
-
-
-class LocalBroker:
-    """A private mosquitto on a free port, when no broker is given."""
-
-    def __init__(self, binary: str = "mosquitto"):
-        if shutil.which(binary) is None:
-            raise RuntimeError(f"no broker given and no {binary} binary to start one")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self._dir = tempfile.mkdtemp()
-        conf = Path(self._dir) / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                        "max_queued_messages 100000\n")
-        self._proc = subprocess.Popen([binary, "-c", str(conf)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start")
-
-    def close(self) -> None:
-        self._proc.terminate()
-        self._proc.wait(5)
-        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 def _pct(values: list[float], q: float) -> float | None:
