@@ -78,3 +78,17 @@ def test_the_readme_stays_short_and_links_only_to_pages_that_exist():
     for target in re.findall(r"\]\(([^)#]+)\)", text):
         if not target.startswith("http"):
             assert (REPO / target).exists(), target
+
+
+def test_the_results_tables_are_what_their_results_files_say():
+    """Each marked table of RESULTS.md is made again from its results file; an edited figure
+    is found."""
+    from benchmarks import report
+    done = subprocess.run([sys.executable, "-m", "benchmarks.report", "--check"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = (REPO / "benchmarks" / "RESULTS.md").read_text()
+    table = report.throughput()
+    cell = table.splitlines()[2].split(" | ")[1]
+    tampered = text.replace(table, table.replace(cell, cell + "9", 1))
+    assert tampered != text and report.refreshed(tampered)[1] == ["throughput"]
