@@ -18,6 +18,7 @@ import logging
 import re
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BackendUnavailable, ModelError
@@ -147,9 +148,9 @@ def build_engine(onnx: Path, out: Path, precision: str = "fp16", *, workspace_mb
             ctx.push()
             try:
                 forget_messages()
-                plan, cache_bytes, pinned, workspace, dla = _build(
-                    trt, cuda, source, precision, major, strongly_typed, workspace_mb,
-                    timing_cache, optimization_level, identity, dla_core, progress, cancel)
+                plan, cache_bytes, pinned, workspace, dla = _build(trt, cuda, _Settings(
+                    source, precision, major, strongly_typed, workspace_mb, timing_cache,
+                    optimization_level, dla_core, identity), progress, cancel)
             finally:
                 cuda.Context.pop()
                 ctx.detach()
@@ -172,34 +173,49 @@ def build_engine(onnx: Path, out: Path, precision: str = "fp16", *, workspace_mb
     return meta
 
 
-def _build(trt, cuda, source: Path, precision: str, major: int, strongly_typed: bool,
-           workspace_mb: int, timing_cache: Path | None, optimization_level: int | None,
-           identity: dict, dla_core: int | None, progress,
-           cancel: threading.Event | None) -> tuple[bytes, bytes, int, int, dict | None]:
+@dataclass(frozen=True)
+class _Settings:
+    """What one build is asked for, as `build_engine` settled it."""
+
+    source: Path  # the ONNX parsed (on 11.x FP16: the FP16 copy)
+    precision: str
+    major: int  # TensorRT's major version
+    strongly_typed: bool
+    workspace_mb: int
+    timing_cache: Path | None
+    optimization_level: int | None
+    dla_core: int | None
+    identity: dict  # device_identity(): the GPU and versions the plan is for
+
+
+def _build(trt, cuda, settings: _Settings, progress, cancel: threading.Event | None
+           ) -> tuple[bytes, bytes, int, int, dict | None]:
     """Parse and build with the primary context current; return (plan, the timing cache it
     started from, layers pinned to FP32, workspace bytes, what went to the DLA). Writes the
     updated timing cache."""
+    source, precision, major = settings.source, settings.precision, settings.major
+    strongly_typed, timing_cache = settings.strongly_typed, settings.timing_cache
     logger = process_logger(trt)
     builder = trt.Builder(logger)
     network = builder.create_network(_flags(trt, major, strongly_typed))
     parser = trt.OnnxParser(network, logger)
-    progress(f"parsing {source.name} (TensorRT {trt.__version__}, {identity['gpu']})")
+    progress(f"parsing {source.name} (TensorRT {trt.__version__}, {settings.identity['gpu']})")
     if not parser.parse(source.read_bytes()):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise ModelError(f"{source}: TensorRT's ONNX parser refused it:\n  " + "\n  ".join(errors))
     config = builder.create_builder_config()
-    workspace = _workspace_bytes(cuda, workspace_mb)
+    workspace = _workspace_bytes(cuda, settings.workspace_mb)
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
-    if optimization_level is not None:
-        config.builder_optimization_level = optimization_level
+    if settings.optimization_level is not None:
+        config.builder_optimization_level = settings.optimization_level
     if not strongly_typed and precision in ("fp16", "int8"):
         config.set_flag(trt.BuilderFlag.FP16)  # layers left unquantized run in FP16
     if not strongly_typed and precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)  # 8.x: needed for Q/DQ too
     pinned = _keep_layernorm_fp32(trt, network, config) \
         if precision != "fp32" and not strongly_typed and _opset(source) < 17 else 0
-    dla = _use_dla(trt, builder, network, config, dla_core, progress) if dla_core is not None \
-        else None
+    dla = _use_dla(trt, builder, network, config, settings.dla_core, progress) \
+        if settings.dla_core is not None else None
     cache_bytes = _load_timing_cache(trt, config, timing_cache)
     monitor = None
     if hasattr(trt, "IProgressMonitor"):  # 10.0 on; it must outlive the build
