@@ -13,10 +13,9 @@ import pytest
 
 from edgeswin.capture.camera import STATES as CAPTURE_STATES
 from edgeswin.config.fallback import FallbackConfig
-from edgeswin.config.health import HealthConfig
+from edgeswin.config.health import KINDS, HealthConfig
 from edgeswin.engine.cache import BUILD_STATES
 from edgeswin.errors import ConfigError
-from edgeswin.health.judge import KINDS
 from edgeswin.rollout.gate import STATES as ROLLOUT_STATES
 from edgeswin.topics import RESERVED_REGION_NAMES, TOPICS, at, parse, per_camera
 
@@ -36,6 +35,10 @@ def test_health_kinds_agree_with_the_schema_and_each_has_its_hold():
              if f.endswith("_after_s") and f != "clear_after_s"}
     # drift has no hold of its own: its window is its hold (docs/health.md)
     assert holds == set(KINDS) - {"drift"}, holds
+    cfg = HealthConfig()
+    assert all(cfg.hold_s(k) == getattr(cfg, f"{k}_after_s") for k in holds)
+    with pytest.raises(KeyError):
+        cfg.hold_s("fogged")  # a kind without a hold is an error, not a zero
 
 
 def test_rollout_capture_and_build_states_agree_with_the_schemas():

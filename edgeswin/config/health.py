@@ -8,6 +8,11 @@ from pydantic import Field
 
 from .fields import DAY, _Strict
 
+# Every health problem a camera can have: the one list the judge, the schema
+# (health.schema.json), /metrics and Home Assistant follow. A new kind is one entry here, its
+# hold in HealthConfig.hold_s, and its test in health/judge.py.
+KINDS = ("covered", "frozen", "blurred", "moved", "drift")
+
 
 class DriftConfig(_Strict):
     enabled: bool = Field(True, description="Compare the camera's recent inputs (brightness, "
@@ -41,6 +46,13 @@ class HealthConfig(_Strict):
                            "once it is learned.")
     drift: DriftConfig = Field(default_factory=DriftConfig, description="Drift of the inputs "
                                "or outputs from this camera's learned baseline.")
+
+    def hold_s(self, kind: str) -> float:
+        """How long `kind` must last before it is raised; drift's window is its hold (0 here).
+        A kind without a hold is a KeyError, never a silent zero."""
+        return {"covered": self.covered_after_s, "frozen": self.frozen_after_s,
+                "blurred": self.blurred_after_s, "moved": self.moved_after_s,
+                "drift": 0.0}[kind]
 
 
 def effective(device: HealthConfig, camera: HealthConfig | None) -> HealthConfig:

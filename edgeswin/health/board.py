@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import CameraEntry, HealthConfig
-from ..config.health import effective
+from ..config.health import KINDS, effective
 from ..records import Frame
 from ..service.control import Request
-from .judge import KINDS, CameraJudge, Problem
+from .judge import CameraJudge, Problem
 from .signals import measure
 from .store import LearnedStore
 

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import HealthConfig
+from ..config.health import KINDS
 from .drift import Baseline, Drift
 from .frozen import FrozenWindow, same_level
 from .signals import THUMB, Signals, change, likeness
 
-KINDS = ("covered", "frozen", "blurred", "moved", "drift")
 FLAT = 6.0  # grey levels of standard deviation: below this a view is flat whatever its normal
 COVERED_OF_NORMAL = 0.25  # ... or below this fraction of the camera's own contrast
 BLURRED_OF_NORMAL = 0.3  # sharpness below this fraction of the camera's own
@@ -174,11 +174,9 @@ class CameraJudge:
         """How long a condition must hold before it is raised. Drift's window is its hold;
         frozen's window of `frozen_after_s` turns once half of it is the same picture, so half
         of it more makes the hold `frozen_after_s` from the first repeated picture."""
-        if kind == "drift":
-            return 0.0
         if kind == "frozen":
-            return self.cfg.frozen_after_s / 2
-        return getattr(self.cfg, f"{kind}_after_s")
+            return self.cfg.hold_s("frozen") / 2
+        return self.cfg.hold_s(kind)
 
     def _frozen_now(self, covered: bool, clock: float, moved_by: float | None
                     ) -> tuple[bool, str]:
