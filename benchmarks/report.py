@@ -229,6 +229,29 @@ def gpu_preprocess() -> str:
 | CPU (`preprocess.py`) | {prep['1080p_cpu']['median_ms']:.2f} | {prep['4k_cpu']['median_ms']:.2f} |"""
 
 
+def house_ab() -> str:
+    """The same bench before and after a change to the code's layout, rounds alternating."""
+    from statistics import median
+    runs = _json("house-ab.json")["runs"]
+    lines = []
+    for i, row in enumerate(runs["after"][0]["engine_sweep"]):
+        for n in row["daemon"]:
+            cells = []
+            for side in ("before", "after"):
+                sweeps = [r["engine_sweep"][i] for r in runs[side]]
+                ds = [sw["daemon"][n] for sw in sweeps]
+                rates = ", ".join(f"{d['fps']:.0f}" for d in ds)
+                cpu = ", ".join(f"{d['host_cpu_ms_per_classification']:.2f}" for d in ds)
+                of_engine = median(d["vs_raw"] for d in ds)
+                x_serial = median(d["host_cpu_ms_per_classification"] / sw["serial_cpu_ms_per_frame"]
+                                  for d, sw in zip(ds, sweeps))
+                cells += [f"{rates} ({of_engine:.3f})", f"{cpu} ({x_serial:.2f}x)"]
+            lines.append(f"| {row['engine_ms']:g} | {n} | " + " | ".join(cells) + " |")
+    return ("| engine ms | cameras | before: /s (of engine, median) | before: host CPU ms per "
+            "classification (x serial loop, median) | after: /s | after: host CPU ms |\n"
+            "|---|---|---|---|---|---|\n" + "\n".join(lines))
+
+
 # Each generated table of RESULTS.md: its name in the block's marker, and what makes it.
 TABLES = {
     "throughput": throughput,
@@ -241,6 +264,7 @@ TABLES = {
     "engine-sweep-before-after": sweep_before_after,
     "decode": decode,
     "gpu-preprocess": gpu_preprocess,
+    "house-ab": house_ab,
 }
 
 
