@@ -54,3 +54,42 @@ def test_the_operators_malloc_arena_max_is_left_alone():
     tuned, count = arenas("tune", {"MALLOC_ARENA_MAX": "4"})
     assert "'arenas': False" in tuned
     assert 2 < count <= 4
+
+
+# What a frame's preprocessing does: a few hundred kilobytes taken, written and freed, on a
+# thread of its own, frame after frame. Minor page faults count the memory faulted in anew.
+REFAULTS = """
+import resource, sys, threading
+from edgeswin.service import heap
+if sys.argv[1] == "tune":
+    heap.tune()
+elif sys.argv[1] == "threshold only":  # the mmap threshold fixed, the trim threshold not
+    heap._set(heap._M_MMAP_THRESHOLD, heap.MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_")
+def work():
+    for _ in range(20):
+        block = bytearray(600_000)
+        del block
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(200):
+        block = bytearray(600_000)  # zero-filled: every page written
+        del block
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+thread = threading.Thread(target=work)
+thread.start()
+thread.join()
+"""
+
+
+def refaults(mode: str) -> int:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    run = subprocess.run([sys.executable, "-c", REFAULTS, mode], capture_output=True, text=True,
+                         cwd=REPO, env=clean, timeout=60)
+    assert run.returncode == 0, run.stderr
+    return int(run.stdout.split()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's heap")
+def test_a_block_taken_and_freed_every_frame_is_not_faulted_in_again_each_time():
+    pages = 600_000 // 4096
+    assert refaults("threshold only") > 50 * pages  # the trap: trimmed and faulted each time
+    assert refaults("tune") < 5 * pages  # kept at the arena's top for the next frame

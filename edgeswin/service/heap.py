@@ -12,8 +12,14 @@ camera grew the process by 37-49 % before it levelled off; with two arenas it st
 on their own: glibc raises its mmap threshold as large blocks are freed, after which they are
 carved from the arenas. A fixed threshold costs page faults on each new large block, which is
 why each capture decodes into its own frames again (`camera._unused`) instead of a new one per
-frame. `MALLOC_ARENA_MAX` and `MALLOC_MMAP_THRESHOLD_` in the environment are the operator's
-choice and are left alone.
+frame. Fixing the mmap threshold also stops glibc from raising its trim threshold (128 KB), so
+the few hundred kilobytes a frame's preprocessing takes and frees (a 448x448 intermediate) were
+handed back and faulted in again on every frame (a thread decoding and preparing a 640x360
+video here: 0.58-0.77 ms p50 per frame against 0.44-0.50 ms without; tests/test_heap.py counts
+the page faults). The trim threshold is set to twice the mmap threshold, as glibc itself does
+when it moves them; `trim()` still gives everything back when a camera retires.
+`MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_` and `MALLOC_TRIM_THRESHOLD_` in the environment
+are the operator's choice and are left alone.
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ import ctypes.util
 import os
 
 MMAP_THRESHOLD = 1 << 20  # bytes: a 640x360 BGR frame is 0.7 MB, a 720p one 2.8 MB
+TRIM_THRESHOLD = 2 * MMAP_THRESHOLD  # free bytes at an arena's top kept for the next frame
 ARENAS = 2  # the loop and the capture threads take turns at the GIL: more arenas buy no speed
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter numbers (malloc.h)
+_M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
+_M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 
 _libc = None
@@ -53,11 +61,13 @@ def _set(param: int, value: int, env: str) -> bool:
 
 
 def tune() -> dict[str, bool]:
-    """Before the threads start: at most ARENAS heap arenas, and blocks of MMAP_THRESHOLD
-    bytes and more mapped on their own (back to the system when freed). Says which took
-    effect: neither on another C library, nor one set from the environment."""
+    """Before the threads start: at most ARENAS heap arenas, blocks of MMAP_THRESHOLD bytes
+    and more mapped on their own (back to the system when freed), and up to TRIM_THRESHOLD
+    free bytes kept at an arena's top. Says which took effect: none on another C library, nor
+    one set from the environment."""
     return {"arenas": _set(_M_ARENA_MAX, ARENAS, "MALLOC_ARENA_MAX"),
-            "mmap_threshold": _set(_M_MMAP_THRESHOLD, MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_")}
+            "mmap_threshold": _set(_M_MMAP_THRESHOLD, MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_"),
+            "trim_threshold": _set(_M_TRIM_THRESHOLD, TRIM_THRESHOLD, "MALLOC_TRIM_THRESHOLD_")}
 
 
 def trim() -> bool:
