@@ -21,7 +21,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
-from edgeswin.tools.broker import PrivateBroker
+from edgeswin.tools.broker import PrivateBroker, wait_port  # noqa: F401 (shared from here)
 
 from .streams import free_port  # noqa: F401 (shared from here)
 

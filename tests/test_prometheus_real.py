@@ -21,7 +21,7 @@ import yaml
 
 from edgeswin.demo import fixed_camera
 
-from .harness import REPO, TIME_SCALE, _wait_port, write_config
+from .harness import REPO, TIME_SCALE, wait_port, write_config
 from .streams import free_port
 
 SHIPPED = REPO / "deploy" / "prometheus"
@@ -107,8 +107,8 @@ def test_a_covered_lens_and_a_killed_device_reach_the_operator(tmp_path, broker,
                 f"--storage.tsdb.path={tmp_path / 'prom-data'}",
                 f"--web.listen-address=127.0.0.1:{prom_port}"], tmp_path / "prometheus.log")]
     try:
-        _wait_port(am_port, 30)
-        _wait_port(prom_port, 30)
+        wait_port(am_port, 30)
+        wait_port(prom_port, 30)
         started = time.monotonic()
         door_daemon, gone_daemon = daemon_factory(door), daemon_factory(gone)
         assert subscriber.wait_for(lambda: _targets_up(prom_port) == 2, 60), \

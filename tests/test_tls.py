@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from .harness import Subscriber, _wait_port, write_config
+from .harness import Subscriber, wait_port, write_config
 from .streams import free_port
 
 pytestmark = pytest.mark.mqtt
@@ -48,8 +48,8 @@ def tls_broker(tmp_path):
                     f"certfile {d / 'broker.crt'}\nkeyfile {d / 'broker.key'}\n")
     proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    _wait_port(secure)
-    _wait_port(plain)
+    wait_port(secure)
+    wait_port(plain)
     yield d, plain, secure
     proc.kill()
     proc.wait()

@@ -14,6 +14,18 @@ import time
 from pathlib import Path
 
 
+def wait_port(port: int, timeout_s: float = 5.0) -> None:
+    """Until something on 127.0.0.1 takes connections on `port`; RuntimeError after the time."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout_s:g} s")
+
+
 class PrivateBroker:
     def __init__(self, workdir: Path | None = None, persistent: bool = False,
                  binary: str = "mosquitto"):
@@ -39,14 +51,8 @@ class PrivateBroker:
         """Start it (again) and wait until it takes connections."""
         self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"mosquitto did not start on port {self.port}")
+        wait_port(self.port, timeout_s)
+        return self
 
     def stop(self, graceful: bool = False) -> None:
         """Kill it, or with `graceful` stop it as systemd does (it saves its persistence)."""
