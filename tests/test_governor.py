@@ -165,7 +165,7 @@ def test_the_dla_lever_moves_the_primary_to_its_dla_build_before_the_rung_lever(
         # Both plans built, and the primary serves on the GPU.
         assert subscriber.wait_for(lambda: subscriber.json_on(topic) and
                                    subscriber.json_on(topic)[-1]["engine"] == "gpu" and
-                                   daemon.ladder[2] is not None, 120), moves()
+                                   daemon.engines.rungs[2] is not None, 120), moves()
         temp.write_text("95000\n")
         assert subscriber.wait_for(lambda: ("rung", 0, 1, "small") in moves(), 30), moves()
         temp.write_text("60000\n")
