@@ -12,10 +12,11 @@ import typing
 import pytest
 
 from edgeswin.capture.camera import STATES as CAPTURE_STATES
-from edgeswin.config.fallback import FallbackConfig
+from edgeswin.config.fallback import LEVERS, FallbackConfig
 from edgeswin.config.health import KINDS, HealthConfig
 from edgeswin.engine.cache import BUILD_STATES
 from edgeswin.errors import ConfigError
+from edgeswin.govern.fallback import FallbackPolicy
 from edgeswin.rollout.gate import STATES as ROLLOUT_STATES
 from edgeswin.topics import RESERVED_REGION_NAMES, TOPICS, at, parse, per_camera
 
@@ -53,7 +54,10 @@ def test_levers_agree_between_the_config_and_the_engine_schema():
     lever = _schema("engine")["properties"]["lever"]["properties"]["name"]["enum"]
     configured = typing.get_args(typing.get_args(FallbackConfig.model_fields["levers"]
                                                  .annotation)[0])
-    assert tuple(lever) == configured
+    assert tuple(lever) == configured == LEVERS
+    policy = FallbackPolicy(FallbackConfig(), 2, 0.0, False)
+    assert set(policy.limits) == set(LEVERS)  # each lever has a limit and a level
+    assert set(policy.level) | {"rung"} == set(LEVERS)
 
 
 def test_a_capture_state_outside_the_vocabulary_is_refused():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import (
     Field,
@@ -11,6 +11,11 @@ from pydantic import (
 )
 
 from .fields import DAY, Command, ConfigPath, _earlier, _Strict
+
+# The governor's levers, the one list: the config accepts these, the policy keeps a limit and
+# a level for each (govern/fallback.py), and the engine schema's `lever.name` enum says the same.
+Lever = Literal["fps", "rung", "dla", "power_mode"]
+LEVERS: tuple[str, ...] = get_args(Lever)
 
 
 class FallbackConfig(_Strict):
@@ -34,7 +39,7 @@ class FallbackConfig(_Strict):
     poll_s: float = Field(1.0, gt=0, le=3600, description="How often sensors are read.")
     pinned_rung: int | None = Field(None, ge=0, description="Stay on this rung: the rung and "
                                     "dla levers never move (fps and power_mode still do).")
-    levers: list[Literal["fps", "rung", "dla", "power_mode"]] = Field(
+    levers: list[Lever] = Field(
         ["fps", "rung"], min_length=1, description="What a step down changes, first lever "
         "first; a step up undoes them in reverse order. fps: the cameras' rates toward their "
         "min_fps; rung: the next smaller engine; dla: the active rung's DLA build; power_mode: "

@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config import FallbackConfig
+from ..config.fallback import LEVERS
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,9 @@ class FallbackPolicy:
         self.limits = {"fps": fps_steps, "power_mode": power_modes,
                        "dla": 0 if pinned or not self.twins else 1,
                        "rung": 0 if pinned else len(self.main) - 1}
-        self.level = {"fps": 0, "dla": 0, "power_mode": 0}
+        if set(self.limits) != set(LEVERS):  # a lever added to the config but not here
+            raise ValueError(f"levers without a limit: {set(LEVERS) ^ set(self.limits)}")
+        self.level = {lever: 0 for lever in LEVERS if lever != "rung"}  # rung: self.rung
         self.levers: list[str] = []
         self.set_limit("fps", fps_steps)
         self._last_switch = now
