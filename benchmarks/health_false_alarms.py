@@ -27,6 +27,8 @@ from edgeswin.health.signals import measure
 from edgeswin.tools.measure import machine
 from tests.footage import (
     ENCODERS,
+    SHORT,
+    classifier,
     clip,
     encode,
     frames_of,
@@ -35,7 +37,6 @@ from tests.footage import (
     still_with_noise,
     tampered,
 )
-from tests.test_health_real import SHORT, classifier
 
 REPO = Path(__file__).resolve().parent.parent
 

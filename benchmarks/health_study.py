@@ -20,7 +20,7 @@ from edgeswin.config import HealthConfig
 from edgeswin.config.health import DriftConfig
 from edgeswin.demo import fixed_camera
 from edgeswin.tools.measure import machine
-from tests.test_health import EVENTS, FPS, SECONDS, judged
+from tests.footage import EVENTS, FPS, SECONDS, judged_video
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,7 +38,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
             video = fixed_camera.make(Path(tmp) / f"t{seed}.mp4", SECONDS, FPS, EVENTS, seed)
-            changes = judged(video, cfg)
+            changes = judged_video(video, cfg)
             for kind, (start, end) in EVENTS.items():
                 raised = next((t for t, kinds in changes if kind in kinds), None)
                 cleared = next((t for t, kinds in changes
@@ -54,7 +54,7 @@ def main() -> int:
             false_alarms.append({"tampered_video_seed": seed, "outside_the_events": other})
             dark = fixed_camera.make(Path(tmp) / f"d{seed}.mp4", 360.0, FPS,
                                      {"dark": night}, 200 + seed)
-            changes = judged(dark, cfg)
+            changes = judged_video(dark, cfg)
             raised = next((t for t, kinds in changes if "drift" in kinds), None)
             cleared = next((t for t, kinds in changes
                             if raised is not None and t > raised and "drift" not in kinds), None)
@@ -65,7 +65,7 @@ def main() -> int:
             clean = fixed_camera.make(Path(tmp) / f"c{seed}.mp4", args.clean_seconds, FPS,
                                       seed=100 + seed)
             false_alarms.append({"clean_video_seed": 100 + seed, "seconds": args.clean_seconds,
-                                 "changes": judged(clean, cfg)})
+                                 "changes": judged_video(clean, cfg)})
             print(seed, {k: v[-1] for k, v in delays.items()}, false_alarms[-1], flush=True)
     report = {"machine": machine(), "settings": cfg.model_dump(),
               "events": {**EVENTS, "drift (own videos)": night},

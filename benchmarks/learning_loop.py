@@ -7,7 +7,7 @@
 (`edgeswin.demo.learning`), in a real daemon with a private mosquitto, keeping its hard
 examples; `edgeswin review` is started on them and every frame is decided through the endpoint
 the page's buttons post to, with the true label from the video's ground truth (the browser
-itself is driven in tests/test_learning_loop.py). `tune`: `edgeswin finetune` of both demo
+itself is driven in tests/toolchain/test_learning_loop.py). `tune`: `edgeswin finetune` of both demo
 models on the reviewed frames (on the GPU when there is one; the small model twice, to check
 that a seed gives the same bytes), then `edgeswin eval` before and after on frames of two other
 unseen far videos and on rendered scenes of the kind the models were trained on.

@@ -2,7 +2,7 @@
 docs/reference/config.md from the pydantic models (each key, type, default, limits and
 description), docs/reference/mqtt.md from the JSON schemas in edgeswin/schemas, and
 docs/security.md from SECURITY.md and docs/index.md from README.md. `make docs` runs it
-before `mkdocs build --strict`; tests/test_docs.py fails when a committed page differs from
+before `mkdocs build --strict`; tests/house/test_docs.py fails when a committed page differs from
 what this writes.
 
     python docs/gen_reference.py [--check]

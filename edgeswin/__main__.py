@@ -1,6 +1,6 @@
 import sys
 
-from .service import hangup
+from .process import hangup
 
 hangup.hold()  # before the imports below: a SIGHUP while starting must not end the process
 

@@ -10,8 +10,8 @@ import sys
 
 from . import __version__
 from .errors import ConfigError, EdgeswinError
-from .service import hangup
-from .service.notify import setup_logging
+from .process import hangup
+from .process.notify import setup_logging
 
 log = logging.getLogger("edgeswin")
 LOG_LEVELS = ["debug", "info", "warning", "error"]

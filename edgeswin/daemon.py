@@ -34,6 +34,12 @@ from .govern.governor import Governor
 from .govern.sensors import LatencyWindows
 from .health.board import HealthBoard
 from .lineup import Lineup
+from .process import hangup, heap
+from .process.cadence import Every
+from .process.control import ControlSocket, Request
+from .process.deaths import thread_died
+from .process.notify import Notifier
+from .process.reload import plan_reload
 from .publish.hard_examples import HardExamples
 from .publish.measured import Measured
 from .publish.message import topic_message
@@ -44,12 +50,6 @@ from .publish.report import discovery_messages, stats_payload, status_line
 from .publish.snapshot import ImageStore, Snapshots
 from .rollout.rollouts import ModelRollouts
 from .rollout.store import ModelStore
-from .service import hangup, heap
-from .service.cadence import Every
-from .service.control import ControlSocket, Request
-from .service.deaths import thread_died
-from .service.notify import Notifier
-from .service.reload import plan_reload
 from .serving import BUILD_PROGRESS_EVERY_S, Serving
 
 log = logging.getLogger(__name__)

@@ -19,11 +19,11 @@ from .capture.gst_pipeline import decode_width
 from .classify.schedule import CameraRuntime, region_runtimes, set_fps_level
 from .classify.stats import CameraStats
 from .config import CameraEntry, DeviceConfig
+from .process import heap
+from .process.reload import ReloadPlan, carry_counters
 from .publish.message import Message, topic_message
 from .publish.mqtt import Publisher
 from .scenes import random_scene
-from .service import heap
-from .service.reload import ReloadPlan, carry_counters
 from .serving import Serving
 from .topics import TOPICS, per_camera
 

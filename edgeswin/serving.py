@@ -28,13 +28,13 @@ from .govern.fallback import Action, FallbackPolicy, Readings
 from .govern.governor import Governor
 from .govern.sensors import LatencyWindows
 from .health.board import HealthBoard
+from .process.cadence import Every
+from .process.notify import Notifier
 from .publish.message import topic_message
 from .publish.mqtt import Publisher
 from .publish.readout import Readout
 from .publish.recorder import Recorder
 from .rollout.rollouts import ModelRollouts
-from .service.cadence import Every
-from .service.notify import Notifier
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 #!/bin/sh
 # A venv of its own with Home Assistant core, for the tests that run edgeswin against a real
-# Home Assistant (tests/test_homeassistant_real.py). The newest release that installs on this
+# Home Assistant (tests/system/test_homeassistant_real.py). The newest release that installs on this
 # Python (2024.3.3 on Python 3.11), installed with Home Assistant's own pins
 # (homeassistant/package_constraints.txt in its wheel) plus the requirements of the
 # integrations the tests load, so Home Assistant runs with --skip-pip and installs nothing.

@@ -10,7 +10,7 @@
 # takes about two seconds: this checks correctness, never speed.
 #
 # Needs root and: qemu-user-static binfmt-support debootstrap (apt). Debian's Python is 3.11,
-# not JetPack's 3.10/3.12: the resolver tests (tests/test_install.py) cover those versions.
+# not JetPack's 3.10/3.12: the resolver tests (tests/system/test_install.py) cover those versions.
 # EDGESWIN_ARM64_ROOT (default /var/cache/edgeswin/arm64-bookworm) keeps the root between runs;
 # The Debian mirror is the one this machine's apt uses for bookworm (as apt itself would);
 # DEBIAN_MIRROR overrides it.

@@ -6,7 +6,9 @@ views (640x272, 25 fps, 10 s).
 
 Hands on decoded frames, tampered copies of them written through a real encoder (FFmpeg's
 libx264 or MPEG-4, as a camera's encoder would send them), and a camera judged as the daemon
-judges it (`judge_frames`), over as many loops of a clip as a study needs.
+judges it (`judge_frames`), over as many loops of a clip as a study needs; the rendered fixed
+camera's schedule of problems (`EVENTS`) and its check (`check_events`), the shortest holds
+studied (`SHORT`) and the demo model's answer to a frame (`classifier`).
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ import cv2
 import numpy as np
 
 from edgeswin.config import HealthConfig
+from edgeswin.config.health import DriftConfig
+from edgeswin.engine import open_engine
 from edgeswin.health.board import JUDGE_EVERY_S
 from edgeswin.health.judge import CameraJudge
 from edgeswin.health.signals import Signals, measure
+from edgeswin.prepare.preprocess import Preprocessor
+from tests.harness import PRIMARY
 
 # The encoders a camera sends with: H.264 at its default quality (CRF 23) and a high one
 # (CRF 18), key frames every 3 s and 1.5 s; MPEG-4 Part 2 at FFmpeg's default rate, a key
@@ -135,3 +141,44 @@ def judge_frames(signal_at: Callable[[int], Signals], count: int, fps: float,
             if changed:
                 out.append((t, tuple(p.kind for p in problems)))
     return out
+
+
+# The rendered fixed camera's schedule (edgeswin/demo/fixed_camera.py): when each problem is on.
+FPS = 10
+EVENTS = {"covered": (15.0, 21.0), "frozen": (27.0, 35.0), "blurred": (41.0, 49.0),
+          "moved": (55.0, 70.0)}
+SECONDS = 78.0
+SLACK_S = 3.0  # judged every 0.5 s of video; the edge of an event can fall either side
+
+
+def check_events(changes: list[tuple[float, tuple[str, ...]]], cfg: HealthConfig) -> None:
+    """Each problem of EVENTS raised within its hold (plus SLACK_S), cleared after its
+    clear hold, and alone during its interval."""
+    for kind, (start, end) in EVENTS.items():
+        raised = [t for t, kinds in changes if kind in kinds]
+        assert raised, f"{kind} never raised: {changes}"
+        after = getattr(cfg, f"{kind}_after_s")
+        assert start + after <= raised[0] <= start + after + SLACK_S, (kind, raised[0], changes)
+        cleared = next(t for t, kinds in changes if t > raised[0] and kind not in kinds)
+        assert end + cfg.clear_after_s <= cleared <= end + cfg.clear_after_s + SLACK_S, \
+            (kind, cleared, changes)
+        assert all(set(kinds) <= {kind} for t, kinds in changes if start <= t < end), \
+            f"only {kind} during its interval: {changes}"
+
+
+# The smallest settings studied: every hold 1 s, drift's baseline 30 s and window 5 s.
+SHORT = HealthConfig(covered_after_s=1, frozen_after_s=1, blurred_after_s=1, moved_after_s=1,
+                     clear_after_s=1, learn_s=5, drift=DriftConfig(baseline_s=30, window_s=5))
+
+
+def classifier():
+    """frame -> the demo model's answer (top label, top score), through ONNX Runtime."""
+    engine = open_engine(PRIMARY)
+    prep = Preprocessor(engine.info.input)
+
+    def answer(frame: np.ndarray) -> tuple[str, float]:
+        scores = engine.infer(prep(frame))
+        p = np.exp(scores - scores.max())
+        p /= p.sum()
+        return engine.info.labels[int(p.argmax())], float(p.max())
+    return answer

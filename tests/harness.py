@@ -1,8 +1,9 @@
 """What tests and benchmarks share, importable from one place: a private Mosquitto
 (`Broker`), an independent subscriber, config directories (`write_config`), the daemon as a
 real subprocess, the TensorRT double's import, `edgeswin review` and its page's token, the
-paths of the bundled models, and `TIME_SCALE` for deadlines. The fixtures built on them are
-in conftest.py."""
+paths of the bundled models, a TensorRT double's plan of the primary model, a GET and its
+Prometheus samples, and `TIME_SCALE` for deadlines. The fixtures built on them are in
+conftest.py."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -184,4 +187,48 @@ def stop(proc: subprocess.Popen) -> str:
     proc.send_signal(signal.SIGTERM)
     out = proc.communicate(timeout=20)[0]
     assert proc.returncode == 0, out
+    return out
+
+
+def plan(tmp_path, trt_mod, *, input_dtype="FLOAT", output_dtype="FLOAT", meta=None, io=None,
+         name="primary.engine", **kw):
+    """A plan of the primary demo model plus its sidecar; returns the plan path."""
+    path = tmp_path / name
+    io = io or [{"name": "input", "mode": "input", "shape": [1, 3, 112, 112],
+                 "dtype": input_dtype},
+                {"name": "logits", "mode": "output", "shape": [1, 6], "dtype": output_dtype}]
+    trt_mod.build_plan(PRIMARY, path, io, **kw)
+    sidecar = json.loads(PRIMARY.with_suffix(".json").read_text())
+    sidecar["input"]["dtype"] = {"FLOAT": "float32", "HALF": "float16"}[input_dtype]
+    sidecar["precision"] = "fp16"
+    sidecar.update(meta or {})
+    path.with_suffix(".json").write_text(json.dumps(sidecar))
+    return path
+
+
+def copy_primary(tmp_path):
+    """The primary demo model and its sidecar copied into `tmp_path`; the copy's path."""
+    dst = tmp_path / PRIMARY.name
+    shutil.copy(PRIMARY, dst)
+    shutil.copy(PRIMARY.with_suffix(".json"), dst.with_suffix(".json"))
+    return dst
+
+
+def get(url: str) -> tuple[int, str]:
+    """(HTTP status, body) of a GET, an error status included."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def samples(text: str) -> dict[tuple, float]:
+    """A Prometheus exposition as {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return out

@@ -3,7 +3,7 @@ models were trained for (smaller shapes: `scenes.FAR`), labelled frames cut from
 ground truth, and the true label of a hard example the daemon kept from one.
 
 Hands on video files (with their `.labels.csv`), labelled image folders (`label/NNNNN.png`)
-and labels; `tests/test_learning_loop.py` and `benchmarks/learning_loop.py` run the loop on
+and labels; `tests/toolchain/test_learning_loop.py` and `benchmarks/learning_loop.py` run the loop on
 them: daemon -> hard examples -> review -> finetune -> eval -> rollout.
 """
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from ..config import CameraEntry, HealthConfig
 from ..config.health import KINDS, effective
+from ..process.control import Request
 from ..records import Frame
-from ..service.control import Request
 from .judge import CameraJudge, Problem
 from .signals import measure
 from .store import LearnedStore

@@ -22,7 +22,7 @@ from pathlib import Path
 from ..classify.step import iso
 from ..config import EngineRung, RolloutConfig
 from ..engine.ladder import ActiveEngine, EngineLadder, activate, close_engine
-from ..service.control import Request
+from ..process.control import Request
 from .gate import Comparison, status_payload, verdict, watch_verdict
 from .rung_plan import WAY_OUT
 from .served import ServedModels

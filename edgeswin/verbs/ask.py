@@ -16,7 +16,7 @@ def add_asking(parser: argparse.ArgumentParser, timeout_s: float, waits_for: str
 
 
 def ask_daemon(args: argparse.Namespace, request: dict) -> int:
-    from ..service.control import ask, state_dir_of
+    from ..process.control import ask, state_dir_of
     answer = ask(state_dir_of(args.config), request, args.timeout)
     print(answer.get("message", answer), file=sys.stdout if answer.get("ok") else sys.stderr)
     return 0 if answer.get("ok") else 1

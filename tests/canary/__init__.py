@@ -1,0 +1,1 @@
+"""canary/: the canary through the real daemon."""

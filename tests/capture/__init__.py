@@ -1,0 +1,1 @@
+"""capture/: cameras decoded by OpenCV and GStreamer; frames reused."""

@@ -1,0 +1,1 @@
+"""classify/ and prepare/: preprocess, engine and postprocess alone; the finisher; regions."""

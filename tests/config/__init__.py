@@ -1,0 +1,1 @@
+"""config/: loading, validation at file:line, hostile files, credentials."""

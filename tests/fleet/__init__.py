@@ -1,0 +1,1 @@
+"""fleet/: signed bundles pushed to real daemons on one broker."""

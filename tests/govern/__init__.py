@@ -1,0 +1,1 @@
+"""govern/: the fallback policy and levers on scripted traces; power; the governor end to end."""

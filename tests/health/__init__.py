@@ -1,0 +1,1 @@
+"""health/: camera health and drift on rendered and tampered video."""

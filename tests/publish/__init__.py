@@ -1,0 +1,1 @@
+"""publish/: the MQTT sender, the outbox, TLS, snapshots, hard examples, stats and metrics."""

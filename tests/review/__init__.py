@@ -1,0 +1,1 @@
+"""review/: `edgeswin review` in a real browser."""

@@ -1,0 +1,1 @@
+"""rollout/: model rollouts on reload, their gate and the store."""

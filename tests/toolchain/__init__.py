@@ -1,0 +1,1 @@
+"""toolchain/: export, finetune, eval, quantize, the learning loop."""

@@ -1,0 +1,1 @@
+"""watch/: `edgeswin watch` and its board in a real browser."""
