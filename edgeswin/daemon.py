@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 
 from .canary.run import Canary
-from .classify.finisher import Finisher
+from .classify.finisher import HandOffPolicy
 from .classify.schedule import CameraRuntime, fps_adjustable, next_job
 from .classify.step import iso
 from .config import Config, load_config
@@ -40,17 +40,18 @@ from .process.control import ControlSocket, Request
 from .process.deaths import thread_died
 from .process.notify import Notifier
 from .process.reload import plan_reload
+from .publish.engine_topic import BUILD_PROGRESS_EVERY_S, EngineTopic
 from .publish.hard_examples import HardExamples
 from .publish.measured import Measured
 from .publish.message import topic_message
 from .publish.mqtt import Publisher
-from .publish.outbox import Outbox
+from .publish.readout import Readout
 from .publish.recorder import Recorder
 from .publish.report import discovery_messages, stats_payload, status_line
-from .publish.snapshot import ImageStore, Snapshots
+from .publish.snapshot import Snapshots
 from .rollout.rollouts import ModelRollouts
 from .rollout.store import ModelStore
-from .serving import BUILD_PROGRESS_EVERY_S, Serving
+from .serving import Serving
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +71,7 @@ class Daemon:
             # cameras (benchmarks/RESULTS.md, "What changed the figures").
             cv2.setNumThreads(dev.opencv_threads)
         heap.tune()  # two arenas, large blocks mapped: memory given back when freed (see heap)
-        outbox = Outbox(Path(dev.state_dir) / "outbox.sqlite3",
-                        int(dev.mqtt.outbox_max_mb * 1e6)) if dev.mqtt.outbox_max_mb else None
-        self.publisher = Publisher(dev.mqtt, self.root,
-                                   dev.mqtt.client_id or f"edgeswin-{dev.device_id}", outbox)
+        self.publisher = Publisher.for_device(dev)
         self._measured = Measured(self.root)  # what Home Assistant records of the stats
         self._stop = threading.Event()
         self._wake = threading.Condition()
@@ -84,19 +82,18 @@ class Daemon:
         self.governor = Governor(dev)
         self.latency = LatencyWindows(fb.latency_window)
         self.notifier = Notifier()
-        self.engines = EngineLadder(dev.engines, Path(dev.state_dir),
-                                    lambda wanted=8: self.lineup.check_frames(wanted),
+        self.lineup = Lineup(dev, self.root, self.publisher, self._wake)
+        self.engines = EngineLadder(dev.engines, Path(dev.state_dir), self.lineup.check_frames,
                                     self._wake, opener or open_engine)
+        self.engine_topic = EngineTopic(self.root, self.engines, self.publisher)
         self.metrics = None  # Metrics when enabled: created in run()
         self._reload = threading.Event()
         self.snapshots = Snapshots(dev.snapshots, self.root, Path(dev.state_dir))
-        self.hard = HardExamples(dev.hard_examples, ImageStore(
-            Path(dev.state_dir) / "hard", dev.hard_examples.keep_files,
-            int(dev.hard_examples.keep_mb * 1e6)))
+        self.hard = HardExamples.for_device(dev)
         self.rollouts = ModelRollouts(
             dev.rollout, ModelStore(Path(dev.state_dir)), self.engines,
-            fb.latency_budget_ms, lambda payload: self.serving.rollout_said(payload),
-            self._wake)
+            fb.latency_budget_ms, lambda payload: self.publisher.publish(
+                topic_message(self.root, "rollout", payload)), self._wake)
         self.control = ControlSocket(dev.state_dir)
         self.health = HealthBoard(dev.health, self.root, iso, Path(dev.state_dir))
         self.canary = Canary(dev.canary, lambda: self.engines.specs, time.monotonic()) \
@@ -106,26 +103,22 @@ class Daemon:
             self._notify) if dev.fleet.enabled else None
         self.recorder = Recorder(self.publisher, self.root, dev.mqtt.qos, self.latency,
                                  self.snapshots, self.hard, self.health)
-        self.serving = Serving(dev, self.root, self.engines, self.rollouts, self.governor,
-                               self.latency, self.publisher, self.recorder)
-        self.lineup = Lineup(dev, self.root, self.serving, self.publisher, self._wake)
-        self.readout = self.serving.readout(self.started_mono, self.health)
+        self.hand_off = HandOffPolicy()  # whether tails run on the finisher's thread
+        self.serving: Serving | None = None  # made once an engine can serve (`_start`)
+        self.readout = Readout(self.started_mono, lambda: self.lineup.cameras, lambda: self.serving,
+                               self.hand_off, self.engines, self.rollouts, self.governor,
+                               self.latency, self.health, self.publisher)
         self._ready = False  # READY=1 sent
 
     # --- wiring ------------------------------------------------------------------------
     # What serves and what it serves: the reports, metrics, the demo and the bench read them.
     @property
     def active(self) -> ActiveEngine | None:
-        return self.serving.active
+        return self.serving.active if self.serving else None
 
     @property
     def cameras(self) -> list[CameraRuntime]:
-        return self.serving.cameras
-
-    @property
-    def listeners(self) -> list[Callable[[dict], None]]:
-        """Called with every classification payload (published or not), e.g. by the demo."""
-        return self.recorder.listeners
+        return self.lineup.cameras
 
     def _notify(self) -> None:
         with self._wake:
@@ -199,18 +192,21 @@ class Daemon:
         self.publisher.start()
         self.lineup.not_read_yet(enabled)
         self.engines.specs = self.rollouts.startup(self.engines.specs)
-        self.serving.load_ladder(self._stop, self.notifier)
+        self.engine_topic.load(self._stop, self.notifier, lambda: self.governor.temps)
         if self._stop.is_set():
             return False
-        fb = self.config.device.fallback
-        start = self.engines.start_rung(self.config.device.engines, fb.pinned_rung,
-                                        "dla" in fb.levers)
+        dev = self.config.device
+        fb = dev.fallback
+        start = self.engines.start_rung(dev.engines, fb.pinned_rung, "dla" in fb.levers)
         rungs = self.engines.rungs
-        self.serving.active = active = rungs[start]
-        self.serving.cameras = [self.lineup.make(e) for e in enabled]
-        self.serving.policy = self.governor.start(
+        active = rungs[start]
+        cameras = self.lineup.start(enabled, active, rungs)
+        policy = self.governor.start(
             time.monotonic(), start, {i for i, engine in enumerate(rungs) if engine},
-            fb.fps_steps if fps_adjustable(self.cameras) else 0)
+            fb.fps_steps if fps_adjustable(cameras) else 0)
+        self.serving = Serving(dev, self.engines, self.rollouts, self.governor, self.latency,
+                               self.recorder, self.publisher, self.engine_topic, self.lineup,
+                               active=active, policy=policy, hand_off=self.hand_off)
         if self.config.device.metrics.enabled:
             from .publish.metrics import Metrics
             m = self.config.device.metrics
@@ -219,7 +215,6 @@ class Daemon:
         if self.fleet:
             self.fleet.started()
         self.recorder.metrics = self.metrics
-        self.serving.finisher = Finisher(self.recorder)
         self.rollouts.started(rungs)
         self.control.start()
         self._announce()
@@ -293,7 +288,8 @@ class Daemon:
             self.serving.adopt_builds()
         elif self._progress.due(now) and self.engines.progressed():
             # A build's step on the retained engine topic, at most every few seconds.
-            self.serving.publish_engine(None, self.serving.last_reason, Readings(now, self.governor.temps))
+            self.serving.publish_engine(None, self.engine_topic.last_reason,
+                                        Readings(now, self.governor.temps))
             self._progress.done(now)
 
     def _classify_next(self, now: float) -> bool:
@@ -375,7 +371,8 @@ class Daemon:
                         "settings and engines' model files apply now)",
                         directory / "edgeswin.yaml", ", ".join(plan.restart))
         self.rollouts.reloaded(new.device.rollout, new.device.engines, plan.model_rungs)
-        self.serving.cameras = cameras = self.lineup.change(plan)
+        cameras = self.lineup.change(plan, self.active, self.engines.rungs,
+                                     self.serving.policy.level["fps"])
         self.health.forget(set(plan.removed))
         self.config = Config(self.config.device, new.cameras, directory, new.overlay)
         self.serving.policy.set_limit("fps", self.config.device.fallback.fps_steps
@@ -400,12 +397,13 @@ class Daemon:
         log.info("stopping: %s", self.stop_reason)
         for cam in self.cameras:
             cam.capture.stop()
-        if self.serving.finisher is not None:  # what was inferred is published before the last word
+        if self.serving is not None:  # what was inferred is published before the last word
             for done, exc in self.serving.finisher.close():
                 log.error("camera %s frame %d was inferred but not published", done.cam.name,
                           done.frame.index, exc_info=exc, extra={"CAMERA": done.cam.name})
         self.engines.stop_builds()
-        self.serving.builds_stopped()
+        self.engine_topic.builds_stopped(self.active, self.readout.levels(),
+                                         Readings(time.monotonic(), self.governor.temps))
         final = [topic_message(self.root, "availability", b"offline", camera=c.name)
                  for c in self.cameras]
         self.publisher.stop(final)

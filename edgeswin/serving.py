@@ -15,7 +15,6 @@ The daemon owns the cameras' lifecycle and the loop; this owns which engine serv
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from .canary.run import Canary, Result
@@ -27,64 +26,45 @@ from .engine.ladder import ActiveEngine, EngineLadder
 from .govern.fallback import Action, FallbackPolicy, Readings
 from .govern.governor import Governor
 from .govern.sensors import LatencyWindows
-from .health.board import HealthBoard
-from .process.cadence import Every
-from .process.notify import Notifier
+from .lineup import Lineup
+from .publish.engine_topic import EngineTopic
 from .publish.message import topic_message
 from .publish.mqtt import Publisher
-from .publish.readout import Readout
 from .publish.recorder import Recorder
 from .rollout.rollouts import ModelRollouts
 
 log = logging.getLogger(__name__)
 
-BUILD_PROGRESS_EVERY_S = 5.0  # a running build's step republished on <root>/engine at most this often
-START_EXTENSION_S = 30.0  # each progress report before the first engine: this much more start time
-WAITING = "waiting for an engine: no rung can serve until its TensorRT build finishes"
-
 
 class Serving:
-    def __init__(self, device: DeviceConfig, root: str, engines: EngineLadder,
-                 rollouts: ModelRollouts, governor: Governor, latency: LatencyWindows,
-                 publisher: Publisher, recorder: Recorder):
-        self.device, self.root = device, root
-        self.engines, self.rollouts, self.governor = engines, rollouts, governor
-        self.latency, self.publisher, self.recorder = latency, publisher, recorder
-        self.active: ActiveEngine | None = None
-        self.cameras: list[CameraRuntime] = []  # the daemon's, replaced on a reload
-        self.policy: FallbackPolicy | None = None  # set at start, once the ladder is loaded
-        self.finisher: Finisher[Inferred] | None = None  # started with the cameras
-        self.hand_off = HandOffPolicy()
+    """Made once an engine can serve (the start rung chosen, the cameras made, the policy
+    set): nothing of it waits to be filled in."""
+
+    def __init__(self, device: DeviceConfig, engines: EngineLadder, rollouts: ModelRollouts,
+                 governor: Governor, latency: LatencyWindows, recorder: Recorder,
+                 publisher: Publisher, engine_topic: EngineTopic, lineup: Lineup, *,
+                 active: ActiveEngine, policy: FallbackPolicy, hand_off: HandOffPolicy):
+        self.device, self.engines, self.rollouts, self.governor = device, engines, rollouts, governor
+        self.latency, self.recorder, self.publisher = latency, recorder, publisher
+        self.engine_topic, self.root = engine_topic, device.topic_root
+        self.lineup, self.active, self.policy, self.hand_off = lineup, active, policy, hand_off
+        self.finisher: Finisher[Inferred] = Finisher(recorder)
         self.switches = 0
-        self.last_reason = "start"
         self.canary_last: Result | None = None  # the serving engine's latest canary
-        self.rollbacks = 0  # model rollouts rolled back since the start (a fleet's watch)
 
-    def load_ladder(self, stop: threading.Event, notifier: Notifier) -> None:
-        """Open the ladder (`EngineLadder.load`). While a first boot's build runs with no rung
-        to serve: the watchdog fed, and every few seconds the build's step on `<root>/engine`
-        and to systemd, with more start time each time."""
-        progress = Every(BUILD_PROGRESS_EVERY_S, time.monotonic())
+    @property
+    def cameras(self) -> list[CameraRuntime]:
+        """The running cameras (the lineup's, replaced on a reload)."""
+        return self.lineup.cameras
 
-        def waiting() -> None:
-            now = time.monotonic()
-            notifier.watchdog(now)
-            if progress.due(now):
-                self.publish_engine(None, WAITING, Readings(now, self.governor.temps))
-                notifier.extend(START_EXTENSION_S, f"{WAITING}: " + "; ".join(
-                    f"{name} {r.step or r.state} ({r.as_dict().get('elapsed_s', r.seconds)} s)"
-                    for name, r in self.engines.builds.items()))
-                progress.done(now)
+    def levels(self) -> dict[str, int]:
+        """Each fallback lever's level."""
+        return self.policy.levels()
 
-        self.engines.load(stop, waiting)
-
-    def builds_stopped(self) -> None:
-        """At exit, the builds cancelled: the retained engine message says so (a subscriber
-        must not read "building" from a daemon that has stopped)."""
-        if self.engines.builds:
-            self.publish_engine(None, self.last_reason if self.active else
-                                "stopped before an engine served",
-                                Readings(time.monotonic(), self.governor.temps))
+    @property
+    def rollbacks(self) -> int:
+        """Model rollouts rolled back since the start (a fleet's watch)."""
+        return self.rollouts.events.get("rolled_back", 0)
 
     def adopt_builds(self) -> None:
         """Between frames: finished builds join the ladder; step up to one at once when the
@@ -99,8 +79,8 @@ class Serving:
                                            f"{report.detail}")
             if action is not None:
                 self.act(action)
-            elif self.active is not None:
-                self.publish_engine(None, self.last_reason, readings)
+            else:
+                self.publish_engine(None, self.engine_topic.last_reason, readings)
 
     def act(self, action: Action) -> None:
         """Carry out a lever's move between two frames (power_mode is already done), log it
@@ -212,22 +192,6 @@ class Serving:
                   exc_info=exc, extra={"CAMERA": camera})
         self.rungs_replaced(replaced)
 
-    def readout(self, started_mono: float, health: HealthBoard) -> Readout:
-        """What the stats and /metrics read of the device: this, and what it serves with."""
-        return Readout(started_mono, lambda: self.cameras, lambda: self.active, self.levels,
-                       lambda: self.switches, lambda: self.canary_last, self.hand_off,
-                       self.engines, self.rollouts, self.governor, self.latency, health,
-                       self.publisher)
-
-    def levels(self) -> dict[str, int]:
-        """Each fallback lever's level (none before the start set the policy)."""
-        return self.policy.levels() if self.policy else {}
-
-    def rollout_said(self, payload: dict) -> None:
-        """A model rollout's state, on the retained `<root>/rollout`."""
-        self.rollbacks += payload.get("state") == "rolled_back"
-        self.publisher.publish(topic_message(self.root, "rollout", payload))
-
     def canary_step(self, canary: Canary) -> bool:
         """One canary image through an engine (spare time, or overdue); whether one ran."""
         ran, result = canary.step(time.monotonic(), self.engines.rungs, self.active)
@@ -270,26 +234,6 @@ class Serving:
 
     def publish_engine(self, from_rung: int | None, reason: str, readings: Readings,
                        action: Action | None = None) -> None:
-        """The retained `<root>/engine`: what serves and why, and the builds. Before any
-        engine serves (a first boot's build) the engine's fields are null and the builds say
-        how far they got; with neither an engine nor a build there is nothing to say."""
-        active = self.active
-        if active is None and not self.engines.builds:
-            return
-        if active is not None:
-            self.last_reason = reason
-        payload = {
-            "rung": active.rung if active else None, "from": from_rung,
-            "name": active.name if active else None,
-            "model": active.engine.info.name if active else None,
-            "backend": active.engine.backend if active else None,
-            "precision": active.engine.info.precision if active else None, "reason": reason,
-            "lever": {"name": action.lever, "from": action.frm, "to": action.to}
-            if action else None,
-            "levels": self.levels(),
-            "readings": readings.as_dict(), "ts": iso(time.time())}
-        if self.engines.builds:
-            payload["builds"] = {name: r.as_dict() for name, r in self.engines.builds.items()}
-        if skipped := self.engines.skipped():
-            payload["skipped"] = skipped
-        self.publisher.publish(topic_message(self.root, "engine", payload))
+        """The retained `<root>/engine` (`EngineTopic`) for what serves now."""
+        self.engine_topic.say(self.active, self.levels(), reason, readings, from_rung,
+                              action)

@@ -206,7 +206,7 @@ def run_demo(config_dir: Path | None, seconds: float, prepare_only: bool = False
             truths[entry.config.name] = read_ground_truth(video)
     daemon = Daemon(config)
     board = Scoreboard(truths)
-    daemon.listeners.append(board)
+    daemon.recorder.listeners.append(board)
     view = LiveView(daemon)
     view.start()
     t0 = time.monotonic()

@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..classify.schedule import CameraRuntime, RegionRuntime
-from ..config import HardExamplesConfig
+from ..config import DeviceConfig, HardExamplesConfig
 from ..prepare.preprocess import crop
 from ..records import Frame
 from .snapshot import ImageStore, jpeg
@@ -43,6 +44,13 @@ class HardExamples:
         self._seen: dict[tuple[str, str | None], _Seen] = {}
         self._last_low: dict[tuple[str, str | None], float] = {}
         self._count = 0
+
+    @classmethod
+    def for_device(cls, dev: DeviceConfig) -> HardExamples:
+        """The device's, kept in `<state_dir>/hard` within its bounds."""
+        cfg = dev.hard_examples
+        return cls(cfg, ImageStore(Path(dev.state_dir) / "hard", cfg.keep_files,
+                                   int(cfg.keep_mb * 1e6)))
 
     def after(self, cam: CameraRuntime, region: RegionRuntime, frame: Frame,
               payload: dict, drifting: bool = False) -> int:

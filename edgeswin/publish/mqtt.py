@@ -28,10 +28,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from ..config import MqttConfig
+from ..config import DeviceConfig, MqttConfig
 from ..topics import at
 from .connection import plain_diagnosis, read_password, tls_context, tls_diagnosis
 from .message import Message
@@ -110,6 +111,14 @@ class Publisher:
         self._told_too_big: set[str] = set()
         self.sent = 0
         self.dropped = 0
+
+    @classmethod
+    def for_device(cls, dev: DeviceConfig) -> Publisher:
+        """The device's client: its id, and its outbox in the state dir when one is kept."""
+        outbox = Outbox(Path(dev.state_dir) / "outbox.sqlite3",
+                        int(dev.mqtt.outbox_max_mb * 1e6)) if dev.mqtt.outbox_max_mb else None
+        return cls(dev.mqtt, dev.topic_root, dev.mqtt.client_id or f"edgeswin-{dev.device_id}",
+                   outbox)
 
     def _draw_reconnect_delays(self) -> None:
         """paho waits 1 s after a failure, doubling up to the cap. Each daemon draws its own

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..canary.run import Result
 from ..classify.finisher import HandOffPolicy
@@ -19,14 +20,20 @@ from ..rollout.rollouts import ModelRollouts
 from .mqtt import Publisher
 
 
+class Serves(Protocol):
+    """What serves, as the daemon's `serving.Serving` holds it once an engine serves."""
+    active: ActiveEngine
+    switches: int  # rung switches since start
+    canary_last: Result | None  # the serving engine's latest canary run
+
+    def levels(self) -> dict[str, int]: ...  # each fallback lever's level
+
+
 @dataclass(frozen=True)
 class Readout:
     started_mono: float  # time.monotonic() at the daemon's start
     cameras: Callable[[], list[CameraRuntime]]  # the running cameras
-    active: Callable[[], ActiveEngine | None]  # the serving rung (None before one serves)
-    levels: Callable[[], dict[str, int]]  # each fallback lever's level
-    switches: Callable[[], int]  # rung switches since start
-    canary_last: Callable[[], Result | None]  # the serving engine's latest canary run
+    serving: Callable[[], Serves | None]  # None before an engine serves
     hand_off: HandOffPolicy  # the finisher's: whether tails run on its thread
     ladder: EngineLadder
     rollouts: ModelRollouts
@@ -34,3 +41,15 @@ class Readout:
     latency: LatencyWindows
     health: HealthBoard
     publisher: Publisher
+
+    def active(self) -> ActiveEngine | None:
+        return s.active if (s := self.serving()) else None
+
+    def levels(self) -> dict[str, int]:
+        return s.levels() if (s := self.serving()) else {}
+
+    def switches(self) -> int:
+        return s.switches if (s := self.serving()) else 0
+
+    def canary_last(self) -> Result | None:
+        return s.canary_last if (s := self.serving()) else None

@@ -149,7 +149,7 @@ def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: fl
         opener = None if engine_ms is None else \
             (lambda path, *rest: _engine(path, threads, engine_ms))
         daemon = Daemon(load_config(cfg_dir), opener)
-        daemon.serving.hand_off.enabled = finisher
+        daemon.hand_off.enabled = finisher
         payloads: list[dict] = []
         started = threading.Event()
         measuring = [False]
@@ -159,7 +159,7 @@ def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: fl
             if measuring[0]:
                 payloads.append(payload)
 
-        daemon.listeners.append(listen)
+        daemon.recorder.listeners.append(listen)
         runner = threading.Thread(target=daemon.run, name=LOOP_THREAD)
         runner.start()
         if not started.wait(60):

@@ -145,7 +145,7 @@ def test_two_saturating_cameras_are_finished_in_order_and_none_is_lost(tmp_path,
     # trial hands off. Each file camera is consumer-paced: every frame of it is classified.
     daemon = Daemon(_config(tmp_path, broker, videos))
     seen: list[tuple[str, str, int, int]] = []
-    daemon.listeners.append(lambda p: seen.append(
+    daemon.recorder.listeners.append(lambda p: seen.append(
         (threading.current_thread().name, p["camera"], p["seq"], p["frame_index"])))
     assert daemon.run() == 0
     assert daemon.stop_reason == "every source has ended"
@@ -174,7 +174,7 @@ def test_an_error_while_finishing_stops_the_daemon_and_says_why(tmp_path, broker
         if threading.current_thread().name == THREAD_NAME:
             raise RuntimeError(f"a consumer broke on {payload['camera']}")
 
-    daemon.listeners.append(listener)
+    daemon.recorder.listeners.append(listener)
     with pytest.raises(RuntimeError, match="a consumer broke on"):
         daemon.run()
     assert daemon.stop_reason.startswith("RuntimeError: a consumer broke on")

@@ -165,13 +165,13 @@ FAULTS = [
 
 def _start_then_stop(daemon: Daemon, limit_s: float) -> tuple[int, bool]:
     """Run the daemon here; once start-up is past (the publisher started and the finisher
-    made, which come after the engines loaded), ask it to stop. (exit code, got past)"""
+    made with the serving engine, after the engines loaded), ask it to stop. (exit code, got past)"""
     past = threading.Event()
 
     def watch() -> None:
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline and not daemon._stop.is_set():
-            if daemon.serving.finisher is not None:
+            if daemon.serving is not None:
                 past.set()
                 daemon.request_stop("the property test saw the start-up through")
                 return
