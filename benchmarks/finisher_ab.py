@@ -19,6 +19,7 @@ import statistics
 from pathlib import Path
 
 from edgeswin.tools.bench import (
+    DaemonRun,
     bench_video,
     daemon_run,
     machine,
@@ -56,8 +57,9 @@ def main() -> None:
                     print(f"round {i + 1}/{args.rounds}: engine {e}, {n} camera(s)", flush=True)
                     raw = raw_engine(model, frames, 1, args.seconds / 2, ms)["fps"]
                     for name in (("finisher", "loop") if i % 2 == 0 else ("loop", "finisher")):
-                        r = daemon_run(model, video, int(n), 1, args.seconds, broker.port,
-                                       warmup_s=1.0, engine_ms=ms, finisher=name == "finisher")
+                        r = daemon_run(DaemonRun(model, video, broker.port, int(n), 1, args.seconds,
+                                                 warmup_s=1.0, engine_ms=ms,
+                                                 finisher=name == "finisher"))
                         by[name].append({**{k: r[k] for k in KEEP}, "raw_fps": raw,
                                          "vs_raw": round(r["fps"] / raw, 3)})
     finally:

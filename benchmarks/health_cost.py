@@ -14,7 +14,7 @@ from pathlib import Path
 
 from edgeswin.demo.assets import default_demo_model
 from edgeswin.tools.bench import _broker, bench_video
-from edgeswin.tools.measure import daemon_run, machine
+from edgeswin.tools.measure import DaemonRun, daemon_run, machine
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,8 +32,8 @@ def main() -> int:
         for i in range(args.rounds):
             for health in ((True, False) if i % 2 == 0 else (False, True)):
                 for cameras in (1, 8):
-                    r = daemon_run(model, video, cameras, 1, args.seconds, port, warmup_s=1.0,
-                                   engine_ms=1.0, health=health)
+                    r = daemon_run(DaemonRun(model, video, port, cameras, 1, args.seconds,
+                                             warmup_s=1.0, engine_ms=1.0, health=health))
                     key = f"{cameras}cam_health_{'on' if health else 'off'}"
                     runs.setdefault(key, []).append(
                         {"fps": r["fps"], "cpu_ms": r["process_cpu_ms_per_classification"]})

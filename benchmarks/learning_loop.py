@@ -101,7 +101,7 @@ def tune(loop: Path, epochs: int, device: str | None) -> dict:
     import torch
 
     from edgeswin.toolchain.evaluate import evaluate
-    from edgeswin.toolchain.finetune import finetune
+    from edgeswin.toolchain.finetune import Training, finetune
 
     data = loop / "data"
     base = make_image_folder(data / "base", 80, seed=5, width=320, height=180)
@@ -118,8 +118,9 @@ def tune(loop: Path, epochs: int, device: str | None) -> dict:
         runs = []
         for attempt in range(2 if name == "swin-demo-64" else 1):
             out = loop / "tuned" / f"{name}-finetuned-{attempt}.onnx"
-            tuned = finetune(model, loop / "reviewed", out, base, epochs=epochs, holdout=0.1,
-                             flips="hv", device=device, progress=lambda m: print(m, flush=True))
+            tuned = finetune(model, loop / "reviewed", out, base,
+                             Training(epochs=epochs, holdout=0.1, flips="hv", device=device),
+                             progress=lambda m: print(m, flush=True))
             runs.append((out, tuned))
         out, tuned = runs[0]
         row = {"finetune_s": tuned.seconds, "images": tuned.images,

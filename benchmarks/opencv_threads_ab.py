@@ -16,6 +16,7 @@ from pathlib import Path
 
 from edgeswin.tools.bench import (
     OPENCV_DEFAULT_THREADS,
+    DaemonRun,
     bench_video,
     daemon_run,
     machine,
@@ -43,8 +44,8 @@ def main() -> None:
                 for name, threads in settings.items():
                     print(f"round {i + 1}/{args.rounds}: {n} camera(s), opencv_threads: {name}",
                           flush=True)
-                    r = daemon_run(model, video, int(n), 1, args.seconds, broker.port,
-                                   warmup_s=1.0, engine_ms=0.0, opencv_threads=threads)
+                    r = daemon_run(DaemonRun(model, video, broker.port, int(n), 1, args.seconds,
+                                             warmup_s=1.0, engine_ms=0.0, opencv_threads=threads))
                     runs[n][name].append({k: r[k] for k in (
                         "fps", "process_cpu_ms_per_classification", "cores_used",
                         "thread_cpu_ms_per_classification")})

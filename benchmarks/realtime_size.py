@@ -18,7 +18,8 @@ from edgeswin.demo.assets import (
     default_demo_model,
     make_video,
 )
-from edgeswin.tools.bench import _broker, daemon_run, machine
+from edgeswin.tools.bench import _broker
+from edgeswin.tools.measure import DaemonRun, daemon_run, machine
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -41,8 +42,8 @@ def main() -> int:
     with _broker(None) as port:
         for _ in range(args.rounds):
             for name, video in videos.items():
-                r = daemon_run(model, video, 1, 1, args.seconds, port, warmup_s=1.0,
-                               realtime=True, engine_ms=1.0)
+                r = daemon_run(DaemonRun(model, video, port, 1, 1, args.seconds, warmup_s=1.0,
+                                         realtime=True, engine_ms=1.0))
                 runs.setdefault(name, []).append(
                     {"overhead_ms": r["overhead_ms"], "n": r["n"],
                      "p50_ms": {k: v["p50"] for k, v in r["latency_ms"].items()}})

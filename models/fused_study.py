@@ -23,7 +23,7 @@ from resolution_study import checkpoint  # noqa: E402
 from edgeswin.engine import open_engine  # noqa: E402
 from edgeswin.prepare.preprocess import Preprocessor  # noqa: E402
 from edgeswin.scenes import random_scene  # noqa: E402
-from edgeswin.toolchain.export import export  # noqa: E402
+from edgeswin.toolchain.export import ExportOptions, export  # noqa: E402
 
 MODEL = "swin-demo-112"
 
@@ -38,8 +38,8 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     ckpt = checkpoint(MODEL, work)
     fused_path = work / f"{MODEL}-fused.onnx"
-    export(str(REPO / "models" / f"{MODEL}.json"), fused_path, checkpoint=ckpt,
-           fused_preprocess=True, progress=lambda m: None)
+    export(str(REPO / "models" / f"{MODEL}.json"), fused_path,
+           ExportOptions(checkpoint=ckpt, fused_preprocess=True), progress=lambda m: None)
     engines = {"plain": open_engine(REPO / "models" / f"{MODEL}.onnx", "onnxruntime"),
                "fused": open_engine(fused_path, "onnxruntime")}
     preps = {k: Preprocessor(e.info.input) for k, e in engines.items()}

@@ -28,7 +28,7 @@ from checkpoint_from_onnx import write_checkpoint  # noqa: E402
 
 from edgeswin.demo.assets import make_image_folder  # noqa: E402
 from edgeswin.engine import open_engine  # noqa: E402
-from edgeswin.toolchain.export import export  # noqa: E402
+from edgeswin.toolchain.export import ExportOptions, export  # noqa: E402
 from edgeswin.toolchain.quantize import quantize  # noqa: E402
 
 LADDERS = {"swin-demo-112": (64, 96, 112), "swin-demo-64": (48, 64, 96)}
@@ -70,8 +70,8 @@ def main() -> int:
         ckpt = checkpoint(model, work)
         for r in resolutions:
             fp32_path = work / f"{model}-at{r}.onnx"
-            exp = export(str(REPO / "models" / f"{model}.json"), fp32_path, checkpoint=ckpt,
-                         resolution=r, **quiet)
+            exp = export(str(REPO / "models" / f"{model}.json"), fp32_path,
+                         ExportOptions(checkpoint=ckpt, resolution=r), **quiet)
             int8_path = work / f"{model}-at{r}-int8.onnx"
             fp32, int8 = quantize(fp32_path, calib, int8_path, held_out, min_agreement=0.0,
                                   **quiet)
@@ -90,7 +90,7 @@ def main() -> int:
     print("\n| swin_t (random weights) | ORT ms p50 / p95 | MB |\n|---|---|---|")
     for r in SWIN_T:
         path = work / f"swin_t-{r}.onnx"
-        export("swin_t", path, num_classes=1000, resolution=r, **quiet)
+        export("swin_t", path, ExportOptions(num_classes=1000, resolution=r), **quiet)
         p50, p95 = time_engine(path)
         rows.append({"model": "swin_t", "resolution": r, "precision": "FP32", "ms_p50": p50,
                      "ms_p95": p95, "mb": round(path.stat().st_size / 1e6, 1)})

@@ -30,7 +30,9 @@ from ..errors import EdgeswinError
 from ..files import sha256
 from ..labelled import labelled_images, read_image
 from ..prepare.preprocess import Preprocessor
-from .export import build_model, export, input_spec, load_weights, read_checkpoint
+from .architecture import build_model
+from .checkpoint import load_weights, read_checkpoint
+from .export import ExportOptions, export, input_spec
 from .recover import architecture_of
 
 CHECKPOINTS = (".safetensors", ".pth", ".pt")
@@ -131,18 +133,31 @@ def pick_device(wanted: str | None):
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@dataclass(frozen=True)
+class Training:
+    """How `finetune` trains (the `edgeswin finetune` flags of the same names)."""
+    epochs: int = 10
+    lr: float = 3e-4  # AdamW's peak rate: half an epoch's warm-up, then a cosine decay
+    batch: int = 32
+    holdout: float = 0.2  # the share of each folder kept out of training, to measure on
+    base_limit: int | None = None  # base images trained on; None: as many as the new ones, 50+
+    seed: int = 0  # the same seed, the same bytes
+    device: str | None = None  # None: CUDA when there is one, else the CPU
+    flips: str = "h"  # h, v or hv: the random flips of the training images
+
+
 def finetune(source: Path, data: Path, out: Path, base_data: Path | None = None,
-             epochs: int = 10, lr: float = 3e-4, batch: int = 32, holdout: float = 0.2,
-             base_limit: int | None = None, seed: int = 0, device: str | None = None,
-             flips: str = "h", progress=print, sidecar: Path | None = None) -> Result:
+             training: Training = Training(), progress=print, sidecar: Path | None = None
+             ) -> Result:
     # Long: one procedure read top to bottom: load, split, measure, train, measure, export.
     if out.resolve() == source.resolve():
         raise EdgeswinError(f"--out {out} is the model fine-tuned from: write a new file")
     if out.suffix != ".onnx":
         raise EdgeswinError(f"--out {out}: the new model is an .onnx file")
-    if not 0 <= holdout < 1:
-        raise EdgeswinError(f"--holdout {holdout}: a share from 0 to below 1")
-    if epochs < 1 or batch < 1 or not lr > 0 or (base_limit is not None and base_limit < 1):
+    if not 0 <= training.holdout < 1:
+        raise EdgeswinError(f"--holdout {training.holdout}: a share from 0 to below 1")
+    if training.epochs < 1 or training.batch < 1 or not training.lr > 0 or (
+            training.base_limit is not None and training.base_limit < 1):
         raise EdgeswinError("--epochs, --batch, --lr and --base-limit must be above 0")
     # cuBLAS is deterministic only with a fixed workspace, set before its first call.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -151,23 +166,24 @@ def finetune(source: Path, data: Path, out: Path, base_data: Path | None = None,
     from tqdm import tqdm
 
     started = time.monotonic()
-    torch.manual_seed(seed)
+    torch.manual_seed(training.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    dev = pick_device(device)
+    dev = pick_device(training.device)
     model, arch, export_name = load_source(source, progress, sidecar)
     labels = arch.labels
     if not labels:
         raise EdgeswinError(f"{source}: its sidecar names no labels")
     prep = Preprocessor(input_spec(arch.resolution, fused=False))
-    rng = np.random.default_rng(seed)
-    train_items, held_items = split_folder(data, labels, holdout, None, rng)
+    rng = np.random.default_rng(training.seed)
+    train_items, held_items = split_folder(data, labels, training.holdout, None, rng)
     if not train_items:
         raise EdgeswinError(f"{data}: every image would be held out: confirm more frames "
                             "(a label needs two images to hold one out)")
     base_train, base_held = [], []
     if base_data is not None:
-        base_train, base_held = split_folder(base_data, labels, holdout,
-                                             base_limit or max(len(train_items), 50), rng)
+        base_train, base_held = split_folder(
+            base_data, labels, training.holdout,
+            training.base_limit or max(len(train_items), 50), rng)
     progress(f"reading {len(train_items) + len(held_items)} confirmed frames from {data}"
              + (f" and {len(base_train) + len(base_held)} images of {base_data}"
                 if base_data else " (no --base-data: nothing guards what the model knew)"))
@@ -190,27 +206,31 @@ def finetune(source: Path, data: Path, out: Path, base_data: Path | None = None,
 
     train = parts["train"]
     x_all, y_all = torch.from_numpy(train.x), torch.from_numpy(train.y)
-    steps_per_epoch = math.ceil(len(train) / batch)
-    total, warmup = steps_per_epoch * epochs, max(steps_per_epoch // 2, 1)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
-    order = torch.Generator().manual_seed(seed)
+    steps_per_epoch = math.ceil(len(train) / training.batch)
+    total, warmup = steps_per_epoch * training.epochs, max(steps_per_epoch // 2, 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=training.lr, weight_decay=0.05)
+    order = torch.Generator().manual_seed(training.seed)
     threads = f", {torch.get_num_threads()} threads" if dev.type == "cpu" else ""
-    progress(f"fine-tuning on {dev}{threads}: {len(train)} images, {epochs} epochs of "
-             f"{steps_per_epoch} steps (batch {batch}); the bar's estimate follows the first steps")
+    progress(f"fine-tuning on {dev}{threads}: {len(train)} images, {training.epochs} epochs "
+             f"of {steps_per_epoch} steps (batch {training.batch}); the bar's estimate "
+             "follows the first steps")
     bar = tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
     step = 0
-    for _ in range(epochs):
+    for _ in range(training.epochs):
         perm = torch.randperm(len(train), generator=order)
         for i in range(steps_per_epoch):
-            idx = perm[i * batch:(i + 1) * batch]
+            idx = perm[i * training.batch:(i + 1) * training.batch]
             x, y = x_all[idx].to(dev), y_all[idx].to(dev)
             coin = torch.rand(2, generator=order)
-            if "h" in flips and coin[0] < 0.5:
+            if "h" in training.flips and coin[0] < 0.5:
                 x = x.flip(3)
-            if "v" in flips and coin[1] < 0.5:
+            if "v" in training.flips and coin[1] < 0.5:
                 x = x.flip(2)
-            rate = lr * (step + 1) / warmup if step < warmup else \
-                lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(total - warmup, 1)))
+            if step < warmup:
+                rate = training.lr * (step + 1) / warmup
+            else:
+                rate = training.lr * 0.5 * (1 + math.cos(
+                    math.pi * (step - warmup) / max(total - warmup, 1)))
             for group in opt.param_groups:
                 group["lr"] = rate
             loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
@@ -231,15 +251,14 @@ def finetune(source: Path, data: Path, out: Path, base_data: Path | None = None,
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "finetuned.safetensors"
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
-        export(export_name, out, weights, len(labels), labels, arch.resolution,
+        export(export_name, out, ExportOptions(weights, len(labels), labels, arch.resolution),
                progress=progress)
     meta = json.loads(sidecar_path(out).read_text())
     meta["export"].update(source=str(source), checkpoint=None, checkpoint_sha256=None)
     meta["finetune"] = {
         "from": source.name, "from_sha256": sha256(source), "data": str(data),
         "base_data": str(base_data) if base_data else None, "images": result.images,
-        "seed": seed, "epochs": epochs, "lr": lr, "batch": batch, "holdout": holdout,
-        "flips": flips, "device": str(dev), "seconds": result.seconds,
+        **asdict(training), "device": str(dev), "seconds": result.seconds,
         "top1_before": {k: v["top1"] for k, v in result.before.items()},
         "top1_after": {k: v["top1"] for k, v in result.after.items()}}
     write_atomic(sidecar_path(out), (json.dumps(meta, indent=2) + "\n").encode())

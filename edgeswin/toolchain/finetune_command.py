@@ -43,14 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import EdgeswinError
-    from .finetune import finetune, report
+    from .finetune import Training, finetune, report
     if args.output and args.output.resolve() == args.out.with_suffix(".json").resolve():
         raise EdgeswinError(f"-o {args.output} is where the new model's sidecar goes: "
                             "name another file for the figures")
-    result = finetune(args.source, args.data, args.out, args.base_data, args.epochs, args.lr,
-                      args.batch, args.holdout, args.base_limit, args.seed, args.device,
-                      args.flips, progress=lambda message: print(message, flush=True),
-                      sidecar=args.sidecar)
+    training = Training(args.epochs, args.lr, args.batch, args.holdout, args.base_limit,
+                        args.seed, args.device, args.flips)
+    result = finetune(args.source, args.data, args.out, args.base_data, training,
+                      progress=lambda message: print(message, flush=True), sidecar=args.sidecar)
     print("\n".join(report(result)))
     print(f"wrote {args.out} in {result.seconds:.0f} s on {result.device}; next: `edgeswin "
           f"quantize` for INT8, then a rollout (docs/learning.md)")

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeswinError
-from .export import Architecture, build_model, input_spec, random_inputs, scene_inputs
+from .architecture import Architecture, build_model
+from .export import input_spec, random_inputs, scene_inputs
 
 TOLERANCE = 1e-4  # max |torch - ONNX Runtime| accepted for the rebuilt weights
 

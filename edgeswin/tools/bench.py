@@ -17,11 +17,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from .broker import PrivateBroker
 from .measure import (
     OPENCV_DEFAULT_THREADS,
+    DaemonRun,
     daemon_run,
     machine,
     mqtt_rate,
@@ -80,8 +82,8 @@ def run_engine_sweep(model: Path, video: Path, engine_ms: list[float], cameras: 
                        serial_cpu_ms_per_frame=serial["process_cpu_ms_per_frame"],
                        serial_cores_used=serial["cores_used"])
             for n in cameras:
-                run = daemon_run(model, video, n, 1, seconds, broker_port, warmup_s=1.0,
-                                 engine_ms=ms)
+                run = daemon_run(DaemonRun(model, video, broker_port, n, 1, seconds,
+                                           warmup_s=1.0, engine_ms=ms))
                 row["daemon"][str(n)] = {
                     "fps": run["fps"], "vs_serial": round(run["fps"] / row["serial_fps"], 3),
                     "vs_raw": round(run["fps"] / row["raw_fps"], 3),
@@ -106,11 +108,12 @@ def run_bench(model: Path, video: Path, cameras: list[int], seconds: float, thre
         # This machine's speed drifts from minute to minute: alternate the three single-stream
         # setups (raw engine, daemon with 1 camera, serial loop) and keep each one's median.
         rounds: dict[str, list[dict]] = {"raw": [], "daemon": [], "serial": []}
+        one = DaemonRun(model, video, broker_port, 1, threads, seconds)
         for i in range(repeats):
             progress(f"round {i + 1}/{repeats}: raw engine ({threads} thread(s)), daemon with "
                      "1 camera, serial loop ...")
             rounds["raw"].append(raw_engine(model, frames, threads, seconds))
-            rounds["daemon"].append(daemon_run(model, video, 1, threads, seconds, broker_port))
+            rounds["daemon"].append(daemon_run(one))
             rounds["serial"].append(serial_loop(model, video, threads, seconds, broker_port))
         report["raw_engine"] = _median_run(rounds["raw"])
         report["serial_loop"] = _median_run(rounds["serial"])
@@ -119,19 +122,17 @@ def run_bench(model: Path, video: Path, cameras: list[int], seconds: float, thre
             if n == 1:
                 continue
             progress(f"daemon, {n} camera(s) ...")
-            report["daemon"].append(daemon_run(model, video, n, threads, seconds, broker_port))
+            report["daemon"].append(daemon_run(replace(one, cameras=n)))
         progress("one camera with 4 regions, and 4 cameras ...")
         report["regions_vs_cameras"] = {
-            "1cam_4regions": daemon_run(model, video, 1, threads, seconds, broker_port,
-                                        regions=4),
-            "4cams": daemon_run(model, video, 4, threads, seconds, broker_port)}
+            "1cam_4regions": daemon_run(replace(one, regions=4)),
+            "4cams": daemon_run(replace(one, cameras=4))}
         progress("latency: 1 camera at the video's own rate ...")
-        report["latency_realtime_1cam"] = daemon_run(model, video, 1, threads, seconds,
-                                                     broker_port, realtime=True)
+        report["latency_realtime_1cam"] = daemon_run(replace(one, realtime=True))
         progress("camera health: 1 camera with health off and on ...")
         report["health"] = {
-            "off": daemon_run(model, video, 1, threads, seconds, broker_port, health=False),
-            "on": daemon_run(model, video, 1, threads, seconds, broker_port, health=True)}
+            "off": daemon_run(replace(one, health=False)),
+            "on": daemon_run(replace(one, health=True))}
         progress("preprocessing 1920x1080 ...")
         report["preprocess_1080p"] = preprocess_1080p(model, frames)
         progress("MQTT publish rate ...")

@@ -14,6 +14,7 @@ import platform
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -110,46 +111,60 @@ def raw_engine(model: Path, frames: list[np.ndarray], threads: int, seconds: flo
             "infer_ms_p95": _pct(times, 95), "n": len(times)}
 
 
-def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: float,
-               port: int, warmup_s: float = 2.0, realtime: bool = False,
-               regions: int = 0, engine_ms: float | None = None,
-               opencv_threads: int | None = 1, finisher: bool = True,
-               health: bool = True) -> dict:
-    """The real daemon in this process on `cameras` copies of one video: unpaced (as fast as
-    the engine takes frames), or at the video's own rate for latency without queueing. With
-    `regions`, each camera is cut into that many vertical strips classified on their own.
-    `finisher=False` finishes every classification on the loop's thread, `health=False` judges
-    no camera's health (the A/Bs)."""
+@dataclass(frozen=True)
+class DaemonRun:
+    """What one `daemon_run` measures: the real daemon on `cameras` copies of one video."""
+    model: Path
+    video: Path
+    port: int  # the broker's
+    cameras: int = 1
+    threads: int = 1  # the engine's
+    seconds: float = 8.0  # measured, after `warmup_s`
+    warmup_s: float = 2.0
+    realtime: bool = False  # at the video's own rate (latency without queueing)
+    regions: int = 0  # each camera cut into this many vertical strips
+    engine_ms: float | None = None  # a synthetic engine that takes this long, else the model
+    opencv_threads: int | None = 1  # None: as a fresh process has it
+    finisher: bool = True  # False: every tail on the loop's thread
+    health: bool = True  # False: no camera's health judged
+
+
+def daemon_run(run: DaemonRun) -> dict:
+    """The real daemon in this process on `run.cameras` copies of one video: unpaced (as fast
+    as the engine takes frames), or at the video's own rate for latency without queueing.
+    With `regions`, each camera is cut into that many vertical strips classified on their
+    own. `finisher=False` finishes every classification on the loop's thread, `health=False`
+    judges no camera's health (the A/Bs)."""
     # Long: the config written, the daemon run and the figures read in one place, so that
     # one function says exactly what a bench run did.
     from ..daemon import Daemon
 
-    if opencv_threads is None:  # the daemon leaves OpenCV alone: as a fresh process has it
+    if run.opencv_threads is None:  # the daemon leaves OpenCV alone: as a fresh process has it
         cv2.setNumThreads(OPENCV_DEFAULT_THREADS)
     with tempfile.TemporaryDirectory() as tmp:
         cfg_dir = Path(tmp)
         (cfg_dir / "cameras").mkdir()
         (cfg_dir / "edgeswin.yaml").write_text(yaml.safe_dump({
-            "device_id": "bench", "mqtt": {"host": "127.0.0.1", "port": port, "qos": 1},
-            "engines": [{"name": "bench", "model": str(model), "threads": threads}],
+            "device_id": "bench", "mqtt": {"host": "127.0.0.1", "port": run.port, "qos": 1},
+            "engines": [{"name": "bench", "model": str(run.model), "threads": run.threads}],
             "state_dir": str(cfg_dir / "state"), "stats_interval_s": 3600,
-            "opencv_threads": opencv_threads,
-            "health": {"enabled": health},
+            "opencv_threads": run.opencv_threads,
+            "health": {"enabled": run.health},
             # The canary's images would count as classifications' CPU in spare time; a
             # synthetic engine answers them wrong besides.
             "canary": {"enabled": False},
             "fallback": {"thermal_root": str(cfg_dir / "no-thermal")}}))
-        for i in range(cameras):
-            camera = {"source": str(video), "fps": 0, "loop": True, "realtime": realtime}
-            if regions:
-                camera["regions"] = [{"name": f"r{j}", "box": [j / regions, 0,
-                                                               (j + 1) / regions, 1]}
-                                     for j in range(regions)]
+        for i in range(run.cameras):
+            camera = {"source": str(run.video), "fps": 0, "loop": True, "realtime": run.realtime}
+            if run.regions:
+                camera["regions"] = [{"name": f"r{j}", "box": [j / run.regions, 0,
+                                                               (j + 1) / run.regions, 1]}
+                                     for j in range(run.regions)]
             (cfg_dir / "cameras" / f"cam{i}.yaml").write_text(yaml.safe_dump(camera))
-        opener = None if engine_ms is None else \
-            (lambda path, *rest: _engine(path, threads, engine_ms))
+        opener = None if run.engine_ms is None else \
+            (lambda path, *rest: _engine(path, run.threads, run.engine_ms))
         daemon = Daemon(load_config(cfg_dir), opener)
-        daemon.hand_off.enabled = finisher
+        daemon.hand_off.enabled = run.finisher
         payloads: list[dict] = []
         started = threading.Event()
         measuring = [False]
@@ -166,10 +181,10 @@ def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: fl
             daemon.request_stop("bench: no classification")
             runner.join(10)
             raise RuntimeError("the daemon classified nothing in 60 s")
-        time.sleep(warmup_s)
+        time.sleep(run.warmup_s)
         measuring[0] = True
         t0, cpu0, threads0 = time.monotonic(), time.process_time(), thread_cpu()
-        time.sleep(seconds)
+        time.sleep(run.seconds)
         measuring[0] = False
         elapsed, cpu = time.monotonic() - t0, time.process_time() - cpu0
         by_thread = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu().items()}
@@ -183,7 +198,7 @@ def daemon_run(model: Path, video: Path, cameras: int, threads: int, seconds: fl
         per_camera[p["camera"]] = per_camera.get(p["camera"], 0) + 1
     busy = sum(p["latency_ms"]["inference"] for p in payloads) / 1000 / elapsed
     frames = {(p["camera"], p["frame_ts"], p["frame_index"]) for p in payloads}
-    return {"cameras": cameras, "regions_per_camera": regions,
+    return {"cameras": run.cameras, "regions_per_camera": run.regions,
             "fps": round(len(payloads) / elapsed, 2),
             "frames_decoded_per_classification": round(len(frames) / len(payloads), 3),
             "process_cpu_ms_per_classification": round(cpu * 1000 / len(payloads), 3),

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..errors import EdgeswinError
-    from ..toolchain.export import export
+    from ..toolchain.export import ExportOptions, export
     labels: tuple[str, ...] = ()
     if args.labels:
         try:
@@ -40,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
                            if line.strip())
         except OSError as exc:
             raise EdgeswinError(f"cannot read --labels: {exc}") from None
-    result = export(args.arch, args.output, args.checkpoint, args.num_classes, labels,
-                    args.resolution, args.opset, args.fused_preprocess, args.check_images,
-                    args.tolerance, progress=lambda message: print(message, flush=True))
+    options = ExportOptions(args.checkpoint, args.num_classes, labels, args.resolution,
+                            args.opset, args.fused_preprocess, args.check_images, args.tolerance)
+    result = export(args.arch, args.output, options,
+                    progress=lambda message: print(message, flush=True))
     print(json.dumps(result.as_dict(), indent=1))
     return 0

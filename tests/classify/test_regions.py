@@ -129,7 +129,7 @@ def test_each_region_is_classified_on_its_own(tmp_path, broker, subscriber, side
     """Left and right halves of one video show different scenes: each region agrees with its
     own half's ground truth, publishes on its own topics with its own gap-free seq, and the
     frame is decoded once for both."""
-    from .harness import free_port
+    from tests.harness import free_port
 
     video, truths = side_by_side
     port = free_port()
@@ -200,7 +200,7 @@ def test_home_assistant_gets_a_sensor_per_region_and_loses_a_removed_one(
     import jsonschema
     import yaml
 
-    from .harness import REPO, Subscriber
+    from tests.harness import REPO, Subscriber
 
     schema = json.loads((REPO / "tests" / "schemas" / "homeassistant_mqtt.schema.json").read_text())
     video, _ = side_by_side
@@ -246,7 +246,7 @@ def test_snapshot_command_draws_the_regions_and_their_labels(tmp_path, side_by_s
     import subprocess
     import sys
 
-    from .harness import REPO
+    from tests.harness import REPO
 
     video, truths = side_by_side
     cfg = write_config(tmp_path / "cfg", 1883, {"sbs": {

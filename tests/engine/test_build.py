@@ -314,7 +314,7 @@ def test_build_engine_command(tmp_path):
 @pytest.mark.mqtt
 def test_daemon_builds_the_engine_in_the_background_then_reuses_it(tmp_path, broker, subscriber,
                                                                    videos, daemon_factory):
-    from .harness import SMALL, write_config
+    from tests.harness import SMALL, write_config
 
     onnx_path = copy_primary(tmp_path)
     cfg = write_config(tmp_path / "cfg", broker.port,
@@ -418,7 +418,7 @@ def test_a_long_build_shows_its_progress_and_a_stop_cancels_it(tmp_path, broker,
     """A build that takes minutes on a Jetson: its phase and elapsed time appear on the
     retained engine topic while the small rung serves, and SIGTERM stops it promptly, leaving
     no plan behind."""
-    from .harness import SMALL, write_config
+    from tests.harness import SMALL, write_config
 
     onnx_path = copy_primary(tmp_path)
     cfg = write_config(tmp_path / "cfg", broker.port,
@@ -523,8 +523,7 @@ def test_a_device_without_dla_builds_for_the_gpu_and_says_so(tmp_path, trt, monk
 def test_dla_settings_are_checked_with_file_and_line(tmp_path, rung, message):
     from edgeswin.config import load_config
     from edgeswin.errors import ConfigError
-
-    from .harness import write_config
+    from tests.harness import write_config
 
     spec = {"name": "dla", "model": str(PRIMARY), "backend": "tensorrt", **rung}
     d = write_config(tmp_path, 1883, {"cam": {"source": "x.mp4"}}, {"engines": [spec]})

@@ -214,7 +214,7 @@ def test_fallback_sim_replays_the_bundled_jetson_trace():
     import subprocess
     import sys
 
-    from .harness import REPO
+    from tests.harness import REPO
 
     run = subprocess.run([sys.executable, "-m", "edgeswin", "fallback-sim", "--trace",
                           "configs/traces/orin-heating.csv"], capture_output=True, text=True,
@@ -236,7 +236,7 @@ def test_probe_lists_zones_and_marks_the_selected(tmp_path):
     _zone(tmp_path, 0, "TJ-therm", "48000", [("passive", "99000"), ("critical", "105000")])
     _zone(tmp_path, 1, "PMIC-Die", "100000")
     cfg_dir = tmp_path / "cfg"
-    from .harness import write_config
+    from tests.harness import write_config
     write_config(cfg_dir, 1883, {"a": {"source": "rtsp://h/x"}},
                  {"fallback": {"thermal_root": str(tmp_path), "zones": ["tj"]}})
     lines = probe(cfg_dir)
@@ -250,7 +250,7 @@ def test_fallback_sim_shows_every_lever_with_the_power_of_the_orin_nano_trace(tm
     import subprocess
     import sys
 
-    from .harness import REPO, write_config
+    from tests.harness import REPO, write_config
 
     # The levers of a config: fps (a camera with a min_fps), the rung, and a power mode.
     cfg = write_config(tmp_path / "cfg", 1883, {"gate": {"source": "rtsp://h/x", "fps": 10,

@@ -132,8 +132,7 @@ def test_the_dla_lever_moves_the_primary_to_its_dla_build_before_the_rung_lever(
 
     from edgeswin.config import load_config
     from edgeswin.daemon import Daemon
-
-    from .harness import PRIMARY, SMALL
+    from tests.harness import PRIMARY, SMALL
     zone = tmp_path / "thermal" / "thermal_zone0"
     zone.mkdir(parents=True)
     (zone / "type").write_text("TJ-therm\n")

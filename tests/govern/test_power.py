@@ -187,8 +187,7 @@ def test_the_helper_units_verify(tmp_path):
 
 def test_probe_shows_rails_gpu_and_modes(tmp_path, nvpmodel):
     from edgeswin.tools.probe import probe
-
-    from .harness import write_config
+    from tests.harness import write_config
 
     jetson_hwmon(tmp_path / "hwmon")
     cfg = write_config(tmp_path / "cfg", 1883, {"a": {"source": "rtsp://h/x"}},
@@ -207,8 +206,7 @@ def test_probe_shows_rails_gpu_and_modes(tmp_path, nvpmodel):
 def test_a_run_that_stops_with_the_power_mode_lowered_restores_it(nvpmodel, tmp_path, caplog):
     from edgeswin.config import load_config
     from edgeswin.govern.governor import Governor
-
-    from .harness import write_config
+    from tests.harness import write_config
 
     zone = tmp_path / "thermal" / "thermal_zone0"
     zone.mkdir(parents=True)

@@ -39,7 +39,7 @@ def test_a_changed_camera_stays_available_after_each_reload(tmp_path, broker, vi
                                                             daemon_factory):
     import numpy as np
 
-    from .streams import MjpegCamera
+    from tests.streams import MjpegCamera
     # An MJPEG camera at 2 fps: its retired capture sits in a read for up to half a second,
     # long after the new capture has said "online".
     ip = MjpegCamera([np.full((240, 320, 3), v, np.uint8) for v in (40, 200)], fps=2,

@@ -147,7 +147,7 @@ def test_a_hundred_reconnects_leave_no_thread_or_fd_behind(tmp_path, broker, sub
                                                            daemon_factory):
     import numpy as np
 
-    from .streams import MjpegCamera
+    from tests.streams import MjpegCamera
 
     frames = [np.full((240, 320, 3), v, np.uint8) for v in (40, 120, 200)]
     # Each connection serves 4 frames and closes: the daemon reads, fails, reconnects.

@@ -279,7 +279,7 @@ def test_a_reconnect_sends_a_stored_retained_message_in_its_turn_not_ahead(tmp_p
 def test_a_message_over_the_brokers_packet_limit_is_named_and_no_reconnect_loop(tmp_path):
     import logging
 
-    from .harness import Broker
+    from tests.harness import Broker
     broker = Broker(tmp_path)
     broker.conf.write_text(broker.conf.read_text() + "max_packet_size 4000\n")
     broker.start()

@@ -164,7 +164,7 @@ def test_a_model_with_random_weights_is_rejected_and_the_current_one_keeps_servi
 def slow_model(tmp_path_factory) -> tuple[Path, float, float]:
     """The primary with same logits and more compute, at least 4x its time on this machine
     (the same FLOPs take 16 ms on one CPU and 50 ms on another): (model, fast ms, slow ms)."""
-    from .slow_model import slowed_copy
+    from tests.slow_model import slowed_copy
     fast = median_ms(PRIMARY)
     for products in (4, 8, 16, 32):
         slow = slowed_copy(PRIMARY, tmp_path_factory.mktemp("slow") / "served.onnx",
@@ -569,8 +569,7 @@ def test_an_identical_model_is_never_rejected_on_a_busy_machine_and_a_slow_one_a
     from edgeswin.engine.ladder import activate
     from edgeswin.rollout.shadow import compare_on
     from edgeswin.scenes import random_scene
-
-    from .slow_model import slowed_copy
+    from tests.slow_model import slowed_copy
     same = reexported(SMALL, tmp_path / "same.onnx", "same")
     for products in (4, 8, 16, 32):  # at least 3x, whatever this CPU is
         slow = slowed_copy(SMALL, tmp_path / "slow.onnx", products=products)

@@ -128,7 +128,7 @@ def test_last_will_after_kill_9(tmp_path, broker, subscriber, videos, daemon_fac
 
 def test_sigterm_exits_0_within_5s_and_leaves_offline_retained(tmp_path, broker, subscriber,
                                                                videos, daemon_factory):
-    from .harness import Subscriber
+    from tests.harness import Subscriber
 
     cfg = write_config(tmp_path / "cfg", broker.port, {"north": _looping(videos)})
     daemon = daemon_factory(cfg)
@@ -231,8 +231,8 @@ def calibrated(tmp_path_factory) -> tuple[object, float]:
     and a budget between it and the small rung: not a fixed number, because the same FLOPs take
     16 ms on one CPU and 50 ms on another. Medians, since a p95 of a dozen runs on a busy
     single core is noise. The budget is their geometric mean: a wide margin on each side."""
-    from .model_variants import median_ms
-    from .slow_model import slowed_copy
+    from tests.model_variants import median_ms
+    from tests.slow_model import slowed_copy
     small = median_ms(SMALL)
     for products in (8, 16, 32):
         slow = slowed_copy(PRIMARY, tmp_path_factory.mktemp("slow") /

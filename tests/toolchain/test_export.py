@@ -19,7 +19,7 @@ from edgeswin.scenes import random_scene
 from tests.harness import REPO, SMALL
 
 torch = pytest.importorskip("torch", reason="the model toolchain extra (make toolchain)")
-from edgeswin.toolchain.export import export  # noqa: E402
+from edgeswin.toolchain.export import ExportOptions, export  # noqa: E402
 
 quiet = {"progress": lambda message: None}
 
@@ -42,7 +42,7 @@ def demo_checkpoint(tmp_path_factory):
 
 def test_torchvision_swin_t_at_160_pads_windows_and_matches_pytorch(tmp_path):
     out = tmp_path / "swin_t-160.onnx"
-    result = export("swin_t", out, num_classes=6, resolution=160, **quiet)
+    result = export("swin_t", out, ExportOptions(num_classes=6, resolution=160), **quiet)
     assert input_dims(out) == [1, 3, 160, 160]
     # 160/4 = 40 does not tile window 7: torchvision pads, and the last stage drops its shift.
     assert result.fitting[0] == "stage 1: 40x40 map padded to 42x42 for window 7, shifted"
@@ -62,8 +62,8 @@ def test_timm_swin_at_192_with_a_224_checkpoint(tmp_path):
     checkpoint = tmp_path / "trained-224.pth"
     torch.save({"state_dict": pretrained.state_dict()}, checkpoint)
     out = tmp_path / "timm-192.onnx"
-    result = export("timm:swin_tiny_patch4_window7_224", out, checkpoint=checkpoint,
-                    resolution=192, **quiet)
+    result = export("timm:swin_tiny_patch4_window7_224", out,
+                    ExportOptions(checkpoint=checkpoint, resolution=192), **quiet)
     assert input_dims(out) == [1, 3, 192, 192]
     assert "stage 4: 6x6 map, window clamped to 6x6 from 7x7, no shift" in result.fitting
     # The clamped window's relative position bias (13x13 entries) is resized to 11x11.
@@ -82,22 +82,24 @@ def test_a_checkpoint_that_does_not_fit_names_the_keys(tmp_path, demo_checkpoint
     save_file(state, str(tmp_path / "renamed.safetensors"))
     arch = str(SMALL.with_suffix(".json"))
     with pytest.raises(EdgeswinError) as err:
-        export(arch, tmp_path / "x.onnx", checkpoint=tmp_path / "renamed.safetensors", **quiet)
+        export(arch, tmp_path / "x.onnx",
+               ExportOptions(checkpoint=tmp_path / "renamed.safetensors"), **quiet)
     assert "missing (1): features.1.0.attn.proj.weight" in str(err.value)
     assert "unexpected (1): features.9.extra.weight" in str(err.value)
 
     with pytest.raises(EdgeswinError, match=r"shape mismatch \(2\): head.weight: checkpoint "
                                             r"\(6, 128\) vs model \(10, 128\)(.|\n)*--num-classes"):
-        export(arch, tmp_path / "x.onnx", checkpoint=demo_checkpoint, num_classes=10,
-               labels=tuple("abcdefghij"), **quiet)
+        export(arch, tmp_path / "x.onnx",
+               ExportOptions(checkpoint=demo_checkpoint, num_classes=10,
+                             labels=tuple("abcdefghij")), **quiet)
 
     (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(EdgeswinError, match="broken.pth: cannot read checkpoint"):
-        export(arch, tmp_path / "x.onnx", checkpoint=tmp_path / "broken.pth", **quiet)
+        export(arch, tmp_path / "x.onnx", ExportOptions(checkpoint=tmp_path / "broken.pth"), **quiet)
     torch.save(torch.nn.Linear(2, 2), tmp_path / "whole.pth")  # a pickled module, not tensors
     with pytest.raises(EdgeswinError, match=r"whole.pth: cannot read checkpoint: it holds more "
                                             r"than tensors .* save model.state_dict\(\)"):
-        export(arch, tmp_path / "x.onnx", checkpoint=tmp_path / "whole.pth", **quiet)
+        export(arch, tmp_path / "x.onnx", ExportOptions(checkpoint=tmp_path / "whole.pth"), **quiet)
     with pytest.raises(EdgeswinError, match="timm:resnet50 is not a Swin Transformer"):
         export("timm:resnet50", tmp_path / "x.onnx", **quiet)
     assert not (tmp_path / "x.onnx").exists()
@@ -107,14 +109,14 @@ def test_a_parity_failure_writes_nothing(tmp_path, demo_checkpoint):
     out = tmp_path / "strict.onnx"
     with pytest.raises(EdgeswinError, match=r"differ by up to .* > --tolerance 0.0; nothing "
                                             r"written"):
-        export(str(SMALL.with_suffix(".json")), out, checkpoint=demo_checkpoint, tolerance=0.0,
-               **quiet)
+        export(str(SMALL.with_suffix(".json")), out,
+               ExportOptions(checkpoint=demo_checkpoint, tolerance=0.0), **quiet)
     assert not out.exists() and not out.with_suffix(".json").exists()
 
 
 def test_the_demo_checkpoint_exports_back_to_the_bundled_model(tmp_path, demo_checkpoint):
     out = tmp_path / "again-64.onnx"
-    export(str(SMALL.with_suffix(".json")), out, checkpoint=demo_checkpoint, **quiet)
+    export(str(SMALL.with_suffix(".json")), out, ExportOptions(checkpoint=demo_checkpoint), **quiet)
     frames = [random_scene(np.random.default_rng(i), 640, 360)[0] for i in range(6)]
     bundled, again = open_engine(SMALL, "onnxruntime"), open_engine(out, "onnxruntime")
     prep = Preprocessor(bundled.info.input)
@@ -126,8 +128,8 @@ def test_the_demo_checkpoint_exports_back_to_the_bundled_model(tmp_path, demo_ch
 def test_fused_preprocess_graph_takes_uint8_bgr_and_classifies_the_same(tmp_path,
                                                                         demo_checkpoint):
     out = tmp_path / "fused-64.onnx"
-    export(str(SMALL.with_suffix(".json")), out, checkpoint=demo_checkpoint,
-           fused_preprocess=True, **quiet)
+    export(str(SMALL.with_suffix(".json")), out,
+           ExportOptions(checkpoint=demo_checkpoint, fused_preprocess=True), **quiet)
     assert input_dims(out) == [1, 64, 64, 3]
     info = read_model_info(out)
     assert (info.input.dtype, info.input.layout, info.input.color) == ("uint8", "NHWC", "BGR")
@@ -144,7 +146,8 @@ def test_fused_preprocess_graph_takes_uint8_bgr_and_classifies_the_same(tmp_path
 
 def test_opset_16_decomposes_layernorm_for_old_parsers(tmp_path, demo_checkpoint):
     out = tmp_path / "op16.onnx"
-    export(str(SMALL.with_suffix(".json")), out, checkpoint=demo_checkpoint, opset=16, **quiet)
+    export(str(SMALL.with_suffix(".json")), out,
+           ExportOptions(checkpoint=demo_checkpoint, opset=16), **quiet)
     model = onnx.load(str(out))
     ops = {n.op_type for n in model.graph.node}
     assert "LayerNormalization" not in ops and {"ReduceMean", "Pow"} <= ops
@@ -185,8 +188,8 @@ def test_fused_graph_through_the_tensorrt_builder_and_runtime(tmp_path, demo_che
     from edgeswin.engine.build import build_engine
 
     out = tmp_path / "fused-64.onnx"
-    export(str(SMALL.with_suffix(".json")), out, checkpoint=demo_checkpoint,
-           fused_preprocess=True, **quiet)
+    export(str(SMALL.with_suffix(".json")), out,
+           ExportOptions(checkpoint=demo_checkpoint, fused_preprocess=True), **quiet)
     plan = tmp_path / "fused-64.engine"
     build_engine(out, plan, "fp16", progress=lambda message: None)
     engine, reference = open_engine(plan, "tensorrt"), open_engine(out, "onnxruntime")
