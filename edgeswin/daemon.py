@@ -51,7 +51,7 @@ from .publish.report import discovery_messages, stats_payload, status_line
 from .publish.snapshot import Snapshots
 from .rollout.rollouts import ModelRollouts
 from .rollout.store import ModelStore
-from .serving import Serving
+from .serving import Parts, Serving
 
 log = logging.getLogger(__name__)
 
@@ -204,9 +204,9 @@ class Daemon:
         policy = self.governor.start(
             time.monotonic(), start, {i for i, engine in enumerate(rungs) if engine},
             fb.fps_steps if fps_adjustable(cameras) else 0)
-        self.serving = Serving(dev, self.engines, self.rollouts, self.governor, self.latency,
-                               self.recorder, self.publisher, self.engine_topic, self.lineup,
-                               active=active, policy=policy, hand_off=self.hand_off)
+        self.serving = Serving(Parts(self.engines, self.rollouts, self.governor, self.latency,
+                                     self.recorder, self.publisher, self.engine_topic,
+                                     self.lineup), active, policy, self.hand_off)
         if self.config.device.metrics.enabled:
             from .publish.metrics import Metrics
             m = self.config.device.metrics

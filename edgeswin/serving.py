@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from .canary.run import Canary, Result
 from .classify.finisher import Finisher, HandOffPolicy
 from .classify.schedule import CameraRuntime, next_job, set_fps_level
 from .classify.step import Inferred, infer, iso
-from .config import DeviceConfig
 from .engine.ladder import ActiveEngine, EngineLadder
 from .govern.fallback import Action, FallbackPolicy, Readings
 from .govern.governor import Governor
@@ -36,19 +36,30 @@ from .rollout.rollouts import ModelRollouts
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Parts:
+    """The daemon's long-lived parts that serving works with (made before any engine serves)."""
+    engines: EngineLadder
+    rollouts: ModelRollouts
+    governor: Governor
+    latency: LatencyWindows
+    recorder: Recorder
+    publisher: Publisher
+    engine_topic: EngineTopic
+    lineup: Lineup
+
+
 class Serving:
     """Made once an engine can serve (the start rung chosen, the cameras made, the policy
     set): nothing of it waits to be filled in."""
 
-    def __init__(self, device: DeviceConfig, engines: EngineLadder, rollouts: ModelRollouts,
-                 governor: Governor, latency: LatencyWindows, recorder: Recorder,
-                 publisher: Publisher, engine_topic: EngineTopic, lineup: Lineup, *,
-                 active: ActiveEngine, policy: FallbackPolicy, hand_off: HandOffPolicy):
-        self.device, self.engines, self.rollouts, self.governor = device, engines, rollouts, governor
-        self.latency, self.recorder, self.publisher = latency, recorder, publisher
-        self.engine_topic, self.root = engine_topic, device.topic_root
-        self.lineup, self.active, self.policy, self.hand_off = lineup, active, policy, hand_off
-        self.finisher: Finisher[Inferred] = Finisher(recorder)
+    def __init__(self, parts: Parts, active: ActiveEngine, policy: FallbackPolicy,
+                 hand_off: HandOffPolicy):
+        self.engines, self.rollouts, self.governor = parts.engines, parts.rollouts, parts.governor
+        self.latency, self.recorder, self.publisher = parts.latency, parts.recorder, parts.publisher
+        self.engine_topic, self.lineup = parts.engine_topic, parts.lineup
+        self.active, self.policy, self.hand_off = active, policy, hand_off
+        self.finisher: Finisher[Inferred] = Finisher(parts.recorder)
         self.switches = 0
         self.canary_last: Result | None = None  # the serving engine's latest canary
 
@@ -85,7 +96,7 @@ class Serving:
     def act(self, action: Action) -> None:
         """Carry out a lever's move between two frames (power_mode is already done), log it
         and say so on the retained engine topic."""
-        fb = self.device.fallback
+        fb = self.policy.cfg
         previous = self.active
         if action.lever in ("rung", "dla"):
             target = self.policy.serving
@@ -202,7 +213,8 @@ class Serving:
     def canary_result(self, result: Result) -> None:
         if result.rung == self.active.rung:
             self.canary_last = result
-            self.publisher.publish(topic_message(self.root, "canary", result.payload(iso(time.time()))))
+            self.publisher.publish(topic_message(self.publisher.root, "canary",
+                                                 result.payload(iso(time.time()))))
         readings = Readings(time.monotonic(), self.governor.temps)
         if result.recovered:
             log.warning("canary: rung %d (%s) answers right again", result.rung, result.engine)
