@@ -32,9 +32,27 @@ def edgeswin(*args: str, timeout: float = 900) -> str:
     return run.stdout
 
 
+def removed(card):
+    """A wait condition: the card has left the page. Selenium's `staleness_of` expects a
+    StaleElementReferenceException, but Chromium's driver sometimes answers a removed node
+    with "Node with given id does not belong to the document" as an unknown error instead."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    def check(_driver) -> bool:
+        try:
+            card.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+    return check
+
+
 def label_every_frame_in_the_browser(driver, address: str, hard, video) -> int:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as gone
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(address)
@@ -44,7 +62,7 @@ def label_every_frame_in_the_browser(driver, address: str, hard, video) -> int:
         card = cards[0]
         truth = true_label(hard / card.get_attribute("data-key"), video)
         card.find_element(By.CSS_SELECTOR, f'button[value="{truth}"]').click()
-        WebDriverWait(driver, 10, poll_frequency=0.02).until(gone.staleness_of(card))
+        WebDriverWait(driver, 10, poll_frequency=0.02).until(removed(card))
         labelled += 1
     assert driver.find_elements(By.ID, "empty")
     return labelled
