@@ -229,10 +229,10 @@ def gpu_preprocess() -> str:
 | CPU (`preprocess.py`) | {prep['1080p_cpu']['median_ms']:.2f} | {prep['4k_cpu']['median_ms']:.2f} |"""
 
 
-def house_ab() -> str:
+def house_ab(results: str = "house-ab.json") -> str:
     """The same bench before and after a change to the code's layout, rounds alternating."""
     from statistics import median
-    runs = _json("house-ab.json")["runs"]
+    runs = _json(results)["runs"]
     lines = []
     for i, row in enumerate(runs["after"][0]["engine_sweep"]):
         for n in row["daemon"]:
@@ -265,6 +265,7 @@ TABLES = {
     "decode": decode,
     "gpu-preprocess": gpu_preprocess,
     "house-ab": house_ab,
+    "house-ab-3": lambda: house_ab("house-ab-3.json"),
 }
 
 
