@@ -29,7 +29,6 @@ from .engine import open_engine
 from .engine.ladder import ActiveEngine, EngineLadder
 from .errors import ConfigError, EdgeswinError
 from .fleet.agent import RESTART_EXIT, FleetAgent, observe
-from .govern.fallback import Readings
 from .govern.governor import Governor
 from .govern.sensors import LatencyWindows
 from .health.board import HealthBoard
@@ -114,7 +113,7 @@ class Daemon:
     # What serves and what it serves: the reports, metrics, the demo and the bench read them.
     @property
     def active(self) -> ActiveEngine | None:
-        return self.serving.active if self.serving else None
+        return self.readout.active()
 
     @property
     def cameras(self) -> list[CameraRuntime]:
@@ -192,7 +191,7 @@ class Daemon:
         self.publisher.start()
         self.lineup.not_read_yet(enabled)
         self.engines.specs = self.rollouts.startup(self.engines.specs)
-        self.engine_topic.load(self._stop, self.notifier, lambda: self.governor.temps)
+        self.engine_topic.load(self._stop, self.notifier, self.governor.last)
         if self._stop.is_set():
             return False
         dev = self.config.device
@@ -289,7 +288,7 @@ class Daemon:
         elif self._progress.due(now) and self.engines.progressed():
             # A build's step on the retained engine topic, at most every few seconds.
             self.serving.publish_engine(None, self.engine_topic.last_reason,
-                                        Readings(now, self.governor.temps))
+                                        self.governor.last(now))
             self._progress.done(now)
 
     def _classify_next(self, now: float) -> bool:
@@ -403,7 +402,7 @@ class Daemon:
                           done.frame.index, exc_info=exc, extra={"CAMERA": done.cam.name})
         self.engines.stop_builds()
         self.engine_topic.builds_stopped(self.active, self.readout.levels(),
-                                         Readings(time.monotonic(), self.governor.temps))
+                                         self.governor.last(time.monotonic()))
         final = [topic_message(self.root, "availability", b"offline", camera=c.name)
                  for c in self.cameras]
         self.publisher.stop(final)

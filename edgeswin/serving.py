@@ -81,7 +81,7 @@ class Serving:
         """Between frames: finished builds join the ladder; step up to one at once when the
         device allows it (not pinned, not hot)."""
         for rung, spec, report in self.engines.adopt():
-            readings = Readings(time.monotonic(), self.governor.temps)  # the last sensor poll
+            readings = self.governor.last(time.monotonic())  # the last sensor poll
             action = None
             if self.engines.rungs[rung] is not None and report.state == "ready":
                 self.rollouts.now_serving(rung)
@@ -147,7 +147,7 @@ class Serving:
             if new is not None and self.active is not None and self.active.rung == rung:
                 self.serve(new)
                 self.publish_engine(None, f"model rollout on rung {rung}: {new.engine.info.name}",
-                                     Readings(time.monotonic(), self.governor.temps))
+                                     self.governor.last(time.monotonic()))
 
     def classify(self, cam: CameraRuntime, region, frame) -> None:
         """A frame through the serving engine, then finished here or, while another frame
@@ -215,7 +215,7 @@ class Serving:
             self.canary_last = result
             self.publisher.publish(topic_message(self.publisher.root, "canary",
                                                  result.payload(iso(time.time()))))
-        readings = Readings(time.monotonic(), self.governor.temps)
+        readings = self.governor.last(time.monotonic())
         if result.recovered:
             log.warning("canary: rung %d (%s) answers right again", result.rung, result.engine)
             action = self.policy.adopt(result.rung, readings, f"canary: {result.engine} "

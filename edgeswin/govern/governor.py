@@ -89,6 +89,11 @@ class Governor:
                  f"{self.mode.name} (id {self.mode.id})" if self.mode else "unknown")
         return self.policy
 
+    def last(self, now: float) -> Readings:
+        """The temperatures of the last sensor poll, without reading the sensors again (for a
+        message between two polls)."""
+        return Readings(now, self.temps)
+
     def read(self, now: float, latency_p95_ms: float | None = None,
              slow_cameras: dict | None = None) -> Readings:
         self.temps = self.thermal.read()

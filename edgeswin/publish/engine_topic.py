@@ -31,7 +31,7 @@ class EngineTopic:
         self.last_reason = "start"  # why the serving engine serves, kept for the next message
 
     def load(self, stop: threading.Event, notifier: Notifier,
-             temps: Callable[[], dict[str, float]]) -> None:
+             last: Callable[[float], Readings]) -> None:
         """Open the ladder (`EngineLadder.load`). While a first boot's build runs with no rung
         to serve: the watchdog fed, and every few seconds the build's step here and to
         systemd, with more start time each time."""
@@ -41,7 +41,7 @@ class EngineTopic:
             now = time.monotonic()
             notifier.watchdog(now)
             if progress.due(now):
-                self.say(None, {}, WAITING, Readings(now, temps()))
+                self.say(None, {}, WAITING, last(now))
                 notifier.extend(START_EXTENSION_S, f"{WAITING}: " + "; ".join(
                     f"{name} {r.step or r.state} ({r.as_dict().get('elapsed_s', r.seconds)} s)"
                     for name, r in self.engines.builds.items()))
