@@ -11,8 +11,11 @@ QoS >= 1 messages go through the durable `Outbox` when there is one: stored firs
 paho at once while connected and caught up, kept on disk while the broker is away, and sent in
 order (left-overs of a previous run first) by the sender thread after each connect; a row is
 deleted when the broker acknowledges it (the sender applies acks, so an ack that beats the
-sender's note of its row still finds it). The session is persistent (clean_session false, a
-stable client id), so the broker holds QoS 1 traffic for this client too.
+sender's note of its row still finds it). Acks wait for the sender's next message, or at most
+`ACK_DELAY_S`: a busy daemon's sender wakes once per message, not twice (and the outbox deletes
+acknowledged rows together: `Outbox.settle`).
+The session is persistent (clean_session false, a stable client id), so the broker holds QoS 1
+traffic for this client too.
 
 The daemon also follows a few topics (`follow`: a fleet's desired state), subscribed again on
 every connect; their messages are handed to the follower on paho's thread.
@@ -27,7 +30,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -43,15 +45,9 @@ log = logging.getLogger(__name__)
 
 
 _PUMP = object()  # a queue item that only asks the sender to hand stored rows on
+_ACKS = object()  # a queue item that wakes the sender for an ack it waits on (after a connect)
 
-
-@dataclass(frozen=True)
-class _Ack:
-    """The broker acknowledged this mid (a queue item: the sender applies it in its turn) on
-    this connection (the count of connects so far)."""
-
-    mid: int
-    connection: int = 0
+ACK_DELAY_S = 0.05  # the longest an ack waits for the sender while nothing else wakes it
 
 
 class Publisher:
@@ -100,6 +96,8 @@ class Publisher:
         self._connections = 0  # connects so far (paho's thread writes it)
         self._resending = False
         self._held: collections.deque[Message] = collections.deque()  # unstored, while resending
+        # (mid, connection) acknowledged by the broker: paho's thread appends, the sender applies
+        self._acks: collections.deque[tuple[int, int]] = collections.deque()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._sender_thread = threading.Thread(target=self._sender, name="mqtt-sender",
                                                daemon=True)
@@ -157,10 +155,13 @@ class Publisher:
         with self._lock:
             retained = list(self._retained.values())
             rows = dict(self._retained_row)
+            acked = {self._rows[mid][0] for mid, _ in self._acks if mid in self._rows}
         # A message still in the outbox goes out with the backlog, in order: replayed here it
         # would reach the broker ahead of older stored rows of its topic (a stale camera
-        # config after a clear). Replayed: those acknowledged before, or dropped unsent.
-        waiting = self.outbox.stored(set(rows.values())) if self.outbox and rows else set()
+        # config after a clear). Replayed: those acknowledged before (also those whose ack
+        # the sender has yet to apply), or dropped unsent.
+        waiting = self.outbox.stored(set(rows.values()) - acked) \
+            if self.outbox and rows else set()
         for msg in retained:
             if rows.get(msg.topic) not in waiting and self._fits(msg.topic, msg.payload):
                 client.publish(msg.topic, msg.payload, msg.qos, msg.retain)
@@ -180,8 +181,11 @@ class Publisher:
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         # The sender notes a row's mid when paho's publish returns, and the broker's ack can
         # be handled here before that: applied here, it would find no row and leave it on
-        # disk, to be sent again at the next start. The sender applies acks in its turn.
-        self._queue.put(_Ack(mid, self._connections))
+        # disk, to be sent again at the next start. The sender applies acks in its turn,
+        # woken for them only while a reconnect's resend waits on one.
+        self._acks.append((mid, self._connections))
+        if self._resending:
+            self._queue.put(_ACKS)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was_connected = self.connected.is_set()
@@ -254,19 +258,21 @@ class Publisher:
             pumping = self._pump_due
             try:
                 # With a backlog to send, look at the queue without waiting; else sleep on it
-                # (waking now and then: paho's own queue may have had no room).
-                item = self._queue.get(timeout=0.0 if pumping else 1.0)
+                # (waking now and then: paho's own queue may have had no room), not longer
+                # than ACK_DELAY_S while acks wait or are awaited.
+                awaited = self._acks or self._settling or (self._rows and self.connected.is_set())
+                item = self._queue.get(timeout=0.0 if pumping else ACK_DELAY_S if awaited else 1.0)
             except queue.Empty:
                 item = _PUMP
             if item is None:
+                self._apply_acks(resend=False)
                 return
             try:
-                if isinstance(item, _Ack):
-                    self._acked(item.mid)
-                    if self._resending and item.connection == self._connections:
-                        self._resent()
-                elif item is not _PUMP:
+                if item is not _PUMP and item is not _ACKS:
                     self._send(item)
+                self._apply_acks(resend=True)
+                if self.outbox is not None:
+                    self.outbox.settle()
                 if self._pump_due:
                     self._pump()
             except Exception:  # never lose the sender: the next message must still go out
@@ -307,12 +313,26 @@ class Publisher:
                       topic, size, self._sizes.limit)
         return False
 
-    def _acked(self, mid: int) -> None:
+    @property
+    def _settling(self) -> bool:
+        return self.outbox is not None and self.outbox.settling
+
+    def _apply_acks(self, resend: bool) -> None:
+        """Every ack so far: its rows off the outbox in one go; the first ack on this
+        connection lets what waited behind the resend go (`resend`)."""
+        rows, this_connection = [], False
         with self._lock:
-            row, size = self._rows.pop(mid, (None, 0))
-            self._sizes.took(size)  # acknowledged: the broker takes messages this large
-        if row is not None:
-            self.outbox.remove(row)
+            while self._acks:
+                mid, connection = self._acks.popleft()
+                row, size = self._rows.pop(mid, (None, 0))
+                self._sizes.took(size)  # acknowledged: the broker takes messages this large
+                if row is not None:
+                    rows.append(row)
+                this_connection |= connection == self._connections
+        if rows:
+            self.outbox.remove(*rows)
+        if resend and this_connection and self._resending:
+            self._resent()
 
     def _discard(self, row: int) -> None:
         """A stored row that can never be sent: off the disk, counted, and passed over."""
@@ -396,10 +416,7 @@ class Publisher:
         self._client.disconnect()
         self._client.loop_stop()
         if not self._sender_thread.is_alive():  # acks that came after the sender stopped
-            while not self._queue.empty():
-                item = self._queue.get_nowait()
-                if isinstance(item, _Ack):
-                    self._acked(item.mid)
+            self._apply_acks(resend=False)
         if self.outbox is not None:
             self.outbox.close()
 

@@ -5,6 +5,12 @@ broker acknowledges it, so a broker outage, a daemon crash or a power cut loses 
 was stored: the next start replays what is left, in order, before anything new. Hands on rows
 (`Row`) in insertion order.
 
+An acknowledged row (`remove`) is gone at once from what this hands on (`rows`, `stored`,
+`depth`), and deleted from the file together with others (`settle`): once `SETTLE_ROWS` wait
+or the oldest has waited `SETTLE_S`. A delete is a transaction of its own, so a busy daemon
+pays one for many acks; a crash in between leaves those rows to be sent once more at the next
+start, which QoS 1 allows.
+
 The size bound covers everything on disk: the database (SQLite's own `max_page_count`), its
 write-ahead log (checkpointed and truncated at a fixed size) and its shared-memory index. An
 insert that finds the file full (our bound, or a really full disk: both are SQLITE_FULL) drops
@@ -29,6 +35,8 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 4096
 SHM_BYTES = 32 * 1024  # the WAL index (-shm) SQLite keeps beside the database
 REOPEN_S = 10.0  # a database that could not be opened is tried again this often
+SETTLE_ROWS = 100  # acknowledged rows deleted together once this many wait
+SETTLE_S = 0.5  # or once the oldest of them has waited this long
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,8 @@ class Outbox:
         self._db: sqlite3.Connection | None = None
         self._retry_open_at = 0.0
         self._quiet_until = 0.0
+        self._acked: set[int] = set()  # acknowledged, still in the file until `settle`
+        self._acked_since = 0.0
         self._open()
 
     def _open(self) -> None:
@@ -126,6 +136,7 @@ class Outbox:
         return total
 
     def _drop_oldest(self, n: int) -> bool:
+        self._delete_acked()  # room that needs no message dropped
         try:
             cur = self._db.execute("DELETE FROM outbox WHERE id IN "
                                    "(SELECT id FROM outbox ORDER BY id LIMIT ?)", (n,))
@@ -140,22 +151,53 @@ class Outbox:
                 self._quiet_until = now + 60
         return cur.rowcount > 0
 
-    def remove(self, row_id: int) -> None:
-        if self._db is None:
+    def remove(self, *row_ids: int) -> None:
+        """These rows are acknowledged (or can never be sent): gone from `rows`, `stored` and
+        `depth` now, deleted from the file at the next `settle` that finds it due."""
+        if self._db is None or not row_ids:
             return
         with self._lock:
+            if not self._acked:
+                self._acked_since = time.monotonic()
+            self._acked.update(row_ids)
+        self.settle()
+
+    @property
+    def settling(self) -> bool:
+        """Acknowledged rows wait to be deleted (call `settle` now and then)."""
+        return bool(self._acked)
+
+    def settle(self, now: bool = False) -> None:
+        """Delete the acknowledged rows once enough wait or the oldest waited long enough
+        (or `now`)."""
+        if not self._acked or self._db is None:
+            return
+        with self._lock:
+            if now or len(self._acked) >= SETTLE_ROWS \
+                    or time.monotonic() - self._acked_since >= SETTLE_S:
+                self._delete_acked()
+
+    def _delete_acked(self) -> None:
+        """With the lock held: the acknowledged rows out of the file, 500 per statement."""
+        ids = sorted(self._acked)
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
             try:
-                self._db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
-            except sqlite3.Error as exc:  # it stays and is sent again later: a duplicate
+                self._db.execute(f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(part))})",
+                                 part)
+            except sqlite3.Error as exc:  # they stay and are tried again at the next settle
                 self._degrade(str(exc))
+                return
+            self._acked.difference_update(part)
 
     def rows(self, after: int = 0, limit: int = 500) -> list[Row]:
         if self._db is None:
             return []
         with self._lock:
             cur = self._db.execute("SELECT id, topic, payload, qos, retain FROM outbox WHERE "
-                                   "id > ? ORDER BY id LIMIT ?", (after, limit))
-            return [Row(i, t, bytes(p), q, bool(r)) for i, t, p, q, r in cur.fetchall()]
+                                   "id > ? ORDER BY id LIMIT ?", (after, limit + len(self._acked)))
+            return [Row(i, t, bytes(p), q, bool(r)) for i, t, p, q, r in cur.fetchall()
+                    if i not in self._acked][:limit]
 
     def stored(self, row_ids: set[int]) -> set[int]:
         """Which of these rows are still on disk (not acknowledged, not dropped)."""
@@ -168,13 +210,13 @@ class Outbox:
                                        tuple(row_ids))
             except sqlite3.Error:
                 return set()
-            return {i for (i,) in cur.fetchall()}
+            return {i for (i,) in cur.fetchall()} - self._acked
 
     def depth(self) -> int:
         if self._db is None:
             return 0
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+            return self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] - len(self._acked)
 
     def state(self) -> dict:
         return {"state": "degraded" if self.degraded else "ok", "why": self.degraded,
@@ -182,6 +224,7 @@ class Outbox:
                 "bytes": self.footprint()}
 
     def close(self) -> None:
+        self.settle(now=True)
         if self._db is not None:
             with self._lock:
                 self._db.close()

@@ -13,7 +13,7 @@ from datetime import datetime
 
 import pytest
 
-from edgeswin.publish.outbox import Outbox
+from edgeswin.publish.outbox import SETTLE_ROWS, SETTLE_S, Outbox
 from tests.harness import Broker, Subscriber, write_config
 
 pytestmark = pytest.mark.mqtt
@@ -117,6 +117,37 @@ def test_a_full_outbox_drops_the_oldest_and_counts_them(tmp_path):
     box.close()
     reopened = Outbox(tmp_path / "o.sqlite3", max_bytes=16 * 4096)
     assert reopened.depth() == len(seqs), "it survives a restart"
+
+
+def test_acknowledged_rows_leave_the_count_at_once_and_the_file_together(tmp_path):
+    """Acks cost one delete for many: gone at once from what the outbox hands on, in the
+    file until enough wait or the oldest waited `SETTLE_S`; a crash before that sends them
+    again at the next start (a QoS 1 duplicate, never a loss); a clean close leaves none."""
+    path = tmp_path / "o.sqlite3"
+    box = Outbox(path, max_bytes=16_000_000)
+    ids = [box.add("t", str(i).encode(), 1, False) for i in range(10)]
+
+    def in_file() -> int:  # what a start after a crash would find
+        with sqlite3.connect(path) as db:
+            return db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+
+    box.remove(*ids[:4])
+    assert box.depth() == 6 and [r.id for r in box.rows()] == ids[4:]
+    assert box.stored(set(ids)) == set(ids[4:])
+    assert in_file() == 10 and box.settling
+    box.settle()
+    assert in_file() == 10, "not due yet: one delete for many acks"
+    time.sleep(SETTLE_S + 0.05)
+    box.settle()
+    assert in_file() == 6 and not box.settling
+    more = [box.add("t", b"m", 1, False) for _ in range(SETTLE_ROWS)]
+    box.remove(*more)
+    assert in_file() == 6, "this many due at once"
+    box.remove(ids[4])
+    assert box.depth() == 5 and in_file() == 6
+    box.close()
+    assert in_file() == 5, "a clean close deletes what was acknowledged"
+    assert [r.id for r in Outbox(path, max_bytes=16_000_000).rows()] == ids[5:]
 
 
 def test_an_unwritable_state_dir_degrades_the_outbox_not_the_daemon(tmp_path, broker,
