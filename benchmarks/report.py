@@ -266,6 +266,7 @@ TABLES = {
     "gpu-preprocess": gpu_preprocess,
     "house-ab": house_ab,
     "house-ab-3": lambda: house_ab("house-ab-3.json"),
+    "acks-ab": lambda: house_ab("acks-ab.json"),
 }
 
 

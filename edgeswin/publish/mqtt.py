@@ -260,7 +260,8 @@ class Publisher:
                 # With a backlog to send, look at the queue without waiting; else sleep on it
                 # (waking now and then: paho's own queue may have had no room), not longer
                 # than ACK_DELAY_S while acks wait or are awaited.
-                awaited = self._acks or self._settling or (self._rows and self.connected.is_set())
+                awaited = self._acks or (self.outbox is not None and self.outbox.settling) \
+                    or (self._rows and self.connected.is_set())
                 item = self._queue.get(timeout=0.0 if pumping else ACK_DELAY_S if awaited else 1.0)
             except queue.Empty:
                 item = _PUMP
@@ -271,8 +272,6 @@ class Publisher:
                 if item is not _PUMP and item is not _ACKS:
                     self._send(item)
                 self._apply_acks(resend=True)
-                if self.outbox is not None:
-                    self.outbox.settle()
                 if self._pump_due:
                     self._pump()
             except Exception:  # never lose the sender: the next message must still go out
@@ -313,13 +312,9 @@ class Publisher:
                       topic, size, self._sizes.limit)
         return False
 
-    @property
-    def _settling(self) -> bool:
-        return self.outbox is not None and self.outbox.settling
-
     def _apply_acks(self, resend: bool) -> None:
-        """Every ack so far: its rows off the outbox in one go; the first ack on this
-        connection lets what waited behind the resend go (`resend`)."""
+        """Every ack so far: its rows off the outbox in one go (and what is due deleted);
+        the first ack on this connection lets what waited behind the resend go (`resend`)."""
         rows, this_connection = [], False
         with self._lock:
             while self._acks:
@@ -329,7 +324,7 @@ class Publisher:
                 if row is not None:
                     rows.append(row)
                 this_connection |= connection == self._connections
-        if rows:
+        if self.outbox is not None:
             self.outbox.remove(*rows)
         if resend and this_connection and self._resending:
             self._resent()

@@ -153,13 +153,15 @@ class Outbox:
 
     def remove(self, *row_ids: int) -> None:
         """These rows are acknowledged (or can never be sent): gone from `rows`, `stored` and
-        `depth` now, deleted from the file at the next `settle` that finds it due."""
-        if self._db is None or not row_ids:
+        `depth` now, deleted from the file at the next `settle` that finds it due (this one,
+        or a later one)."""
+        if self._db is None:
             return
-        with self._lock:
-            if not self._acked:
-                self._acked_since = time.monotonic()
-            self._acked.update(row_ids)
+        if row_ids:
+            with self._lock:
+                if not self._acked:
+                    self._acked_since = time.monotonic()
+                self._acked.update(row_ids)
         self.settle()
 
     @property
