@@ -155,7 +155,7 @@ class Publisher:
         with self._lock:
             retained = list(self._retained.values())
             rows = dict(self._retained_row)
-            acked = {self._rows[mid][0] for mid, _ in self._acks if mid in self._rows}
+            acked = {self._rows[mid][0] for mid, _ in list(self._acks) if mid in self._rows}
         # A message still in the outbox goes out with the backlog, in order: replayed here it
         # would reach the broker ahead of older stored rows of its topic (a stale camera
         # config after a clear). Replayed: those acknowledged before (also those whose ack
