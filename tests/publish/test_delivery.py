@@ -150,6 +150,19 @@ def test_acknowledged_rows_leave_the_count_at_once_and_the_file_together(tmp_pat
     assert [r.id for r in Outbox(path, max_bytes=16_000_000).rows()] == ids[5:]
 
 
+def test_a_full_outbox_makes_room_from_acknowledged_rows_before_dropping_unsent_ones(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite3", max_bytes=16 * 4096)
+    first = [box.add("t", b"x" * 500, 1, False) for _ in range(40)]
+    box.remove(*first)  # acknowledged, still in the file (not due yet)
+    assert box.settling
+    added = [box.add("t", json.dumps({"seq": i, "pad": "x" * 500}).encode(), 1, False)
+             for i in range(1, 501)]
+    assert all(added) and box.degraded is None and box.dropped > 0
+    assert box.depth() + box.dropped == 500, "only unsent messages are counted as dropped"
+    assert not box.settling
+    box.close()
+
+
 def test_an_unwritable_state_dir_degrades_the_outbox_not_the_daemon(tmp_path, broker,
                                                                     subscriber, videos,
                                                                     daemon_factory):
