@@ -9,7 +9,6 @@ difference is the noise of this machine.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from benchmarks import emit
 from edgeswin.demo.assets import VideoSpec, make_video
 from edgeswin.tools.broker import PrivateBroker
 from tests.harness import Subscriber, free_port
@@ -94,10 +94,7 @@ def main() -> int:
               "page_open": opened, "page_closed_again": again,
               "ratio_open_vs_closed": round(opened["cpu_ms_per_classification"] /
                                             closed["cpu_ms_per_classification"], 3)}
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    emit(report, args.output)
     return 0
 
 

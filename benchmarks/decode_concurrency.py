@@ -12,13 +12,13 @@ sets competing for the caches) from what the daemon adds around it.
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 import time
 from pathlib import Path
 
 import cv2
 
+from benchmarks import emit
 from edgeswin.tools.bench import bench_video, machine
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,10 +66,7 @@ def main() -> int:
     report = {"machine": machine(), "video": video.name, "frames_per_camera": FRAMES,
               "median_process_cpu_ms_per_frame": median,
               "ratio_8_to_1": round(median["8"] / median["1"], 3), "runs": runs}
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    emit(report, args.output)
     return 0
 
 

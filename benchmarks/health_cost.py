@@ -8,10 +8,10 @@ synthetic 1 ms engine, unpaced), with `health.enabled` true and false, alternati
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 
+from benchmarks import emit
 from edgeswin.demo.assets import default_demo_model
 from edgeswin.tools.bench import _broker, bench_video
 from edgeswin.tools.measure import DaemonRun, daemon_run, machine
@@ -45,10 +45,7 @@ def main() -> int:
              for n in (1, 8)}
     report = {"machine": machine(), "engine": "synthetic 1 ms", "video": video.name,
               "median": median, "ratios": ratio, "runs": runs}
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    emit(report, args.output)
     return 0
 
 

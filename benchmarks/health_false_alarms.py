@@ -14,13 +14,13 @@ so an hour costs seconds; a loop's seam is a cut, as bikes.mp4 has several of it
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from collections import Counter
 from pathlib import Path
 
 import cv2
 
+from benchmarks import emit
 from edgeswin.config import HealthConfig
 from edgeswin.demo import fixed_camera
 from edgeswin.health.signals import measure
@@ -123,9 +123,7 @@ def main() -> int:
                   "settings": {k: v.model_dump() for k, v in SETTINGS.items()},
                   "false_alarms": false_alarms(args.hours, Path(tmp)),
                   "frozen_through_encoders": frozen_through_encoders(Path(tmp))}
-    text = json.dumps(report, indent=1)
-    if args.output:
-        args.output.write_text(text + "\n")
+    emit(report, args.output, show=False)
     return 0
 
 

@@ -12,10 +12,10 @@ same kind of camera (other views, other seeds).
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
+from benchmarks import emit
 from edgeswin.config import HealthConfig
 from edgeswin.config.health import DriftConfig
 from edgeswin.demo import fixed_camera
@@ -70,9 +70,7 @@ def main() -> int:
     report = {"machine": machine(), "settings": cfg.model_dump(),
               "events": {**EVENTS, "drift (own videos)": night},
               "delays": delays, "false_alarms": false_alarms}
-    text = json.dumps(report, indent=1)
-    if args.output:
-        args.output.write_text(text + "\n")
+    emit(report, args.output, show=False)
     return 0
 
 

@@ -11,11 +11,11 @@ Needs nvidia-ml-py, numpy and torch:  python3 -m benchmarks.nvml_check --out nvm
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 import time
 from pathlib import Path
 
+from benchmarks import emit
 from edgeswin.govern.power import EnergyMeter, PowerSensor
 from edgeswin.govern.sensors import ThermalSensor
 
@@ -94,10 +94,7 @@ def main() -> int:
             (mean("load") - mean("idle")) * args.load * 1000 / products[0], 1)
         if products[0] else None,
         "poll_s": args.poll, "phases": phases, "samples": len(samples)}
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(report, args.out)
     return 0
 
 

@@ -11,7 +11,6 @@ clock cool meanwhile.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from benchmarks import emit
 from edgeswin.engine import read_model_info
 from edgeswin.prepare.preprocess import Preprocessor
 from edgeswin.scenes import random_scene
@@ -64,10 +64,7 @@ def main() -> int:
               "opencv_threads": 1, "median_ms": {n: {g: min(v) for g, v in r.items()}
                                                  for n, r in runs.items()},
               "runs": runs}
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    emit(report, args.output)
     return 0
 
 

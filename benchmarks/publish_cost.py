@@ -4,7 +4,10 @@ CPU per message by thread (the caller, the sender, paho's network thread), read 
 
     python -m benchmarks.publish_cost [--rate 200] [--messages 2000] [-o OUT.json]
 
-Run it in two checkouts for a before/after (the figures move with the machine's load).
+Run it in two checkouts for a before/after (the figures move with the machine's load). It
+imports only what older checkouts have too, and reads /proc and writes its report itself,
+so it also runs against a checkout older than itself (`PYTHONPATH=OLD python
+benchmarks/publish_cost.py`).
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ wait on its stream), the two sizes alternating for `--rounds` rounds of `--secon
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from benchmarks import emit
 from edgeswin.demo.assets import (
     VideoSpec,
     default_demo_model,
@@ -54,10 +54,7 @@ def main() -> int:
               "overhead_p50_ms": medians,
               "ratio_640_to_1080": round(medians["640x360"] / medians["1920x1080"], 3),
               "runs": runs}
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    emit(report, args.output)
     return 0
 
 
