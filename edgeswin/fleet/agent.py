@@ -61,6 +61,7 @@ class FleetAgent:
             self.topics["group"] = group_desired(self.cfg.group)
         self._pending: dict[str, bytes] = {}
         self._latest: dict[str, bytes] = {}  # the last retained payload per source
+        self._heard: set[str] = set()  # sources a bundle came from since the start
         self._lock = threading.Lock()
         self._watch: _Watch | None = None
         self._fetching: threading.Thread | None = None
@@ -127,6 +128,7 @@ class FleetAgent:
                 self._consider(source, pending[source], now, reload, observe)
 
     def _consider(self, source: str, payload: bytes, now: float, reload, observe) -> None:
+        first, self._heard = source not in self._heard, self._heard | {source}
         if source == "group" and self._latest.get("device"):
             return  # a bundle for this device alone is in force
         if not payload:
@@ -147,12 +149,11 @@ class FleetAgent:
         why, signed = refusal(bundle, self.cfg, versions.get(source), self.keys)
         version = bundle.get("version") if signed else None
         if why:
-            # The same bundle again (its retained copy after a reconnect or a restart, also
-            # of one rolled back or refused): nothing new to say; the report stays the reason.
-            again = signed and version == versions.get(source) and (
-                config_sha256(bundle) == self.state.get("config_sha256")
-                or self.state.get("said_version") == version)
-            return self._refuse(version, why, source, keep=again,
+            if signed and version == versions.get(source) and (
+                    config_sha256(bundle) == self.state.get("config_sha256")
+                    or self.state.get("said_version") == version):
+                return self._again(source, version, first)
+            return self._refuse(version, why, source,
                                 shown=bundle.get("version") if isinstance(bundle, dict) else None)
         if bundle.get("models"):  # fetched on a thread; taken by the step after
             self._fetching = threading.Thread(target=self._fetch, args=(source, bundle),
@@ -221,15 +222,25 @@ class FleetAgent:
             engines[rung]["model"] = str(path)
         return {**bundle, "config": {**config, "engines": engines}}
 
-    def _refuse(self, version: int | None, why: str, source: str, keep: bool = False,
-                shown=None) -> None:
+    def _again(self, source: str, version: int, first: bool) -> None:
+        """The same bundle again: its retained copy after a reconnect or a restart, also of
+        one rolled back or refused. Nothing changes. After a start `started` has said the
+        report; after a reconnect (the device's or a bridge's on the way) it is said again,
+        since that reconnect may have lost it (a bridge's queue gone, a central broker restored
+        from an older file)."""
+        if first:
+            return
+        log.info("fleet: version %s again on %s (a reconnect's retained copy): reported again",
+                 version, self.topics[source])
+        self._say(self.state["state"], self.state.get("reason", ""),
+                  self.state.get("said_version"))
+
+    def _refuse(self, version: int | None, why: str, source: str, shown=None) -> None:
         """`version`: a signed bundle's, never considered again; `shown`: the version the
         bundle claims, reported either way."""
         shown = version if shown is None else shown
         log.error("fleet: refused a bundle from %s (version %s): %s", self.topics[source],
                   shown, why)
-        if keep:  # the same bundle again (a reconnect's retained copy): nothing new to say
-            return
         if version is not None:
             self.state.setdefault("versions", {})[source] = max(
                 version, self.state.get("versions", {}).get(source) or 0)

@@ -459,3 +459,38 @@ def test_settings_a_reload_cannot_apply_restart_the_daemon_and_are_watched_after
     assert subscriber.wait_for(lambda: subscriber.on("edgeswin/dev0/lobby/availability")[-1:]
                                == [b"online"], 30)
     assert daemons[3].terminate()[0] == 0
+
+
+
+def test_a_report_lost_on_the_way_is_said_again_when_the_bundle_comes_again(
+        tmp_path, broker, subscriber, videos, daemon_factory):
+    """A bridge that lost its queue, or a central broker restored from an older file, holds a
+    stale report while the device's own connection never dropped. The bridge's next subscribe
+    brings the bundle's retained copy again: the device says its report again. Its own start
+    says it once, and the copy is never an error."""
+    reported, desired = "edgeswin/dev0/reported", "edgeswin/fleet/site/desired"
+    daemon = daemon_factory(one_device(tmp_path, broker.port, videos, 2, 1))
+    assert subscriber.wait_for(lambda: subscriber.on("edgeswin/dev0/status")[-1:] ==
+                               [b"online"], 60)
+    push(tmp_path, broker, {"edgeswin.yaml": "stats_interval_s: 2\n"})
+    assert subscriber.wait_for(lambda: [r["state"] for r in subscriber.json_on(reported)]
+                               == ["rolling_out", "applied"], 60), daemon.log()[-2000:]
+    stale = {**subscriber.json_on(reported)[0], "ts": "2026-01-01T00:00:00Z"}
+    subscriber.client.publish(reported, json.dumps(stale), qos=1, retain=True).wait_for_publish(5)
+    subscriber.client.publish(desired, subscriber.on(desired)[-1], qos=1,
+                              retain=True).wait_for_publish(5)  # as a bridge's subscribe does
+    fresh = Subscriber(broker.port, topic=reported)
+    try:
+        assert fresh.wait_for(lambda: fresh.json_on(reported)[-1:] and
+                              fresh.json_on(reported)[-1]["state"] == "applied", 30), \
+            (fresh.json_on(reported), daemon.log()[-2000:])
+    finally:
+        fresh.close()
+    assert "refused" not in daemon.log(), daemon.log()[-2000:]
+    assert daemon.terminate()[0] == 0
+    said = len(subscriber.on(reported))
+    restarted = daemon_factory(tmp_path / "dev0")  # a start says the report once
+    assert subscriber.wait_for(lambda: len(subscriber.on(reported)) > said, 60)
+    time.sleep(2)  # the retained bundle comes right after the subscription
+    assert len(subscriber.on(reported)) == said + 1, subscriber.json_on(reported)[said:]
+    assert restarted.terminate()[0] == 0
