@@ -51,7 +51,6 @@ _PUMP = object()  # a queue item that only asks the sender to look again (rows, 
 ACK_DELAY_S = 0.05  # the longest an ack waits for the sender while nothing else wakes it
 WRITE_WAIT_S = 0.01  # the sender's wait while the socket could not take everything
 IDLE_S = 0.25  # the longest anything the broker sends waits for the sender (a followed topic)
-HELD_MAX = 10_000  # unstored messages held back while a resend or a connect attempt runs
 
 
 class Publisher:
@@ -96,11 +95,12 @@ class Publisher:
         # comes after that), nothing newer is handed, or it would overtake them.
         self._connections = 0  # connects so far
         self._resending = False
-        self._held: collections.deque[Message] = collections.deque()  # see HELD_MAX
+        self._held: collections.deque[Message] = collections.deque()  # unstored, while resending
         # (mid, connection) acknowledged: paho's callback appends, the sender applies them
         self._acks: collections.deque[tuple[int, int]] = collections.deque()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._sender_thread = threading.Thread(target=self._sender, name="mqtt-sender", daemon=True)
+        self._sender_thread = threading.Thread(target=self._sender, name="mqtt-sender",
+                                               daemon=True)
         self._lock = threading.Lock()
         self._outage_logged = False
         self._drops: list[float] = []  # monotonic times of recent failed disconnects
@@ -240,8 +240,9 @@ class Publisher:
             and not self._resending
 
     def _wait_s(self) -> float:
-        """How long the sender may sleep: 0 with a backlog to send, WRITE_WAIT_S while the
-        network is `pressing`, ACK_DELAY_S while acks wait or are awaited, else IDLE_S."""
+        """How long the sender may sleep on its queue: not at all with a backlog to send;
+        briefly while the socket is behind or a connect awaits its answer; not longer than
+        ACK_DELAY_S while acks wait or are awaited; else IDLE_S."""
         if self._pump_due:
             return 0.0
         if self._net.pressing:
@@ -365,10 +366,7 @@ class Publisher:
             self._backlog = True  # stored: handed in its turn
             return
         if self._resending or self._net.busy:  # after the resend; paho is the connect's
-            if len(self._held) < HELD_MAX and (msg.qos or not self._net.busy):
-                self._held.append(msg)  # QoS 0 without a connection is dropped, as paho does
-            else:
-                self.dropped += 1
+            self._held.append(msg)
             return
         self._publish_now(msg)
 

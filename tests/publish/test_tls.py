@@ -115,38 +115,3 @@ def test_tls_to_a_plain_port_and_plain_to_a_tls_port_say_so(tmp_path, tls_broker
         assert text in daemon.log(), daemon.log()
         assert daemon.proc.poll() is None
         assert daemon.terminate(timeout=10)[0] == 0
-
-
-def test_a_connect_attempt_that_hangs_holds_messages_within_a_bound(tmp_path, monkeypatch):
-    """A listener that never answers the TLS handshake holds each connect attempt for paho's
-    connect timeout. Meanwhile the publisher keeps taking messages: without an outbox, QoS 1
-    ones wait (up to HELD_MAX, the rest counted as dropped) and QoS 0 ones are dropped and
-    counted, as paho drops them without a connection. Nothing grows without bound."""
-    import socket
-
-    from edgeswin.config import MqttConfig
-    from edgeswin.publish import mqtt
-    from edgeswin.publish.message import Message
-
-    make_ca(tmp_path, "ca")
-    silent = socket.create_server(("127.0.0.1", 0))  # accepts TCP, never speaks TLS
-    monkeypatch.setattr(mqtt, "HELD_MAX", 5)
-    cfg = MqttConfig(host="127.0.0.1", port=silent.getsockname()[1],
-                     tls={"ca_file": str(tmp_path / "ca.crt")})
-    pub = mqtt.Publisher(cfg, "t", "held", None)
-    pub.start()
-    deadline = time.monotonic() + 5
-    while not pub._net.busy and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert pub._net.busy, "the attempt should hang in the TLS handshake"
-    for i in range(8):
-        pub.publish(Message("t/q1", str(i).encode(), 1))
-    for i in range(3):
-        pub.publish(Message("t/q0", str(i).encode(), 0))
-    deadline = time.monotonic() + 3
-    while pub.dropped < 6 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert (pub.dropped, len(pub._held)) == (6, 5)
-    assert pub.alive
-    pub.stop([], timeout=0.5)
-    silent.close()
