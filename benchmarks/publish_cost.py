@@ -1,7 +1,6 @@
 """What one QoS 1 message costs the daemon's MQTT side: the publisher (outbox on) alone, fed
 at a steady rate from one thread as the daemon's loop feeds it, against a private Mosquitto.
-CPU per message by thread (the caller, the sender, and paho's network thread where a checkout
-still has one), read from /proc.
+CPU per message by thread (the caller, the sender, paho's network thread), read from /proc.
 
     python -m benchmarks.publish_cost [--rate 200] [--messages 2000] [-o OUT.json]
 

@@ -267,7 +267,6 @@ TABLES = {
     "house-ab": house_ab,
     "house-ab-3": lambda: house_ab("house-ab-3.json"),
     "acks-ab": lambda: house_ab("acks-ab.json"),
-    "sender-drives-paho-ab": lambda: house_ab("sender-drives-paho-ab.json"),
 }
 
 

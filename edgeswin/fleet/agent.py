@@ -95,7 +95,7 @@ class FleetAgent:
         elif self.state.get("version"):  # a refusal since: what serves is the applied one
             self._say("applied", f"serving version {self.state['version']}")
 
-    def _arrived(self, source: str, payload: bytes) -> None:  # the MQTT sender's thread
+    def _arrived(self, source: str, payload: bytes) -> None:  # paho's thread
         with self._lock:
             self._pending[source] = payload
         self.wake()

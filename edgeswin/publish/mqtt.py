@@ -11,16 +11,14 @@ QoS >= 1 messages go through the durable `Outbox` when there is one: stored firs
 paho at once while connected and caught up, kept on disk while the broker is away, and sent in
 order (left-overs of a previous run first) by the sender thread after each connect; a row is
 deleted when the broker acknowledges it (the sender applies acks, so an ack that beats the
-sender's note of its row still finds it). The sender drives paho's network side itself
-(`network`: no thread of paho's), so a message is written to the socket as it is handed, and
-acks are read on the sender's next turn: after its next message, or at most `ACK_DELAY_S`
-later. A busy daemon's sender wakes once per message (and the outbox deletes acknowledged rows
-together: `Outbox.settle`).
+sender's note of its row still finds it). Acks wait for the sender's next message, or at most
+`ACK_DELAY_S`: a busy daemon's sender wakes once per message, not twice (and the outbox deletes
+acknowledged rows together: `Outbox.settle`).
 The session is persistent (clean_session false, a stable client id), so the broker holds QoS 1
 traffic for this client too.
 
 The daemon also follows a few topics (`follow`: a fleet's desired state), subscribed again on
-every connect; their messages are handed to the follower on the sender's thread.
+every connect; their messages are handed to the follower on paho's thread.
 """
 
 from __future__ import annotations
@@ -28,6 +26,7 @@ from __future__ import annotations
 import collections
 import logging
 import queue
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -39,30 +38,31 @@ from ..config import DeviceConfig, MqttConfig
 from ..topics import at
 from .connection import plain_diagnosis, read_password, tls_context, tls_diagnosis
 from .message import Message
-from .network import Network
 from .outbox import Outbox
 from .packet_limit import PacketSizeGuard, packet_bytes
 
 log = logging.getLogger(__name__)
 
 
-_PUMP = object()  # a queue item that only asks the sender to look again (rows, the network)
+_PUMP = object()  # a queue item that only asks the sender to hand stored rows on
+_ACKS = object()  # a queue item that wakes the sender for an ack it waits on (after a connect)
 
 ACK_DELAY_S = 0.05  # the longest an ack waits for the sender while nothing else wakes it
-WRITE_WAIT_S = 0.01  # the sender's wait while the socket could not take everything
-IDLE_S = 0.25  # the longest anything the broker sends waits for the sender (a followed topic)
 
 
 class Publisher:
     """A paho client with a last will, background reconnect and retained-state replay.
 
-    One sender thread stores and hands every message to paho, in order, and drives paho's
-    network side. A single hand-off point is what keeps a row from being handed twice: stored
-    rows left from an outage and new ones never race between two threads."""
+    One sender thread stores and hands every message to paho, in order. A single hand-off
+    point is what keeps a row from being handed twice: stored rows left from an outage and
+    new ones never race between two threads."""
 
     def __init__(self, cfg: MqttConfig, root: str, client_id: str, outbox: Outbox | None = None):
-        self.cfg, self.root, self.client_id, self.outbox = cfg, root, client_id, outbox
+        self.cfg = cfg
+        self.root = root
+        self.client_id = client_id
         self.status_topic = at(root, "status")
+        self.outbox = outbox
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                    clean_session=False)
         self._client.will_set(self.status_topic, b"offline", qos=1, retain=True)
@@ -70,8 +70,7 @@ class Publisher:
             self._client.username_pw_set(cfg.username, read_password(cfg))
         if cfg.tls:
             self._client.tls_set_context(tls_context(cfg))
-        self._net = Network(self._client, cfg.reconnect_max_s, self._on_connect_fail,
-                            lambda: self._queue.put(_PUMP))
+        self._draw_reconnect_delays()
         # Bounded: while the broker is away QoS>0 messages wait in memory, never without limit.
         self._client.max_queued_messages_set(10_000)
         # No in-flight window: with one, paho holds QoS 1 messages past it in its own queue,
@@ -81,6 +80,7 @@ class Publisher:
         self._followed: dict[str, Callable[[str, bytes], None]] = {}
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_publish = self._on_publish
         self._retained: dict[str, Message] = {}
         # topic -> outbox row of its latest retained message (while stored, it is sent in its
@@ -93,10 +93,10 @@ class Publisher:
         # After a reconnect paho sends again what the broker never acknowledged, but only once
         # the connect callback has returned: until the first ack on the new connection (which
         # comes after that), nothing newer is handed, or it would overtake them.
-        self._connections = 0  # connects so far
+        self._connections = 0  # connects so far (paho's thread writes it)
         self._resending = False
         self._held: collections.deque[Message] = collections.deque()  # unstored, while resending
-        # (mid, connection) acknowledged: paho's callback appends, the sender applies them
+        # (mid, connection) acknowledged by the broker: paho's thread appends, the sender applies
         self._acks: collections.deque[tuple[int, int]] = collections.deque()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._sender_thread = threading.Thread(target=self._sender, name="mqtt-sender",
@@ -107,7 +107,8 @@ class Publisher:
         self.connected = threading.Event()
         self._sizes = PacketSizeGuard()
         self._told_too_big: set[str] = set()
-        self.sent = self.dropped = 0
+        self.sent = 0
+        self.dropped = 0
 
     @classmethod
     def for_device(cls, dev: DeviceConfig) -> Publisher:
@@ -117,7 +118,15 @@ class Publisher:
         return cls(dev.mqtt, dev.topic_root, dev.mqtt.client_id or f"edgeswin-{dev.device_id}",
                    outbox)
 
-    # --- paho callbacks (run in the sender's thread, from `Network.step`) -----------------
+    def _draw_reconnect_delays(self) -> None:
+        """paho waits 1 s after a failure, doubling up to the cap. Each daemon draws its own
+        first wait and cap once (paho restarts its doubling whenever they are set), so the
+        devices of a fleet do not reconnect in step after a broker restart."""
+        top = self.cfg.reconnect_max_s
+        self._client.reconnect_delay_set(min_delay=random.uniform(0.5, 1.0),
+                                         max_delay=random.uniform(max(top / 2, 1.0), top))
+
+    # --- paho callbacks (run in paho's network thread) ------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             with self._lock:
@@ -131,7 +140,6 @@ class Publisher:
             self._log_outage(f"broker refused the connection: {reason_code}{hint}")
             return
         log.info("connected to MQTT broker %s:%d", self.cfg.host, self.cfg.port)
-        self._net.connected()
         self._connections += 1
         for topic in list(self._followed):
             client.subscribe(topic, qos=1)
@@ -171,8 +179,13 @@ class Publisher:
         self._followed[topic] = handler
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        # Applied by the sender after the step that read it, with the others read there.
+        # The sender notes a row's mid when paho's publish returns, and the broker's ack can
+        # be handled here before that: applied here, it would find no row and leave it on
+        # disk, to be sent again at the next start. The sender applies acks in its turn,
+        # woken for them only while a reconnect's resend waits on one.
         self._acks.append((mid, self._connections))
+        if self._resending:
+            self._queue.put(_ACKS)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was_connected = self.connected.is_set()
@@ -202,7 +215,7 @@ class Publisher:
             return
         self._log_outage(f"lost the MQTT broker ({reason_code}); reconnecting in the background")
 
-    def _on_connect_fail(self) -> None:  # the mqtt-connect thread
+    def _on_connect_fail(self, client, userdata) -> None:
         with self._lock:
             self._sizes.connect_failed()  # the broker was away: no message is to blame
         if self._outage_logged:
@@ -222,8 +235,9 @@ class Publisher:
             left = self.outbox.depth()
             if left:
                 log.info("outbox: %d message(s) left from before; sending them first", left)
-        self._net.start(self.cfg.host, self.cfg.port, self.cfg.keepalive_s)
         self._sender_thread.start()
+        self._client.connect_async(self.cfg.host, self.cfg.port, self.cfg.keepalive_s)
+        self._client.loop_start()
 
     def publish(self, msg: Message) -> None:
         """Queue a message: the sender thread stores and sends it, in this order, so the
@@ -239,32 +253,24 @@ class Publisher:
         return self._backlog and self.connected.is_set() and self.outbox is not None \
             and not self._resending
 
-    def _wait_s(self) -> float:
-        """How long the sender may sleep on its queue: not at all with a backlog to send;
-        briefly while the socket is behind or a connect awaits its answer; not longer than
-        ACK_DELAY_S while acks wait or are awaited; else IDLE_S."""
-        if self._pump_due:
-            return 0.0
-        if self._net.pressing:
-            return WRITE_WAIT_S
-        if self._acks or (self.outbox is not None and self.outbox.settling) \
-                or (self._rows and self.connected.is_set()) or self._resending:
-            return ACK_DELAY_S
-        return IDLE_S
-
     def _sender(self) -> None:
         while True:
+            pumping = self._pump_due
             try:
-                item = self._queue.get(timeout=self._wait_s())
+                # With a backlog to send, look at the queue without waiting; else sleep on it
+                # (waking now and then: paho's own queue may have had no room), not longer
+                # than ACK_DELAY_S while acks wait or are awaited.
+                awaited = self._acks or (self.outbox is not None and self.outbox.settling) \
+                    or (self._rows and self.connected.is_set())
+                item = self._queue.get(timeout=0.0 if pumping else ACK_DELAY_S if awaited else 1.0)
             except queue.Empty:
                 item = _PUMP
             if item is None:
                 self._apply_acks(resend=False)
                 return
             try:
-                if item is not _PUMP:
+                if item is not _PUMP and item is not _ACKS:
                     self._send(item)
-                self._net.step()  # writes what waits, reads the acks and anything else sent
                 self._apply_acks(resend=True)
                 if self._pump_due:
                     self._pump()
@@ -296,7 +302,7 @@ class Publisher:
     def _fits(self, topic: str, payload: bytes) -> bool:
         """Note the message's size, or say once per topic that the broker would not take it."""
         size = packet_bytes(topic, payload)
-        with self._lock:  # a failed connect attempt's thread notes failures too
+        with self._lock:  # the sender and paho's thread (retained replay) both send
             if self._sizes.allows(size):
                 self._sizes.sent(topic, size, time.monotonic())
                 return True
@@ -365,7 +371,7 @@ class Publisher:
                 return
             self._backlog = True  # stored: handed in its turn
             return
-        if self._resending or self._net.busy:  # after the resend; paho is the connect's
+        if self._resending:
             self._held.append(msg)
             return
         self._publish_now(msg)
@@ -396,22 +402,18 @@ class Publisher:
         self._queue.put(None)  # the sender stops after everything queued before it
         if self._sender_thread.is_alive():
             self._sender_thread.join(max(deadline - time.monotonic(), 0.2))
-        self._net.close(max(deadline - time.monotonic(), 0.1))
-        if not self._sender_thread.is_alive() and not self._net.busy:  # paho is this thread's
-            self._say_offline(time.monotonic() + timeout)
-            self._apply_acks(resend=False)  # acks that came after the sender stopped
-        if self.outbox is not None:
-            self.outbox.close()
-
-    def _say_offline(self, deadline: float) -> None:
-        """`offline`, acknowledged or until `deadline`, then a clean disconnect."""
         if self.connected.is_set():
             info = self._client.publish(self.status_topic, b"offline", qos=1, retain=True)
-            while not info.is_published() and self._client.socket() is not None \
-                    and time.monotonic() < deadline:
-                self._net.step()
-                time.sleep(0.005)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):
+                pass
         self._client.disconnect()
+        self._client.loop_stop()
+        if not self._sender_thread.is_alive():  # acks that came after the sender stopped
+            self._apply_acks(resend=False)
+        if self.outbox is not None:
+            self.outbox.close()
 
     def _unacked(self) -> bool:
         with self._lock:

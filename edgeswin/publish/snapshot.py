@@ -165,7 +165,7 @@ class Snapshots:
 
     def watched(self, topic: str, payload: bytes) -> None:
         """A board asks for live pictures for `for_s` seconds more (at most a minute; any
-        payload that is not such a request counts as 10 s). On the MQTT sender's thread: one float."""
+        payload that is not such a request counts as 10 s). On paho's thread: one float."""
         try:
             for_s = float(json.loads(payload).get("for_s", WATCH_S))
         except (ValueError, TypeError, AttributeError):

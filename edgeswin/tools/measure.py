@@ -65,9 +65,8 @@ def read_frames(video: Path, n: int) -> list[np.ndarray]:
 
 def thread_cpu() -> dict[str, float]:
     """CPU seconds so far of this process's threads, by kind: the capture threads, the
-    inference loop, the finisher, MQTT (the sender, which drives paho's network side, and
-    connect attempts), and native threads that Python did not start (OpenCV's pool, FFmpeg's
-    decoders, ONNX Runtime's pool)."""
+    inference loop, the finisher, MQTT (the sender and paho's network thread), and native threads that
+    Python did not start (OpenCV's pool, FFmpeg's decoders, ONNX Runtime's pool)."""
     names = {t.native_id: t.name for t in threading.enumerate()}
     tick = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
