@@ -228,7 +228,7 @@ class FleetAgent:
         report; after a reconnect (the device's or a bridge's on the way) it is said again,
         since that reconnect may have lost it (a bridge's queue gone, a central broker restored
         from an older file)."""
-        if first:
+        if first or not self.state.get("state"):
             return
         log.info("fleet: version %s again on %s (a reconnect's retained copy): reported again",
                  version, self.topics[source])
