@@ -90,8 +90,7 @@ class FleetAgent:
         elif self.state.get("state") == "rolling_out":
             self._say("applied", "applied at the restart it needed")
         elif self.state.get("state") in ("applied", "rolled_back"):
-            self._say(self.state["state"], self.state.get("reason", ""),
-                      self.state.get("said_version"))
+            self._say_again()
         elif self.state.get("version"):  # a refusal since: what serves is the applied one
             self._say("applied", f"serving version {self.state['version']}")
 
@@ -128,7 +127,8 @@ class FleetAgent:
                 self._consider(source, pending[source], now, reload, observe)
 
     def _consider(self, source: str, payload: bytes, now: float, reload, observe) -> None:
-        first, self._heard = source not in self._heard, self._heard | {source}
+        first = source not in self._heard
+        self._heard.add(source)
         if source == "group" and self._latest.get("device"):
             return  # a bundle for this device alone is in force
         if not payload:
@@ -232,6 +232,10 @@ class FleetAgent:
             return
         log.info("fleet: version %s again on %s (a reconnect's retained copy): reported again",
                  version, self.topics[source])
+        self._say_again()
+
+    def _say_again(self) -> None:
+        """The last report, as it stands."""
         self._say(self.state["state"], self.state.get("reason", ""),
                   self.state.get("said_version"))
 

@@ -461,7 +461,6 @@ def test_settings_a_reload_cannot_apply_restart_the_daemon_and_are_watched_after
     assert daemons[3].terminate()[0] == 0
 
 
-
 def test_a_report_lost_on_the_way_is_said_again_when_the_bundle_comes_again(
         tmp_path, broker, subscriber, videos, daemon_factory):
     """A bridge that lost its queue, or a central broker restored from an older file, holds a
