@@ -5,8 +5,9 @@ a degree, power by milliwatts. Home Assistant writes a state row (and its attrib
 change of an entity it reads, and its recorder keeps them: read from `stats`, four device
 sensors made about 1,400 rows an hour on a Jetson. Taken from `stats` by `after`, this topic
 changes only when a value moved by a whole step from the value last sent (temperature 1 degree,
-power 0.5 W or 5 %, energy per classification 10 %) or the power mode changed, so Home
-Assistant records what a person would look at in its history, not the sensors' noise.
+power 0.5 W or 5 %, energy per classification 10 %) or the power mode changed, and then
+carries each value as last sent unless it moved a step itself, so Home Assistant records what
+a person would look at in its history, not the sensors' noise.
 
 Hands on the message to publish, or None when nothing moved far enough.
 """
@@ -40,22 +41,28 @@ class Measured:
                    power.get("energy_mj_per_classification"), 3),
                "power_mode": mode.get("name"),
                "watts": {rail: round(w, 1) for rail, w in (power.get("watts") or {}).items()}}
-        last = self._sent
-        if last is not None and not self._changed(now, last):
-            return None
+        if self._sent is not None:
+            now = self._held(now, self._sent)
+            if now == self._sent:
+                return None
         self._sent = now
         return topic_message(self.root, "measured", now)
 
     @staticmethod
-    def _changed(now: dict, last: dict) -> bool:
+    def _held(now: dict, last: dict) -> dict:
+        """Each value as last sent unless it moved a whole step itself, so a step of one
+        (energy, say) does not carry the others' noise into Home Assistant's history."""
         power, energy = last["power_w"], last["energy_mj_per_classification"]
-        return (_moved(now["temp_max_c"], last["temp_max_c"], TEMP_STEP_C)
-                or _moved(now["power_w"], power,
-                          max(POWER_STEP_W, POWER_STEP_OF * abs(power or 0.0)))
-                or _moved(now["energy_mj_per_classification"], energy,
-                          ENERGY_STEP_OF * abs(energy or 0.0) or 1e-9)
-                or now["power_mode"] != last["power_mode"]
-                or set(now["watts"]) != set(last["watts"]))
+        held = dict(now)
+        if not _moved(now["temp_max_c"], last["temp_max_c"], TEMP_STEP_C):
+            held["temp_max_c"] = last["temp_max_c"]
+        if not _moved(now["power_w"], power, max(POWER_STEP_W, POWER_STEP_OF * abs(power or 0.0))) \
+                and set(now["watts"]) == set(last["watts"]):
+            held["power_w"], held["watts"] = power, last["watts"]
+        if not _moved(now["energy_mj_per_classification"], energy,
+                      ENERGY_STEP_OF * abs(energy or 0.0) or 1e-9):
+            held["energy_mj_per_classification"] = energy
+        return held
 
 
 def _rounded(value, digits: int) -> float | None:
